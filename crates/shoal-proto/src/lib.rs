@@ -6,8 +6,20 @@
 //! driver, in the browser (wasm32) and in the deterministic simulation.
 
 pub mod bencode;
-pub mod types;
+pub mod bitfield;
+pub mod choker;
+pub mod create;
+pub mod extension;
+pub mod magnet;
+pub mod metadata;
+pub mod metainfo;
+pub mod peer;
+pub mod picker;
 pub mod time;
+pub mod torrent;
+pub mod types;
+pub mod wire;
 
-pub use types::{InfoHash, PeerId};
+pub use bitfield::Bitfield;
 pub use time::Instant;
+pub use types::{InfoHash, PeerId};

@@ -1,1 +1,223 @@
-fn main() {}
+//! The `shoal` command: create and inspect torrents, download and seed them.
+//!
+//! Exit codes: 0 success, 1 the command failed, 2 the command line was wrong. Errors go to
+//! stderr as `shoal: <message>: <cause>...`.
+
+mod create;
+mod download;
+mod info;
+mod output;
+mod seed;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use output::CliError;
+
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, about = "BitTorrent for the web: create, inspect, download and seed torrents")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Make a .torrent from a file or a folder.
+    Create(CreateArgs),
+    /// Show what a .torrent or a magnet link describes.
+    Info(InfoArgs),
+    /// Download a torrent (a .torrent file, a magnet link or an http(s) URL of a .torrent).
+    Download(DownloadArgs),
+    /// Share a torrent's content with others.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The file or folder to share.
+    pub path: PathBuf,
+    /// Where to write the .torrent [default: NAME.torrent in the current folder].
+    #[arg(short, long, value_name = "OUT.torrent")]
+    pub output: Option<PathBuf>,
+    /// A tracker announce URL; each one gets its own tier. Repeat for several.
+    #[arg(long = "tracker", value_name = "URL")]
+    pub trackers: Vec<String>,
+    /// An HTTP web seed (BEP 19). Repeat for several.
+    #[arg(long = "web-seed", value_name = "URL")]
+    pub web_seeds: Vec<String>,
+    /// Piece size: a power of two from 16KiB to 256MiB, e.g. 16384, 256KiB, 1MiB
+    /// [default: chosen for about 1000-2000 pieces].
+    #[arg(long, value_name = "SIZE", value_parser = parse_piece_size)]
+    pub piece_size: Option<u32>,
+    /// The torrent's name [default: the file or folder name].
+    #[arg(long)]
+    pub name: Option<String>,
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Mark the torrent private (BEP 27: trackers only, no DHT or peer exchange).
+    #[arg(long)]
+    pub private: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// A .torrent file or a magnet link.
+    #[arg(value_name = "TORRENT|MAGNET")]
+    pub source: String,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// A .torrent file, a magnet link or an http(s) URL of a .torrent.
+    #[arg(value_name = "TORRENT|MAGNET|URL")]
+    pub source: String,
+    /// The folder to download into.
+    #[arg(short, long, value_name = "DIR", default_value = ".")]
+    pub output: PathBuf,
+    /// A peer to connect to directly. Repeat for several.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Address to accept incoming peer connections on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Keep seeding once the download is complete.
+    #[arg(long)]
+    pub seed: bool,
+    /// Print JSON lines (progress, then a summary) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// An extra tracker announce URL. Repeat for several.
+    #[arg(long = "tracker", value_name = "URL")]
+    pub trackers: Vec<String>,
+    /// Download only these files (indices as `shoal info` lists them).
+    #[arg(long, value_name = "INDEX,...", value_delimiter = ',')]
+    pub only: Vec<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct SeedArgs {
+    /// A .torrent file (its content is looked for in DIR), or a file or folder to share (a
+    /// torrent is made for it first).
+    #[arg(value_name = "TORRENT|PATH")]
+    pub source: PathBuf,
+    /// The folder holding the content of TORRENT [default: the torrent's folder].
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Address to accept incoming peer connections on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// A tracker announce URL. Repeat for several.
+    #[arg(long = "tracker", value_name = "URL")]
+    pub trackers: Vec<String>,
+    /// A peer to connect to directly. Repeat for several.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `16384`, `256KiB`, `256k`, `1MiB`, `1M`: piece sizes are always binary, so `KB` and `MB`
+/// mean KiB and MiB too.
+fn parse_piece_size(text: &str) -> Result<u32, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+    let (digits, unit) = lower.split_at(split);
+    let multiplier: u64 = match unit.trim() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        other => return Err(format!("unknown unit {other:?} (use KiB or MiB)")),
+    };
+    let size = digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("{text:?} is not a size"))?;
+    let min = u64::from(shoal_proto::create::MIN_PIECE_LENGTH);
+    let max = u64::from(shoal_proto::metainfo::MAX_PIECE_LENGTH);
+    if !size.is_power_of_two() || !(min..=max).contains(&size) {
+        return Err(format!("{size} bytes is not a power of two between 16KiB and 256MiB"));
+    }
+    Ok(size as u32)
+}
+
+fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with 2.
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::with_source("cannot start the async runtime", e))
+        .and_then(|runtime| runtime.block_on(run(cli.command)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", output::format_error(&error));
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Create(args) => tokio::task::spawn_blocking(move || create::run(args))
+            .await
+            .map_err(|e| CliError::with_source("hashing stopped", e))?,
+        Command::Info(args) => info::run(args),
+        Command::Download(args) => download::run(args).await,
+        Command::Seed(args) => seed::run(args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn piece_sizes_parse() {
+        assert_eq!(parse_piece_size("16384"), Ok(16384));
+        assert_eq!(parse_piece_size("256KiB"), Ok(256 << 10));
+        assert_eq!(parse_piece_size("256k"), Ok(256 << 10));
+        assert_eq!(parse_piece_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_piece_size("4 MB"), Ok(4 << 20));
+        assert!(parse_piece_size("1000").is_err());
+        assert!(parse_piece_size("8KiB").is_err());
+        assert!(parse_piece_size("512MiB").is_err());
+        assert!(parse_piece_size("1GiB").is_err());
+        assert!(parse_piece_size("lots").is_err());
+        assert!(parse_piece_size("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["shoal", "download", "x.torrent", "--only", "1,3", "--peer", "[::1]:1"])
+            .unwrap();
+        match cli.command {
+            Command::Download(args) => {
+                assert_eq!(args.only, vec![1, 3]);
+                assert_eq!(args.peers, vec!["[::1]:1"]);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

@@ -14,6 +14,7 @@ pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
 pub mod peer;
+pub mod peer_book;
 pub mod picker;
 pub mod time;
 pub mod torrent;
@@ -22,4 +23,4 @@ pub mod wire;
 
 pub use bitfield::Bitfield;
 pub use time::Instant;
-pub use types::{InfoHash, PeerId};
+pub use types::{InfoHash, PeerId, PeerKey};

@@ -1,1 +1,270 @@
-//! (in progress)
+//! What the torrent state machine knows about one connected peer.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::bitfield::Bitfield;
+use crate::time::Instant;
+use crate::types::{PeerId, PeerKey};
+use crate::wire::BlockRef;
+
+/// A byte rate over a sliding window of one-second buckets.
+#[derive(Clone, Debug, Default)]
+pub struct RateMeter {
+    buckets: [u64; RATE_BUCKETS],
+    current: u64,
+    /// Index of the bucket `current` belongs to, in whole seconds since the driver's epoch.
+    second: u64,
+    total: u64,
+}
+
+const RATE_BUCKETS: usize = 5;
+
+impl RateMeter {
+    pub fn record(&mut self, now: Instant, bytes: u64) {
+        self.roll(now);
+        self.current += bytes;
+        self.total += bytes;
+    }
+
+    /// Bytes per second over the last few whole seconds (plus the current partial one).
+    pub fn rate(&self, now: Instant) -> u64 {
+        let second = now.since_epoch().as_secs();
+        let age = second.saturating_sub(self.second);
+        if age as usize > RATE_BUCKETS {
+            return 0;
+        }
+        // Buckets older than the window fall out as time passes.
+        let kept: u64 = self.buckets.iter().rev().take(RATE_BUCKETS - age as usize).sum();
+        let current = if age == 0 { self.current } else { 0 };
+        let elapsed_in_current = now.since_epoch().subsec_millis() as u64;
+        let window_ms = (RATE_BUCKETS as u64) * 1000 + elapsed_in_current;
+        (kept + current) * 1000 / window_ms.max(1)
+    }
+
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    fn roll(&mut self, now: Instant) {
+        let second = now.since_epoch().as_secs();
+        if second == self.second {
+            return;
+        }
+        let steps = (second.saturating_sub(self.second)).min(RATE_BUCKETS as u64 + 1);
+        for _ in 0..steps {
+            self.buckets.rotate_left(1);
+            self.buckets[RATE_BUCKETS - 1] = self.current;
+            self.current = 0;
+        }
+        self.second = second;
+    }
+}
+
+/// How a connection came to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Outgoing,
+    Incoming,
+}
+
+/// Extension ids the peer assigned in its BEP 10 handshake (0 = not supported).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PeerExtensions {
+    pub ut_metadata: u8,
+    pub ut_pex: u8,
+    pub lt_donthave: u8,
+}
+
+/// A block the peer asked us for that we have not sent yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadRequest {
+    pub block: BlockRef,
+    /// The driver has been asked to read it from storage.
+    pub reading: bool,
+}
+
+pub struct Peer {
+    pub key: PeerKey,
+    pub addr: Option<SocketAddr>,
+    pub peer_id: PeerId,
+    pub direction: Direction,
+    pub supports_fast: bool,
+    pub supports_extensions: bool,
+    pub extensions: PeerExtensions,
+    pub client: Option<String>,
+    /// Their `reqq`: how many requests they accept queued.
+    pub max_requests: u32,
+    pub metadata_size: Option<u64>,
+
+    pub am_choking: bool,
+    pub am_interested: bool,
+    pub peer_choking: bool,
+    pub peer_interested: bool,
+
+    /// Pieces the peer has; sized once the piece count is known.
+    pub has: Bitfield,
+    /// True when it has every piece (counted as a seed in the picker's availability).
+    pub is_seed: bool,
+    /// A bitfield or haves that arrived before we knew the piece count (magnet).
+    pub early_bitfield: Option<bytes::Bytes>,
+    pub early_haves: Vec<u32>,
+    pub early_have_all: bool,
+    /// Whether anything past the handshake arrived (a bitfield is only valid first).
+    pub got_first_message: bool,
+
+    /// Our requests to the peer, oldest first.
+    pub requests: VecDeque<BlockRef>,
+    /// How many requests we keep queued at the peer, from its measured rate.
+    pub queue_target: u32,
+    /// Pieces we may request while choked (BEP 6).
+    pub allowed_fast: Vec<u32>,
+    /// The peer stopped delivering: it is given a single request at a time until it does.
+    pub snubbed: bool,
+    pub last_block_at: Instant,
+
+    /// The peer's requests to us.
+    pub uploads: VecDeque<UploadRequest>,
+
+    pub download: RateMeter,
+    pub upload: RateMeter,
+    pub last_received: Instant,
+    pub last_sent: Instant,
+    pub connected_at: Instant,
+    /// Bytes of blocks the peer sent that we never asked for.
+    pub unrequested_bytes: u64,
+    /// Metadata pieces requested from this peer and not answered yet.
+    pub metadata_in_flight: u32,
+}
+
+impl Peer {
+    pub fn new(
+        key: PeerKey,
+        addr: Option<SocketAddr>,
+        peer_id: PeerId,
+        direction: Direction,
+        now: Instant,
+    ) -> Self {
+        Peer {
+            key,
+            addr,
+            peer_id,
+            direction,
+            supports_fast: false,
+            supports_extensions: false,
+            extensions: PeerExtensions::default(),
+            client: None,
+            max_requests: DEFAULT_PEER_REQQ,
+            metadata_size: None,
+            am_choking: true,
+            am_interested: false,
+            peer_choking: true,
+            peer_interested: false,
+            has: Bitfield::new(0),
+            is_seed: false,
+            early_bitfield: None,
+            early_haves: Vec::new(),
+            early_have_all: false,
+            got_first_message: false,
+            requests: VecDeque::new(),
+            queue_target: INITIAL_QUEUE_TARGET,
+            allowed_fast: Vec::new(),
+            snubbed: false,
+            last_block_at: now,
+            uploads: VecDeque::new(),
+            download: RateMeter::default(),
+            upload: RateMeter::default(),
+            last_received: now,
+            last_sent: now,
+            connected_at: now,
+            unrequested_bytes: 0,
+            metadata_in_flight: 0,
+        }
+    }
+
+    /// Whether the peer has `piece` (seeds have everything).
+    pub fn has_piece(&self, piece: u32) -> bool {
+        self.is_seed || self.has.get(piece)
+    }
+
+    /// Removes our request for `block` if outstanding. Blocks usually arrive in the order
+    /// requested, so the front is checked first.
+    pub fn take_request(&mut self, block: &BlockRef) -> bool {
+        if self.requests.front() == Some(block) {
+            self.requests.pop_front();
+            return true;
+        }
+        match self.requests.iter().position(|r| r == block) {
+            Some(i) => {
+                self.requests.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether we may send requests now: unchoked, or choked with allowed-fast pieces.
+    pub fn can_request(&self) -> bool {
+        !self.peer_choking || !self.allowed_fast.is_empty()
+    }
+
+    /// Recomputes how deep the request queue should be from the download rate: enough requests
+    /// to cover `QUEUE_TIME` of transfer, so the peer never idles waiting for our next request.
+    pub fn update_queue_target(&mut self, now: Instant) {
+        if self.snubbed {
+            self.queue_target = 1;
+            return;
+        }
+        let rate = self.download.rate(now);
+        let covering = (rate as f64 * QUEUE_TIME.as_secs_f64() / f64::from(crate::picker::BLOCK_SIZE))
+            as u32;
+        let cap = self.max_requests.clamp(1, MAX_QUEUE_TARGET);
+        // Never shrink below the initial depth while the rate is still being learned.
+        self.queue_target = covering.max(INITIAL_QUEUE_TARGET.min(cap)).min(cap);
+    }
+}
+
+/// A peer's request queue size when it does not say (`reqq`), as libtorrent assumes.
+pub const DEFAULT_PEER_REQQ: u32 = 250;
+/// Requests kept queued at a new peer before its rate is known.
+pub const INITIAL_QUEUE_TARGET: u32 = 64;
+/// Upper bound on requests queued at any one peer.
+pub const MAX_QUEUE_TARGET: u32 = 2000;
+/// The transfer time the request queue should cover.
+pub const QUEUE_TIME: Duration = Duration::from_secs(1);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Instant {
+        Instant::from_duration(Duration::from_millis(ms))
+    }
+
+    #[test]
+    fn rate_meter_tracks_and_decays() {
+        let mut m = RateMeter::default();
+        for s in 0..5u64 {
+            m.record(at(s * 1000), 1000);
+        }
+        let r = m.rate(at(5000));
+        assert!((800..=1000).contains(&r), "rate {r}");
+        assert_eq!(m.rate(at(20_000)), 0);
+        assert_eq!(m.total(), 5000);
+    }
+
+    #[test]
+    fn queue_target_follows_rate_within_bounds() {
+        let mut p = Peer::new(PeerKey(1), None, PeerId([0; 20]), Direction::Outgoing, at(0));
+        p.max_requests = 500;
+        for ms in (0..5000).step_by(10) {
+            p.download.record(at(ms), 160 * 1024); // 16 MB/s
+        }
+        p.update_queue_target(at(5000));
+        assert!(p.queue_target > INITIAL_QUEUE_TARGET && p.queue_target <= 500, "{}", p.queue_target);
+        p.snubbed = true;
+        p.update_queue_target(at(5000));
+        assert_eq!(p.queue_target, 1);
+    }
+}

@@ -1,1 +1,636 @@
-//! (in progress)
+//! The piece picker: which blocks to request from which peer.
+//!
+//! Order of preference when a peer has room in its request queue:
+//! 1. free blocks of pieces this peer already started, so a piece normally comes from one peer
+//!    (finishes sooner, keeps disk writes local, and makes a bad piece attributable);
+//! 2. a new piece, rarest first among the wanted pieces the peer has (highest priority first);
+//! 3. free blocks of pieces other peers started;
+//! 4. endgame: when nothing is free, blocks already requested from someone else, at most one
+//!    duplicate each; the first copy to arrive wins and the other is cancelled.
+//!
+//! Availability counts peers that have a piece; peers that have everything (seeds) are counted
+//! once in `seeds` instead, so a seed connecting or leaving costs O(1) rather than O(pieces).
+
+use std::collections::BTreeMap;
+
+use crate::time::Instant;
+use crate::types::PeerKey;
+use crate::wire::BlockRef;
+
+/// The block size every mainstream client uses and accepts.
+pub const BLOCK_SIZE: u32 = 16 * 1024;
+
+/// How often the rarest-first order is rebuilt at most, when availability changes. Rarest-first
+/// is a heuristic; rebuilding on every `have` message would cost O(n log n) per block.
+const ORDER_REBUILD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Piece and block sizes of one torrent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub piece_length: u32,
+    pub total_length: u64,
+    pub piece_count: u32,
+}
+
+impl Geometry {
+    pub fn new(piece_length: u32, total_length: u64) -> Self {
+        let piece_count = if piece_length == 0 {
+            0
+        } else {
+            total_length.div_ceil(u64::from(piece_length)) as u32
+        };
+        Geometry { piece_length, total_length, piece_count }
+    }
+
+    pub fn piece_len(&self, piece: u32) -> u32 {
+        if piece + 1 == self.piece_count {
+            let rest = self.total_length - u64::from(piece) * u64::from(self.piece_length);
+            rest as u32
+        } else {
+            self.piece_length
+        }
+    }
+
+    pub fn block_count(&self, piece: u32) -> u32 {
+        self.piece_len(piece).div_ceil(BLOCK_SIZE)
+    }
+
+    /// The block that starts at `offset`, if `offset`/`length` describe a whole block exactly.
+    pub fn block_index(&self, piece: u32, offset: u32, length: u32) -> Option<u32> {
+        if piece >= self.piece_count || offset % BLOCK_SIZE != 0 {
+            return None;
+        }
+        let index = offset / BLOCK_SIZE;
+        (index < self.block_count(piece) && self.block_len(piece, index) == length).then_some(index)
+    }
+
+    pub fn block_len(&self, piece: u32, block: u32) -> u32 {
+        let piece_len = self.piece_len(piece);
+        let start = block * BLOCK_SIZE;
+        (piece_len - start).min(BLOCK_SIZE)
+    }
+
+    pub fn block(&self, piece: u32, block: u32) -> BlockRef {
+        BlockRef { piece, offset: block * BLOCK_SIZE, length: self.block_len(piece, block) }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PieceState {
+    Missing,
+    InProgress,
+    /// Every block arrived; the driver is hashing it.
+    Verifying,
+    Have,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Block {
+    Free,
+    /// Requested from the first peer, and in endgame possibly duplicated to a second.
+    Requested(PeerKey, Option<PeerKey>),
+    Received,
+}
+
+struct Partial {
+    blocks: Vec<Block>,
+    free: u32,
+    received: u32,
+    /// The peer the piece was first handed to; it gets the rest of the piece first.
+    owner: PeerKey,
+    /// Everyone who delivered a block of it: the suspects if the hash fails.
+    contributors: Vec<PeerKey>,
+}
+
+/// What became of a block that arrived.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BlockOutcome {
+    /// Not wanted (already have it, or not in progress): drop the data.
+    Unwanted,
+    /// Stored; other peers that were asked for the same block (endgame) should get a cancel.
+    Accepted { cancel: Option<PeerKey>, piece_complete: bool },
+}
+
+pub struct Picker {
+    geometry: Geometry,
+    state: Vec<PieceState>,
+    availability: Vec<u16>,
+    seeds: u32,
+    priority: Vec<u8>,
+    partial: BTreeMap<u32, Partial>,
+    /// Candidate pieces, rarest and most important first; entries may be stale (already
+    /// started or done) and are skipped.
+    order: Vec<u32>,
+    order_dirty: bool,
+    order_built_at: Option<Instant>,
+    /// Wanted pieces not yet verified.
+    wanted_missing: u32,
+    rng: u64,
+}
+
+impl Picker {
+    /// A picker for a torrent of which we hold nothing yet and want everything.
+    pub fn new(geometry: Geometry, random_seed: u64) -> Self {
+        let n = geometry.piece_count as usize;
+        Picker {
+            geometry,
+            state: vec![PieceState::Missing; n],
+            availability: vec![0; n],
+            seeds: 0,
+            priority: vec![1; n],
+            partial: BTreeMap::new(),
+            order: Vec::new(),
+            order_dirty: true,
+            order_built_at: None,
+            wanted_missing: geometry.piece_count,
+            rng: random_seed | 1,
+        }
+    }
+
+    pub fn geometry(&self) -> &Geometry {
+        &self.geometry
+    }
+
+    /// Marks a piece as held and verified (from a recheck at start, or a verified download).
+    pub fn set_have(&mut self, piece: u32) {
+        let Some(state) = self.state.get_mut(piece as usize) else { return };
+        if *state != PieceState::Have {
+            if *state == PieceState::InProgress || *state == PieceState::Verifying {
+                self.partial.remove(&piece);
+            }
+            *state = PieceState::Have;
+            if self.priority[piece as usize] > 0 {
+                self.wanted_missing -= 1;
+            }
+        }
+    }
+
+    pub fn has(&self, piece: u32) -> bool {
+        self.state.get(piece as usize) == Some(&PieceState::Have)
+    }
+
+    /// Sets how much a piece is wanted: 0 = not at all (its files are skipped), higher = sooner.
+    pub fn set_priority(&mut self, piece: u32, priority: u8) {
+        let Some(old) = self.priority.get_mut(piece as usize) else { return };
+        let missing = self.state[piece as usize] != PieceState::Have;
+        if missing && (*old > 0) != (priority > 0) {
+            if priority > 0 {
+                self.wanted_missing += 1;
+            } else {
+                self.wanted_missing -= 1;
+            }
+        }
+        *old = priority;
+        // A priority change must take effect at the next pick, not after the rebuild interval.
+        self.order_built_at = None;
+    }
+
+    pub fn priority(&self, piece: u32) -> u8 {
+        self.priority.get(piece as usize).copied().unwrap_or(0)
+    }
+
+    /// True once every wanted piece is verified.
+    pub fn is_complete(&self) -> bool {
+        self.wanted_missing == 0
+    }
+
+    pub fn wanted_missing(&self) -> u32 {
+        self.wanted_missing
+    }
+
+    /// Whether a peer holding `peer_has` has something we want.
+    pub fn wants_any(&self, peer_has: impl Fn(u32) -> bool, peer_is_seed: bool) -> bool {
+        if self.wanted_missing == 0 {
+            return false;
+        }
+        if peer_is_seed {
+            return true;
+        }
+        (0..self.geometry.piece_count).any(|p| self.is_wanted(p) && peer_has(p))
+    }
+
+    /// Whether we still want a piece (wanted and not held).
+    pub fn is_wanted(&self, piece: u32) -> bool {
+        let i = piece as usize;
+        i < self.state.len() && self.priority[i] > 0 && self.state[i] != PieceState::Have
+    }
+
+    // ---- availability ----
+
+    pub fn add_seed(&mut self) {
+        self.seeds += 1;
+    }
+
+    pub fn remove_seed(&mut self) {
+        self.seeds = self.seeds.saturating_sub(1);
+    }
+
+    pub fn add_available(&mut self, piece: u32) {
+        if let Some(a) = self.availability.get_mut(piece as usize) {
+            *a = a.saturating_add(1);
+            self.order_dirty = true;
+        }
+    }
+
+    pub fn remove_available(&mut self, piece: u32) {
+        if let Some(a) = self.availability.get_mut(piece as usize) {
+            *a = a.saturating_sub(1);
+            self.order_dirty = true;
+        }
+    }
+
+    /// Number of connected peers known to have `piece`.
+    pub fn availability(&self, piece: u32) -> u32 {
+        self.seeds + self.availability.get(piece as usize).copied().unwrap_or(0) as u32
+    }
+
+    // ---- picking ----
+
+    /// Appends up to `max` blocks for `peer` to request to `out`. `peer_has` tells which pieces
+    /// the peer holds; `endgame` allows duplicating blocks already requested elsewhere.
+    pub fn pick(
+        &mut self,
+        now: Instant,
+        peer: PeerKey,
+        peer_has: impl Fn(u32) -> bool,
+        max: usize,
+        out: &mut Vec<BlockRef>,
+    ) {
+        if max == 0 || self.wanted_missing == 0 {
+            return;
+        }
+        let start = out.len();
+        let want = |out: &Vec<BlockRef>| out.len() - start < max;
+
+        // 1. Pieces this peer owns.
+        let geometry = self.geometry;
+        for (&piece, partial) in self.partial.iter_mut() {
+            if !want(out) {
+                return;
+            }
+            if partial.owner == peer && partial.free > 0 {
+                take_free_blocks(&geometry, piece, partial, peer, max - (out.len() - start), out);
+            }
+        }
+
+        // 2. New pieces, rarest first.
+        if want(out) {
+            self.refresh_order(now);
+            let mut i = 0;
+            while i < self.order.len() && want(out) {
+                let piece = self.order[i];
+                i += 1;
+                let idx = piece as usize;
+                if self.state[idx] != PieceState::Missing
+                    || self.priority[idx] == 0
+                    || !peer_has(piece)
+                {
+                    continue;
+                }
+                let blocks = self.geometry.block_count(piece);
+                let mut partial = Partial {
+                    blocks: vec![Block::Free; blocks as usize],
+                    free: blocks,
+                    received: 0,
+                    owner: peer,
+                    contributors: Vec::new(),
+                };
+                let room = max - (out.len() - start);
+                take_free_blocks(&geometry, piece, &mut partial, peer, room, out);
+                self.state[idx] = PieceState::InProgress;
+                self.partial.insert(piece, partial);
+            }
+        }
+
+        // 3. Free blocks of pieces others started.
+        if want(out) {
+            for (&piece, partial) in self.partial.iter_mut() {
+                if !want(out) {
+                    return;
+                }
+                if partial.free > 0 && peer_has(piece) {
+                    let room = max - (out.len() - start);
+                    take_free_blocks(&geometry, piece, partial, peer, room, out);
+                }
+            }
+        }
+
+        // 4. Endgame: nothing is free for this peer. Only once every wanted piece has been
+        // started, so duplicates are spent only on the last stragglers.
+        if want(out) && !self.any_missing_wanted_piece_unstarted() {
+            for (&piece, partial) in self.partial.iter_mut() {
+                if !want(out) {
+                    return;
+                }
+                if !peer_has(piece) {
+                    continue;
+                }
+                for (b, block) in partial.blocks.iter_mut().enumerate() {
+                    if !want(out) {
+                        break;
+                    }
+                    if let Block::Requested(first, None) = *block {
+                        if first != peer {
+                            *block = Block::Requested(first, Some(peer));
+                            out.push(geometry.block(piece, b as u32));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn any_missing_wanted_piece_unstarted(&self) -> bool {
+        // Partial pieces plus verified pieces account for every wanted piece in the endgame.
+        let started_or_verifying = self.partial.len() as u32;
+        self.wanted_missing > started_or_verifying
+    }
+
+    fn refresh_order(&mut self, now: Instant) {
+        let due = match self.order_built_at {
+            None => true,
+            Some(at) => self.order_dirty && now.saturating_since(at) >= ORDER_REBUILD_INTERVAL,
+        };
+        if !due {
+            return;
+        }
+        let mut order: Vec<u32> = (0..self.geometry.piece_count)
+            .filter(|&p| {
+                self.state[p as usize] == PieceState::Missing && self.priority[p as usize] > 0
+            })
+            .collect();
+        // Random tie-break so peers starting together do not all fetch the same pieces.
+        let mut keys: Vec<(u8, u16, u32, u32)> = order
+            .iter()
+            .map(|&p| {
+                let i = p as usize;
+                (u8::MAX - self.priority[i], self.availability[i], self.next_random(), p)
+            })
+            .collect();
+        keys.sort_unstable();
+        order.clear();
+        order.extend(keys.iter().map(|k| k.3));
+        self.order = order;
+        self.order_dirty = false;
+        self.order_built_at = Some(now);
+    }
+
+    fn next_random(&mut self) -> u32 {
+        // xorshift64*: plenty for tie-breaking.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
+    }
+
+    // ---- results ----
+
+    /// A block arrived from `peer`, which had requested it.
+    pub fn on_block(&mut self, block: BlockRef, peer: PeerKey) -> BlockOutcome {
+        let Some(index) = self.geometry.block_index(block.piece, block.offset, block.length) else {
+            return BlockOutcome::Unwanted;
+        };
+        let Some(partial) = self.partial.get_mut(&block.piece) else {
+            return BlockOutcome::Unwanted;
+        };
+        let cancel = match partial.blocks[index as usize] {
+            Block::Received => return BlockOutcome::Unwanted,
+            Block::Free => {
+                partial.free -= 1;
+                None
+            }
+            Block::Requested(first, dup) => {
+                if first == peer {
+                    dup
+                } else if dup == Some(peer) {
+                    Some(first)
+                } else {
+                    // Requested from someone else and delivered by this peer (e.g. its request
+                    // was timed out and reassigned): take it, cancel the others.
+                    Some(first)
+                }
+            }
+        };
+        partial.blocks[index as usize] = Block::Received;
+        partial.received += 1;
+        if !partial.contributors.contains(&peer) {
+            partial.contributors.push(peer);
+        }
+        let piece_complete = partial.received as usize == partial.blocks.len();
+        if piece_complete {
+            self.state[block.piece as usize] = PieceState::Verifying;
+        }
+        BlockOutcome::Accepted { cancel, piece_complete }
+    }
+
+    /// A request to `peer` is no longer outstanding without having delivered (rejected,
+    /// cancelled by us, timed out, or the peer left): the block is free again unless another
+    /// peer also has it requested.
+    pub fn on_unrequest(&mut self, block: BlockRef, peer: PeerKey) {
+        let Some(index) = self.geometry.block_index(block.piece, block.offset, block.length) else {
+            return;
+        };
+        let Some(partial) = self.partial.get_mut(&block.piece) else { return };
+        let slot = &mut partial.blocks[index as usize];
+        match *slot {
+            Block::Requested(first, None) if first == peer => {
+                *slot = Block::Free;
+                partial.free += 1;
+            }
+            Block::Requested(first, Some(dup)) if first == peer => {
+                *slot = Block::Requested(dup, None);
+            }
+            Block::Requested(first, Some(dup)) if dup == peer => {
+                *slot = Block::Requested(first, None);
+            }
+            _ => {}
+        }
+        if partial.owner == peer && partial.received == 0 && partial.free as usize == partial.blocks.len()
+        {
+            // Nobody is working on it any more: let rarest-first consider it afresh.
+            self.partial.remove(&block.piece);
+            self.state[block.piece as usize] = PieceState::Missing;
+            // Appended (a duplicate entry is harmless: entries are checked when used).
+            self.order.push(block.piece);
+        }
+    }
+
+    /// The driver hashed a complete piece. On success the piece is held; on failure it is
+    /// reset for a fresh download and the peers that contributed to it are returned.
+    pub fn on_verified(&mut self, piece: u32, ok: bool) -> Vec<PeerKey> {
+        if self.state.get(piece as usize) != Some(&PieceState::Verifying) {
+            return Vec::new();
+        }
+        let contributors = self.partial.remove(&piece).map(|p| p.contributors).unwrap_or_default();
+        if ok {
+            self.set_have_from_verifying(piece);
+            Vec::new()
+        } else {
+            self.state[piece as usize] = PieceState::Missing;
+            self.order_dirty = true;
+            // Put it first so the broken piece is fetched again soon.
+            self.order.insert(0, piece);
+            contributors
+        }
+    }
+
+    fn set_have_from_verifying(&mut self, piece: u32) {
+        self.state[piece as usize] = PieceState::Have;
+        if self.priority[piece as usize] > 0 {
+            self.wanted_missing -= 1;
+        }
+    }
+
+    /// Number of pieces started but not yet verified.
+    pub fn in_progress(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+fn take_free_blocks(
+    geometry: &Geometry,
+    piece: u32,
+    partial: &mut Partial,
+    peer: PeerKey,
+    max: usize,
+    out: &mut Vec<BlockRef>,
+) {
+    let mut taken = 0;
+    for (b, block) in partial.blocks.iter_mut().enumerate() {
+        if taken == max || partial.free == 0 {
+            break;
+        }
+        if *block == Block::Free {
+            *block = Block::Requested(peer, None);
+            partial.free -= 1;
+            taken += 1;
+            out.push(geometry.block(piece, b as u32));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: PeerKey = PeerKey(1);
+    const B: PeerKey = PeerKey(2);
+
+    fn t(ms: u64) -> Instant {
+        Instant::from_duration(std::time::Duration::from_millis(ms))
+    }
+
+    #[test]
+    fn geometry_handles_short_last_piece_and_block() {
+        let g = Geometry::new(32 * 1024, 32 * 1024 * 2 + 100);
+        assert_eq!(g.piece_count, 3);
+        assert_eq!(g.piece_len(2), 100);
+        assert_eq!(g.block_count(2), 1);
+        assert_eq!(g.block_len(2, 0), 100);
+        assert_eq!(g.block_index(2, 0, 100), Some(0));
+        assert_eq!(g.block_index(2, 0, BLOCK_SIZE), None);
+        assert_eq!(g.block_index(1, BLOCK_SIZE, BLOCK_SIZE), Some(1));
+        assert_eq!(g.block_index(1, 100, BLOCK_SIZE), None);
+        assert_eq!(g.block_index(3, 0, 100), None);
+    }
+
+    #[test]
+    fn picks_rarest_first_and_whole_pieces_per_peer() {
+        let g = Geometry::new(2 * BLOCK_SIZE, 4 * 2 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 7);
+        // Piece 2 is rarest (1 peer), others have 2.
+        for piece in [0, 1, 3] {
+            p.add_available(piece);
+            p.add_available(piece);
+        }
+        p.add_available(2);
+        let mut out = Vec::new();
+        p.pick(t(0), A, |_| true, 2, &mut out);
+        assert_eq!(out.len(), 2);
+        assert!(out.iter().all(|b| b.piece == 2), "{out:?}");
+        // A's own piece is continued before anything new.
+        p.on_unrequest(out[1], A);
+        let mut again = Vec::new();
+        p.pick(t(1), A, |_| true, 1, &mut again);
+        assert_eq!(again, vec![out[1]]);
+    }
+
+    #[test]
+    fn skips_unwanted_and_held_pieces_and_completes() {
+        let g = Geometry::new(BLOCK_SIZE, 3 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 1);
+        p.set_priority(0, 0);
+        p.set_have(1);
+        assert_eq!(p.wanted_missing(), 1);
+        let mut out = Vec::new();
+        p.pick(t(0), A, |_| true, 10, &mut out);
+        assert_eq!(out, vec![g.block(2, 0)]);
+        assert_eq!(
+            p.on_block(out[0], A),
+            BlockOutcome::Accepted { cancel: None, piece_complete: true }
+        );
+        assert!(!p.is_complete());
+        assert!(p.on_verified(2, true).is_empty());
+        assert!(p.is_complete());
+    }
+
+    #[test]
+    fn endgame_duplicates_and_cancels() {
+        let g = Geometry::new(BLOCK_SIZE, u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 1);
+        let mut out = Vec::new();
+        p.pick(t(0), A, |_| true, 10, &mut out);
+        assert_eq!(out.len(), 1);
+        let mut dup = Vec::new();
+        p.pick(t(0), B, |_| true, 10, &mut dup);
+        assert_eq!(dup, out, "endgame should duplicate the last block");
+        assert_eq!(
+            p.on_block(dup[0], B),
+            BlockOutcome::Accepted { cancel: Some(A), piece_complete: true }
+        );
+        assert_eq!(p.on_block(out[0], A), BlockOutcome::Unwanted);
+    }
+
+    #[test]
+    fn failed_piece_is_refetched_and_blames_contributors() {
+        let g = Geometry::new(2 * BLOCK_SIZE, 2 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 1);
+        let mut out = Vec::new();
+        p.pick(t(0), A, |_| true, 1, &mut out);
+        p.pick(t(0), B, |_| true, 1, &mut out);
+        assert_eq!(out.len(), 2);
+        p.on_block(out[0], A);
+        p.on_block(out[1], B);
+        let mut blamed = p.on_verified(0, false);
+        blamed.sort();
+        assert_eq!(blamed, vec![A, B]);
+        let mut again = Vec::new();
+        p.pick(t(1), A, |_| true, 10, &mut again);
+        assert_eq!(again.len(), 2);
+    }
+
+    #[test]
+    fn peer_leaving_frees_its_blocks() {
+        let g = Geometry::new(4 * BLOCK_SIZE, 4 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 1);
+        let mut out = Vec::new();
+        p.pick(t(0), A, |_| true, 4, &mut out);
+        for b in &out {
+            p.on_unrequest(*b, A);
+        }
+        let mut b_out = Vec::new();
+        p.pick(t(0), B, |_| true, 4, &mut b_out);
+        assert_eq!(b_out.len(), 4);
+    }
+
+    #[test]
+    fn respects_what_the_peer_has() {
+        let g = Geometry::new(BLOCK_SIZE, 4 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 3);
+        let mut out = Vec::new();
+        p.pick(t(0), A, |piece| piece == 3, 10, &mut out);
+        assert_eq!(out, vec![g.block(3, 0)]);
+        assert!(p.wants_any(|piece| piece == 0, false));
+        assert!(!p.wants_any(|_| false, false));
+    }
+}

@@ -91,3 +91,9 @@ mod tests {
         assert_eq!(InfoHash::from_hex(&"g0".repeat(20)), None);
     }
 }
+
+/// Identifies one peer connection within a torrent. Assigned by the torrent state machine;
+/// never reused while the torrent lives, so a stale event for a closed connection can be told
+/// apart from a new one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerKey(pub u64);

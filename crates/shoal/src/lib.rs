@@ -1,5 +1,17 @@
 //! Shoal's native engine: the tokio driver around the sans-IO core, with TCP transport, file
 //! and memory storage, hashing off the I/O path, and HTTP/UDP tracker clients.
+//!
+//! Start with [`Session`]: add a torrent (from a `.torrent` or a magnet) and get a
+//! [`TorrentHandle`] to watch its progress and wait for completion.
 
+mod clock;
+mod disk;
+pub mod fetch;
+mod peer_conn;
+mod session;
 pub mod storage;
+mod torrent_task;
 pub mod tracker;
+
+pub use session::{AddTorrent, Session, SessionConfig, SessionError, TorrentHandle, TorrentSource};
+pub use torrent_task::{Phase, StorageTarget, TorrentStatus};

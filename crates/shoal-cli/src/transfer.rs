@@ -1,0 +1,273 @@
+//! Running a torrent from the command line: `download` and `seed` share this. It resolves what
+//! the user gave (a .torrent path or URL, a magnet, or a folder to share), starts a session,
+//! shows progress, and decides when the command is done.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use shoal::{AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentHandle, TorrentSource, TorrentStatus};
+use shoal_proto::magnet::Magnet;
+use shoal_proto::metainfo::Metainfo;
+
+use crate::CliError;
+
+/// Largest .torrent accepted from a file or URL.
+const MAX_TORRENT_FILE: u64 = 64 * 1024 * 1024;
+
+/// What the user asked to run.
+pub struct TransferOptions {
+    pub input: String,
+    pub output: PathBuf,
+    pub peers: Vec<String>,
+    pub listen: Option<String>,
+    pub trackers: Vec<String>,
+    pub only_files: Option<Vec<usize>>,
+    pub json: bool,
+    /// Keep running after completion.
+    pub keep_seeding: bool,
+    /// `seed`: the data must already be complete.
+    pub require_complete: bool,
+}
+
+/// Reads a .torrent from a path or an http(s) URL, or parses a magnet.
+pub async fn resolve_source(input: &str) -> Result<TorrentSource, CliError> {
+    if input.starts_with("magnet:") {
+        let magnet = Magnet::parse(input).map_err(|e| CliError::Input(format!("invalid magnet: {e}")))?;
+        return Ok(TorrentSource::Magnet(magnet));
+    }
+    let bytes = if input.starts_with("http://") || input.starts_with("https://") {
+        shoal::fetch::fetch_url(input, MAX_TORRENT_FILE)
+            .await
+            .map_err(|e| CliError::Input(format!("cannot fetch {input}: {e}")))?
+    } else {
+        read_bounded(Path::new(input))?
+    };
+    let meta = Metainfo::from_bytes(&bytes).map_err(|e| CliError::Input(format!("{input}: {e}")))?;
+    Ok(TorrentSource::Metainfo(Box::new(meta)))
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, CliError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    if len > MAX_TORRENT_FILE {
+        return Err(CliError::Input(format!(
+            "{} is {len} bytes, larger than any torrent file ({MAX_TORRENT_FILE} bytes at most)",
+            path.display()
+        )));
+    }
+    std::fs::read(path).map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Resolves `HOST:PORT` strings (names allowed) to socket addresses.
+pub async fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, CliError> {
+    let mut out = Vec::new();
+    for peer in peers {
+        let addrs = tokio::net::lookup_host(peer.as_str())
+            .await
+            .map_err(|e| CliError::Input(format!("bad --peer {peer}: {e}")))?;
+        out.extend(addrs);
+    }
+    Ok(out)
+}
+
+pub async fn start_session(listen: Option<&str>) -> Result<Session, CliError> {
+    let listen: SocketAddr = match listen {
+        Some(addr) => addr.parse().map_err(|e| CliError::Input(format!("bad --listen {addr}: {e}")))?,
+        None => "0.0.0.0:0".parse().map_err(|e| CliError::Input(format!("{e}")))?,
+    };
+    let config = SessionConfig { listen: Some(listen), ..SessionConfig::default() };
+    Session::new(config).await.map_err(|e| CliError::Runtime(e.to_string()))
+}
+
+/// Runs a torrent to completion (and beyond, when seeding).
+pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), CliError> {
+    let peers = resolve_peers(&options.peers).await?;
+    let session = start_session(options.listen.as_deref()).await?;
+    let handle = session
+        .add_torrent(AddTorrent {
+            source,
+            target: StorageTarget::Dir(options.output.clone()),
+            only_files: options.only_files.clone(),
+            peers,
+            extra_trackers: options.trackers.clone(),
+        })
+        .map_err(|e| CliError::Runtime(e.to_string()))?;
+    let listen = session.listen_addr();
+    if options.json {
+        let line = serde_json::json!({
+            "event": "started",
+            "info_hash": handle.info_hash().to_hex(),
+            "listen": listen.map(|a| a.to_string()),
+        });
+        println!("{line}");
+    } else if let Some(addr) = listen {
+        eprintln!("listening for peers on {addr}");
+    }
+
+    let progress = Progress::new(options.json);
+    let outcome = watch_until_done(&handle, &progress, options.require_complete).await;
+    progress.finish();
+    if let Err(e) = outcome {
+        handle.shutdown().await;
+        return Err(e);
+    }
+    let status = handle.status();
+    report_done(&handle, &status, options.json);
+
+    if options.keep_seeding {
+        if options.json {
+            println!("{}", serde_json::json!({"event": "seeding", "info_hash": handle.info_hash().to_hex()}));
+        } else {
+            eprintln!("seeding; press Ctrl-C to stop");
+        }
+        seed_until_interrupted(&handle, options.json).await;
+    }
+    handle.shutdown().await;
+    Ok(())
+}
+
+async fn watch_until_done(handle: &TorrentHandle, progress: &Progress, require_complete: bool) -> Result<(), CliError> {
+    let mut rx = handle.watch();
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        let status = rx.borrow_and_update().clone();
+        progress.update(handle, &status);
+        match &status.phase {
+            Phase::Seeding => return Ok(()),
+            Phase::Downloading if require_complete => {
+                let s = &status.stats;
+                return Err(CliError::Runtime(format!(
+                    "the data in {} is incomplete: {} of {} pieces verified; use `shoal download` to fetch the rest",
+                    status.storage_root.as_deref().map_or_else(|| "the folder".into(), |p| p.display().to_string()),
+                    s.pieces_have,
+                    s.pieces_total
+                )));
+            }
+            Phase::Failed(e) => return Err(CliError::Runtime(e.clone())),
+            Phase::Stopped => return Err(CliError::Runtime("the torrent stopped".into())),
+            _ => {}
+        }
+        tokio::select! {
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return Err(CliError::Runtime("the torrent task ended unexpectedly".into()));
+                }
+            }
+            _ = &mut interrupted => return Err(CliError::Runtime("interrupted".into())),
+        }
+    }
+}
+
+async fn seed_until_interrupted(handle: &TorrentHandle, json: bool) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            _ = &mut interrupted => return,
+            _ = ticker.tick() => {
+                if json {
+                    let s = handle.status().stats;
+                    println!("{}", serde_json::json!({
+                        "event": "stats", "uploaded": s.uploaded, "upload_rate": s.upload_rate, "peers": s.peers,
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn report_done(handle: &TorrentHandle, status: &TorrentStatus, json: bool) {
+    let name = handle.name().unwrap_or_else(|| handle.info_hash().to_hex());
+    let root = status.storage_root.as_ref().map(|p| p.display().to_string());
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "complete",
+                "name": name,
+                "info_hash": handle.info_hash().to_hex(),
+                "downloaded": status.stats.downloaded,
+                "uploaded": status.stats.uploaded,
+                "wasted": status.stats.wasted,
+                "path": root,
+            })
+        );
+    } else {
+        eprintln!("{name}: complete ({} verified pieces) in {}", status.stats.pieces_have, root.unwrap_or_default());
+    }
+}
+
+/// A progress bar on a terminal, JSON lines with `--json`, nothing otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    json: bool,
+    last_json: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+impl Progress {
+    fn new(json: bool) -> Self {
+        let bar = if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            None
+        } else {
+            let bar = ProgressBar::new(0);
+            let style = ProgressStyle::with_template(
+                "{msg:24} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(200));
+            Some(bar)
+        };
+        Progress { bar, json, last_json: std::cell::Cell::new(None) }
+    }
+
+    fn update(&self, handle: &TorrentHandle, status: &TorrentStatus) {
+        let s = &status.stats;
+        let total = status.info.as_ref().map_or(0, |i| i.total_length);
+        let done = match (&status.info, s.bytes_left) {
+            (Some(_), Some(left)) => total.saturating_sub(left),
+            _ => 0,
+        };
+        if let Some(bar) = &self.bar {
+            let msg = match &status.phase {
+                Phase::FetchingMetadata => format!("metadata ({} peers)", s.peers),
+                Phase::Checking { done, total } => format!("checking {done}/{total}"),
+                Phase::Downloading => format!("{} peers", s.peers),
+                Phase::Seeding => "complete".to_string(),
+                Phase::Failed(_) | Phase::Stopped => "stopped".to_string(),
+            };
+            bar.set_length(total);
+            bar.set_position(done);
+            bar.set_message(msg);
+        }
+        if self.json {
+            let due = self.last_json.get().is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+            if due {
+                self.last_json.set(Some(std::time::Instant::now()));
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "event": "progress",
+                        "info_hash": handle.info_hash().to_hex(),
+                        "phase": format!("{:?}", status.phase),
+                        "bytes_done": done,
+                        "bytes_total": total,
+                        "download_rate": s.download_rate,
+                        "upload_rate": s.upload_rate,
+                        "peers": s.peers,
+                    })
+                );
+            }
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}

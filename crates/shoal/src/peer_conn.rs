@@ -1,0 +1,164 @@
+//! TCP peer connections: dialling, the handshake, and the reader and writer tasks that move
+//! wire messages between a socket and the torrent task.
+//!
+//! The reader frames bytes with the core's codec and forwards whole messages in batches (one
+//! batch per socket read), so block payloads stay slices of the read buffer all the way to the
+//! disk worker. The writer drains every queued message into one buffer per write.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use shoal_proto::wire::{FrameDecoder, Handshake, Message, HANDSHAKE_LEN};
+use shoal_proto::PeerKey;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// How long a dial plus handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read buffer growth step: a loopback read returns up to this much at once.
+const READ_CHUNK: usize = 256 * 1024;
+/// A writer flushes once it has gathered this much.
+const WRITE_BATCH: usize = 256 * 1024;
+
+#[derive(Debug, Error)]
+pub enum ConnError {
+    #[error("connecting to {addr} failed: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("handshake with {addr} timed out")]
+    Timeout { addr: SocketAddr },
+    #[error("handshake I/O with {addr}: {source}")]
+    Io { addr: SocketAddr, source: std::io::Error },
+    #[error("bad handshake from {addr}: {reason}")]
+    BadHandshake { addr: SocketAddr, reason: String },
+}
+
+/// Reads the remote handshake (exactly 68 bytes, so nothing after it is consumed).
+pub async fn read_handshake(stream: &mut TcpStream, addr: SocketAddr) -> Result<Handshake, ConnError> {
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut buf)).await;
+    match read {
+        Err(_) => Err(ConnError::Timeout { addr }),
+        Ok(Err(source)) => Err(ConnError::Io { addr, source }),
+        Ok(Ok(_)) => match Handshake::parse(&buf) {
+            Ok(Some(hs)) => Ok(hs),
+            Ok(None) => Err(ConnError::BadHandshake { addr, reason: "truncated".into() }),
+            Err(e) => Err(ConnError::BadHandshake { addr, reason: e.to_string() }),
+        },
+    }
+}
+
+/// Dials `addr`, sends our handshake and reads theirs.
+pub async fn dial(addr: SocketAddr, ours: &Handshake) -> Result<(TcpStream, Handshake), ConnError> {
+    let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await;
+    let mut stream = match connect {
+        Err(_) => return Err(ConnError::Timeout { addr }),
+        Ok(Err(source)) => return Err(ConnError::Connect { addr, source }),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    stream.write_all(&ours.encode()).await.map_err(|source| ConnError::Io { addr, source })?;
+    let theirs = read_handshake(&mut stream, addr).await?;
+    if theirs.info_hash != ours.info_hash {
+        return Err(ConnError::BadHandshake { addr, reason: "different info hash".into() });
+    }
+    Ok((stream, theirs))
+}
+
+/// What a reader task reports to its torrent.
+pub enum PeerInput {
+    Messages { peer: PeerKey, messages: Vec<Message> },
+    Closed { peer: PeerKey, reason: String },
+}
+
+/// The torrent task's side of a live connection.
+pub struct PeerLink {
+    pub outbox: mpsc::UnboundedSender<Message>,
+    reader: JoinHandle<()>,
+}
+
+impl PeerLink {
+    /// Starts the reader and writer tasks. `preamble` is written before any message (our
+    /// handshake, for connections we accepted).
+    pub fn spawn(
+        stream: TcpStream,
+        peer: PeerKey,
+        preamble: Option<Vec<u8>>,
+        max_frame: u32,
+        input: mpsc::Sender<PeerInput>,
+    ) -> PeerLink {
+        let _ = stream.set_nodelay(true);
+        let (read, write) = stream.into_split();
+        let (outbox, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_loop(write, rx, preamble));
+        let reader = tokio::spawn(read_loop(read, peer, max_frame, input));
+        PeerLink { outbox, reader }
+    }
+
+    /// Closes the connection: the reader stops now, the writer after flushing what is queued.
+    pub fn close(self) {
+        self.reader.abort();
+        drop(self.outbox);
+    }
+}
+
+async fn read_loop(mut read: OwnedReadHalf, peer: PeerKey, max_frame: u32, input: mpsc::Sender<PeerInput>) {
+    let mut decoder = FrameDecoder::new(max_frame);
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let reason = loop {
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match read.read_buf(&mut buf).await {
+            Ok(0) => break "connection closed by peer".to_string(),
+            Ok(_) => {}
+            Err(e) => break format!("read error: {e}"),
+        }
+        let mut messages = Vec::new();
+        let error = loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(m)) => messages.push(m),
+                Ok(None) => break None,
+                Err(e) => break Some(format!("protocol error: {e}")),
+            }
+        };
+        if !messages.is_empty() && input.send(PeerInput::Messages { peer, messages }).await.is_err() {
+            return; // the torrent is gone
+        }
+        if let Some(reason) = error {
+            break reason;
+        }
+    };
+    let _ = input.send(PeerInput::Closed { peer, reason }).await;
+}
+
+async fn write_loop(
+    mut write: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Message>,
+    preamble: Option<Vec<u8>>,
+) {
+    let mut buf = BytesMut::with_capacity(WRITE_BATCH);
+    if let Some(bytes) = preamble {
+        if write.write_all(&bytes).await.is_err() {
+            return;
+        }
+    }
+    while let Some(first) = rx.recv().await {
+        first.encode(&mut buf);
+        while buf.len() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok(m) => m.encode(&mut buf),
+                Err(_) => break,
+            }
+        }
+        if write.write_all(&buf).await.is_err() {
+            return;
+        }
+        buf.clear();
+    }
+    let _ = write.shutdown().await;
+}

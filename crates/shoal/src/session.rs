@@ -1,0 +1,230 @@
+//! The session: one listening socket, one peer id and one tracker client shared by every
+//! torrent, and the routing of incoming connections to their torrent by info hash.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use shoal_proto::magnet::Magnet;
+use shoal_proto::metainfo::Metainfo;
+use shoal_proto::torrent::{Torrent, TorrentConfig};
+use shoal_proto::{InfoHash, PeerId};
+use thiserror::Error;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::clock::Clock;
+use crate::peer_conn::read_handshake;
+use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, TorrentStatus};
+use crate::tracker::TrackerClient;
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("the torrent is already in this session")]
+    Duplicate,
+    #[error("invalid torrent: {0}")]
+    Metainfo(#[from] shoal_proto::metainfo::MetainfoError),
+    #[error("tracker client: {0}")]
+    Tracker(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Where to accept peer connections; `None` to not listen at all.
+    pub listen: Option<SocketAddr>,
+    pub torrent: TorrentConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig { listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))), torrent: TorrentConfig::default() }
+    }
+}
+
+/// What to add.
+pub enum TorrentSource {
+    Metainfo(Box<Metainfo>),
+    Magnet(Magnet),
+}
+
+pub struct AddTorrent {
+    pub source: TorrentSource,
+    pub target: StorageTarget,
+    /// File indices to download; `None` for all.
+    pub only_files: Option<Vec<usize>>,
+    /// Peers to dial besides what trackers return.
+    pub peers: Vec<SocketAddr>,
+    /// Trackers besides the torrent's own (each its own tier).
+    pub extra_trackers: Vec<String>,
+}
+
+type Routes = Arc<Mutex<HashMap<InfoHash, mpsc::UnboundedSender<Command>>>>;
+
+pub struct Session {
+    config: SessionConfig,
+    peer_id: PeerId,
+    clock: Clock,
+    listen_addr: Option<SocketAddr>,
+    routes: Routes,
+    tracker_client: Arc<TrackerClient>,
+}
+
+impl Session {
+    pub async fn new(config: SessionConfig) -> Result<Session, SessionError> {
+        let peer_id = PeerId::generate(rand::random());
+        let routes: Routes = Arc::default();
+        let listen_addr = match config.listen {
+            Some(addr) => {
+                let listener =
+                    TcpListener::bind(addr).await.map_err(|source| SessionError::Listen { addr, source })?;
+                let bound = listener.local_addr().map_err(|source| SessionError::Listen { addr, source })?;
+                tokio::spawn(accept_loop(listener, routes.clone()));
+                Some(bound)
+            }
+            None => None,
+        };
+        let tracker_client = TrackerClient::new(Default::default()).map_err(|e| SessionError::Tracker(e.to_string()))?;
+        Ok(Session {
+            config,
+            peer_id,
+            clock: Clock::new(),
+            listen_addr,
+            routes,
+            tracker_client: Arc::new(tracker_client),
+        })
+    }
+
+    /// The address peers can dial (the bound port, with the configured IP).
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen_addr
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.peer_id
+    }
+
+    pub fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, SessionError> {
+        let (info_hash, info_bytes, mut trackers, peers, name) = match add.source {
+            TorrentSource::Metainfo(m) => {
+                let name = Some(m.info.name.clone());
+                (m.info_hash, Some(Bytes::from(m.info_bytes)), m.trackers, add.peers, name)
+            }
+            TorrentSource::Magnet(m) => {
+                let mut peers = add.peers;
+                peers.extend(m.peers.iter().filter_map(|p| p.parse::<SocketAddr>().ok()));
+                (m.info_hash, None, vec![m.trackers.clone()], peers, m.display_name.clone())
+            }
+        };
+        trackers.retain(|tier| !tier.is_empty());
+        for url in add.extra_trackers {
+            if !trackers.iter().flatten().any(|t| *t == url) {
+                trackers.push(vec![url]);
+            }
+        }
+        let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
+        if routes.get(&info_hash).is_some_and(|tx| !tx.is_closed()) {
+            return Err(SessionError::Duplicate);
+        }
+        let mut config = self.config.torrent.clone();
+        config.listen_port = self.listen_addr.map(|a| a.port());
+        let random_seed: u64 = rand::random();
+        let core = Torrent::new(config, info_hash, self.peer_id, info_bytes, random_seed)?;
+        let (commands, status) = torrent_task::spawn(TorrentSetup {
+            core,
+            target: add.target,
+            only_files: add.only_files,
+            trackers,
+            peers,
+            listen_port: self.listen_addr.map_or(0, |a| a.port()),
+            tracker_client: self.tracker_client.clone(),
+            clock: self.clock,
+            random_seed,
+        });
+        routes.insert(info_hash, commands.clone());
+        Ok(TorrentHandle { info_hash, name, commands, status })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, routes: Routes) {
+    loop {
+        let (stream, addr) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let routes = routes.clone();
+        tokio::spawn(route_incoming(stream, addr, routes));
+    }
+}
+
+/// Reads the handshake of an incoming connection and hands the socket to its torrent.
+async fn route_incoming(mut stream: TcpStream, addr: SocketAddr, routes: Routes) {
+    let Ok(handshake) = read_handshake(&mut stream, addr).await else { return };
+    let route = routes.lock().unwrap_or_else(|e| e.into_inner()).get(&handshake.info_hash).cloned();
+    if let Some(tx) = route {
+        let _ = tx.send(Command::Incoming { stream, addr, handshake });
+    }
+}
+
+/// Controls one torrent of a session.
+#[derive(Clone)]
+pub struct TorrentHandle {
+    info_hash: InfoHash,
+    name: Option<String>,
+    commands: mpsc::UnboundedSender<Command>,
+    status: watch::Receiver<TorrentStatus>,
+}
+
+impl TorrentHandle {
+    pub fn info_hash(&self) -> InfoHash {
+        self.info_hash
+    }
+
+    /// The torrent's name, once known.
+    pub fn name(&self) -> Option<String> {
+        self.status().info.as_ref().map(|i| i.name.clone()).or_else(|| self.name.clone())
+    }
+
+    pub fn status(&self) -> TorrentStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status update.
+    pub fn watch(&self) -> watch::Receiver<TorrentStatus> {
+        self.status.clone()
+    }
+
+    pub fn add_peers(&self, peers: Vec<SocketAddr>) {
+        let _ = self.commands.send(Command::AddPeers(peers));
+    }
+
+    /// Waits until every wanted piece is verified, or the torrent fails.
+    pub async fn wait_complete(&self) -> Result<(), String> {
+        let mut rx = self.status.clone();
+        loop {
+            match &rx.borrow_and_update().phase {
+                Phase::Seeding => return Ok(()),
+                Phase::Failed(e) => return Err(e.clone()),
+                Phase::Stopped => return Err("the torrent stopped".into()),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err("the torrent task ended".into());
+            }
+        }
+    }
+
+    /// Disconnects, tells trackers we stopped, flushes storage.
+    pub async fn shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

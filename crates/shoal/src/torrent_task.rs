@@ -1,0 +1,536 @@
+//! The task that drives one torrent: it owns the sans-IO [`Torrent`] and carries out its
+//! actions with sockets, the disk worker and tracker announces.
+//!
+//! Everything that happens to the torrent arrives on a channel (peer messages, disk results,
+//! dial and announce outcomes, commands); the task feeds it to the core, then drains the
+//! core's actions. The core is never shared, so there are no locks on the hot path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_proto::bitfield::Bitfield;
+use shoal_proto::metainfo::Info;
+use shoal_proto::torrent::{Action, Stats, Torrent};
+use shoal_proto::wire::{self, Handshake};
+use shoal_proto::PeerKey;
+use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
+use shoal_tracker_proto::tiers::TrackerTiers;
+use shoal_tracker_proto::types::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::clock::Clock;
+use crate::disk::{DiskDone, DiskHandle, DiskJob};
+use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
+use crate::storage::{FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout};
+use crate::tracker::TrackerClient;
+
+/// Where a torrent's data lives.
+#[derive(Clone, Debug)]
+pub enum StorageTarget {
+    /// Files under this folder (the torrent's own name/folder is created inside it).
+    Dir(PathBuf),
+    /// Pieces in memory.
+    Memory,
+}
+
+/// What a torrent is doing, for progress displays and for waiting on completion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Waiting for the info dictionary from peers (magnet).
+    FetchingMetadata,
+    /// Hashing data already on disk.
+    Checking { done: u32, total: u32 },
+    Downloading,
+    /// Every wanted piece is verified; uploading to whoever asks.
+    Seeding,
+    /// Stopped after an error that needs the user (e.g. the disk is full).
+    Failed(String),
+    Stopped,
+}
+
+/// A snapshot published by the task.
+#[derive(Clone, Debug)]
+pub struct TorrentStatus {
+    pub phase: Phase,
+    pub stats: Stats,
+    pub info: Option<Arc<Info>>,
+    /// Where files are written, once storage is open.
+    pub storage_root: Option<PathBuf>,
+}
+
+pub(crate) enum Command {
+    Incoming { stream: TcpStream, addr: SocketAddr, handshake: Handshake },
+    AddPeers(Vec<SocketAddr>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Outcomes of work the task started in the background.
+enum Background {
+    Dialed { peer: PeerKey, result: Result<(TcpStream, Handshake), ConnError> },
+    Announced { url: String, event: AnnounceEvent, result: Result<AnnounceResponse, String> },
+}
+
+pub(crate) struct TorrentSetup {
+    pub core: Torrent,
+    pub target: StorageTarget,
+    /// Indices of the files to download; `None` for all.
+    pub only_files: Option<Vec<usize>>,
+    pub trackers: Vec<Vec<String>>,
+    pub peers: Vec<SocketAddr>,
+    pub listen_port: u16,
+    pub tracker_client: Arc<TrackerClient>,
+    pub clock: Clock,
+    pub random_seed: u64,
+}
+
+/// How often the status snapshot is republished while data moves.
+const STATUS_INTERVAL: Duration = Duration::from_millis(200);
+/// How long the `stopped` announce may take at shutdown.
+const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Peer input batches buffered before readers wait (back-pressure onto the sockets).
+const PEER_INPUT_QUEUE: usize = 256;
+
+pub(crate) fn spawn(
+    setup: TorrentSetup,
+) -> (mpsc::UnboundedSender<Command>, watch::Receiver<TorrentStatus>) {
+    let (commands_tx, commands) = mpsc::unbounded_channel();
+    let initial = TorrentStatus {
+        phase: if setup.core.info().is_some() {
+            Phase::Checking { done: 0, total: setup.core.info().map_or(0, Info::piece_count) }
+        } else {
+            Phase::FetchingMetadata
+        },
+        stats: setup.core.stats(setup.clock.now()),
+        info: setup.core.info().cloned().map(Arc::new),
+        storage_root: None,
+    };
+    let (status_tx, status_rx) = watch::channel(initial);
+    let (peer_tx, peer_rx) = mpsc::channel(PEER_INPUT_QUEUE);
+    let (disk_tx, disk_rx) = mpsc::unbounded_channel();
+    let (bg_tx, bg_rx) = mpsc::unbounded_channel();
+    let announcer = Announcer::new(
+        TrackerTiers::new(setup.trackers.clone(), setup.random_seed),
+        AnnouncerConfig::default(),
+    );
+    let task = TorrentTask {
+        core: setup.core,
+        clock: setup.clock,
+        target: setup.target,
+        only_files: setup.only_files,
+        listen_port: setup.listen_port,
+        tracker_client: setup.tracker_client,
+        announcer,
+        announce_key: (setup.random_seed >> 32) as u32,
+        links: HashMap::new(),
+        disk: None,
+        peer_tx,
+        disk_tx,
+        bg_tx,
+        status_tx,
+        phase: Phase::FetchingMetadata,
+        storage_root: None,
+        max_frame: wire::DEFAULT_MAX_FRAME,
+        initial_peers: setup.peers,
+        hashes: None,
+    };
+    tokio::spawn(task.run(commands, peer_rx, disk_rx, bg_rx));
+    (commands_tx, status_rx)
+}
+
+struct TorrentTask {
+    core: Torrent,
+    clock: Clock,
+    target: StorageTarget,
+    only_files: Option<Vec<usize>>,
+    listen_port: u16,
+    tracker_client: Arc<TrackerClient>,
+    announcer: Announcer,
+    announce_key: u32,
+    links: HashMap<PeerKey, PeerLink>,
+    disk: Option<DiskHandle>,
+    peer_tx: mpsc::Sender<PeerInput>,
+    disk_tx: mpsc::UnboundedSender<DiskDone>,
+    bg_tx: mpsc::UnboundedSender<Background>,
+    status_tx: watch::Sender<TorrentStatus>,
+    phase: Phase,
+    storage_root: Option<PathBuf>,
+    max_frame: u32,
+    initial_peers: Vec<SocketAddr>,
+    hashes: Option<Arc<Vec<[u8; 20]>>>,
+}
+
+impl TorrentTask {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut peer_rx: mpsc::Receiver<PeerInput>,
+        mut disk_rx: mpsc::UnboundedReceiver<DiskDone>,
+        mut bg_rx: mpsc::UnboundedReceiver<Background>,
+    ) {
+        let now = self.clock.now();
+        if self.core.info().is_some() {
+            self.open_storage();
+        } else {
+            self.phase = Phase::FetchingMetadata;
+        }
+        let peers = std::mem::take(&mut self.initial_peers);
+        self.core.add_peer_addrs(now, peers);
+        self.core.handle_timeout(now);
+        self.drain_actions();
+        let mut last_status = tokio::time::Instant::now();
+        self.publish();
+
+        loop {
+            let deadline = self.next_deadline();
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown(done)) => {
+                        self.shutdown().await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(command) => self.on_command(command),
+                    None => {
+                        // Every handle is gone: stop as if asked to.
+                        self.shutdown().await;
+                        return;
+                    }
+                },
+                Some(input) = peer_rx.recv() => {
+                    self.on_peer_input(input);
+                    // Take whatever else is already queued before draining actions, so
+                    // requests go out in batches.
+                    for _ in 0..64 {
+                        match peer_rx.try_recv() {
+                            Ok(input) => self.on_peer_input(input),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(done) = disk_rx.recv() => self.on_disk(done),
+                Some(bg) = bg_rx.recv() => self.on_background(bg),
+                _ = tokio::time::sleep_until(deadline) => {
+                    let now = self.clock.now();
+                    self.core.handle_timeout(now);
+                    self.poll_announces(now);
+                }
+            }
+            self.drain_actions();
+            if last_status.elapsed() >= STATUS_INTERVAL {
+                last_status = tokio::time::Instant::now();
+                self.publish();
+            }
+        }
+    }
+
+    fn next_deadline(&self) -> tokio::time::Instant {
+        let far = self.clock.now() + Duration::from_secs(3600);
+        let core = self.core.poll_timeout().unwrap_or(far);
+        let announce = self.announcer.next_deadline().unwrap_or(far);
+        self.clock.to_tokio(core.min(announce))
+    }
+
+    fn publish(&self) {
+        let status = TorrentStatus {
+            phase: self.phase.clone(),
+            stats: self.core.stats(self.clock.now()),
+            info: self.status_tx.borrow().info.clone().or_else(|| self.core.info().cloned().map(Arc::new)),
+            storage_root: self.storage_root.clone(),
+        };
+        let _ = self.status_tx.send(status);
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        if self.phase != phase {
+            self.phase = phase;
+            self.publish();
+        }
+    }
+
+    // ---- storage ----
+
+    fn open_storage(&mut self) {
+        let Some(info) = self.core.info().cloned() else { return };
+        let files: Vec<FileSpec> = info
+            .files
+            .iter()
+            .map(|f| FileSpec { path: f.path.clone(), length: f.length, padding: f.padding })
+            .collect();
+        let selection: Vec<bool> = match &self.only_files {
+            None => vec![true; files.len()],
+            Some(only) => (0..files.len()).map(|i| only.contains(&i)).collect(),
+        };
+        let result = StorageLayout::new(info.piece_length, files).and_then(|layout| {
+            let storage: Arc<dyn PieceStorage> = match &self.target {
+                StorageTarget::Dir(root) => {
+                    let options = FileStorageOptions {
+                        part_dir: Some(format!(".shoal-parts-{}", self.core.info_hash().to_hex())),
+                        ..FileStorageOptions::default()
+                    };
+                    let fs = FileStorage::open_with(root, layout, &selection, options)?;
+                    self.storage_root = Some(fs.root().to_path_buf());
+                    Arc::new(fs)
+                }
+                StorageTarget::Memory => Arc::new(MemoryStorage::new(layout)),
+            };
+            Ok(storage)
+        });
+        let storage = match result {
+            Ok(s) => s,
+            Err(e) => return self.fail(format!("cannot open storage: {e}")),
+        };
+        let disk = match DiskHandle::spawn(storage, self.disk_tx.clone()) {
+            Ok(d) => d,
+            Err(e) => return self.fail(format!("cannot start the disk thread: {e}")),
+        };
+        // Wanted pieces: those overlapping a selected file.
+        if self.only_files.is_some() {
+            let mut wanted = vec![false; info.piece_count() as usize];
+            for (i, file) in info.files.iter().enumerate() {
+                if !selection[i] || file.length == 0 {
+                    continue;
+                }
+                let first = file.offset / u64::from(info.piece_length);
+                let last = (file.offset + file.length - 1) / u64::from(info.piece_length);
+                for piece in first..=last {
+                    if let Some(w) = wanted.get_mut(piece as usize) {
+                        *w = true;
+                    }
+                }
+            }
+            self.core.set_wanted_pieces(&wanted);
+        }
+        self.max_frame = wire::max_frame_for_pieces(info.piece_count());
+        let hashes = Arc::new(info.piece_hashes.clone());
+        self.hashes = Some(hashes.clone());
+        disk.send(DiskJob::Recheck { hashes });
+        self.disk = Some(disk);
+        self.set_phase(Phase::Checking { done: 0, total: info.piece_count() });
+    }
+
+    fn fail(&mut self, message: String) {
+        tracing::error!(torrent = %self.core.info_hash(), "{message}");
+        self.set_phase(Phase::Failed(message));
+        let now = self.clock.now();
+        self.core.shutdown(now);
+    }
+
+    fn on_disk(&mut self, done: DiskDone) {
+        let now = self.clock.now();
+        match done {
+            DiskDone::Read { peer, block, data } => self.core.on_block_read(now, peer, block, data),
+            DiskDone::Verified { piece, ok } => self.core.on_piece_verified(now, piece, ok),
+            DiskDone::RecheckProgress { done, total } => {
+                self.phase = Phase::Checking { done, total };
+            }
+            DiskDone::Rechecked { have } => match have {
+                Ok(have) => {
+                    let mut bits = Bitfield::new(have.len() as u32);
+                    for (i, _) in have.iter().enumerate().filter(|(_, h)| **h) {
+                        bits.set(i as u32);
+                    }
+                    self.core.start(now, &bits);
+                    let phase = if self.core.is_complete() { Phase::Seeding } else { Phase::Downloading };
+                    self.set_phase(phase);
+                    self.poll_announces(now);
+                }
+                Err(e) => self.fail(format!("checking existing data failed: {e}")),
+            },
+            DiskDone::Failed { error } => self.fail(format!("storage error: {error}")),
+        }
+    }
+
+    // ---- peers ----
+
+    fn on_command(&mut self, command: Command) {
+        let now = self.clock.now();
+        match command {
+            Command::Incoming { stream, addr, handshake } => {
+                if matches!(self.phase, Phase::Failed(_) | Phase::Stopped) {
+                    return;
+                }
+                if let Ok(key) = self.core.on_incoming(now, Some(addr), &handshake) {
+                    let ours = self.core.handshake().encode().to_vec();
+                    let link = PeerLink::spawn(stream, key, Some(ours), self.max_frame, self.peer_tx.clone());
+                    self.links.insert(key, link);
+                }
+            }
+            Command::AddPeers(addrs) => self.core.add_peer_addrs(now, addrs),
+            Command::Shutdown(_) => {}
+        }
+    }
+
+    fn on_peer_input(&mut self, input: PeerInput) {
+        let now = self.clock.now();
+        match input {
+            PeerInput::Messages { peer, messages } => {
+                for message in messages {
+                    self.core.on_message(now, peer, message);
+                }
+            }
+            PeerInput::Closed { peer, reason } => {
+                tracing::debug!(?peer, "peer closed: {reason}");
+                self.links.remove(&peer);
+                self.core.on_disconnected(now, peer);
+            }
+        }
+    }
+
+    fn on_background(&mut self, bg: Background) {
+        let now = self.clock.now();
+        match bg {
+            Background::Dialed { peer, result } => match result {
+                Ok((stream, handshake)) => {
+                    if self.core.on_connected(now, peer, &handshake) {
+                        let link = PeerLink::spawn(stream, peer, None, self.max_frame, self.peer_tx.clone());
+                        self.links.insert(peer, link);
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(?peer, "dial failed: {e}");
+                    self.core.on_connect_failed(now, peer);
+                }
+            },
+            Background::Announced { url, event, result } => match result {
+                Ok(response) => {
+                    tracing::debug!(%url, peers = response.peers.len(), "announce ok");
+                    self.announcer.on_response(&url, &response, now);
+                    if event != AnnounceEvent::Stopped {
+                        self.core.add_peer_addrs(now, response.peers.iter().copied());
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(%url, "announce failed: {e}");
+                    self.announcer.on_failure(&url, &e, now);
+                }
+            },
+        }
+    }
+
+    // ---- trackers ----
+
+    fn announce_request(&self, event: AnnounceEvent) -> AnnounceRequest {
+        let stats = self.core.stats(self.clock.now());
+        let mut req = AnnounceRequest::new(self.core.info_hash(), self.core.peer_id(), self.listen_port);
+        req.uploaded = stats.uploaded;
+        req.downloaded = stats.downloaded;
+        req.left = stats.bytes_left;
+        req.event = event;
+        req.key = self.announce_key;
+        req.compact = true;
+        if event == AnnounceEvent::Stopped {
+            req.num_want = Some(0);
+        }
+        req
+    }
+
+    fn poll_announces(&mut self, now: shoal_proto::Instant) {
+        // A torrent checking its data has no `left` to report yet.
+        if matches!(self.phase, Phase::Checking { .. } | Phase::Failed(_) | Phase::Stopped) {
+            return;
+        }
+        while let Some(job) = self.announcer.poll(now) {
+            let mut req = self.announce_request(job.event);
+            req.tracker_id = job.tracker_id.clone();
+            let client = self.tracker_client.clone();
+            let bg = self.bg_tx.clone();
+            tokio::spawn(async move {
+                let result = client.announce(&job.url, &req).await.map_err(|e| e.to_string());
+                let _ = bg.send(Background::Announced { url: job.url, event: job.event, result });
+            });
+        }
+    }
+
+    // ---- actions ----
+
+    fn drain_actions(&mut self) {
+        while let Some(action) = self.core.poll_action() {
+            match action {
+                Action::Send { peer, message } => {
+                    if let Some(link) = self.links.get(&peer) {
+                        let _ = link.outbox.send(message);
+                    }
+                }
+                Action::Connect { peer, addr } => {
+                    let ours = self.core.handshake();
+                    let bg = self.bg_tx.clone();
+                    tokio::spawn(async move {
+                        let result = dial(addr, &ours).await;
+                        let _ = bg.send(Background::Dialed { peer, result });
+                    });
+                }
+                Action::Disconnect { peer, reason } => {
+                    tracing::debug!(?peer, ?reason, "disconnecting");
+                    if let Some(link) = self.links.remove(&peer) {
+                        link.close();
+                    }
+                }
+                Action::WriteBlock { piece, offset, data } => {
+                    if let Some(disk) = &self.disk {
+                        disk.send(DiskJob::Write { piece, offset, data });
+                    }
+                }
+                Action::ReadBlock { peer, block } => {
+                    if let Some(disk) = &self.disk {
+                        disk.send(DiskJob::Read { peer, block });
+                    }
+                }
+                Action::VerifyPiece { piece } => {
+                    let expected = self.hashes.as_ref().and_then(|h| h.get(piece as usize)).copied();
+                    if let (Some(disk), Some(expected)) = (&self.disk, expected) {
+                        disk.send(DiskJob::Verify { piece, expected });
+                    }
+                }
+                Action::PieceVerified { .. } => {}
+                Action::PieceFailed { piece } => {
+                    tracing::warn!(piece, "piece failed its hash check");
+                }
+                Action::MetadataReceived { .. } => {
+                    let info = self.core.info().cloned().map(Arc::new);
+                    self.status_tx.send_modify(|s| s.info = info);
+                    self.open_storage();
+                }
+                Action::Completed => {
+                    let now = self.clock.now();
+                    self.announcer.on_completed(now);
+                    if let Some(disk) = &self.disk {
+                        disk.send(DiskJob::Flush);
+                    }
+                    self.set_phase(Phase::Seeding);
+                    self.poll_announces(now);
+                }
+            }
+        }
+    }
+
+    async fn shutdown(&mut self) {
+        let now = self.clock.now();
+        self.core.shutdown(now);
+        self.drain_actions();
+        for (_, link) in self.links.drain() {
+            link.close();
+        }
+        if let Some(disk) = &self.disk {
+            disk.send(DiskJob::Flush);
+        }
+        // Say goodbye to trackers, briefly.
+        self.announcer.stop(now);
+        let mut goodbyes = Vec::new();
+        while let Some(job) = self.announcer.poll(now) {
+            let req = self.announce_request(AnnounceEvent::Stopped);
+            let client = self.tracker_client.clone();
+            goodbyes.push(tokio::spawn(async move {
+                let _ = tokio::time::timeout(STOP_ANNOUNCE_TIMEOUT, client.announce(&job.url, &req)).await;
+            }));
+        }
+        for g in goodbyes {
+            let _ = g.await;
+        }
+        self.disk = None;
+        self.set_phase(Phase::Stopped);
+    }
+}

@@ -1,0 +1,164 @@
+//! Shoal to Shoal over loopback TCP, in one process: a seeder made from files on disk, and a
+//! leecher that downloads them from a `.torrent` and from a bare magnet.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use shoal::{AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentSource};
+use shoal_proto::create::TorrentBuilder;
+use shoal_proto::magnet::Magnet;
+use shoal_proto::metainfo::Metainfo;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Writes a multi-file tree (nested folder, a zero-length file, a tail of a few bytes) and
+/// returns its torrent.
+fn make_content(dir: &Path, piece_length: u32) -> Metainfo {
+    let files: Vec<(Vec<&str>, Vec<u8>)> = vec![
+        (vec!["a.bin"], pseudo_random(700_000, 1)),
+        (vec!["empty.txt"], Vec::new()),
+        (vec!["nested", "deeper", "b.bin"], pseudo_random(1_300_001, 2)),
+        (vec!["z.txt"], b"tail".to_vec()),
+    ];
+    let root = dir.join("content");
+    let mut specs = Vec::new();
+    for (path, data) in &files {
+        let mut full = root.clone();
+        for c in path {
+            full.push(c);
+        }
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, data).unwrap();
+        specs.push((path.iter().map(|s| s.to_string()).collect::<Vec<_>>(), data.len() as u64));
+    }
+    let mut builder = TorrentBuilder::multi_file("content").unwrap();
+    for (path, len) in specs {
+        builder.add_file(path, len).unwrap();
+    }
+    let mut hasher = builder.piece_length(piece_length).start().unwrap();
+    for (_, data) in &files {
+        hasher.update(data).unwrap();
+    }
+    Metainfo::from_bytes(&hasher.finish().unwrap()).unwrap()
+}
+
+fn local_config() -> SessionConfig {
+    SessionConfig { listen: Some("127.0.0.1:0".parse().unwrap()), ..SessionConfig::default() }
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    for entry in walk(a) {
+        let rel = entry.strip_prefix(a).unwrap();
+        let other = b.join(rel);
+        assert_eq!(std::fs::read(&entry).unwrap(), std::fs::read(&other).unwrap(), "{rel:?} differs");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+async fn seeder(dir: &Path, meta: &Metainfo) -> (Session, SocketAddr, shoal::TorrentHandle) {
+    let session = Session::new(local_config()).await.unwrap();
+    let handle = session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Metainfo(Box::new(meta.clone())),
+            target: StorageTarget::Dir(dir.to_path_buf()),
+            only_files: None,
+            peers: vec![],
+            extra_trackers: vec![],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.unwrap().unwrap();
+    let addr = session.listen_addr().unwrap();
+    (session, addr, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_multi_file_torrent_from_shoal_seeder() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_content(dir.path(), 64 * 1024);
+    let (_seed_session, seed_addr, _seed) = seeder(dir.path(), &meta).await;
+
+    let out = tempfile::tempdir().unwrap();
+    let session = Session::new(local_config()).await.unwrap();
+    let handle = session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Metainfo(Box::new(meta.clone())),
+            target: StorageTarget::Dir(out.path().to_path_buf()),
+            only_files: None,
+            peers: vec![seed_addr],
+            extra_trackers: vec![],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.expect("download timed out").unwrap();
+    assert_eq!(handle.status().phase, Phase::Seeding);
+    assert_same_tree(&dir.path().join("content"), &out.path().join("content"));
+    handle.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_from_bare_magnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_content(dir.path(), 32 * 1024);
+    let (_seed_session, seed_addr, _seed) = seeder(dir.path(), &meta).await;
+
+    let out = tempfile::tempdir().unwrap();
+    let session = Session::new(local_config()).await.unwrap();
+    let handle = session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Magnet(Magnet::new(meta.info_hash)),
+            target: StorageTarget::Dir(out.path().to_path_buf()),
+            only_files: None,
+            peers: vec![seed_addr],
+            extra_trackers: vec![],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.expect("magnet download timed out").unwrap();
+    assert_same_tree(&dir.path().join("content"), &out.path().join("content"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_only_selected_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_content(dir.path(), 64 * 1024);
+    let (_seed_session, seed_addr, _seed) = seeder(dir.path(), &meta).await;
+
+    let out = tempfile::tempdir().unwrap();
+    let session = Session::new(local_config()).await.unwrap();
+    let handle = session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Metainfo(Box::new(meta.clone())),
+            target: StorageTarget::Dir(out.path().to_path_buf()),
+            only_files: Some(vec![3]),
+            peers: vec![seed_addr],
+            extra_trackers: vec![],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.unwrap().unwrap();
+    let got = std::fs::read(out.path().join("content/z.txt")).unwrap();
+    assert_eq!(got, b"tail");
+    assert!(!out.path().join("content/a.bin").exists(), "an unselected file was created");
+}

@@ -1,0 +1,316 @@
+#!/usr/bin/python3
+"""libtorrent (Debian python3-libtorrent 2.0.x) as a reference peer on loopback.
+
+  lt_peer.py seed  TORRENT DATA_DIR  [options]   seed until stopped
+  lt_peer.py leech SOURCE  OUT_DIR   [options]   download, then exit (or --keep-seeding)
+
+SOURCE is a .torrent file or a magnet: URI. DATA_DIR / OUT_DIR is the directory that holds (or
+will hold) the torrent's top-level file or folder.
+
+Events on stdout (one JSON object a line):
+  {"event":"ready","port":N,"ip":IP,"info_hash":HEX,...}   listening (seed: and verified seeding)
+  {"event":"metadata"}                                     magnet metadata received (leech)
+  {"event":"progress","progress":0..1,"bytes":N,...}       about once a second (leech)
+  {"event":"peer_connected","peer":"IP:PORT"} / peer_disconnected
+  {"event":"done","seconds":S,"bytes":N,...}               download complete and flushed (leech)
+  {"event":"timeout",...} (exit 3) / {"event":"error","message":...} (exit 2)
+  {"event":"exit","reason":...,"uploaded":N}               on a clean stop
+
+stdin: EOF stops the driver; the line {"cmd":"connect","peer":"HOST:PORT"} dials a peer (re-dialed
+every second until a connection to it is seen: the other side may not be listening yet).
+
+DHT, local service discovery, UPnP and NAT-PMP are off; uTP is off unless --utp; several
+connections from one IP are allowed (every loopback peer may share 127.0.0.1); outgoing
+connections leave from --ip so that each peer has its own address (Transmission and trackers key
+peers by IP).
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import libtorrent as lt
+
+import peerlib
+from peerlib import emit, fail, log
+
+
+def build_settings(a, user_agent):
+    settings = {
+        "listen_interfaces": "%s:%d" % (a.ip, a.port),
+        "enable_dht": False,
+        "enable_lsd": False,
+        "enable_upnp": False,
+        "enable_natpmp": False,
+        "enable_ip_notifier": False,
+        "enable_incoming_utp": a.utp,
+        "enable_outgoing_utp": a.utp,
+        "enable_incoming_tcp": True,
+        "enable_outgoing_tcp": True,
+        "allow_multiple_connections_per_ip": True,
+        # Loopback test setups: trackers and web seeds on 127.x with arbitrary paths, peers on any
+        # port, quick reconnects instead of the minute-long Internet defaults.
+        "ssrf_mitigation": False,
+        "no_connect_privileged_ports": False,
+        "min_reconnect_time": 1,
+        "peer_connect_timeout": 5,
+        "stop_tracker_timeout": 1,
+        "user_agent": user_agent,
+        "alert_mask": (lt.alert_category.error | lt.alert_category.status | lt.alert_category.tracker
+                       | lt.alert_category.peer | lt.alert_category.connect
+                       | lt.alert_category.storage | lt.alert_category.piece_progress),
+    }
+    if a.ip != "0.0.0.0":
+        settings["outgoing_interfaces"] = a.ip
+    if a.upload_limit:
+        settings["upload_rate_limit"] = a.upload_limit
+    if a.download_limit:
+        settings["download_rate_limit"] = a.download_limit
+    return settings
+
+
+def make_session(a, role):
+    ses = lt.session(build_settings(a, "shoal-test-lt-%s/%s" % (role, lt.__version__)))
+    if a.upload_limit or a.download_limit:
+        # Peers on 127.x fall in libtorrent's unthrottled "local" class; put every address in the
+        # global class so that the rate limits apply over loopback too.
+        f = lt.ip_filter()
+        f.add_rule("0.0.0.0", "255.255.255.255", 1 << lt.session.global_peer_class_id)
+        f.add_rule("::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 1 << lt.session.global_peer_class_id)
+        ses.set_peer_class_filter(f)
+    return ses
+
+
+def add_params(source, save_path, trackers):
+    if source.startswith("magnet:"):
+        p = lt.parse_magnet_uri(source)
+    else:
+        if not os.path.isfile(source):
+            fail("no such torrent file: %s" % source)
+        p = lt.add_torrent_params()
+        p.ti = lt.torrent_info(source)
+    p.save_path = os.path.abspath(save_path)
+    if trackers:
+        p.trackers = list(trackers)
+        p.flags |= lt.torrent_flags.override_trackers
+    return p
+
+
+def info_hash_hex(h):
+    ih = h.info_hashes()
+    return str(ih.v1) if ih.has_v1() else str(ih.get_best())
+
+
+class Dialer:
+    """Peers we were asked to dial: re-dialed every second until a connection to them is seen."""
+
+    def __init__(self, handle, peers):
+        self.handle = handle
+        self.pending = {peerlib.parse_hostport(p) for p in peers}
+        self.last = 0.0
+
+    def add(self, text):
+        try:
+            self.pending.add(peerlib.parse_hostport(text))
+        except ValueError as e:
+            log("bad connect command:", e)
+        self.last = 0.0
+
+    def tick(self):
+        if not self.pending or time.monotonic() - self.last < 1.0:
+            return
+        self.last = time.monotonic()
+        connected = {(p.ip[0], p.ip[1]) for p in self.handle.get_peer_info()}
+        self.pending -= connected
+        for host, port in self.pending:
+            self.handle.connect_peer((host, port))
+
+
+def wait_listening(ses, life, timeout=15.0):
+    """Waits for the TCP listen socket; returns the port libtorrent bound."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout and not life.should_stop():
+        for al in ses.pop_alerts():
+            if isinstance(al, lt.listen_failed_alert):
+                fail("listen failed: %s" % al.message())
+            if isinstance(al, lt.listen_succeeded_alert) and al.socket_type == lt.socket_type_t.tcp:
+                return ses.listen_port()
+        ses.wait_for_alert(100)
+    fail("no listen socket after %.0f s" % timeout)
+
+
+def handle_common_alert(al, dialer):
+    """Alerts both roles report the same way. Returns False for alerts it did not consume."""
+    if isinstance(al, lt.peer_connect_alert):
+        # posted for outgoing and (after the handshake) incoming connections alike
+        emit("peer_connected", peer="%s:%d" % (al.ip[0], al.ip[1]))
+        return True
+    if isinstance(al, lt.peer_disconnected_alert):
+        emit("peer_disconnected", peer="%s:%d" % (al.ip[0], al.ip[1]), reason=al.message())
+        return True
+    if isinstance(al, (lt.torrent_error_alert, lt.file_error_alert)):
+        fail("%s: %s" % (type(al).__name__, al.message()))
+    if isinstance(al, (lt.tracker_error_alert, lt.tracker_warning_alert)):
+        log("tracker:", al.message())
+        return False
+    return False
+
+
+def run_commands(life, dialer):
+    for cmd in life.commands():
+        if cmd.get("cmd") == "connect" and isinstance(cmd.get("peer"), str):
+            dialer.add(cmd["peer"])
+        else:
+            log("unknown command:", cmd)
+
+
+def cmd_seed(a):
+    life = peerlib.Lifeline(a.max_seconds, watch_stdin=not a.no_stdin)
+    ses = make_session(a, "seed")
+    p = add_params(a.torrent, a.data_dir, a.tracker)
+    if a.trust_data:
+        p.flags |= lt.torrent_flags.seed_mode
+    h = ses.add_torrent(p)
+    port = wait_listening(ses, life)
+    dialer = Dialer(h, a.connect)
+    has_trackers = bool(h.trackers())
+    tracker_state = "pending" if has_trackers else "none"
+    ready = False
+    t_checked = None
+    while not life.should_stop():
+        for al in ses.pop_alerts():
+            if handle_common_alert(al, dialer):
+                continue
+            if isinstance(al, lt.tracker_reply_alert) and tracker_state == "pending":
+                tracker_state = "ok"
+            elif isinstance(al, lt.tracker_error_alert) and tracker_state == "pending":
+                tracker_state = "error"
+        run_commands(life, dialer)
+        dialer.tick()
+        st = h.status()
+        if not ready and st.state not in (lt.torrent_status.checking_files,
+                                          lt.torrent_status.checking_resume_data):
+            if not st.is_seeding:
+                fail("data under %s does not match the torrent: %d of %d pieces present"
+                     % (a.data_dir, st.num_pieces, h.torrent_file().num_pieces()))
+            t_checked = t_checked or time.monotonic()
+            # With a tracker, wait (briefly) for its first answer so that a leecher started right
+            # after "ready" finds us in the swarm.
+            if tracker_state != "pending" or time.monotonic() - t_checked > 10:
+                emit("ready", port=port, ip=a.ip, info_hash=info_hash_hex(h), tracker=tracker_state,
+                     pieces=h.torrent_file().num_pieces())
+                ready = True
+        ses.wait_for_alert(100)
+    st = h.status()
+    emit("exit", reason=life.reason, uploaded=st.all_time_upload)
+    ses.pause()
+
+
+def cmd_leech(a):
+    life = peerlib.Lifeline(a.max_seconds, watch_stdin=not a.no_stdin)
+    os.makedirs(a.out_dir, exist_ok=True)
+    ses = make_session(a, "leech")
+    p = add_params(a.source, a.out_dir, a.tracker)
+    t0 = time.monotonic()
+    h = ses.add_torrent(p)
+    port = wait_listening(ses, life)
+    emit("ready", port=port, ip=a.ip, info_hash=info_hash_hex(h))
+    dialer = Dialer(h, a.connect)
+    t_first_piece = None
+    last_progress = 0.0
+    done = False
+    while not life.should_stop():
+        for al in ses.pop_alerts():
+            if handle_common_alert(al, dialer):
+                continue
+            if isinstance(al, lt.metadata_received_alert):
+                emit("metadata", seconds=round(time.monotonic() - t0, 3))
+            elif isinstance(al, lt.piece_finished_alert) and t_first_piece is None:
+                t_first_piece = time.monotonic() - t0
+            elif isinstance(al, lt.hash_failed_alert):
+                emit("hash_failed", piece=al.piece_index)
+        run_commands(life, dialer)
+        dialer.tick()
+        st = h.status()
+        now = time.monotonic()
+        if not done and st.has_metadata and (st.is_seeding or st.is_finished):
+            seconds = now - t0
+            flush(ses, h)
+            done = True
+            emit("done", seconds=round(seconds, 3), bytes=st.total_wanted_done,
+                 first_piece_seconds=round(t_first_piece, 3) if t_first_piece is not None else None,
+                 mbps=round(st.total_wanted_done / 1e6 / seconds, 2) if seconds > 0 else None)
+            if not a.keep_seeding:
+                break
+        if not done and now - last_progress >= 1.0:
+            last_progress = now
+            emit("progress", progress=round(st.progress, 4), bytes=st.total_wanted_done,
+                 total=st.total_wanted, download_rate=st.download_rate, peers=st.num_peers)
+        if not done and now - t0 > a.timeout:
+            emit("timeout", seconds=round(now - t0, 3), bytes=st.total_wanted_done,
+                 progress=round(st.progress, 4), peers=st.num_peers)
+            ses.pause()
+            sys.exit(3)
+        ses.wait_for_alert(100)
+    if not done:
+        emit("exit", reason=life.reason, uploaded=h.status().all_time_upload)
+        ses.pause()
+        sys.exit(4)
+    emit("exit", reason=life.reason or "complete", uploaded=h.status().all_time_upload)
+    ses.pause()
+
+
+def flush(ses, h, timeout=5.0):
+    """Waits until libtorrent has handed every written block to the OS, so that a reader of
+    the files right after "done" sees all of them."""
+    h.flush_cache()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        for al in ses.pop_alerts():
+            if isinstance(al, lt.cache_flushed_alert):
+                return
+        ses.wait_for_alert(100)
+    log("cache flush not confirmed after %.0f s" % timeout)
+
+
+def add_network_args(ap):
+    ap.add_argument("--ip", default="127.0.0.1", help="address to listen on and dial from (default 127.0.0.1)")
+    ap.add_argument("--port", type=int, default=0, help="listen port (default 0: any free port, reported in 'ready')")
+    ap.add_argument("--utp", action="store_true", help="enable uTP (off by default: TCP only)")
+    ap.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
+    ap.add_argument("--download-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
+    ap.add_argument("--connect", action="append", default=[], metavar="HOST:PORT",
+                    help="peer to dial (repeatable; re-dialed until connected)")
+    ap.add_argument("--tracker", action="append", default=[], metavar="URL",
+                    help="announce here instead of the torrent's own trackers (repeatable)")
+    peerlib.add_common_args(ap)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="role", required=True)
+    s = sub.add_parser("seed", help="seed a torrent from existing data until stopped")
+    s.add_argument("torrent")
+    s.add_argument("data_dir")
+    s.add_argument("--trust-data", action="store_true",
+                   help="skip the initial hash check (libtorrent seed mode: verify lazily)")
+    add_network_args(s)
+    l = sub.add_parser("leech", help="download a torrent or magnet, then exit")
+    l.add_argument("source", help=".torrent path or magnet: URI")
+    l.add_argument("out_dir")
+    l.add_argument("--timeout", type=float, default=300, help="give up (exit 3) after this many seconds")
+    l.add_argument("--keep-seeding", action="store_true", help="keep running as a seed after 'done'")
+    add_network_args(l)
+    a = ap.parse_args()
+    try:
+        if a.role == "seed":
+            cmd_seed(a)
+        else:
+            cmd_leech(a)
+    except (ValueError, RuntimeError) as e:
+        fail(e)
+
+
+if __name__ == "__main__":
+    main()

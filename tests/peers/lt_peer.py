@@ -128,14 +128,17 @@ class Dialer:
 
 
 def wait_listening(ses, life, timeout=15.0):
-    """Waits for the TCP listen socket; returns the port libtorrent bound."""
+    """Waits for the TCP listen socket. Returns the port libtorrent bound and the other alerts
+    popped meanwhile (the caller still has to see those, e.g. torrent_checked_alert)."""
     t0 = time.monotonic()
+    others = []
     while time.monotonic() - t0 < timeout and not life.should_stop():
         for al in ses.pop_alerts():
             if isinstance(al, lt.listen_failed_alert):
                 fail("listen failed: %s" % al.message())
             if isinstance(al, lt.listen_succeeded_alert) and al.socket_type == lt.socket_type_t.tcp:
-                return ses.listen_port()
+                return ses.listen_port(), others
+            others.append(al)
         ses.wait_for_alert(100)
     fail("no listen socket after %.0f s" % timeout)
 
@@ -166,31 +169,38 @@ def run_commands(life, dialer):
 
 
 def cmd_seed(a):
+    if a.torrent.startswith("magnet:"):
+        fail("seeding needs the .torrent file, not a magnet")
     life = peerlib.Lifeline(a.max_seconds, watch_stdin=not a.no_stdin)
     ses = make_session(a, "seed")
     p = add_params(a.torrent, a.data_dir, a.tracker)
     if a.trust_data:
         p.flags |= lt.torrent_flags.seed_mode
     h = ses.add_torrent(p)
-    port = wait_listening(ses, life)
+    port, pending_alerts = wait_listening(ses, life)
     dialer = Dialer(h, a.connect)
     has_trackers = bool(h.trackers())
     tracker_state = "pending" if has_trackers else "none"
     ready = False
+    checked = False
     t_checked = None
     while not life.should_stop():
-        for al in ses.pop_alerts():
+        for al in pending_alerts + ses.pop_alerts():
             if handle_common_alert(al, dialer):
                 continue
-            if isinstance(al, lt.tracker_reply_alert) and tracker_state == "pending":
+            if isinstance(al, lt.torrent_checked_alert):
+                checked = True
+            elif isinstance(al, lt.tracker_reply_alert) and tracker_state == "pending":
                 tracker_state = "ok"
             elif isinstance(al, lt.tracker_error_alert) and tracker_state == "pending":
                 tracker_state = "error"
+        pending_alerts = []
         run_commands(life, dialer)
         dialer.tick()
         st = h.status()
-        if not ready and st.state not in (lt.torrent_status.checking_files,
-                                          lt.torrent_status.checking_resume_data):
+        # seed mode skips the check: it is "checked" as soon as it says it is seeding
+        checked = checked or (a.trust_data and st.is_seeding)
+        if not ready and checked:
             if not st.is_seeding:
                 fail("data under %s does not match the torrent: %d of %d pieces present"
                      % (a.data_dir, st.num_pieces, h.torrent_file().num_pieces()))
@@ -214,14 +224,14 @@ def cmd_leech(a):
     p = add_params(a.source, a.out_dir, a.tracker)
     t0 = time.monotonic()
     h = ses.add_torrent(p)
-    port = wait_listening(ses, life)
+    port, pending_alerts = wait_listening(ses, life)
     emit("ready", port=port, ip=a.ip, info_hash=info_hash_hex(h))
     dialer = Dialer(h, a.connect)
     t_first_piece = None
     last_progress = 0.0
     done = False
     while not life.should_stop():
-        for al in ses.pop_alerts():
+        for al in pending_alerts + ses.pop_alerts():
             if handle_common_alert(al, dialer):
                 continue
             if isinstance(al, lt.metadata_received_alert):
@@ -230,6 +240,7 @@ def cmd_leech(a):
                 t_first_piece = time.monotonic() - t0
             elif isinstance(al, lt.hash_failed_alert):
                 emit("hash_failed", piece=al.piece_index)
+        pending_alerts = []
         run_commands(life, dialer)
         dialer.tick()
         st = h.status()

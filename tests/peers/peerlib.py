@@ -117,13 +117,19 @@ class Lifeline:
                 return out
 
 
+# Looked up once, here: the child between fork and exec (other threads frozen, possibly
+# holding locks) should only make the call, not load anything.
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):
+    _prctl = None
+_PR_SET_PDEATHSIG = 1
+
+
 def _die_with_parent():
     # Runs in the child between fork and exec: ask the kernel to SIGTERM it when we die.
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 def spawn(cmd, **kwargs):

@@ -29,16 +29,16 @@ pub fn run(args: CreateArgs) -> Result<(), CliError> {
         .with_context(|| format!("cannot open {}", args.path.display()))?;
     let root_meta =
         fs::metadata(&root).with_context(|| format!("cannot open {}", args.path.display()))?;
-    let default_name = root
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| CliError::msg(format!("{} has no usable UTF-8 name; pass --name", root.display())))?;
+    let default_name = root.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        CliError::msg(format!("{} has no usable UTF-8 name; pass --name", root.display()))
+    })?;
     let name = args.name.clone().unwrap_or_else(|| default_name.to_owned());
 
     let (mut builder, sources) = if root_meta.is_file() {
         let builder = TorrentBuilder::single_file(&name, root_meta.len())
             .with_context(|| format!("cannot use the name {name:?}"))?;
-        let source = SourceFile { components: Vec::new(), disk_path: root.clone(), length: root_meta.len() };
+        let source =
+            SourceFile { components: Vec::new(), disk_path: root.clone(), length: root_meta.len() };
         (builder, vec![source])
     } else if root_meta.is_dir() {
         let mut sources = Vec::new();
@@ -53,7 +53,10 @@ pub fn run(args: CreateArgs) -> Result<(), CliError> {
         }
         (builder, sources)
     } else {
-        return Err(CliError::msg(format!("{} is neither a file nor a folder", args.path.display())));
+        return Err(CliError::msg(format!(
+            "{} is neither a file nor a folder",
+            args.path.display()
+        )));
     };
 
     let output = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.torrent")));
@@ -126,7 +129,8 @@ fn walk(
         } else {
             path.clone()
         };
-        let meta = fs::metadata(&real).with_context(|| format!("cannot read {}", path.display()))?;
+        let meta =
+            fs::metadata(&real).with_context(|| format!("cannot read {}", path.display()))?;
         prefix.push(name);
         if meta.is_dir() {
             let canonical = fs::canonicalize(&real)
@@ -143,9 +147,16 @@ fn walk(
             if out.len() >= MAX_FILES {
                 return Err(CliError::msg(format!("more than {MAX_FILES} files")));
             }
-            out.push(SourceFile { components: prefix.clone(), disk_path: path, length: meta.len() });
+            out.push(SourceFile {
+                components: prefix.clone(),
+                disk_path: path,
+                length: meta.len(),
+            });
         } else {
-            return Err(CliError::msg(format!("{} is not a regular file or folder", path.display())));
+            return Err(CliError::msg(format!(
+                "{} is not a regular file or folder",
+                path.display()
+            )));
         }
         prefix.pop();
     }
@@ -166,7 +177,11 @@ fn refuse_output_inside_content(output: &Path, sources: &[SourceFile]) -> Result
     Ok(())
 }
 
-fn hash_files(builder: TorrentBuilder, sources: &[SourceFile], json: bool) -> Result<Vec<u8>, CliError> {
+fn hash_files(
+    builder: TorrentBuilder,
+    sources: &[SourceFile],
+    json: bool,
+) -> Result<Vec<u8>, CliError> {
     let mut hasher = builder.start().context("cannot create the torrent")?;
     let progress = byte_progress(hasher.total_length(), "hashing", json);
     let mut buf = vec![0u8; 1 << 20];
@@ -180,7 +195,9 @@ fn hash_files(builder: TorrentBuilder, sources: &[SourceFile], json: bool) -> Re
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CliError::with_source(format!("cannot read {}", path.display()), e)),
+                Err(e) => {
+                    return Err(CliError::with_source(format!("cannot read {}", path.display()), e))
+                }
             };
             let chunk = buf.get(..n).unwrap_or_default();
             hasher.update(chunk).context("cannot create the torrent")?;
@@ -218,10 +235,7 @@ fn report(metainfo: &Metainfo, output: &Path, json: bool) -> Result<(), CliError
     table
         .row("name", &info.name)
         .row("info hash", metainfo.info_hash)
-        .row(
-            "size",
-            format!("{} in {} file(s)", human_size(info.total_length), info.files.len()),
-        )
+        .row("size", format!("{} in {} file(s)", human_size(info.total_length), info.files.len()))
         .row(
             "pieces",
             format!("{} × {}", info.piece_count(), human_size(u64::from(info.piece_length))),

@@ -1,9 +1,34 @@
-//! `shoal download` (placeholder: the engine is wired in by the lead engineer).
+//! `shoal download`: fetch a torrent to a folder, exit 0 once every selected file is complete
+//! and verified (or keep seeding with `--seed`).
 
+use crate::transfer::{self, TransferOptions};
 use crate::{CliError, DownloadArgs};
 
 pub async fn run(args: DownloadArgs) -> Result<(), CliError> {
-    let DownloadArgs { source, output: _, peers: _, listen: _, seed: _, json: _, trackers: _, only: _ } =
-        args;
-    Err(CliError::msg(format!("`shoal download {source}`: downloading is not yet wired")))
+    let source = transfer::resolve_source(&args.source).await?;
+    let only_files: Option<Vec<usize>> = if args.only.is_empty() {
+        None
+    } else {
+        Some(args.only.iter().map(|&i| i as usize).collect())
+    };
+    if let (Some(files), shoal::TorrentSource::Metainfo(meta)) = (&only_files, &source) {
+        let count = meta.info.files.len();
+        if let Some(bad) = files.iter().find(|&&i| i >= count) {
+            return Err(CliError::Usage(format!(
+                "--only {bad}: the torrent has {count} files (0-{})",
+                count - 1
+            )));
+        }
+    }
+    let options = TransferOptions {
+        output: args.output,
+        peers: args.peers,
+        listen: args.listen,
+        trackers: args.trackers,
+        only_files,
+        json: args.json,
+        keep_seeding: args.seed,
+        require_complete: false,
+    };
+    transfer::run(options, source).await
 }

@@ -66,18 +66,17 @@ fn show_torrent(metainfo: &Metainfo, json: bool) -> Result<(), CliError> {
     }
 
     let real_files = info.files.iter().filter(|f| !f.padding).count();
+    let padding: u64 = info.files.iter().filter(|f| f.padding).map(|f| f.length).sum();
+    let content = info.total_length - padding;
+    let mut size = format!("{} ({content} bytes) in {real_files} file(s)", human_size(content));
+    if padding > 0 {
+        size.push_str(&format!(", plus {padding} bytes of alignment padding"));
+    }
     let mut table = Table::new();
     table
         .row("name", &info.name)
         .row("info hash", metainfo.info_hash)
-        .row(
-            "size",
-            format!(
-                "{} ({} bytes) in {real_files} file(s)",
-                human_size(info.total_length),
-                info.total_length
-            ),
-        )
+        .row("size", size)
         .row(
             "pieces",
             format!("{} × {}", info.piece_count(), human_size(u64::from(info.piece_length))),
@@ -145,7 +144,13 @@ fn show_magnet(magnet: &Magnet, json: bool) -> Result<(), CliError> {
         let ranges: Vec<String> = magnet
             .select_only
             .iter()
-            .map(|r| if r.start() == r.end() { r.start().to_string() } else { format!("{}-{}", r.start(), r.end()) })
+            .map(|r| {
+                if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                }
+            })
             .collect();
         table.row("only files", ranges.join(","));
     }

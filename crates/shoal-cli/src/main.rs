@@ -8,6 +8,7 @@ mod download;
 mod info;
 mod output;
 mod seed;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +19,11 @@ use clap::{Args, Parser, Subcommand};
 pub use output::CliError;
 
 #[derive(Debug, Parser)]
-#[command(name = "shoal", version, about = "BitTorrent for the web: create, inspect, download and seed torrents")]
+#[command(
+    name = "shoal",
+    version,
+    about = "BitTorrent for the web: create, inspect, download and seed torrents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -210,8 +215,16 @@ mod tests {
     #[test]
     fn command_line_is_consistent() {
         Cli::command().debug_assert();
-        let cli = Cli::try_parse_from(["shoal", "download", "x.torrent", "--only", "1,3", "--peer", "[::1]:1"])
-            .unwrap();
+        let cli = Cli::try_parse_from([
+            "shoal",
+            "download",
+            "x.torrent",
+            "--only",
+            "1,3",
+            "--peer",
+            "[::1]:1",
+        ])
+        .unwrap();
         match cli.command {
             Command::Download(args) => {
                 assert_eq!(args.only, vec![1, 3]);

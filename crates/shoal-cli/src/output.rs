@@ -27,7 +27,10 @@ impl CliError {
     }
 
     /// A failure caused by `source`, which is printed after the message.
-    pub fn with_source(message: impl Into<String>, source: impl Error + Send + Sync + 'static) -> Self {
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl Error + Send + Sync + 'static,
+    ) -> Self {
         CliError::Failed { message: message.into(), source: Some(Box::new(source)) }
     }
 

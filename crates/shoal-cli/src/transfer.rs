@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shoal::{AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentHandle, TorrentSource, TorrentStatus};
+use shoal::{
+    AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentHandle, TorrentSource,
+    TorrentStatus,
+};
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
 
@@ -18,10 +21,9 @@ const MAX_TORRENT_FILE: u64 = 64 * 1024 * 1024;
 
 /// What the user asked to run.
 pub struct TransferOptions {
-    pub input: String,
     pub output: PathBuf,
     pub peers: Vec<String>,
-    pub listen: Option<String>,
+    pub listen: Option<SocketAddr>,
     pub trackers: Vec<String>,
     pub only_files: Option<Vec<usize>>,
     pub json: bool,
@@ -34,31 +36,32 @@ pub struct TransferOptions {
 /// Reads a .torrent from a path or an http(s) URL, or parses a magnet.
 pub async fn resolve_source(input: &str) -> Result<TorrentSource, CliError> {
     if input.starts_with("magnet:") {
-        let magnet = Magnet::parse(input).map_err(|e| CliError::Input(format!("invalid magnet: {e}")))?;
+        let magnet =
+            Magnet::parse(input).map_err(|e| CliError::msg(format!("invalid magnet: {e}")))?;
         return Ok(TorrentSource::Magnet(magnet));
     }
     let bytes = if input.starts_with("http://") || input.starts_with("https://") {
         shoal::fetch::fetch_url(input, MAX_TORRENT_FILE)
             .await
-            .map_err(|e| CliError::Input(format!("cannot fetch {input}: {e}")))?
+            .map_err(|e| CliError::msg(format!("cannot fetch {input}: {e}")))?
     } else {
         read_bounded(Path::new(input))?
     };
-    let meta = Metainfo::from_bytes(&bytes).map_err(|e| CliError::Input(format!("{input}: {e}")))?;
+    let meta = Metainfo::from_bytes(&bytes).map_err(|e| CliError::msg(format!("{input}: {e}")))?;
     Ok(TorrentSource::Metainfo(Box::new(meta)))
 }
 
 fn read_bounded(path: &Path) -> Result<Vec<u8>, CliError> {
     let len = std::fs::metadata(path)
-        .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?
+        .map_err(|e| CliError::msg(format!("cannot read {}: {e}", path.display())))?
         .len();
     if len > MAX_TORRENT_FILE {
-        return Err(CliError::Input(format!(
+        return Err(CliError::msg(format!(
             "{} is {len} bytes, larger than any torrent file ({MAX_TORRENT_FILE} bytes at most)",
             path.display()
         )));
     }
-    std::fs::read(path).map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| CliError::msg(format!("cannot read {}: {e}", path.display())))
 }
 
 /// Resolves `HOST:PORT` strings (names allowed) to socket addresses.
@@ -67,25 +70,23 @@ pub async fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, CliError
     for peer in peers {
         let addrs = tokio::net::lookup_host(peer.as_str())
             .await
-            .map_err(|e| CliError::Input(format!("bad --peer {peer}: {e}")))?;
+            .map_err(|e| CliError::msg(format!("bad --peer {peer}: {e}")))?;
         out.extend(addrs);
     }
     Ok(out)
 }
 
-pub async fn start_session(listen: Option<&str>) -> Result<Session, CliError> {
-    let listen: SocketAddr = match listen {
-        Some(addr) => addr.parse().map_err(|e| CliError::Input(format!("bad --listen {addr}: {e}")))?,
-        None => "0.0.0.0:0".parse().map_err(|e| CliError::Input(format!("{e}")))?,
-    };
+pub async fn start_session(listen: Option<SocketAddr>) -> Result<Session, CliError> {
+    // Any port by default: a fixed one would collide with other clients on the machine.
+    let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let config = SessionConfig { listen: Some(listen), ..SessionConfig::default() };
-    Session::new(config).await.map_err(|e| CliError::Runtime(e.to_string()))
+    Session::new(config).await.map_err(|e| CliError::with_source("cannot start the session", e))
 }
 
 /// Runs a torrent to completion (and beyond, when seeding).
 pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), CliError> {
     let peers = resolve_peers(&options.peers).await?;
-    let session = start_session(options.listen.as_deref()).await?;
+    let session = start_session(options.listen).await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,
@@ -94,7 +95,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
             peers,
             extra_trackers: options.trackers.clone(),
         })
-        .map_err(|e| CliError::Runtime(e.to_string()))?;
+        .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
     let listen = session.listen_addr();
     if options.json {
         let line = serde_json::json!({
@@ -119,7 +120,10 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
 
     if options.keep_seeding {
         if options.json {
-            println!("{}", serde_json::json!({"event": "seeding", "info_hash": handle.info_hash().to_hex()}));
+            println!(
+                "{}",
+                serde_json::json!({"event": "seeding", "info_hash": handle.info_hash().to_hex()})
+            );
         } else {
             eprintln!("seeding; press Ctrl-C to stop");
         }
@@ -129,7 +133,11 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
     Ok(())
 }
 
-async fn watch_until_done(handle: &TorrentHandle, progress: &Progress, require_complete: bool) -> Result<(), CliError> {
+async fn watch_until_done(
+    handle: &TorrentHandle,
+    progress: &Progress,
+    require_complete: bool,
+) -> Result<(), CliError> {
     let mut rx = handle.watch();
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
@@ -139,24 +147,24 @@ async fn watch_until_done(handle: &TorrentHandle, progress: &Progress, require_c
             Phase::Seeding => return Ok(()),
             Phase::Downloading if require_complete => {
                 let s = &status.stats;
-                return Err(CliError::Runtime(format!(
+                return Err(CliError::msg(format!(
                     "the data in {} is incomplete: {} of {} pieces verified; use `shoal download` to fetch the rest",
                     status.storage_root.as_deref().map_or_else(|| "the folder".into(), |p| p.display().to_string()),
                     s.pieces_have,
                     s.pieces_total
                 )));
             }
-            Phase::Failed(e) => return Err(CliError::Runtime(e.clone())),
-            Phase::Stopped => return Err(CliError::Runtime("the torrent stopped".into())),
+            Phase::Failed(e) => return Err(CliError::msg(e.clone())),
+            Phase::Stopped => return Err(CliError::msg("the torrent stopped")),
             _ => {}
         }
         tokio::select! {
             changed = rx.changed() => {
                 if changed.is_err() {
-                    return Err(CliError::Runtime("the torrent task ended unexpectedly".into()));
+                    return Err(CliError::msg("the torrent task ended unexpectedly"));
                 }
             }
-            _ = &mut interrupted => return Err(CliError::Runtime("interrupted".into())),
+            _ = &mut interrupted => return Err(CliError::msg("interrupted")),
         }
     }
 }
@@ -196,7 +204,11 @@ fn report_done(handle: &TorrentHandle, status: &TorrentStatus, json: bool) {
             })
         );
     } else {
-        eprintln!("{name}: complete ({} verified pieces) in {}", status.stats.pieces_have, root.unwrap_or_default());
+        eprintln!(
+            "{name}: complete ({} verified pieces) in {}",
+            status.stats.pieces_have,
+            root.unwrap_or_default()
+        );
     }
 }
 

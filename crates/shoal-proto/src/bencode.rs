@@ -285,8 +285,8 @@ impl<'a> Decoder<'a> {
         };
         let well_formed = !magnitude.is_empty()
             && magnitude.iter().all(u8::is_ascii_digit)
-            && !(magnitude.len() > 1 && magnitude[0] == b'0')
-            && !(negative && magnitude == b"0");
+            && (magnitude.len() == 1 || magnitude[0] != b'0')
+            && (!negative || magnitude != b"0");
         if !well_formed {
             return Err(BencodeError::BadInteger(start));
         }

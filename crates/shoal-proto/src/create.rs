@@ -339,10 +339,9 @@ impl TorrentHasher {
 fn check_name(component: &str) -> Result<(), CreateError> {
     match path_component_problem(component) {
         None => Ok(()),
-        Some(reason) => Err(CreateError::UnsafeName {
-            component: component.chars().take(64).collect(),
-            reason,
-        }),
+        Some(reason) => {
+            Err(CreateError::UnsafeName { component: component.chars().take(64).collect(), reason })
+        }
     }
 }
 
@@ -435,7 +434,10 @@ mod tests {
 
     #[test]
     fn rejects_bad_layouts() {
-        assert!(matches!(TorrentBuilder::single_file("..", 1), Err(CreateError::UnsafeName { .. })));
+        assert!(matches!(
+            TorrentBuilder::single_file("..", 1),
+            Err(CreateError::UnsafeName { .. })
+        ));
         let mut b = TorrentBuilder::multi_file("d").unwrap();
         assert!(b.add_file(vec!["a/b".into()], 1).is_err());
         assert_eq!(b.add_file(vec![], 1), Err(CreateError::EmptyPath));
@@ -444,7 +446,10 @@ mod tests {
         assert!(matches!(b.start(), Err(CreateError::DuplicatePath(_))));
         let mut s = TorrentBuilder::single_file("f", 1).unwrap();
         assert_eq!(s.add_file(vec!["x".into()], 1), Err(CreateError::NotMultiFile));
-        assert!(matches!(TorrentBuilder::single_file("f", 0).unwrap().start(), Err(CreateError::Empty)));
+        assert!(matches!(
+            TorrentBuilder::single_file("f", 0).unwrap().start(),
+            Err(CreateError::Empty)
+        ));
         assert!(matches!(
             TorrentBuilder::single_file("f", 1).unwrap().piece_length(20_000).start(),
             Err(CreateError::BadPieceLength(20_000))

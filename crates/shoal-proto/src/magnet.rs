@@ -35,7 +35,9 @@ pub enum MagnetError {
     NotUtf8(String),
     #[error("magnet link has no `xt=urn:btih:` info hash")]
     MissingInfoHash,
-    #[error("magnet link only has a v2 (`urn:btmh:`) info hash; v2-only torrents are not supported")]
+    #[error(
+        "magnet link only has a v2 (`urn:btmh:`) info hash; v2-only torrents are not supported"
+    )]
     V2Only,
     #[error("bad info hash {0:?}: expected 40 hex or 32 base32 characters")]
     BadInfoHash(String),
@@ -113,10 +115,9 @@ impl Magnet {
                         saw_v2_hash = true;
                     }
                 }
-                "dn" => {
-                    if magnet.display_name.is_none() && !value.is_empty() {
-                        magnet.display_name = Some(value);
-                    }
+                // The first non-empty name wins.
+                "dn" if magnet.display_name.is_none() && !value.is_empty() => {
+                    magnet.display_name = Some(value);
                 }
                 "tr" => push_unique(&mut magnet.trackers, value),
                 "ws" => push_unique(&mut magnet.web_seeds, value),
@@ -293,9 +294,7 @@ fn is_peer_address(s: &str) -> bool {
     } else {
         match s.rsplit_once(':') {
             Some((host, port))
-                if host
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
+                if host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') =>
             {
                 (host, port)
             }
@@ -365,8 +364,9 @@ mod tests {
     #[test]
     fn base32_and_numbered_keys() {
         // Base32 of the bytes 0x00..0x13.
-        let m = Magnet::parse("MAGNET:?xt.1=urn:btih:aaaqeayeaudaocajbifqydiob4ibceqt&tr.1=http://a")
-            .unwrap();
+        let m =
+            Magnet::parse("MAGNET:?xt.1=urn:btih:aaaqeayeaudaocajbifqydiob4ibceqt&tr.1=http://a")
+                .unwrap();
         let expected: Vec<u8> = (0u8..20).collect();
         assert_eq!(m.info_hash.0.as_slice(), expected.as_slice());
         assert_eq!(m.trackers, vec!["http://a"]);
@@ -390,12 +390,24 @@ mod tests {
             (format!("magnet:?xt=urn:btih:{HEX}&dn=%zz"), MagnetError::BadEncoding("dn".into())),
             (format!("magnet:?xt=urn:btih:{HEX}&dn=%4"), MagnetError::BadEncoding("dn".into())),
             (format!("magnet:?xt=urn:btih:{HEX}&dn=%ff"), MagnetError::NotUtf8("dn".into())),
-            (format!("magnet:?xt=urn:btih:{HEX}&x.pe=1.2.3.4"), MagnetError::BadPeer("1.2.3.4".into())),
-            (format!("magnet:?xt=urn:btih:{HEX}&x.pe=[zz]:1"), MagnetError::BadPeer("[zz]:1".into())),
+            (
+                format!("magnet:?xt=urn:btih:{HEX}&x.pe=1.2.3.4"),
+                MagnetError::BadPeer("1.2.3.4".into()),
+            ),
+            (
+                format!("magnet:?xt=urn:btih:{HEX}&x.pe=[zz]:1"),
+                MagnetError::BadPeer("[zz]:1".into()),
+            ),
             (format!("magnet:?xt=urn:btih:{HEX}&x.pe=h:0"), MagnetError::BadPeer("h:0".into())),
             (format!("magnet:?xt=urn:btih:{HEX}&so=5-2"), MagnetError::BadSelectOnly("5-2".into())),
-            (format!("magnet:?xt=urn:btih:{HEX}&so=1,,2"), MagnetError::BadSelectOnly("1,,2".into())),
-            (format!("magnet:?xt=urn:btih:{HEX}&so=99999999999"), MagnetError::BadSelectOnly("99999999999".into())),
+            (
+                format!("magnet:?xt=urn:btih:{HEX}&so=1,,2"),
+                MagnetError::BadSelectOnly("1,,2".into()),
+            ),
+            (
+                format!("magnet:?xt=urn:btih:{HEX}&so=99999999999"),
+                MagnetError::BadSelectOnly("99999999999".into()),
+            ),
         ];
         for (uri, expected) in cases {
             assert_eq!(Magnet::parse(&uri), Err(expected), "{uri}");

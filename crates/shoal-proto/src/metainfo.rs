@@ -254,7 +254,8 @@ impl Info {
             }
             (Some(length), None) => {
                 let length = parse_length(length, "info.length")?;
-                let file = FileEntry { path: vec![name.clone()], length, offset: 0, padding: false };
+                let file =
+                    FileEntry { path: vec![name.clone()], length, offset: 0, padding: false };
                 (vec![file], false)
             }
             (None, Some(files)) => (parse_files(&name, files)?, true),
@@ -345,7 +346,7 @@ fn parse_piece_hashes(
     total_length: u64,
     piece_length: u32,
 ) -> Result<Vec<[u8; 20]>, MetainfoError> {
-    if pieces.len() % 20 != 0 {
+    if !pieces.len().is_multiple_of(20) {
         return Err(invalid(
             "info.pieces",
             format!("length {} is not a multiple of 20", pieces.len()),
@@ -360,7 +361,12 @@ fn parse_piece_hashes(
         ));
     }
     if actual != expected {
-        return Err(MetainfoError::PieceCountMismatch { actual, expected, total_length, piece_length });
+        return Err(MetainfoError::PieceCountMismatch {
+            actual,
+            expected,
+            total_length,
+            piece_length,
+        });
     }
     Ok(pieces
         .chunks_exact(20)
@@ -418,9 +424,8 @@ fn parse_files(name: &str, files: &Value<'_>) -> Result<Vec<FileEntry>, Metainfo
 /// A file's `path` list, preferring `path.utf-8` when it is present and valid (some old
 /// clients wrote a local code page in `path` and UTF-8 there).
 fn parse_file_path(dict: &Dict<'_>, field: &str) -> Result<Vec<String>, MetainfoError> {
-    let utf8_alternative = dict
-        .get_list(b"path.utf-8")
-        .filter(|parts| parts.iter().all(|p| p.as_str().is_some()));
+    let utf8_alternative =
+        dict.get_list(b"path.utf-8").filter(|parts| parts.iter().all(|p| p.as_str().is_some()));
     let (key, parts) = match utf8_alternative {
         Some(parts) => ("path.utf-8", parts),
         None => match dict.get(b"path") {
@@ -690,7 +695,9 @@ mod tests {
             Err(MetainfoError::Invalid { ref field, .. }) if field == "info.piece length"
         ));
         let err = Metainfo::from_bytes(&multi(&[(&["a"], -1)])).unwrap_err();
-        assert!(matches!(err, MetainfoError::Invalid { ref field, .. } if field == "info.files[0].length"));
+        assert!(
+            matches!(err, MetainfoError::Invalid { ref field, .. } if field == "info.files[0].length")
+        );
         assert!(Metainfo::from_bytes(&single(0, 16384)).is_err());
     }
 

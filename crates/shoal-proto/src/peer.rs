@@ -12,35 +12,42 @@ use crate::wire::BlockRef;
 /// A byte rate over a sliding window of one-second buckets.
 #[derive(Clone, Debug, Default)]
 pub struct RateMeter {
+    /// Completed seconds, oldest first; the last is the second just before `second`.
     buckets: [u64; RATE_BUCKETS],
+    /// Bytes in the second numbered `second` (whole seconds since the driver's epoch).
     current: u64,
-    /// Index of the bucket `current` belongs to, in whole seconds since the driver's epoch.
     second: u64,
     total: u64,
+    /// When the first sample arrived: a young meter divides by its age, not the full window,
+    /// or a new peer would look several times slower than it is.
+    first_sample: Option<Instant>,
 }
 
 const RATE_BUCKETS: usize = 5;
 
 impl RateMeter {
     pub fn record(&mut self, now: Instant, bytes: u64) {
+        self.first_sample.get_or_insert(now);
         self.roll(now);
         self.current += bytes;
         self.total += bytes;
     }
 
-    /// Bytes per second over the last few whole seconds (plus the current partial one).
+    /// Bytes per second over the last `RATE_BUCKETS` seconds plus the current partial one.
     pub fn rate(&self, now: Instant) -> u64 {
-        let second = now.since_epoch().as_secs();
-        let age = second.saturating_sub(self.second);
-        if age as usize > RATE_BUCKETS {
+        let Some(first) = self.first_sample else { return 0 };
+        let age = now.since_epoch().as_secs().saturating_sub(self.second) as usize;
+        if age > RATE_BUCKETS {
             return 0;
         }
-        // Buckets older than the window fall out as time passes.
-        let kept: u64 = self.buckets.iter().rev().take(RATE_BUCKETS - age as usize).sum();
-        let current = if age == 0 { self.current } else { 0 };
-        let elapsed_in_current = now.since_epoch().subsec_millis() as u64;
-        let window_ms = (RATE_BUCKETS as u64) * 1000 + elapsed_in_current;
-        (kept + current) * 1000 / window_ms.max(1)
+        // `current` is `age` seconds old; buckets older than the window fall out as time passes.
+        let kept: u64 =
+            self.buckets.iter().rev().take(RATE_BUCKETS - age).sum::<u64>() + self.current;
+        let window = Duration::from_secs(RATE_BUCKETS as u64)
+            + Duration::from_millis(u64::from(now.since_epoch().subsec_millis()));
+        let lived = now.saturating_since(first).max(Duration::from_secs(1));
+        let span_ms = window.min(lived).as_millis().max(1) as u64;
+        kept.saturating_mul(1000) / span_ms
     }
 
     pub fn total(&self) -> u64 {
@@ -52,7 +59,7 @@ impl RateMeter {
         if second == self.second {
             return;
         }
-        let steps = (second.saturating_sub(self.second)).min(RATE_BUCKETS as u64 + 1);
+        let steps = second.saturating_sub(self.second).min(RATE_BUCKETS as u64 + 1);
         for _ in 0..steps {
             self.buckets.rotate_left(1);
             self.buckets[RATE_BUCKETS - 1] = self.current;
@@ -217,18 +224,27 @@ impl Peer {
             return;
         }
         let rate = self.download.rate(now);
-        let covering = (rate as f64 * QUEUE_TIME.as_secs_f64() / f64::from(crate::picker::BLOCK_SIZE))
-            as u32;
+        let covering =
+            (rate as f64 * QUEUE_TIME.as_secs_f64() / f64::from(crate::picker::BLOCK_SIZE)) as u32;
         let cap = self.max_requests.clamp(1, MAX_QUEUE_TARGET);
-        // Never shrink below the initial depth while the rate is still being learned.
-        self.queue_target = covering.max(INITIAL_QUEUE_TARGET.min(cap)).min(cap);
+        // Until the rate has been measured for a while, keep the initial depth; after that the
+        // queue follows the rate down to a small floor, so a slow peer does not sit on seconds
+        // of our requests that faster peers could serve.
+        let learned = now.saturating_since(self.connected_at) >= RATE_LEARNING_TIME
+            && self.download.total() > 0;
+        let floor = if learned { MIN_QUEUE_TARGET } else { INITIAL_QUEUE_TARGET };
+        self.queue_target = covering.max(floor.min(cap)).min(cap);
     }
 }
 
 /// A peer's request queue size when it does not say (`reqq`), as libtorrent assumes.
 pub const DEFAULT_PEER_REQQ: u32 = 250;
 /// Requests kept queued at a new peer before its rate is known.
-pub const INITIAL_QUEUE_TARGET: u32 = 64;
+pub const INITIAL_QUEUE_TARGET: u32 = 32;
+/// The smallest queue once a peer's rate is known: enough to hide one round trip.
+pub const MIN_QUEUE_TARGET: u32 = 4;
+/// How long a peer's rate is measured before the queue may shrink below the initial depth.
+pub const RATE_LEARNING_TIME: Duration = Duration::from_secs(5);
 /// Upper bound on requests queued at any one peer.
 pub const MAX_QUEUE_TARGET: u32 = 2000;
 /// The transfer time the request queue should cover.
@@ -250,6 +266,11 @@ mod tests {
         }
         let r = m.rate(at(5000));
         assert!((800..=1000).contains(&r), "rate {r}");
+        // The last second still counts after the clock moves past it.
+        let mut young = RateMeter::default();
+        young.record(at(10_000), 100_000);
+        let r = young.rate(at(11_000));
+        assert!((90_000..=100_000).contains(&r), "young rate {r}");
         assert_eq!(m.rate(at(20_000)), 0);
         assert_eq!(m.total(), 5000);
     }
@@ -262,7 +283,11 @@ mod tests {
             p.download.record(at(ms), 160 * 1024); // 16 MB/s
         }
         p.update_queue_target(at(5000));
-        assert!(p.queue_target > INITIAL_QUEUE_TARGET && p.queue_target <= 500, "{}", p.queue_target);
+        assert!(
+            p.queue_target > INITIAL_QUEUE_TARGET && p.queue_target <= 500,
+            "{}",
+            p.queue_target
+        );
         p.snubbed = true;
         p.update_queue_target(at(5000));
         assert_eq!(p.queue_target, 1);

@@ -64,10 +64,8 @@ impl PeerBook {
 
     /// Takes the next address worth dialling and marks it busy.
     pub fn next_to_connect(&mut self, now: Instant) -> Option<SocketAddr> {
-        let (addr, entry) = self
-            .entries
-            .iter_mut()
-            .find(|(_, e)| e.state == State::Idle && e.retry_at <= now)?;
+        let (addr, entry) =
+            self.entries.iter_mut().find(|(_, e)| e.state == State::Idle && e.retry_at <= now)?;
         entry.state = State::Busy;
         Some(*addr)
     }

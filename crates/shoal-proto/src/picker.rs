@@ -22,6 +22,11 @@ pub const BLOCK_SIZE: u32 = 16 * 1024;
 
 /// How often the rarest-first order is rebuilt at most, when availability changes. Rarest-first
 /// is a heuristic; rebuilding on every `have` message would cost O(n log n) per block.
+/// A block requested this long ago, with nothing else left to request, may be duplicated.
+const ENDGAME_STRAGGLER_AGE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Duplicates handed to one idle peer per pick.
+const ENDGAME_DUPLICATES: usize = 2;
+
 const ORDER_REBUILD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Piece and block sizes of one torrent.
@@ -57,7 +62,7 @@ impl Geometry {
 
     /// The block that starts at `offset`, if `offset`/`length` describe a whole block exactly.
     pub fn block_index(&self, piece: u32, offset: u32, length: u32) -> Option<u32> {
-        if piece >= self.piece_count || offset % BLOCK_SIZE != 0 {
+        if piece >= self.piece_count || !offset.is_multiple_of(BLOCK_SIZE) {
             return None;
         }
         let index = offset / BLOCK_SIZE;
@@ -100,6 +105,8 @@ struct Partial {
     owner: PeerKey,
     /// Everyone who delivered a block of it: the suspects if the hash fails.
     contributors: Vec<PeerKey>,
+    /// When each block was last requested, so endgame only duplicates stragglers.
+    requested_at: Vec<Instant>,
 }
 
 /// What became of a block that arrived.
@@ -247,13 +254,15 @@ impl Picker {
     // ---- picking ----
 
     /// Appends up to `max` blocks for `peer` to request to `out`. `peer_has` tells which pieces
-    /// the peer holds; `endgame` allows duplicating blocks already requested elsewhere.
+    /// the peer holds; `peer_idle` (nothing outstanding at the peer) allows the endgame to
+    /// duplicate a few straggling blocks requested elsewhere.
     pub fn pick(
         &mut self,
         now: Instant,
         peer: PeerKey,
         peer_has: impl Fn(u32) -> bool,
         max: usize,
+        peer_idle: bool,
         out: &mut Vec<BlockRef>,
     ) {
         if max == 0 || self.wanted_missing == 0 {
@@ -269,7 +278,15 @@ impl Picker {
                 return;
             }
             if partial.owner == peer && partial.free > 0 {
-                take_free_blocks(&geometry, piece, partial, peer, max - (out.len() - start), out);
+                take_free_blocks(
+                    &geometry,
+                    piece,
+                    partial,
+                    peer,
+                    max - (out.len() - start),
+                    out,
+                    now,
+                );
             }
         }
 
@@ -290,13 +307,14 @@ impl Picker {
                 let blocks = self.geometry.block_count(piece);
                 let mut partial = Partial {
                     blocks: vec![Block::Free; blocks as usize],
+                    requested_at: vec![now; blocks as usize],
                     free: blocks,
                     received: 0,
                     owner: peer,
                     contributors: Vec::new(),
                 };
                 let room = max - (out.len() - start);
-                take_free_blocks(&geometry, piece, &mut partial, peer, room, out);
+                take_free_blocks(&geometry, piece, &mut partial, peer, room, out, now);
                 self.state[idx] = PieceState::InProgress;
                 self.partial.insert(piece, partial);
             }
@@ -310,27 +328,31 @@ impl Picker {
                 }
                 if partial.free > 0 && peer_has(piece) {
                     let room = max - (out.len() - start);
-                    take_free_blocks(&geometry, piece, partial, peer, room, out);
+                    take_free_blocks(&geometry, piece, partial, peer, room, out, now);
                 }
             }
         }
 
-        // 4. Endgame: nothing is free for this peer. Only once every wanted piece has been
-        // started, so duplicates are spent only on the last stragglers.
-        if want(out) && !self.any_missing_wanted_piece_unstarted() {
+        // 4. Endgame: nothing is free for this idle peer and every wanted piece has been
+        // started. Duplicate only blocks outstanding for a while, a few at a time: duplicating
+        // everything at once doubles the traffic of the last pieces for nothing.
+        if out.len() == start && peer_idle && !self.any_missing_wanted_piece_unstarted() {
+            let limit = max.min(ENDGAME_DUPLICATES);
+            let room = |out: &Vec<BlockRef>| out.len() - start < limit;
             for (&piece, partial) in self.partial.iter_mut() {
-                if !want(out) {
+                if !room(out) {
                     return;
                 }
                 if !peer_has(piece) {
                     continue;
                 }
                 for (b, block) in partial.blocks.iter_mut().enumerate() {
-                    if !want(out) {
+                    if !room(out) {
                         break;
                     }
                     if let Block::Requested(first, None) = *block {
-                        if first != peer {
+                        let waited = now.saturating_since(partial.requested_at[b]);
+                        if first != peer && waited >= ENDGAME_STRAGGLER_AGE {
                             *block = Block::Requested(first, Some(peer));
                             out.push(geometry.block(piece, b as u32));
                         }
@@ -445,7 +467,9 @@ impl Picker {
             }
             _ => {}
         }
-        if partial.owner == peer && partial.received == 0 && partial.free as usize == partial.blocks.len()
+        if partial.owner == peer
+            && partial.received == 0
+            && partial.free as usize == partial.blocks.len()
         {
             // Nobody is working on it any more: let rarest-first consider it afresh.
             self.partial.remove(&block.piece);
@@ -494,6 +518,7 @@ fn take_free_blocks(
     peer: PeerKey,
     max: usize,
     out: &mut Vec<BlockRef>,
+    now: Instant,
 ) {
     let mut taken = 0;
     for (b, block) in partial.blocks.iter_mut().enumerate() {
@@ -502,6 +527,7 @@ fn take_free_blocks(
         }
         if *block == Block::Free {
             *block = Block::Requested(peer, None);
+            partial.requested_at[b] = now;
             partial.free -= 1;
             taken += 1;
             out.push(geometry.block(piece, b as u32));
@@ -545,13 +571,13 @@ mod tests {
         }
         p.add_available(2);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 2, &mut out);
+        p.pick(t(0), A, |_| true, 2, false, &mut out);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|b| b.piece == 2), "{out:?}");
         // A's own piece is continued before anything new.
         p.on_unrequest(out[1], A);
         let mut again = Vec::new();
-        p.pick(t(1), A, |_| true, 1, &mut again);
+        p.pick(t(1), A, |_| true, 1, false, &mut again);
         assert_eq!(again, vec![out[1]]);
     }
 
@@ -563,7 +589,7 @@ mod tests {
         p.set_have(1);
         assert_eq!(p.wanted_missing(), 1);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 10, &mut out);
+        p.pick(t(0), A, |_| true, 10, false, &mut out);
         assert_eq!(out, vec![g.block(2, 0)]);
         assert_eq!(
             p.on_block(out[0], A),
@@ -579,11 +605,15 @@ mod tests {
         let g = Geometry::new(BLOCK_SIZE, u64::from(BLOCK_SIZE));
         let mut p = Picker::new(g, 1);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 10, &mut out);
+        p.pick(t(0), A, |_| true, 10, false, &mut out);
         assert_eq!(out.len(), 1);
         let mut dup = Vec::new();
-        p.pick(t(0), B, |_| true, 10, &mut dup);
-        assert_eq!(dup, out, "endgame should duplicate the last block");
+        p.pick(t(0), B, |_| true, 10, true, &mut dup);
+        assert!(dup.is_empty(), "a block just requested is not a straggler yet");
+        p.pick(t(2500), B, |_| true, 10, false, &mut dup);
+        assert!(dup.is_empty(), "a busy peer does not duplicate");
+        p.pick(t(2500), B, |_| true, 10, true, &mut dup);
+        assert_eq!(dup, out, "endgame should duplicate the straggling block");
         assert_eq!(
             p.on_block(dup[0], B),
             BlockOutcome::Accepted { cancel: Some(A), piece_complete: true }
@@ -596,8 +626,8 @@ mod tests {
         let g = Geometry::new(2 * BLOCK_SIZE, 2 * u64::from(BLOCK_SIZE));
         let mut p = Picker::new(g, 1);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 1, &mut out);
-        p.pick(t(0), B, |_| true, 1, &mut out);
+        p.pick(t(0), A, |_| true, 1, false, &mut out);
+        p.pick(t(0), B, |_| true, 1, false, &mut out);
         assert_eq!(out.len(), 2);
         p.on_block(out[0], A);
         p.on_block(out[1], B);
@@ -605,7 +635,7 @@ mod tests {
         blamed.sort();
         assert_eq!(blamed, vec![A, B]);
         let mut again = Vec::new();
-        p.pick(t(1), A, |_| true, 10, &mut again);
+        p.pick(t(1), A, |_| true, 10, false, &mut again);
         assert_eq!(again.len(), 2);
     }
 
@@ -614,12 +644,12 @@ mod tests {
         let g = Geometry::new(4 * BLOCK_SIZE, 4 * u64::from(BLOCK_SIZE));
         let mut p = Picker::new(g, 1);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 4, &mut out);
+        p.pick(t(0), A, |_| true, 4, false, &mut out);
         for b in &out {
             p.on_unrequest(*b, A);
         }
         let mut b_out = Vec::new();
-        p.pick(t(0), B, |_| true, 4, &mut b_out);
+        p.pick(t(0), B, |_| true, 4, false, &mut b_out);
         assert_eq!(b_out.len(), 4);
     }
 
@@ -628,7 +658,7 @@ mod tests {
         let g = Geometry::new(BLOCK_SIZE, 4 * u64::from(BLOCK_SIZE));
         let mut p = Picker::new(g, 3);
         let mut out = Vec::new();
-        p.pick(t(0), A, |piece| piece == 3, 10, &mut out);
+        p.pick(t(0), A, |piece| piece == 3, 10, false, &mut out);
         assert_eq!(out, vec![g.block(3, 0)]);
         assert!(p.wants_any(|piece| piece == 0, false));
         assert!(!p.wants_any(|_| false, false));

@@ -105,21 +105,45 @@ pub enum Refusal {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
     /// Dial `addr`; report with [`Torrent::on_connected`] or [`Torrent::on_connect_failed`].
-    Connect { peer: PeerKey, addr: SocketAddr },
-    Send { peer: PeerKey, message: Message },
+    Connect {
+        peer: PeerKey,
+        addr: SocketAddr,
+    },
+    Send {
+        peer: PeerKey,
+        message: Message,
+    },
     /// Close the connection. The core has already forgotten the peer.
-    Disconnect { peer: PeerKey, reason: DisconnectReason },
-    WriteBlock { piece: u32, offset: u32, data: Bytes },
+    Disconnect {
+        peer: PeerKey,
+        reason: DisconnectReason,
+    },
+    WriteBlock {
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+    },
     /// Read a block for a peer's request; answer with [`Torrent::on_block_read`].
-    ReadBlock { peer: PeerKey, block: BlockRef },
+    ReadBlock {
+        peer: PeerKey,
+        block: BlockRef,
+    },
     /// Every block of `piece` was written: hash it, answer with [`Torrent::on_piece_verified`].
-    VerifyPiece { piece: u32 },
+    VerifyPiece {
+        piece: u32,
+    },
     /// A piece passed its hash check (readers waiting on it can proceed).
-    PieceVerified { piece: u32 },
+    PieceVerified {
+        piece: u32,
+    },
     /// A piece failed its hash check; it will be downloaded again.
-    PieceFailed { piece: u32 },
+    PieceFailed {
+        piece: u32,
+    },
     /// The info dictionary arrived (magnet): open storage, recheck, then call `start`.
-    MetadataReceived { info_bytes: Bytes },
+    MetadataReceived {
+        info_bytes: Bytes,
+    },
     /// Every wanted piece is verified.
     Completed,
 }
@@ -183,7 +207,13 @@ pub struct Torrent {
     scratch: Vec<BlockRef>,
     /// The latest time any event carried, for stamping what is sent.
     clock: Instant,
+    /// Addresses of recently departed peers, so a peer that sent a bad block and left before
+    /// the piece was hashed is still blamed. Keys only grow, so the oldest go first.
+    departed: BTreeMap<PeerKey, std::net::IpAddr>,
 }
+
+/// Departed peers remembered for blame.
+const MAX_DEPARTED: usize = 512;
 
 impl Torrent {
     /// A torrent identified by `info_hash`. `info_bytes` is its info dictionary when known
@@ -220,6 +250,7 @@ impl Torrent {
             random_seed,
             scratch: Vec::new(),
             clock: Instant::ZERO,
+            departed: BTreeMap::new(),
         };
         if let Some(bytes) = info_bytes {
             torrent.install_info(bytes)?;
@@ -338,6 +369,7 @@ impl Torrent {
     pub fn on_connected(&mut self, now: Instant, key: PeerKey, remote: &Handshake) -> bool {
         self.clock = self.clock.max(now);
         let Some(addr) = self.connecting.remove(&key) else { return false };
+        self.resolve_simultaneous_open(now, remote, Direction::Outgoing);
         if let Err(refusal) = self.admit(remote, Some(addr)) {
             if refusal == Refusal::SelfConnection || refusal == Refusal::WrongTorrent {
                 self.book.forget(addr);
@@ -377,6 +409,10 @@ impl Torrent {
         if self.peers.len() + self.connecting.len() >= self.config.max_connections {
             return Err(Refusal::TooManyConnections);
         }
+        if remote.info_hash == self.info_hash && !addr.is_some_and(|a| self.book.is_banned(a.ip()))
+        {
+            self.resolve_simultaneous_open(now, remote, Direction::Incoming);
+        }
         self.admit(remote, addr)?;
         let key = self.new_key();
         self.add_peer(now, key, addr, remote, Direction::Incoming);
@@ -397,6 +433,24 @@ impl Torrent {
             return Err(Refusal::Duplicate);
         }
         Ok(())
+    }
+
+    /// Two peers that dialled each other at the same time each end up with two connections.
+    /// Both sides must keep the same one, or each drops the one the other kept: the rule is
+    /// to keep the connection dialled by the peer with the lower peer id.
+    fn resolve_simultaneous_open(&mut self, now: Instant, remote: &Handshake, new: Direction) {
+        let Some(existing) = self.peers.values().find(|p| p.peer_id == remote.peer_id) else {
+            return;
+        };
+        if existing.direction == new {
+            return; // a plain duplicate: `admit` refuses the new one
+        }
+        let new_is_ours = new == Direction::Outgoing;
+        let we_are_lower = self.peer_id.0 < remote.peer_id.0;
+        if new_is_ours == we_are_lower {
+            let key = existing.key;
+            self.drop_peer(now, key, DisconnectReason::Duplicate);
+        }
     }
 
     fn new_key(&mut self) -> PeerKey {
@@ -455,6 +509,7 @@ impl Torrent {
     pub fn on_disconnected(&mut self, now: Instant, key: PeerKey) {
         if let Some(addr) = self.connecting.remove(&key) {
             self.book.on_failed(addr, now);
+            self.connect_more(now);
             return;
         }
         self.forget_peer(now, key);
@@ -463,6 +518,12 @@ impl Torrent {
 
     fn forget_peer(&mut self, now: Instant, key: PeerKey) -> Option<Peer> {
         let peer = self.peers.remove(&key)?;
+        if let Some(addr) = peer.addr {
+            self.departed.insert(key, addr.ip());
+            if self.departed.len() > MAX_DEPARTED {
+                self.departed.pop_first();
+            }
+        }
         if let Some(picker) = &mut self.picker {
             for block in &peer.requests {
                 picker.on_unrequest(*block, key);
@@ -522,7 +583,10 @@ impl Torrent {
         first: bool,
     ) -> Result<(), String> {
         match message {
-            Message::KeepAlive | Message::Port(_) | Message::Suggest(_) | Message::Unknown { .. } => {}
+            Message::KeepAlive
+            | Message::Port(_)
+            | Message::Suggest(_)
+            | Message::Unknown { .. } => {}
             Message::Choke => {
                 let peer = self.peer_mut(key)?;
                 peer.peer_choking = true;
@@ -578,7 +642,9 @@ impl Torrent {
                     peer.uploads.remove(i);
                 }
             }
-            Message::Piece { piece, offset, data } => self.on_piece(now, key, piece, offset, data)?,
+            Message::Piece { piece, offset, data } => {
+                self.on_piece(now, key, piece, offset, data)?
+            }
             Message::Reject(block) => {
                 let peer = self.peer_mut(key)?;
                 if !peer.supports_fast {
@@ -592,7 +658,8 @@ impl Torrent {
             }
             Message::AllowedFast(piece) => {
                 let peer = self.peer_mut(key)?;
-                if peer.allowed_fast.len() < MAX_ALLOWED_FAST && !peer.allowed_fast.contains(&piece) {
+                if peer.allowed_fast.len() < MAX_ALLOWED_FAST && !peer.allowed_fast.contains(&piece)
+                {
                     peer.allowed_fast.push(piece);
                 }
                 self.fill_requests(now, key);
@@ -743,7 +810,13 @@ impl Torrent {
     }
 
     /// The driver read a block for a peer's request (`None`: the read failed).
-    pub fn on_block_read(&mut self, now: Instant, key: PeerKey, block: BlockRef, data: Option<Bytes>) {
+    pub fn on_block_read(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        block: BlockRef,
+        data: Option<Bytes>,
+    ) {
         self.clock = self.clock.max(now);
         let Some(peer) = self.peers.get_mut(&key) else { return };
         let Some(i) = peer.uploads.iter().position(|u| u.block == block && u.reading) else {
@@ -780,12 +853,10 @@ impl Torrent {
         // A block we no longer have requested from this peer (cancelled after a timeout, or a
         // race with a choke) is still welcome if nobody delivered it yet; the picker decides.
         let requested = peer.take_request(&block);
-        peer.download.record(now, len);
         if requested {
             peer.last_block_at = now;
             peer.snubbed = false;
         }
-        self.download_rate.record(now, len);
         let Some(picker) = &mut self.picker else { return Ok(()) };
         match picker.on_block(block, key) {
             BlockOutcome::Unwanted => {
@@ -799,6 +870,11 @@ impl Torrent {
                 }
             }
             BlockOutcome::Accepted { cancel, piece_complete } => {
+                // Only useful data earns a peer rate (and with it, unchoke slots).
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    peer.download.record(now, len);
+                }
+                self.download_rate.record(now, len);
                 self.stats.downloaded += len;
                 self.actions.push_back(Action::WriteBlock { piece, offset, data });
                 if piece_complete {
@@ -817,7 +893,13 @@ impl Torrent {
         Ok(())
     }
 
-    fn on_extended(&mut self, now: Instant, key: PeerKey, id: u8, payload: Bytes) -> Result<(), String> {
+    fn on_extended(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        id: u8,
+        payload: Bytes,
+    ) -> Result<(), String> {
         if id == extension::HANDSHAKE_ID {
             return self.on_extended_handshake(now, key, &payload);
         }
@@ -843,7 +925,12 @@ impl Torrent {
         Ok(())
     }
 
-    fn on_extended_handshake(&mut self, now: Instant, key: PeerKey, payload: &[u8]) -> Result<(), String> {
+    fn on_extended_handshake(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        payload: &[u8],
+    ) -> Result<(), String> {
         {
             {
                 let hs = ExtendedHandshake::decode(payload)
@@ -913,7 +1000,11 @@ impl Torrent {
             match MetadataDownload::new(self.info_hash, size) {
                 Ok(md) => self.metadata = Some(md),
                 Err(_) => {
-                    self.drop_peer(now, key, DisconnectReason::Protocol("absurd metadata size".into()));
+                    self.drop_peer(
+                        now,
+                        key,
+                        DisconnectReason::Protocol("absurd metadata size".into()),
+                    );
                     return;
                 }
             }
@@ -939,21 +1030,28 @@ impl Torrent {
         }
     }
 
-    fn on_metadata_message(&mut self, now: Instant, key: PeerKey, msg: MetadataMessage) -> Result<(), String> {
+    fn on_metadata_message(
+        &mut self,
+        now: Instant,
+        key: PeerKey,
+        msg: MetadataMessage,
+    ) -> Result<(), String> {
         match msg {
             MetadataMessage::Request { piece } => {
                 let their_id = self.peer_mut(key)?.extensions.ut_metadata;
                 if their_id == 0 {
                     return Ok(());
                 }
-                let reply = match self.info_bytes.as_ref().and_then(|b| metadata::metadata_piece(b, piece)) {
-                    Some(data) => MetadataMessage::Data {
-                        piece,
-                        total_size: self.info_bytes.as_ref().map_or(0, |b| b.len() as u64),
-                        data: Bytes::copy_from_slice(data),
-                    },
-                    None => MetadataMessage::Reject { piece },
-                };
+                let reply =
+                    match self.info_bytes.as_ref().and_then(|b| metadata::metadata_piece(b, piece))
+                    {
+                        Some(data) => MetadataMessage::Data {
+                            piece,
+                            total_size: self.info_bytes.as_ref().map_or(0, |b| b.len() as u64),
+                            data: Bytes::copy_from_slice(data),
+                        },
+                        None => MetadataMessage::Reject { piece },
+                    };
                 self.send(key, Message::Extended { id: their_id, payload: reply.encode() });
             }
             MetadataMessage::Reject { piece } => {
@@ -982,7 +1080,11 @@ impl Torrent {
                     Err(e) => {
                         let culprits = e.peers().to_vec();
                         for culprit in culprits {
-                            self.drop_peer(now, PeerKey(culprit), DisconnectReason::Protocol(format!("bad metadata: {e}")));
+                            self.drop_peer(
+                                now,
+                                PeerKey(culprit),
+                                DisconnectReason::Protocol(format!("bad metadata: {e}")),
+                            );
                         }
                         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
                         for k in keys {
@@ -1021,14 +1123,22 @@ impl Torrent {
                 match Bitfield::from_bytes(&bits, count) {
                     Ok(has) => self.apply_bitfield(now, key, has),
                     Err(e) => {
-                        self.drop_peer(now, key, DisconnectReason::Protocol(format!("bad bitfield: {e}")));
+                        self.drop_peer(
+                            now,
+                            key,
+                            DisconnectReason::Protocol(format!("bad bitfield: {e}")),
+                        );
                         continue;
                     }
                 }
             }
             for piece in early_haves {
                 if self.on_have(now, key, piece).is_err() {
-                    self.drop_peer(now, key, DisconnectReason::Protocol("have out of range".into()));
+                    self.drop_peer(
+                        now,
+                        key,
+                        DisconnectReason::Protocol("have out of range".into()),
+                    );
                     break;
                 }
             }
@@ -1059,7 +1169,8 @@ impl Torrent {
         // A piece from a single peer convicts it; shared blame accumulates strikes.
         let sole = blamed.len() == 1;
         for key in blamed {
-            let Some(ip) = self.peers.get(&key).and_then(|p| p.addr).map(|a| a.ip()) else {
+            let ip = self.peers.get(&key).and_then(|p| p.addr).map(|a| a.ip());
+            let Some(ip) = ip.or_else(|| self.departed.get(&key).copied()) else {
                 if sole {
                     self.drop_peer(now, key, DisconnectReason::Banned);
                 }
@@ -1128,6 +1239,7 @@ impl Torrent {
         if !peer.am_interested || !peer.can_request() {
             return;
         }
+        peer.update_queue_target(now);
         let outstanding = peer.requests.len() as u32;
         let target = peer.queue_target;
         // Refill in batches rather than one block at a time: picking has a fixed cost.
@@ -1139,11 +1251,25 @@ impl Torrent {
         self.scratch.clear();
         if peer.peer_choking {
             let allowed = peer.allowed_fast.clone();
-            picker.pick(now, key, |p| allowed.contains(&p) && peer.has_piece(p), room, &mut self.scratch);
+            picker.pick(
+                now,
+                key,
+                |p| allowed.contains(&p) && peer.has_piece(p),
+                room,
+                outstanding == 0,
+                &mut self.scratch,
+            );
         } else {
             let has = &peer.has;
             let seed = peer.is_seed;
-            picker.pick(now, key, |p| seed || has.get(p), room, &mut self.scratch);
+            picker.pick(
+                now,
+                key,
+                |p| seed || has.get(p),
+                room,
+                outstanding == 0,
+                &mut self.scratch,
+            );
         }
         if self.scratch.is_empty() {
             return;
@@ -1306,7 +1432,8 @@ impl Torrent {
             self.drop_peer(now, key, DisconnectReason::Shutdown);
         }
         for (key, _) in std::mem::take(&mut self.connecting) {
-            self.actions.push_back(Action::Disconnect { peer: key, reason: DisconnectReason::Shutdown });
+            self.actions
+                .push_back(Action::Disconnect { peer: key, reason: DisconnectReason::Shutdown });
         }
     }
 }

@@ -26,7 +26,9 @@ use std::time::Duration;
 use shoal_proto::Instant;
 
 use crate::tiers::TrackerTiers;
-use crate::types::{bounded_message, AnnounceEvent, AnnounceResponse, MAX_INTERVAL, MIN_INTERVAL, MIN_MIN_INTERVAL};
+use crate::types::{
+    bounded_message, AnnounceEvent, AnnounceResponse, MAX_INTERVAL, MIN_INTERVAL, MIN_MIN_INTERVAL,
+};
 
 /// Tunables of the schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,7 +121,8 @@ pub struct Announcer {
 
 impl Announcer {
     pub fn new(tiers: TrackerTiers, config: AnnouncerConfig) -> Self {
-        let trackers = tiers.iter().map(|(_, url)| (url.to_owned(), TrackerState::default())).collect();
+        let trackers =
+            tiers.iter().map(|(_, url)| (url.to_owned(), TrackerState::default())).collect();
         let min_interval = config.default_min_interval;
         Announcer {
             tiers,
@@ -169,7 +172,11 @@ impl Announcer {
                     AnnounceEvent::None
                 };
                 let tracker_id = state.tracker_id.clone();
-                self.in_flight.push(InFlight { url: url.clone(), event, complete_when_sent: self.complete });
+                self.in_flight.push(InFlight {
+                    url: url.clone(),
+                    event,
+                    complete_when_sent: self.complete,
+                });
                 Some(AnnounceJob { url, event, tracker_id })
             }
         }
@@ -186,10 +193,11 @@ impl Announcer {
                     return None;
                 }
                 let regular = self.next_regular.unwrap_or(Instant::ZERO);
-                let early = self
-                    .wants_peers
-                    .map(|asked| asked.max(self.last_success.unwrap_or(Instant::ZERO) + self.min_interval));
-                let due = [Some(regular), self.completed_pending, early].into_iter().flatten().min()?;
+                let early = self.wants_peers.map(|asked| {
+                    asked.max(self.last_success.unwrap_or(Instant::ZERO) + self.min_interval)
+                });
+                let due =
+                    [Some(regular), self.completed_pending, early].into_iter().flatten().min()?;
                 let available = self
                     .trackers
                     .values()
@@ -257,18 +265,27 @@ impl Announcer {
     /// The job sent to `url` failed (network error, timeout, tracker refusal). `error` is kept
     /// for display.
     pub fn on_failure(&mut self, url: &str, error: &dyn std::fmt::Display, now: Instant) {
-        let Some(_job) = self.take_in_flight(url) else { return };
+        let Some(job) = self.take_in_flight(url) else { return };
         match self.phase {
             Phase::Running => {
-                let backoff = self.backoff(self.trackers.get(url).map_or(0, |t| t.status.failures) + 1);
+                let backoff =
+                    self.backoff(self.trackers.get(url).map_or(0, |t| t.status.failures) + 1);
                 if let Some(state) = self.trackers.get_mut(url) {
                     state.status.failures = state.status.failures.saturating_add(1);
                     state.status.retry_at = Some(now + backoff);
                     state.status.last_error = Some(bounded_message(error.to_string().as_bytes()));
                 }
             }
-            // Shutdown does not retry: a tracker that missed our `stopped` forgets us on its own.
-            Phase::Stopping { .. } => self.finish_stopping_if_done(),
+            // Shutdown does not retry a `stopped`: a tracker that missed it forgets us on its
+            // own. But a regular job that was under way when shutdown began kept its tracker
+            // out of the stop queue, and that tracker still has us registered.
+            Phase::Stopping { .. } => {
+                let registered = self.trackers.get(url).is_some_and(|t| t.started_sent);
+                if job.event != AnnounceEvent::Stopped && registered {
+                    self.stop_queue.push(url.to_owned());
+                }
+                self.finish_stopping_if_done();
+            }
             Phase::Stopped => {}
         }
     }
@@ -306,7 +323,9 @@ impl Announcer {
             .tiers
             .iter()
             .map(|(_, url)| url)
-            .filter(|url| self.trackers.get(*url).is_some_and(|t| t.started_sent) && !busy.contains(url))
+            .filter(|url| {
+                self.trackers.get(*url).is_some_and(|t| t.started_sent) && !busy.contains(url)
+            })
             .map(str::to_owned)
             .collect();
         self.finish_stopping_if_done();
@@ -339,7 +358,10 @@ impl Announcer {
     }
 
     fn finish_stopping_if_done(&mut self) {
-        if matches!(self.phase, Phase::Stopping { .. }) && self.in_flight.is_empty() && self.stop_queue.is_empty() {
+        if matches!(self.phase, Phase::Stopping { .. })
+            && self.in_flight.is_empty()
+            && self.stop_queue.is_empty()
+        {
             self.phase = Phase::Stopped;
         }
     }

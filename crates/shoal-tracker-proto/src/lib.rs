@@ -15,5 +15,6 @@ pub mod udp;
 pub use announcer::{AnnounceJob, Announcer, AnnouncerConfig, TrackerStatus};
 pub use tiers::TrackerTiers;
 pub use types::{
-    AnnounceEvent, AnnounceRequest, AnnounceResponse, ScrapeResponse, ScrapeStats, LEFT_WHEN_UNKNOWN,
+    AnnounceEvent, AnnounceRequest, AnnounceResponse, ScrapeResponse, ScrapeStats,
+    LEFT_WHEN_UNKNOWN,
 };

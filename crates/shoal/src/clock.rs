@@ -16,7 +16,7 @@ impl Clock {
         Instant::from_duration(self.epoch.elapsed())
     }
 
-    pub fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
+    pub fn tokio_instant(&self, at: Instant) -> tokio::time::Instant {
         self.epoch + at.since_epoch()
     }
 }

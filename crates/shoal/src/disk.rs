@@ -7,6 +7,7 @@
 //! is hashed by reading it back from storage.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -18,26 +19,55 @@ use tokio::sync::mpsc;
 use crate::storage::{PieceStorage, StorageError};
 
 pub enum DiskJob {
-    Write { piece: u32, offset: u32, data: Bytes },
-    Read { peer: PeerKey, block: BlockRef },
-    Verify { piece: u32, expected: [u8; 20] },
+    Write {
+        piece: u32,
+        offset: u32,
+        data: Bytes,
+    },
+    Read {
+        peer: PeerKey,
+        block: BlockRef,
+    },
+    Verify {
+        piece: u32,
+        expected: [u8; 20],
+    },
     /// Rechecks existing data against `hashes`; answers with `DiskDone::Rechecked`.
-    Recheck { hashes: Arc<Vec<[u8; 20]>> },
+    Recheck {
+        hashes: Arc<Vec<[u8; 20]>>,
+    },
     Flush,
 }
 
 pub enum DiskDone {
-    Read { peer: PeerKey, block: BlockRef, data: Option<Bytes> },
-    Verified { piece: u32, ok: bool },
-    RecheckProgress { done: u32, total: u32 },
-    Rechecked { have: Result<Vec<bool>, StorageError> },
+    Read {
+        peer: PeerKey,
+        block: BlockRef,
+        data: Option<Bytes>,
+    },
+    Verified {
+        piece: u32,
+        ok: bool,
+    },
+    RecheckProgress {
+        done: u32,
+        total: u32,
+    },
+    Rechecked {
+        have: Result<Vec<bool>, StorageError>,
+    },
     /// A write failed: the torrent cannot make progress on this storage.
-    Failed { error: StorageError },
+    Failed {
+        error: StorageError,
+    },
 }
 
 /// Sends jobs to the worker; dropping it stops the worker once its queue is drained.
 pub struct DiskHandle {
     jobs: std::sync::mpsc::Sender<DiskJob>,
+    /// Bytes of blocks queued for writing and not written yet. The torrent task stops reading
+    /// from peers while this is high, so a disk slower than the network costs bounded memory.
+    backlog: Arc<AtomicU64>,
 }
 
 impl DiskHandle {
@@ -46,16 +76,24 @@ impl DiskHandle {
         done: mpsc::UnboundedSender<DiskDone>,
     ) -> std::io::Result<DiskHandle> {
         let (jobs, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("shoal-disk".into())
-            .spawn(move || Worker { storage, done, running: HashMap::new() }.run(rx))?;
-        Ok(DiskHandle { jobs })
+        let backlog = Arc::new(AtomicU64::new(0));
+        let worker = Worker { storage, done, running: HashMap::new(), backlog: backlog.clone() };
+        std::thread::Builder::new().name("shoal-disk".into()).spawn(move || worker.run(rx))?;
+        Ok(DiskHandle { jobs, backlog })
     }
 
     /// Queues a job. A worker that died (its storage failed) drops jobs silently; the failure
     /// was already reported.
     pub fn send(&self, job: DiskJob) {
+        if let DiskJob::Write { data, .. } = &job {
+            self.backlog.fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
         let _ = self.jobs.send(job);
+    }
+
+    /// Bytes waiting to be written.
+    pub fn backlog(&self) -> u64 {
+        self.backlog.load(Ordering::Relaxed)
     }
 }
 
@@ -64,6 +102,7 @@ struct Worker {
     done: mpsc::UnboundedSender<DiskDone>,
     /// Pieces being hashed as they are written: the hash so far and the next offset expected.
     running: HashMap<u32, (Sha1, u32)>,
+    backlog: Arc<AtomicU64>,
 }
 
 impl Worker {
@@ -71,11 +110,15 @@ impl Worker {
         while let Ok(job) = jobs.recv() {
             match job {
                 DiskJob::Write { piece, offset, data } => {
-                    if let Err(error) = self.storage.write_block(piece, offset, &data) {
+                    let written = self.storage.write_block(piece, offset, &data);
+                    if written.is_ok() {
+                        self.hash_along(piece, offset, &data);
+                    }
+                    self.backlog.fetch_sub(data.len() as u64, Ordering::Relaxed);
+                    if let Err(error) = written {
                         let _ = self.done.send(DiskDone::Failed { error });
                         return;
                     }
-                    self.hash_along(piece, offset, &data);
                 }
                 DiskJob::Read { peer, block } => {
                     let mut buf = vec![0u8; block.length as usize];

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 /// How long a dial plus handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer growth step: a loopback read returns up to this much at once.
-const READ_CHUNK: usize = 256 * 1024;
+const READ_CHUNK: usize = 128 * 1024;
 /// A writer flushes once it has gathered this much.
 const WRITE_BATCH: usize = 256 * 1024;
 
@@ -38,7 +38,10 @@ pub enum ConnError {
 }
 
 /// Reads the remote handshake (exactly 68 bytes, so nothing after it is consumed).
-pub async fn read_handshake(stream: &mut TcpStream, addr: SocketAddr) -> Result<Handshake, ConnError> {
+pub async fn read_handshake(
+    stream: &mut TcpStream,
+    addr: SocketAddr,
+) -> Result<Handshake, ConnError> {
     let mut buf = [0u8; HANDSHAKE_LEN];
     let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut buf)).await;
     match read {
@@ -106,7 +109,12 @@ impl PeerLink {
     }
 }
 
-async fn read_loop(mut read: OwnedReadHalf, peer: PeerKey, max_frame: u32, input: mpsc::Sender<PeerInput>) {
+async fn read_loop(
+    mut read: OwnedReadHalf,
+    peer: PeerKey,
+    max_frame: u32,
+    input: mpsc::Sender<PeerInput>,
+) {
     let mut decoder = FrameDecoder::new(max_frame);
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let reason = loop {
@@ -126,7 +134,8 @@ async fn read_loop(mut read: OwnedReadHalf, peer: PeerKey, max_frame: u32, input
                 Err(e) => break Some(format!("protocol error: {e}")),
             }
         };
-        if !messages.is_empty() && input.send(PeerInput::Messages { peer, messages }).await.is_err() {
+        if !messages.is_empty() && input.send(PeerInput::Messages { peer, messages }).await.is_err()
+        {
             return; // the torrent is gone
         }
         if let Some(reason) = error {

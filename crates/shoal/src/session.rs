@@ -40,7 +40,10 @@ pub struct SessionConfig {
 
 impl Default for SessionConfig {
     fn default() -> Self {
-        SessionConfig { listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))), torrent: TorrentConfig::default() }
+        SessionConfig {
+            listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+            torrent: TorrentConfig::default(),
+        }
     }
 }
 
@@ -78,15 +81,19 @@ impl Session {
         let routes: Routes = Arc::default();
         let listen_addr = match config.listen {
             Some(addr) => {
-                let listener =
-                    TcpListener::bind(addr).await.map_err(|source| SessionError::Listen { addr, source })?;
-                let bound = listener.local_addr().map_err(|source| SessionError::Listen { addr, source })?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| SessionError::Listen { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| SessionError::Listen { addr, source })?;
                 tokio::spawn(accept_loop(listener, routes.clone()));
                 Some(bound)
             }
             None => None,
         };
-        let tracker_client = TrackerClient::new(Default::default()).map_err(|e| SessionError::Tracker(e.to_string()))?;
+        let tracker_client = TrackerClient::new(Default::default())
+            .map_err(|e| SessionError::Tracker(e.to_string()))?;
         Ok(Session {
             config,
             peer_id,

@@ -25,7 +25,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::clock::Clock;
 use crate::disk::{DiskDone, DiskHandle, DiskJob};
 use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
-use crate::storage::{FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout};
+use crate::storage::{
+    FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout,
+};
 use crate::tracker::TrackerClient;
 
 /// Where a torrent's data lives.
@@ -43,7 +45,10 @@ pub enum Phase {
     /// Waiting for the info dictionary from peers (magnet).
     FetchingMetadata,
     /// Hashing data already on disk.
-    Checking { done: u32, total: u32 },
+    Checking {
+        done: u32,
+        total: u32,
+    },
     Downloading,
     /// Every wanted piece is verified; uploading to whoever asks.
     Seeding,
@@ -91,8 +96,13 @@ pub(crate) struct TorrentSetup {
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// How long the `stopped` announce may take at shutdown.
 const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(3);
-/// Peer input batches buffered before readers wait (back-pressure onto the sockets).
-const PEER_INPUT_QUEUE: usize = 256;
+/// Peer input batches (one socket read each, up to 256 KiB) buffered before readers wait:
+/// back-pressure onto the sockets.
+const PEER_INPUT_QUEUE: usize = 8;
+/// Bytes queued for the disk above which peers are not read until the disk catches up.
+const MAX_DISK_BACKLOG: u64 = 2 * 1024 * 1024;
+/// How often a task paused on a disk backlog looks again.
+const BACKLOG_POLL: Duration = Duration::from_millis(1);
 
 pub(crate) fn spawn(
     setup: TorrentSetup,
@@ -200,7 +210,7 @@ impl TorrentTask {
                         return;
                     }
                 },
-                Some(input) = peer_rx.recv() => {
+                Some(input) = peer_rx.recv(), if !self.disk_backlogged() => {
                     self.on_peer_input(input);
                     // Take whatever else is already queued before draining actions, so
                     // requests go out in batches.
@@ -228,17 +238,31 @@ impl TorrentTask {
     }
 
     fn next_deadline(&self) -> tokio::time::Instant {
-        let far = self.clock.now() + Duration::from_secs(3600);
+        let now = self.clock.now();
+        let far = now + Duration::from_secs(3600);
         let core = self.core.poll_timeout().unwrap_or(far);
         let announce = self.announcer.next_deadline().unwrap_or(far);
-        self.clock.to_tokio(core.min(announce))
+        let mut deadline = core.min(announce);
+        if self.disk_backlogged() {
+            deadline = deadline.min(now + BACKLOG_POLL);
+        }
+        self.clock.tokio_instant(deadline)
+    }
+
+    fn disk_backlogged(&self) -> bool {
+        self.disk.as_ref().is_some_and(|d| d.backlog() > MAX_DISK_BACKLOG)
     }
 
     fn publish(&self) {
         let status = TorrentStatus {
             phase: self.phase.clone(),
             stats: self.core.stats(self.clock.now()),
-            info: self.status_tx.borrow().info.clone().or_else(|| self.core.info().cloned().map(Arc::new)),
+            info: self
+                .status_tx
+                .borrow()
+                .info
+                .clone()
+                .or_else(|| self.core.info().cloned().map(Arc::new)),
             storage_root: self.storage_root.clone(),
         };
         let _ = self.status_tx.send(status);
@@ -334,8 +358,12 @@ impl TorrentTask {
                         bits.set(i as u32);
                     }
                     self.core.start(now, &bits);
-                    let phase = if self.core.is_complete() { Phase::Seeding } else { Phase::Downloading };
+                    let phase =
+                        if self.core.is_complete() { Phase::Seeding } else { Phase::Downloading };
                     self.set_phase(phase);
+                    // The core's `Completed` (already a seed) must reach the announcer before
+                    // its first announce, so trackers never hear `completed` from a seeder.
+                    self.drain_actions();
                     self.poll_announces(now);
                 }
                 Err(e) => self.fail(format!("checking existing data failed: {e}")),
@@ -355,7 +383,13 @@ impl TorrentTask {
                 }
                 if let Ok(key) = self.core.on_incoming(now, Some(addr), &handshake) {
                     let ours = self.core.handshake().encode().to_vec();
-                    let link = PeerLink::spawn(stream, key, Some(ours), self.max_frame, self.peer_tx.clone());
+                    let link = PeerLink::spawn(
+                        stream,
+                        key,
+                        Some(ours),
+                        self.max_frame,
+                        self.peer_tx.clone(),
+                    );
                     self.links.insert(key, link);
                 }
             }
@@ -386,7 +420,13 @@ impl TorrentTask {
             Background::Dialed { peer, result } => match result {
                 Ok((stream, handshake)) => {
                     if self.core.on_connected(now, peer, &handshake) {
-                        let link = PeerLink::spawn(stream, peer, None, self.max_frame, self.peer_tx.clone());
+                        let link = PeerLink::spawn(
+                            stream,
+                            peer,
+                            None,
+                            self.max_frame,
+                            self.peer_tx.clone(),
+                        );
                         self.links.insert(peer, link);
                     }
                 }
@@ -415,7 +455,8 @@ impl TorrentTask {
 
     fn announce_request(&self, event: AnnounceEvent) -> AnnounceRequest {
         let stats = self.core.stats(self.clock.now());
-        let mut req = AnnounceRequest::new(self.core.info_hash(), self.core.peer_id(), self.listen_port);
+        let mut req =
+            AnnounceRequest::new(self.core.info_hash(), self.core.peer_id(), self.listen_port);
         req.uploaded = stats.uploaded;
         req.downloaded = stats.downloaded;
         req.left = stats.bytes_left;
@@ -480,7 +521,8 @@ impl TorrentTask {
                     }
                 }
                 Action::VerifyPiece { piece } => {
-                    let expected = self.hashes.as_ref().and_then(|h| h.get(piece as usize)).copied();
+                    let expected =
+                        self.hashes.as_ref().and_then(|h| h.get(piece as usize)).copied();
                     if let (Some(disk), Some(expected)) = (&self.disk, expected) {
                         disk.send(DiskJob::Verify { piece, expected });
                     }
@@ -524,7 +566,9 @@ impl TorrentTask {
             let req = self.announce_request(AnnounceEvent::Stopped);
             let client = self.tracker_client.clone();
             goodbyes.push(tokio::spawn(async move {
-                let _ = tokio::time::timeout(STOP_ANNOUNCE_TIMEOUT, client.announce(&job.url, &req)).await;
+                let _ =
+                    tokio::time::timeout(STOP_ANNOUNCE_TIMEOUT, client.announce(&job.url, &req))
+                        .await;
             }));
         }
         for g in goodbyes {

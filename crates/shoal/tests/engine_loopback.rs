@@ -63,7 +63,11 @@ fn assert_same_tree(a: &Path, b: &Path) {
     for entry in walk(a) {
         let rel = entry.strip_prefix(a).unwrap();
         let other = b.join(rel);
-        assert_eq!(std::fs::read(&entry).unwrap(), std::fs::read(&other).unwrap(), "{rel:?} differs");
+        assert_eq!(
+            std::fs::read(&entry).unwrap(),
+            std::fs::read(&other).unwrap(),
+            "{rel:?} differs"
+        );
     }
 }
 
@@ -113,7 +117,10 @@ async fn downloads_multi_file_torrent_from_shoal_seeder() {
             extra_trackers: vec![],
         })
         .unwrap();
-    tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.expect("download timed out").unwrap();
+    tokio::time::timeout(TIMEOUT, handle.wait_complete())
+        .await
+        .expect("download timed out")
+        .unwrap();
     assert_eq!(handle.status().phase, Phase::Seeding);
     assert_same_tree(&dir.path().join("content"), &out.path().join("content"));
     handle.shutdown().await;
@@ -136,7 +143,10 @@ async fn downloads_from_bare_magnet() {
             extra_trackers: vec![],
         })
         .unwrap();
-    tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.expect("magnet download timed out").unwrap();
+    tokio::time::timeout(TIMEOUT, handle.wait_complete())
+        .await
+        .expect("magnet download timed out")
+        .unwrap();
     assert_same_tree(&dir.path().join("content"), &out.path().join("content"));
 }
 

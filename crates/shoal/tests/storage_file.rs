@@ -12,9 +12,7 @@ use shoal::storage::{
 
 /// The torrent's content: byte `i` of the whole torrent.
 fn content(total: u64) -> Vec<u8> {
-    (0..total)
-        .map(|i| (i.wrapping_mul(131) >> 3) as u8 ^ (i as u8))
-        .collect()
+    (0..total).map(|i| (i.wrapping_mul(131) >> 3) as u8 ^ (i as u8)).collect()
 }
 
 fn sha1(bytes: &[u8]) -> [u8; 20] {
@@ -33,9 +31,7 @@ fn write_pieces(storage: &dyn PieceStorage, data: &[u8], pieces: &[u32], block: 
     for &piece in pieces.iter().rev() {
         let bytes = piece_bytes(layout, data, piece);
         for (i, chunk) in bytes.chunks(block).enumerate() {
-            storage
-                .write_block(piece, (i * block) as u32, chunk)
-                .unwrap();
+            storage.write_block(piece, (i * block) as u32, chunk).unwrap();
         }
     }
 }
@@ -86,16 +82,9 @@ fn multi_file_round_trip() {
     // Every file holds exactly its bytes, the empty one included.
     let mut offset = 0usize;
     for file in layout.files() {
-        let path = file
-            .path
-            .iter()
-            .fold(dir.path().to_path_buf(), |p, c| p.join(c));
+        let path = file.path.iter().fold(dir.path().to_path_buf(), |p, c| p.join(c));
         let on_disk = fs::read(&path).unwrap();
-        assert_eq!(
-            on_disk,
-            &data[offset..offset + file.length as usize],
-            "{path:?}"
-        );
+        assert_eq!(on_disk, &data[offset..offset + file.length as usize], "{path:?}");
         offset += file.length as usize;
     }
 }
@@ -148,18 +137,9 @@ fn unselected_files_are_not_created_and_shared_pieces_use_part_files() {
 
     assert!(!dir.path().join("album/cd1/01.flac").exists());
     assert!(!dir.path().join("album/cd2").exists());
-    assert_eq!(
-        fs::read(dir.path().join("album/cover.jpg")).unwrap(),
-        &data[0..10]
-    );
-    assert_eq!(
-        fs::read(dir.path().join("album/cd1/02.flac")).unwrap(),
-        &data[17..26]
-    );
-    assert_eq!(
-        fs::read(dir.path().join("album/notes.txt")).unwrap(),
-        &data[66..67]
-    );
+    assert_eq!(fs::read(dir.path().join("album/cover.jpg")).unwrap(), &data[0..10]);
+    assert_eq!(fs::read(dir.path().join("album/cd1/02.flac")).unwrap(), &data[17..26]);
+    assert_eq!(fs::read(dir.path().join("album/notes.txt")).unwrap(), &data[66..67]);
     let part_dir = storage.part_dir();
     assert!(part_dir.starts_with(storage.root()));
     assert!(part_dir.join("0.part").is_file());
@@ -169,11 +149,7 @@ fn unselected_files_are_not_created_and_shared_pieces_use_part_files() {
     let storage = FileStorage::open(dir.path(), layout.clone(), &selection).unwrap();
     for piece in all(&layout) {
         let expected = piece_bytes(&layout, &data, piece);
-        assert_eq!(
-            storage.hash_piece(piece).unwrap(),
-            sha1(expected),
-            "piece {piece}"
-        );
+        assert_eq!(storage.hash_piece(piece).unwrap(), sha1(expected), "piece {piece}");
         let mut buf = vec![0; expected.len()];
         storage.read_block(piece, 0, &mut buf).unwrap();
         assert_eq!(buf, expected);
@@ -197,15 +173,10 @@ fn part_folder_name_can_be_chosen_and_is_checked() {
     assert_eq!(&part[4..8], b"SKIP");
 
     for bad in ["..", "a/b", ""] {
-        let options = FileStorageOptions {
-            part_dir: Some(bad.into()),
-            ..FileStorageOptions::default()
-        };
+        let options =
+            FileStorageOptions { part_dir: Some(bad.into()), ..FileStorageOptions::default() };
         let result = FileStorage::open_with(dir.path(), layout.clone(), &[true, false], options);
-        assert!(
-            matches!(result, Err(StorageError::UnsafePath { .. })),
-            "{bad:?}"
-        );
+        assert!(matches!(result, Err(StorageError::UnsafePath { .. })), "{bad:?}");
     }
 }
 
@@ -214,11 +185,7 @@ fn pad_files_are_never_written_and_read_as_zeros() {
     let dir = tempfile::tempdir().unwrap();
     let layout = StorageLayout::new(
         8,
-        vec![
-            FileSpec::new(&["t", "a"], 5),
-            FileSpec::padding(3),
-            FileSpec::new(&["t", "b"], 8),
-        ],
+        vec![FileSpec::new(&["t", "a"], 5), FileSpec::padding(3), FileSpec::new(&["t", "b"], 8)],
     )
     .unwrap();
     let storage = FileStorage::open(dir.path(), layout, &[true, true, true]).unwrap();
@@ -240,20 +207,14 @@ fn open_handles_stay_bounded() {
         .collect();
     let layout = StorageLayout::new(16, files).unwrap();
     let data = content(layout.total_length());
-    let options = FileStorageOptions {
-        max_open_files: 4,
-        ..FileStorageOptions::default()
-    };
+    let options = FileStorageOptions { max_open_files: 4, ..FileStorageOptions::default() };
     let storage = FileStorage::open_with(dir.path(), layout.clone(), &[true; 40], options).unwrap();
     write_pieces(&storage, &data, &all(&layout), 16);
     assert!(storage.open_handles() <= 4);
     // Files written through handles that were since closed are still synced, without error.
     storage.flush().unwrap();
     for piece in all(&layout) {
-        assert_eq!(
-            storage.hash_piece(piece).unwrap(),
-            sha1(piece_bytes(&layout, &data, piece))
-        );
+        assert_eq!(storage.hash_piece(piece).unwrap(), sha1(piece_bytes(&layout, &data, piece)));
     }
     assert!(storage.open_handles() <= 4);
 }
@@ -277,35 +238,22 @@ fn out_of_range_blocks_and_wrong_selection_are_refused() {
     let layout = nested_layout();
     assert!(matches!(
         FileStorage::open(dir.path(), layout.clone(), &[true; 5]),
-        Err(StorageError::SelectionMismatch {
-            expected: 6,
-            got: 5
-        })
+        Err(StorageError::SelectionMismatch { expected: 6, got: 5 })
     ));
     let storage = FileStorage::open(dir.path(), layout, &[true; 6]).unwrap();
-    assert!(matches!(
-        storage.write_block(2, 2, b"xx"),
-        Err(StorageError::BlockOutOfRange { .. })
-    ));
-    assert!(matches!(
-        storage.write_block(3, 0, b"x"),
-        Err(StorageError::PieceOutOfRange { .. })
-    ));
+    assert!(matches!(storage.write_block(2, 2, b"xx"), Err(StorageError::BlockOutOfRange { .. })));
+    assert!(matches!(storage.write_block(3, 0, b"x"), Err(StorageError::PieceOutOfRange { .. })));
     assert!(storage.hash_piece(99).is_err());
 }
 
 #[test]
 fn threads_can_share_one_storage() {
     let dir = tempfile::tempdir().unwrap();
-    let files: Vec<_> = (0..9)
-        .map(|i| FileSpec::new(&["mt", &format!("f{i}")], 1000 + i * 77))
-        .collect();
+    let files: Vec<_> =
+        (0..9).map(|i| FileSpec::new(&["mt", &format!("f{i}")], 1000 + i * 77)).collect();
     let layout = StorageLayout::new(256, files).unwrap();
     let data = Arc::new(content(layout.total_length()));
-    let options = FileStorageOptions {
-        max_open_files: 3,
-        ..FileStorageOptions::default()
-    };
+    let options = FileStorageOptions { max_open_files: 3, ..FileStorageOptions::default() };
     let storage: Arc<dyn PieceStorage> =
         Arc::new(FileStorage::open_with(dir.path(), layout.clone(), &[true; 9], options).unwrap());
     let workers: Vec<_> = (0..4u32)
@@ -313,9 +261,8 @@ fn threads_can_share_one_storage() {
             let storage = Arc::clone(&storage);
             let data = Arc::clone(&data);
             std::thread::spawn(move || {
-                let mine: Vec<u32> = (0..storage.layout().piece_count())
-                    .filter(|p| p % 4 == t)
-                    .collect();
+                let mine: Vec<u32> =
+                    (0..storage.layout().piece_count()).filter(|p| p % 4 == t).collect();
                 write_pieces(storage.as_ref(), &data, &mine, 100);
                 for p in mine {
                     let expected = piece_bytes(storage.layout(), &data, p);
@@ -337,4 +284,20 @@ fn read_all(root: &Path, layout: &StorageLayout) -> Vec<u8> {
         .iter()
         .flat_map(|f| fs::read(f.path.iter().fold(root.to_path_buf(), |p, c| p.join(c))).unwrap())
         .collect()
+}
+
+#[test]
+fn a_file_of_the_wrong_length_is_set_to_the_torrents_on_first_write() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(dir.path().join("long"), [5u8; 50]).unwrap();
+    fs::write(dir.path().join("short"), [6u8; 2]).unwrap();
+    let layout =
+        StorageLayout::new(16, vec![FileSpec::new(&["long"], 10), FileSpec::new(&["short"], 6)])
+            .unwrap();
+    let storage = FileStorage::open(dir.path(), layout, &[true, true]).unwrap();
+    // Opening alone changes nothing.
+    assert_eq!(fs::metadata(dir.path().join("long")).unwrap().len(), 50);
+    storage.write_block(0, 0, &[1; 16]).unwrap();
+    assert_eq!(fs::read(dir.path().join("long")).unwrap(), [1; 10]);
+    assert_eq!(fs::read(dir.path().join("short")).unwrap(), [1; 6]);
 }

@@ -46,8 +46,5 @@ fn hash_piece_throughput() {
     let start = Instant::now();
     std::hint::black_box(Sha1::digest(&buf));
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "sha1 over memory: {:.0} MB/s",
-        buf.len() as f64 / secs / 1e6
-    );
+    println!("sha1 over memory: {:.0} MB/s", buf.len() as f64 / secs / 1e6);
 }

@@ -3,12 +3,7 @@
 use shoal::storage::{FileSpec, Segment, StorageError, StorageLayout};
 
 fn seg(file_index: usize, file_offset: u64, len: u32, range_offset: u32) -> Segment {
-    Segment {
-        file_index,
-        file_offset,
-        len,
-        range_offset,
-    }
+    Segment { file_index, file_offset, len, range_offset }
 }
 
 /// a:5, empty:0, b:3, c:2, d:10 with 16-byte pieces: piece 0 spans four files, the last piece
@@ -46,15 +41,7 @@ fn totals_and_piece_lengths() {
 fn a_piece_spans_several_files_and_skips_empty_ones() {
     let layout = sample();
     let segments: Vec<_> = layout.piece_segments(0).unwrap().collect();
-    assert_eq!(
-        segments,
-        vec![
-            seg(0, 0, 5, 0),
-            seg(2, 0, 3, 5),
-            seg(3, 0, 2, 8),
-            seg(4, 0, 6, 10)
-        ]
-    );
+    assert_eq!(segments, vec![seg(0, 0, 5, 0), seg(2, 0, 3, 5), seg(3, 0, 2, 8), seg(4, 0, 6, 10)]);
     let last: Vec<_> = layout.piece_segments(1).unwrap().collect();
     assert_eq!(last, vec![seg(4, 6, 4, 0)]);
 }
@@ -64,15 +51,7 @@ fn a_range_inside_a_piece_maps_to_the_right_bytes() {
     let layout = sample();
     // Bytes 4..12 of piece 0: last byte of a, all of b, all of c, first 2 of d.
     let segments: Vec<_> = layout.segments(0, 4, 8).unwrap().collect();
-    assert_eq!(
-        segments,
-        vec![
-            seg(0, 4, 1, 0),
-            seg(2, 0, 3, 1),
-            seg(3, 0, 2, 4),
-            seg(4, 0, 2, 6)
-        ]
-    );
+    assert_eq!(segments, vec![seg(0, 4, 1, 0), seg(2, 0, 3, 1), seg(3, 0, 2, 4), seg(4, 0, 2, 6)]);
     // Starting exactly where the empty file sits.
     let segments: Vec<_> = layout.segments(0, 5, 1).unwrap().collect();
     assert_eq!(segments, vec![seg(2, 0, 1, 0)]);
@@ -107,10 +86,7 @@ fn bad_geometry_is_refused() {
         Err(StorageError::ZeroPieceLength)
     ));
     assert!(matches!(
-        StorageLayout::new(
-            1,
-            vec![FileSpec::new(&["a"], u64::MAX), FileSpec::new(&["b"], 1)]
-        ),
+        StorageLayout::new(1, vec![FileSpec::new(&["a"], u64::MAX), FileSpec::new(&["b"], 1)]),
         Err(StorageError::TotalLengthOverflow)
     ));
     assert!(matches!(
@@ -124,10 +100,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % below
     }
 }
@@ -137,9 +110,8 @@ fn segments_agree_with_a_byte_by_byte_mapping() {
     let mut rng = Lcg(7);
     for _ in 0..200 {
         let file_count = 1 + rng.next(8) as usize;
-        let files: Vec<_> = (0..file_count)
-            .map(|i| FileSpec::new(&[&format!("f{i}")], rng.next(40)))
-            .collect();
+        let files: Vec<_> =
+            (0..file_count).map(|i| FileSpec::new(&[&format!("f{i}")], rng.next(40))).collect();
         let piece_length = 1 + rng.next(24) as u32;
         let layout = StorageLayout::new(piece_length, files.clone()).unwrap();
         // Which file and offset each torrent byte belongs to, the slow way.

@@ -7,11 +7,7 @@ fn layout() -> StorageLayout {
     // 16-byte pieces over 40 bytes: two full pieces and one of 8 bytes, with a pad file.
     StorageLayout::new(
         16,
-        vec![
-            FileSpec::new(&["m", "a"], 13),
-            FileSpec::padding(3),
-            FileSpec::new(&["m", "b"], 24),
-        ],
+        vec![FileSpec::new(&["m", "a"], 13), FileSpec::padding(3), FileSpec::new(&["m", "b"], 24)],
     )
     .unwrap()
 }
@@ -79,10 +75,7 @@ fn out_of_range_is_refused() {
         storage.write_block(2, 4, b"12345"),
         Err(StorageError::BlockOutOfRange { .. })
     ));
-    assert!(matches!(
-        storage.write_block(3, 0, b"1"),
-        Err(StorageError::PieceOutOfRange { .. })
-    ));
+    assert!(matches!(storage.write_block(3, 0, b"1"), Err(StorageError::PieceOutOfRange { .. })));
     assert!(storage.hash_piece(3).is_err());
     assert_eq!(storage.resident_bytes(), 0);
     storage.flush().unwrap();

@@ -29,10 +29,7 @@ fn hostile_components_are_refused_before_touching_disk() {
     ];
     for path in hostile {
         let result = FileStorage::open(&root, one_file(path), &[true]);
-        assert!(
-            matches!(result, Err(StorageError::UnsafePath { .. })),
-            "{path:?} was accepted"
-        );
+        assert!(matches!(result, Err(StorageError::UnsafePath { .. })), "{path:?} was accepted");
     }
     assert!(!outer.path().join("escaped").exists());
     // Refused even when the file is not selected: the torrent is bad as a whole.
@@ -120,14 +117,8 @@ fn a_file_where_a_folder_is_needed_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("t"), b"i am a file").unwrap();
     let storage = FileStorage::open(dir.path(), one_file(&["t", "f"]), &[true]).unwrap();
-    assert!(matches!(
-        storage.write_block(0, 0, b"12345678"),
-        Err(StorageError::Obstructed { .. })
-    ));
+    assert!(matches!(storage.write_block(0, 0, b"12345678"), Err(StorageError::Obstructed { .. })));
     fs::create_dir_all(dir.path().join("d").join("f")).unwrap();
     let storage = FileStorage::open(dir.path(), one_file(&["d", "f"]), &[true]).unwrap();
-    assert!(matches!(
-        storage.write_block(0, 0, b"12345678"),
-        Err(StorageError::Obstructed { .. })
-    ));
+    assert!(matches!(storage.write_block(0, 0, b"12345678"), Err(StorageError::Obstructed { .. })));
 }

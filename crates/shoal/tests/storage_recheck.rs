@@ -39,9 +39,7 @@ fn write_piece(storage: &dyn PieceStorage, data: &[u8], piece: u32) {
     let layout = storage.layout();
     let start = layout.piece_offset(piece) as usize;
     let len = layout.piece_len(piece).unwrap() as usize;
-    storage
-        .write_block(piece, 0, &data[start..start + len])
-        .unwrap();
+    storage.write_block(piece, 0, &data[start..start + len]).unwrap();
 }
 
 #[test]
@@ -71,19 +69,14 @@ fn partially_present_data_is_found_piece_by_piece() {
         }
         // Piece 5 gets a corrupt byte, as if a peer had lied and the process died before the
         // hash check.
-        storage
-            .write_block(5, 10, &[data[5 * 32 + 10] ^ 1])
-            .unwrap();
+        storage.write_block(5, 10, &[data[5 * 32 + 10] ^ 1]).unwrap();
         storage.flush().unwrap();
     }
     // A restart: a new storage over the same folder.
     let storage = FileStorage::open(dir.path(), layout, &[true; 3]).unwrap();
     let have = verify_existing(&storage, &hashes, |_| {}).unwrap();
     // Piece 3 spans both files (bytes 96..128).
-    assert_eq!(
-        have,
-        vec![true, false, true, true, false, false, false, true]
-    );
+    assert_eq!(have, vec![true, false, true, true, false, false, false, true]);
 }
 
 #[test]
@@ -99,19 +92,13 @@ fn files_shorter_than_needed_count_as_absent() {
         }
     }
     // Another program truncated the second file to 40 bytes (bytes 100..140 of the torrent).
-    let two = fs::OpenOptions::new()
-        .write(true)
-        .open(dir.path().join("r/sub/two"))
-        .unwrap();
+    let two = fs::OpenOptions::new().write(true).open(dir.path().join("r/sub/two")).unwrap();
     two.set_len(40).unwrap();
     drop(two);
     let storage = FileStorage::open(dir.path(), layout, &[true; 3]).unwrap();
     assert!(!storage.may_hold_piece(4).unwrap());
     let have = verify_existing(&storage, &hashes, |_| {}).unwrap();
-    assert_eq!(
-        have,
-        vec![true, true, true, true, false, false, false, false]
-    );
+    assert_eq!(have, vec![true, true, true, true, false, false, false, false]);
 }
 
 #[test]
@@ -131,10 +118,7 @@ fn pieces_kept_in_part_files_verify_after_a_restart() {
     assert!(!dir.path().join("r/one").exists());
     let storage = FileStorage::open(dir.path(), layout, &selection).unwrap();
     let have = verify_existing(&storage, &hashes, |_| {}).unwrap();
-    assert_eq!(
-        have,
-        vec![false, false, false, true, true, true, true, true]
-    );
+    assert_eq!(have, vec![false, false, false, true, true, true, true, true]);
 }
 
 #[test]
@@ -142,10 +126,7 @@ fn wrong_number_of_hashes_is_refused() {
     let storage = MemoryStorage::new(layout());
     assert!(matches!(
         verify_existing(&storage, &[[0; 20]; 3], |_| {}),
-        Err(StorageError::HashCountMismatch {
-            expected: 8,
-            got: 3
-        })
+        Err(StorageError::HashCountMismatch { expected: 8, got: 3 })
     ));
 }
 
@@ -159,8 +140,5 @@ fn memory_storage_rechecks_resident_pieces_only() {
     write_piece(&storage, &data, 6);
     storage.write_block(4, 0, b"not the right bytes").unwrap();
     let have = verify_existing(&storage, &hashes, |_| {}).unwrap();
-    assert_eq!(
-        have,
-        vec![false, true, false, false, false, false, true, false]
-    );
+    assert_eq!(have, vec![false, true, false, false, false, false, true, false]);
 }

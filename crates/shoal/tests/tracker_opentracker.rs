@@ -3,6 +3,7 @@
 //! tests fail, rather than skip, without it.
 
 use std::collections::BTreeSet;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -13,8 +14,12 @@ use std::time::Duration;
 use shoal::tracker::{announce, scrape, TrackerClient, TrackerClientConfig, TrackerError};
 use shoal_proto::{InfoHash, Instant, PeerId};
 use shoal_tracker_proto::{
-    AnnounceEvent, AnnounceRequest, AnnounceResponse, Announcer, AnnouncerConfig, ScrapeStats, TrackerTiers,
+    AnnounceEvent, AnnounceRequest, AnnounceResponse, Announcer, AnnouncerConfig, ScrapeStats,
+    TrackerTiers,
 };
+
+/// A whitelisted torrent no test uses, announced to learn when the whitelist is loaded.
+const PROBE: InfoHash = InfoHash([0xee; 20]);
 
 /// A running opentracker, killed (by its PID, through `Child`) when dropped.
 struct OpenTracker {
@@ -29,7 +34,8 @@ impl OpenTracker {
     fn start(hashes: &[InfoHash]) -> OpenTracker {
         let binary = find_opentracker();
         let dir = tempfile::tempdir().expect("temp dir");
-        let whitelist: String = hashes.iter().map(|h| format!("{}\n", h.to_hex())).collect();
+        let whitelist: String =
+            hashes.iter().chain([&PROBE]).map(|h| format!("{}\n", h.to_hex())).collect();
         std::fs::write(dir.path().join("whitelist.txt"), whitelist).expect("write whitelist");
         let addr = unique_local_addr();
         let (ip, port) = (addr.ip().to_string(), addr.port().to_string());
@@ -48,20 +54,44 @@ impl OpenTracker {
         tracker
     }
 
+    /// Waits until the tracker accepts the probe torrent: it listens before it has
+    /// read its whitelist, which it loads in the background.
     fn wait_ready(&mut self) {
         for _ in 0..200 {
             if let Ok(Some(status)) = self.child.try_wait() {
-                let log = std::fs::read_to_string(self._dir.path().join("opentracker.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(self._dir.path().join("opentracker.log"))
+                    .unwrap_or_default();
                 panic!(
                     "opentracker exited at start ({status}); it must run as root to chroot. Log:\n{log}"
                 );
             }
-            if TcpStream::connect(self.addr).is_ok() {
+            if self.accepts_probe() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("opentracker did not listen on {} within 5 s", self.addr);
+        panic!("opentracker on {} did not accept announces within 5 s", self.addr);
+    }
+
+    /// Whether an announce for [`PROBE`] succeeds. (A `stopped` announce would not do:
+    /// opentracker answers those without looking at its whitelist.)
+    fn accepts_probe(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(self.addr) else { return false };
+        let query = format!(
+            "info_hash={}&peer_id={}&port=1&uploaded=0&downloaded=0&left=0",
+            shoal_tracker_proto::percent::encode(&PROBE.0),
+            "p".repeat(20)
+        );
+        let request = format!("GET /announce?{query} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
+        let mut answer = Vec::new();
+        if stream.write_all(request.as_bytes()).is_err() || stream.read_to_end(&mut answer).is_err()
+        {
+            return false;
+        }
+        let answer = String::from_utf8_lossy(&answer);
+        answer.starts_with("HTTP/1.")
+            && answer.contains("interval")
+            && !answer.contains("failure reason")
     }
 
     fn http_url(&self) -> String {
@@ -82,7 +112,9 @@ impl Drop for OpenTracker {
 
 fn find_opentracker() -> String {
     let candidates = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).map(|dir| dir.join("opentracker")).collect::<Vec<_>>())
+        .map(|path| {
+            std::env::split_paths(&path).map(|dir| dir.join("opentracker")).collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     candidates
         .into_iter()
@@ -147,11 +179,17 @@ async fn swarm_round_trip(url: &str) {
     let client = client();
     let hash = InfoHash([0x5a; 20]);
 
-    let a = announce(&client, url, &request(hash, b'a', 7001, 1000, AnnounceEvent::Started)).await.unwrap();
+    let a = announce(&client, url, &request(hash, b'a', 7001, 1000, AnnounceEvent::Started))
+        .await
+        .unwrap();
     assert!(a.interval >= Duration::from_secs(60), "{a:?}");
-    let b = announce(&client, url, &request(hash, b'b', 7002, 0, AnnounceEvent::Started)).await.unwrap();
+    let b = announce(&client, url, &request(hash, b'b', 7002, 0, AnnounceEvent::Started))
+        .await
+        .unwrap();
     assert!(lists(&b.peers, 7001), "b should see a: {:?}", b.peers);
-    let a = announce(&client, url, &request(hash, b'a', 7001, 1000, AnnounceEvent::None)).await.unwrap();
+    let a = announce(&client, url, &request(hash, b'a', 7001, 1000, AnnounceEvent::None))
+        .await
+        .unwrap();
     assert!(lists(&a.peers, 7002), "a should see b: {:?}", a.peers);
     assert_eq!((a.seeders, a.leechers), (Some(1), Some(1)));
 
@@ -159,7 +197,8 @@ async fn swarm_round_trip(url: &str) {
     assert_eq!(counts.get(&hash), Some(ScrapeStats { seeders: 1, completed: 0, leechers: 1 }));
 
     announce(&client, url, &request(hash, b'a', 7001, 1000, AnnounceEvent::Stopped)).await.unwrap();
-    let b = announce(&client, url, &request(hash, b'b', 7002, 0, AnnounceEvent::None)).await.unwrap();
+    let b =
+        announce(&client, url, &request(hash, b'b', 7002, 0, AnnounceEvent::None)).await.unwrap();
     assert!(!lists(&b.peers, 7001), "a stopped but is still listed: {:?}", b.peers);
     let counts = scrape(&client, url, &[hash]).await.unwrap();
     assert_eq!(counts.get(&hash).map(|s| (s.seeders, s.leechers)), Some((1, 0)));
@@ -183,8 +222,12 @@ async fn completed_event_is_counted() {
     let tracker = OpenTracker::start(&[hash]);
     let client = client();
     for url in [tracker.http_url(), tracker.udp_url()] {
-        announce(&client, &url, &request(hash, b'c', 7003, 10, AnnounceEvent::Started)).await.unwrap();
-        announce(&client, &url, &request(hash, b'c', 7003, 0, AnnounceEvent::Completed)).await.unwrap();
+        announce(&client, &url, &request(hash, b'c', 7003, 10, AnnounceEvent::Started))
+            .await
+            .unwrap();
+        announce(&client, &url, &request(hash, b'c', 7003, 0, AnnounceEvent::Completed))
+            .await
+            .unwrap();
     }
     let counts = scrape(&client, &tracker.http_url(), &[hash]).await.unwrap();
     let stats = counts.get(&hash).unwrap();
@@ -198,7 +241,9 @@ async fn a_torrent_off_the_whitelist_is_refused_with_the_trackers_reason() {
     let client = client();
     let req = request(InfoHash([2; 20]), b'x', 7004, 10, AnnounceEvent::Started);
     match announce(&client, &tracker.http_url(), &req).await {
-        Err(TrackerError::Failure(reason)) => assert!(reason.contains("not authorized"), "{reason}"),
+        Err(TrackerError::Failure(reason)) => {
+            assert!(reason.contains("not authorized"), "{reason}")
+        }
         other => panic!("expected a failure reason, got {other:?}"),
     }
 }
@@ -235,16 +280,28 @@ async fn announcer_fails_over_to_a_live_tracker_and_stops() {
     assert_eq!(failures.len(), 1, "{failures:?}");
     assert_eq!(failures[0].0, dead);
     assert_eq!(answers.len(), 1);
-    assert_eq!((answers[0].0.as_str(), answers[0].1), (tracker.http_url().as_str(), AnnounceEvent::Started));
-    assert_eq!(scrape(&client, &tracker.http_url(), &[hash]).await.unwrap().get(&hash).map(|s| s.leechers), Some(1));
+    assert_eq!(
+        (answers[0].0.as_str(), answers[0].1),
+        (tracker.http_url().as_str(), AnnounceEvent::Started)
+    );
+    assert_eq!(
+        scrape(&client, &tracker.http_url(), &[hash]).await.unwrap().get(&hash).map(|s| s.leechers),
+        Some(1)
+    );
 
     announcer.stop(now());
     let job = announcer.poll(now()).expect("stopped is due");
-    assert_eq!((job.url.as_str(), job.event), (tracker.http_url().as_str(), AnnounceEvent::Stopped));
+    assert_eq!(
+        (job.url.as_str(), job.event),
+        (tracker.http_url().as_str(), AnnounceEvent::Stopped)
+    );
     assert_eq!(announcer.poll(now()), None, "the dead tracker never registered us");
     let req = AnnounceRequest { num_want: Some(0), ..request(hash, b'd', 7005, 100, job.event) };
     let resp = announce(&client, &job.url, &req).await.unwrap();
     announcer.on_response(&job.url, &resp, now());
     assert!(announcer.is_stopped());
-    assert_eq!(scrape(&client, &tracker.http_url(), &[hash]).await.unwrap().get(&hash).map(|s| s.leechers), Some(0));
+    assert_eq!(
+        scrape(&client, &tracker.http_url(), &[hash]).await.unwrap().get(&hash).map(|s| s.leechers),
+        Some(0)
+    );
 }

@@ -9,7 +9,8 @@ fn at(secs: u64) -> Instant {
 /// Tiers whose order within each tier is the one given (seeded shuffles are skipped by
 /// building each tier from one URL and then merging).
 fn tiers(spec: &[&[&str]]) -> TrackerTiers {
-    let tiers: Vec<Vec<String>> = spec.iter().map(|t| t.iter().map(|s| s.to_string()).collect()).collect();
+    let tiers: Vec<Vec<String>> =
+        spec.iter().map(|t| t.iter().map(|s| s.to_string()).collect()).collect();
     // Find a seed that keeps the given order, so tests read in the order they are written.
     (0..10_000)
         .map(|seed| TrackerTiers::new(tiers.clone(), seed))
@@ -98,7 +99,10 @@ fn a_lone_failing_tracker_backs_off_exponentially_up_to_the_cap() {
         assert_eq!(a.poll(now).map(|j| j.event), Some(AnnounceEvent::Started));
         a.on_failure("a", &"down", now);
         let next = a.next_deadline().unwrap();
-        assert_eq!(a.poll(Instant::from_duration(next.since_epoch() - Duration::from_secs(1))), None);
+        assert_eq!(
+            a.poll(Instant::from_duration(next.since_epoch() - Duration::from_secs(1))),
+            None
+        );
         waits.push((next - now).as_secs());
         now = next;
     }
@@ -228,7 +232,10 @@ fn stop_tells_every_tracker_that_registered_us() {
     let mut stops = vec![a.poll(at(70)).unwrap(), a.poll(at(70)).unwrap()];
     assert_eq!(a.poll(at(70)), None);
     stops.sort_by(|x, y| x.url.cmp(&y.url));
-    assert_eq!(stops, [job("a", AnnounceEvent::Stopped).unwrap(), job("b", AnnounceEvent::Stopped).unwrap()]);
+    assert_eq!(
+        stops,
+        [job("a", AnnounceEvent::Stopped).unwrap(), job("b", AnnounceEvent::Stopped).unwrap()]
+    );
     a.on_response("a", &answer(60), at(71));
     assert!(!a.is_stopped());
     a.on_failure("b", &"x", at(72));
@@ -264,6 +271,20 @@ fn a_started_answered_during_shutdown_gets_stopped() {
     a.on_response("a", &answer(60), at(2));
     assert_eq!(a.poll(at(2)), job("a", AnnounceEvent::Stopped));
     a.on_response("a", &answer(60), at(3));
+    assert!(a.is_stopped());
+}
+
+#[test]
+fn a_regular_announce_failing_during_shutdown_still_gets_stopped() {
+    let mut a = announcer(&[&["a"]]);
+    assert!(a.poll(at(0)).is_some());
+    a.on_response("a", &answer(60), at(0));
+    assert_eq!(a.poll(at(60)), job("a", AnnounceEvent::None));
+    a.stop(at(61));
+    assert_eq!(a.poll(at(61)), None, "a is busy");
+    a.on_failure("a", &"timed out", at(62));
+    assert_eq!(a.poll(at(62)), job("a", AnnounceEvent::Stopped));
+    a.on_failure("a", &"timed out", at(63));
     assert!(a.is_stopped());
 }
 

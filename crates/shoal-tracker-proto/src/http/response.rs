@@ -55,7 +55,10 @@ pub fn parse_announce_response(body: &[u8]) -> Result<AnnounceResponse, HttpErro
         Some(Value::Bytes(compact)) => compact_peers_v4(compact, &mut peers)?,
         Some(Value::List(list)) => dictionary_peers(list, &mut peers)?,
         Some(_) => {
-            return Err(HttpError::BadField { field: "peers", reason: "neither a string nor a list" })
+            return Err(HttpError::BadField {
+                field: "peers",
+                reason: "neither a string nor a list",
+            })
         }
     }
     match dict.get(b"peers6") {
@@ -101,9 +104,10 @@ pub fn parse_scrape_response(body: &[u8]) -> Result<ScrapeResponse, HttpError> {
     }
     let mut out = Vec::with_capacity(files.len());
     for (key, stats) in files.iter() {
-        let hash: [u8; 20] = key
-            .try_into()
-            .map_err(|_| HttpError::BadField { field: "files", reason: "key is not a 20-byte hash" })?;
+        let hash: [u8; 20] = key.try_into().map_err(|_| HttpError::BadField {
+            field: "files",
+            reason: "key is not a 20-byte hash",
+        })?;
         let stats = stats
             .as_dict()
             .ok_or(HttpError::BadField { field: "files", reason: "entry is not a dictionary" })?;
@@ -148,8 +152,11 @@ fn check_peer_count(total: usize) -> Result<(), HttpError> {
 
 /// BEP 23: 4 address bytes and 2 port bytes per peer, network order.
 fn compact_peers_v4(bytes: &[u8], peers: &mut Vec<SocketAddr>) -> Result<(), HttpError> {
-    if bytes.len() % 6 != 0 {
-        return Err(HttpError::BadField { field: "peers", reason: "length is not a multiple of 6" });
+    if !bytes.len().is_multiple_of(6) {
+        return Err(HttpError::BadField {
+            field: "peers",
+            reason: "length is not a multiple of 6",
+        });
     }
     check_peer_count(peers.len() + bytes.len() / 6)?;
     peers.extend(bytes.chunks_exact(6).filter_map(crate::compact::peer_v4).map(SocketAddr::V4));
@@ -158,8 +165,11 @@ fn compact_peers_v4(bytes: &[u8], peers: &mut Vec<SocketAddr>) -> Result<(), Htt
 
 /// BEP 7: 16 address bytes and 2 port bytes per peer.
 fn compact_peers_v6(bytes: &[u8], peers: &mut Vec<SocketAddr>) -> Result<(), HttpError> {
-    if bytes.len() % 18 != 0 {
-        return Err(HttpError::BadField { field: "peers6", reason: "length is not a multiple of 18" });
+    if !bytes.len().is_multiple_of(18) {
+        return Err(HttpError::BadField {
+            field: "peers6",
+            reason: "length is not a multiple of 18",
+        });
     }
     check_peer_count(peers.len() + bytes.len() / 18)?;
     peers.extend(bytes.chunks_exact(18).filter_map(crate::compact::peer_v6).map(SocketAddr::V6));
@@ -197,7 +207,8 @@ mod tests {
 
     #[test]
     fn parses_a_compact_answer() {
-        let mut body = b"d8:completei5e10:incompletei7e8:intervali1800e12:min intervali60e5:peers12:".to_vec();
+        let mut body =
+            b"d8:completei5e10:incompletei7e8:intervali1800e12:min intervali60e5:peers12:".to_vec();
         body.extend_from_slice(&[127, 0, 0, 1, 0x1a, 0xe1, 10, 0, 0, 2, 0, 80]);
         body.extend_from_slice(b"6:peers618:");
         body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0x1a, 0xe2]);
@@ -214,8 +225,17 @@ mod tests {
 
     #[test]
     fn parses_dictionary_peers_and_skips_unusable_ones() {
-        let body = b"d8:intervali900e5:peersld2:ip9:127.0.0.27:peer id20:aaaaaaaaaaaaaaaaaaaa4:porti6881eed2:ip3:::14:porti1eed2:ip11:example.com4:porti1eed2:ip7:1.2.3.44:porti70000eed2:ip7:1.2.3.44:porti0eei5eee";
-        let r = parse_announce_response(body).unwrap();
+        let body = concat!(
+            "d8:intervali900e5:peersl",
+            "d2:ip9:127.0.0.27:peer id20:aaaaaaaaaaaaaaaaaaaa4:porti6881ee",
+            "d2:ip3:::14:porti1ee",
+            "d2:ip11:example.com4:porti1ee", // a host name: skipped
+            "d2:ip7:1.2.3.44:porti70000ee",  // port out of range: skipped
+            "d2:ip7:1.2.3.44:porti0ee",      // port 0: skipped
+            "i5e",                           // not a dictionary: skipped
+            "ee"
+        );
+        let r = parse_announce_response(body.as_bytes()).unwrap();
         assert_eq!(r.peers, vec![v4("127.0.0.2:6881"), v4("[::1]:1")]);
         assert_eq!(r.seeders, None);
     }
@@ -232,7 +252,8 @@ mod tests {
 
     #[test]
     fn intervals_are_clamped_and_defaulted() {
-        let r = parse_announce_response(b"d8:intervali1e12:min intervali999999e5:peers0:e").unwrap();
+        let r =
+            parse_announce_response(b"d8:intervali1e12:min intervali999999e5:peers0:e").unwrap();
         assert_eq!(r.interval, MIN_INTERVAL);
         assert_eq!(r.min_interval, Some(MIN_INTERVAL));
         let r = parse_announce_response(b"d8:intervali99999999999ee").unwrap();
@@ -290,7 +311,10 @@ mod tests {
         body.extend_from_slice(&[8; 20]);
         body.extend_from_slice(b"d8:completei99999999999eeee");
         let r = parse_scrape_response(&body).unwrap();
-        assert_eq!(r.get(&InfoHash([7; 20])), Some(ScrapeStats { seeders: 3, completed: 9, leechers: 4 }));
+        assert_eq!(
+            r.get(&InfoHash([7; 20])),
+            Some(ScrapeStats { seeders: 3, completed: 9, leechers: 4 })
+        );
         assert_eq!(
             r.get(&InfoHash([8; 20])),
             Some(ScrapeStats { seeders: u32::MAX, completed: 0, leechers: 0 })

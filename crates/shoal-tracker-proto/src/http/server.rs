@@ -66,8 +66,10 @@ fn params(query: &str) -> Result<Vec<(String, Vec<u8>)>, QueryError> {
             reason: "bad percent escape in name",
         })?;
         let name = String::from_utf8_lossy(&name_bytes).into_owned();
-        let value = percent::decode(value)
-            .map_err(|_| QueryError::Invalid { name: name.clone(), reason: "bad percent escape" })?;
+        let value = percent::decode(value).map_err(|_| QueryError::Invalid {
+            name: name.clone(),
+            reason: "bad percent escape",
+        })?;
         out.push((name, value));
     }
     Ok(out)
@@ -75,7 +77,7 @@ fn params(query: &str) -> Result<Vec<(String, Vec<u8>)>, QueryError> {
 
 /// Parses an announce query string (with or without the leading `?`).
 ///
-/// `left` may be absent (some WebTorrent-era clients omit it): that reads as unknown. `compact`
+/// A missing `left` reads as unknown (BEP 3 requires it, not every client sends it). `compact`
 /// defaults to on, as with most trackers: only `compact=0` asks for dictionary peers.
 pub fn parse_announce_query(query: &str) -> Result<ServerAnnounce, QueryError> {
     let params = params(query)?;
@@ -88,8 +90,10 @@ pub fn parse_announce_query(query: &str) -> Result<ServerAnnounce, QueryError> {
     }
     let get = |name: &str| params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_slice());
 
-    let info_hash = InfoHash(fixed20(get("info_hash").ok_or(QueryError::Missing("info_hash"))?, "info_hash")?);
-    let peer_id = PeerId(fixed20(get("peer_id").ok_or(QueryError::Missing("peer_id"))?, "peer_id")?);
+    let info_hash =
+        InfoHash(fixed20(get("info_hash").ok_or(QueryError::Missing("info_hash"))?, "info_hash")?);
+    let peer_id =
+        PeerId(fixed20(get("peer_id").ok_or(QueryError::Missing("peer_id"))?, "peer_id")?);
     let port = number(get("port").ok_or(QueryError::Missing("port"))?, "port")?;
     let port = u16::try_from(port)
         .ok()
@@ -237,17 +241,19 @@ fn secs(d: std::time::Duration) -> i64 {
 }
 
 fn fixed20(value: &[u8], name: &'static str) -> Result<[u8; 20], QueryError> {
-    value
-        .try_into()
-        .map_err(|_| QueryError::Invalid { name: name.into(), reason: "not 20 bytes" })
+    value.try_into().map_err(|_| QueryError::Invalid { name: name.into(), reason: "not 20 bytes" })
 }
 
 fn number(value: &[u8], name: &'static str) -> Result<u64, QueryError> {
-    let invalid = || QueryError::Invalid { name: name.into(), reason: "not a non-negative integer" };
+    let invalid =
+        || QueryError::Invalid { name: name.into(), reason: "not a non-negative integer" };
     if value.is_empty() || value.len() > 20 || !value.iter().all(u8::is_ascii_digit) {
         return Err(invalid());
     }
-    value.iter().try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))).ok_or_else(invalid)
+    value
+        .iter()
+        .try_fold(0u64, |acc, d| acc.checked_mul(10)?.checked_add(u64::from(d - b'0')))
+        .ok_or_else(invalid)
 }
 
 /// Clients send the key as 8 hex digits (libtorrent), decimal, or random letters (Azureus);
@@ -269,7 +275,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::http::{announce_url, parse_announce_response, parse_scrape_response, scrape_url_for};
+    use crate::http::{
+        announce_url, parse_announce_response, parse_scrape_response, scrape_url_for,
+    };
     use crate::types::ScrapeStats;
 
     fn query_of(url: &str) -> &str {
@@ -319,24 +327,39 @@ mod tests {
         let base = "info_hash=aaaaaaaaaaaaaaaaaaaa&peer_id=bbbbbbbbbbbbbbbbbbbb";
         let cases = [
             ("peer_id=bbbbbbbbbbbbbbbbbbbb&port=1".to_string(), QueryError::Missing("info_hash")),
-            (format!("{base}"), QueryError::Missing("port")),
-            (format!("{base}&port=0"), QueryError::Invalid { name: "port".into(), reason: "not in 1-65535" }),
-            (format!("{base}&port=65536"), QueryError::Invalid { name: "port".into(), reason: "not in 1-65535" }),
+            (base.to_string(), QueryError::Missing("port")),
+            (
+                format!("{base}&port=0"),
+                QueryError::Invalid { name: "port".into(), reason: "not in 1-65535" },
+            ),
+            (
+                format!("{base}&port=65536"),
+                QueryError::Invalid { name: "port".into(), reason: "not in 1-65535" },
+            ),
             (
                 format!("{base}&port=1&left=-1"),
                 QueryError::Invalid { name: "left".into(), reason: "not a non-negative integer" },
             ),
             (
                 format!("{base}&port=1&uploaded=99999999999999999999"),
-                QueryError::Invalid { name: "uploaded".into(), reason: "not a non-negative integer" },
+                QueryError::Invalid {
+                    name: "uploaded".into(),
+                    reason: "not a non-negative integer",
+                },
             ),
-            (format!("{base}&port=1&event=bogus"), QueryError::Invalid { name: "event".into(), reason: "unknown event" }),
+            (
+                format!("{base}&port=1&event=bogus"),
+                QueryError::Invalid { name: "event".into(), reason: "unknown event" },
+            ),
             (format!("{base}&port=1&port=2"), QueryError::Duplicate("port".into())),
             (
                 "info_hash=short&peer_id=bbbbbbbbbbbbbbbbbbbb&port=1".to_string(),
                 QueryError::Invalid { name: "info_hash".into(), reason: "not 20 bytes" },
             ),
-            (format!("{base}&port=1&x=%g1"), QueryError::Invalid { name: "x".into(), reason: "bad percent escape" }),
+            (
+                format!("{base}&port=1&x=%g1"),
+                QueryError::Invalid { name: "x".into(), reason: "bad percent escape" },
+            ),
             (format!("{base}{}", "&a=1".repeat(70)), QueryError::TooManyParams(64)),
         ];
         for (query, expected) in cases {
@@ -370,11 +393,14 @@ mod tests {
             warning: Some("slow down".into()),
             tracker_id: Some(b"tid".to_vec()),
         };
-        let compact = parse_announce_response(&encode_announce_response(&resp, PeerFormat::Compact)).unwrap();
+        let compact =
+            parse_announce_response(&encode_announce_response(&resp, PeerFormat::Compact)).unwrap();
         // Compact answers list IPv4 peers first, then IPv6 ones.
         assert_eq!(compact.peers, vec![peers[0], peers[2], peers[1]]);
         assert_eq!(AnnounceResponse { peers: peers.clone(), ..compact }, resp);
-        let dict = parse_announce_response(&encode_announce_response(&resp, PeerFormat::Dictionary)).unwrap();
+        let dict =
+            parse_announce_response(&encode_announce_response(&resp, PeerFormat::Dictionary))
+                .unwrap();
         assert_eq!(dict, resp);
     }
 
@@ -382,7 +408,11 @@ mod tests {
     fn scrape_and_failure_answers_parse_back() {
         let stats = ScrapeStats { seeders: 1, completed: 2, leechers: 3 };
         let resp = ScrapeResponse {
-            files: vec![(InfoHash([9; 20]), stats), (InfoHash([1; 20]), stats), (InfoHash([9; 20]), stats)],
+            files: vec![
+                (InfoHash([9; 20]), stats),
+                (InfoHash([1; 20]), stats),
+                (InfoHash([9; 20]), stats),
+            ],
         };
         let parsed = parse_scrape_response(&encode_scrape_response(&resp)).unwrap();
         assert_eq!(parsed.files, vec![(InfoHash([1; 20]), stats), (InfoHash([9; 20]), stats)]);

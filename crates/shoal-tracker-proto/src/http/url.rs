@@ -173,7 +173,11 @@ mod tests {
         let url = scrape_url_for("http://t/scrape?k=1", &[InfoHash([1; 20]), InfoHash([b'a'; 20])]);
         assert_eq!(
             url,
-            format!("http://t/scrape?k=1&info_hash={}&info_hash={}", "%01".repeat(20), "a".repeat(20))
+            format!(
+                "http://t/scrape?k=1&info_hash={}&info_hash={}",
+                "%01".repeat(20),
+                "a".repeat(20)
+            )
         );
     }
 }

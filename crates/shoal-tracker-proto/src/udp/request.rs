@@ -55,7 +55,8 @@ pub fn encode_announce_request(
     req: &AnnounceRequest,
     url_data: &[u8],
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ANNOUNCE_REQUEST_LEN + url_data.len() + url_data.len() / 255 * 2 + 2);
+    let mut out =
+        Vec::with_capacity(ANNOUNCE_REQUEST_LEN + url_data.len() + url_data.len() / 255 * 2 + 2);
     out.extend_from_slice(&connection_id.to_be_bytes());
     out.extend_from_slice(&(Action::Announce as u32).to_be_bytes());
     out.extend_from_slice(&transaction_id.to_be_bytes());
@@ -157,7 +158,7 @@ pub fn decode_request(buf: &[u8]) -> Result<Request, UdpError> {
         }
         Some(Action::Scrape) => {
             let body = r.rest();
-            if body.len() % 20 != 0 {
+            if !body.len().is_multiple_of(20) {
                 return Err(UdpError::BadLength { len: buf.len(), what: "a scrape request" });
             }
             check_hash_count(body.len() / 20)?;
@@ -194,8 +195,7 @@ fn event_code(event: AnnounceEvent) -> u32 {
 fn decode_options(buf: &[u8]) -> Result<Vec<u8>, UdpError> {
     let mut r = Reader::new(buf);
     let mut url_data = Vec::new();
-    loop {
-        let Ok(kind) = r.u8() else { break };
+    while let Ok(kind) = r.u8() {
         match kind {
             OPTION_END => break,
             OPTION_NOP => continue,

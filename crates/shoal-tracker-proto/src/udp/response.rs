@@ -12,12 +12,24 @@ use crate::types::{bounded_message, clamp_interval, AnnounceResponse, ScrapeStat
 /// A decoded tracker packet. The client matches `transaction_id` against what it sent.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Response {
-    Connect { transaction_id: u32, connection_id: u64 },
-    Announce { transaction_id: u32, response: AnnounceResponse },
+    Connect {
+        transaction_id: u32,
+        connection_id: u64,
+    },
+    Announce {
+        transaction_id: u32,
+        response: AnnounceResponse,
+    },
     /// Counts in the order the hashes were asked.
-    Scrape { transaction_id: u32, stats: Vec<ScrapeStats> },
+    Scrape {
+        transaction_id: u32,
+        stats: Vec<ScrapeStats>,
+    },
     /// The tracker refused the request; the text is for the user.
-    Error { transaction_id: u32, message: String },
+    Error {
+        transaction_id: u32,
+        message: String,
+    },
 }
 
 impl Response {
@@ -31,7 +43,10 @@ impl Response {
     }
 }
 
-pub fn encode_connect_response(transaction_id: u32, connection_id: u64) -> [u8; CONNECT_RESPONSE_LEN] {
+pub fn encode_connect_response(
+    transaction_id: u32,
+    connection_id: u64,
+) -> [u8; CONNECT_RESPONSE_LEN] {
     let mut out = [0u8; CONNECT_RESPONSE_LEN];
     out[..4].copy_from_slice(&(Action::Connect as u32).to_be_bytes());
     out[4..8].copy_from_slice(&transaction_id.to_be_bytes());
@@ -46,7 +61,8 @@ pub fn encode_announce_response(
     resp: &AnnounceResponse,
     family: AddressFamily,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(ANNOUNCE_RESPONSE_HEADER_LEN + resp.peers.len() * compact::V6_LEN);
+    let mut out =
+        Vec::with_capacity(ANNOUNCE_RESPONSE_HEADER_LEN + resp.peers.len() * compact::V6_LEN);
     out.extend_from_slice(&(Action::Announce as u32).to_be_bytes());
     out.extend_from_slice(&transaction_id.to_be_bytes());
     let interval = u32::try_from(resp.interval.as_secs()).unwrap_or(u32::MAX);
@@ -105,19 +121,23 @@ pub fn decode_response(buf: &[u8], family: AddressFamily) -> Result<Response, Ud
                 AddressFamily::V4 => compact::V4_LEN,
                 AddressFamily::V6 => compact::V6_LEN,
             };
-            if body.len() % size != 0 {
+            if !body.len().is_multiple_of(size) {
                 return Err(UdpError::BadLength { len: buf.len(), what: "an announce response" });
             }
             if body.len() / size > MAX_PEERS {
                 return Err(UdpError::TooManyPeers(body.len() / size));
             }
             let peers: Vec<SocketAddr> = match family {
-                AddressFamily::V4 => {
-                    body.chunks_exact(size).filter_map(compact::peer_v4).map(SocketAddr::V4).collect()
-                }
-                AddressFamily::V6 => {
-                    body.chunks_exact(size).filter_map(compact::peer_v6).map(SocketAddr::V6).collect()
-                }
+                AddressFamily::V4 => body
+                    .chunks_exact(size)
+                    .filter_map(compact::peer_v4)
+                    .map(SocketAddr::V4)
+                    .collect(),
+                AddressFamily::V6 => body
+                    .chunks_exact(size)
+                    .filter_map(compact::peer_v6)
+                    .map(SocketAddr::V6)
+                    .collect(),
             };
             Ok(Response::Announce {
                 transaction_id,
@@ -134,17 +154,23 @@ pub fn decode_response(buf: &[u8], family: AddressFamily) -> Result<Response, Ud
         }
         Some(Action::Scrape) => {
             let body = r.rest();
-            if body.len() % 12 != 0 {
+            if !body.len().is_multiple_of(12) {
                 return Err(UdpError::BadLength { len: buf.len(), what: "a scrape response" });
             }
             let mut stats = Vec::with_capacity(body.len() / 12);
             let mut r = Reader::new(body);
             for _ in 0..body.len() / 12 {
-                stats.push(ScrapeStats { seeders: r.u32()?, completed: r.u32()?, leechers: r.u32()? });
+                stats.push(ScrapeStats {
+                    seeders: r.u32()?,
+                    completed: r.u32()?,
+                    leechers: r.u32()?,
+                });
             }
             Ok(Response::Scrape { transaction_id, stats })
         }
-        Some(Action::Error) => Ok(Response::Error { transaction_id, message: bounded_message(r.rest()) }),
+        Some(Action::Error) => {
+            Ok(Response::Error { transaction_id, message: bounded_message(r.rest()) })
+        }
         None => Err(UdpError::UnknownAction(action)),
     }
 }
@@ -167,10 +193,16 @@ mod tests {
             decode_response(&packet, AddressFamily::V4),
             Ok(Response::Connect { transaction_id: 7, connection_id: 0xdead_beef_cafe })
         );
-        assert!(matches!(decode_response(&packet[..15], AddressFamily::V4), Err(UdpError::Truncated { .. })));
+        assert!(matches!(
+            decode_response(&packet[..15], AddressFamily::V4),
+            Err(UdpError::Truncated { .. })
+        ));
         let mut long = packet.to_vec();
         long.push(0);
-        assert!(matches!(decode_response(&long, AddressFamily::V4), Err(UdpError::BadLength { .. })));
+        assert!(matches!(
+            decode_response(&long, AddressFamily::V4),
+            Err(UdpError::BadLength { .. })
+        ));
     }
 
     #[test]
@@ -186,7 +218,9 @@ mod tests {
         };
         let v4 = encode_announce_response(1, &resp, AddressFamily::V4);
         assert_eq!(v4.len(), 20 + 2 * 6);
-        let Ok(Response::Announce { transaction_id: 1, response }) = decode_response(&v4, AddressFamily::V4) else {
+        let Ok(Response::Announce { transaction_id: 1, response }) =
+            decode_response(&v4, AddressFamily::V4)
+        else {
             panic!()
         };
         assert_eq!(response.peers, vec![addr("1.2.3.4:6881"), addr("5.6.7.8:1")]);
@@ -196,7 +230,10 @@ mod tests {
 
         let v6 = encode_announce_response(2, &resp, AddressFamily::V6);
         assert_eq!(v6.len(), 20 + 18);
-        let Ok(Response::Announce { response, .. }) = decode_response(&v6, AddressFamily::V6) else { panic!() };
+        let Ok(Response::Announce { response, .. }) = decode_response(&v6, AddressFamily::V6)
+        else {
+            panic!()
+        };
         assert_eq!(response.peers, vec![addr("[2001:db8::2]:51413")]);
         // Two IPv4 peers (12 bytes) do not make whole IPv6 peers.
         assert!(matches!(decode_response(&v4, AddressFamily::V6), Err(UdpError::BadLength { .. })));
@@ -207,17 +244,29 @@ mod tests {
         let mut resp = AnnounceResponse::empty();
         resp.interval = Duration::from_secs(0);
         let packet = encode_announce_response(1, &resp, AddressFamily::V4);
-        let Ok(Response::Announce { response, .. }) = decode_response(&packet, AddressFamily::V4) else { panic!() };
+        let Ok(Response::Announce { response, .. }) = decode_response(&packet, AddressFamily::V4)
+        else {
+            panic!()
+        };
         assert_eq!(response.interval, MIN_INTERVAL);
         resp.interval = Duration::from_secs(u64::from(u32::MAX));
         let packet = encode_announce_response(1, &resp, AddressFamily::V4);
-        let Ok(Response::Announce { response, .. }) = decode_response(&packet, AddressFamily::V4) else { panic!() };
+        let Ok(Response::Announce { response, .. }) = decode_response(&packet, AddressFamily::V4)
+        else {
+            panic!()
+        };
         assert_eq!(response.interval, MAX_INTERVAL);
 
         let mut huge = encode_announce_response(1, &AnnounceResponse::empty(), AddressFamily::V4);
         huge.extend(std::iter::repeat_n(1u8, (MAX_PEERS + 1) * 6));
-        assert_eq!(decode_response(&huge, AddressFamily::V4), Err(UdpError::TooManyPeers(MAX_PEERS + 1)));
-        assert!(matches!(decode_response(&huge[..19], AddressFamily::V4), Err(UdpError::Truncated { .. })));
+        assert_eq!(
+            decode_response(&huge, AddressFamily::V4),
+            Err(UdpError::TooManyPeers(MAX_PEERS + 1))
+        );
+        assert!(matches!(
+            decode_response(&huge[..19], AddressFamily::V4),
+            Err(UdpError::Truncated { .. })
+        ));
     }
 
     #[test]
@@ -231,11 +280,17 @@ mod tests {
             decode_response(&packet, AddressFamily::V4),
             Ok(Response::Scrape { transaction_id: 9, stats: stats.clone() })
         );
-        assert!(matches!(decode_response(&packet[..13], AddressFamily::V4), Err(UdpError::BadLength { .. })));
+        assert!(matches!(
+            decode_response(&packet[..13], AddressFamily::V4),
+            Err(UdpError::BadLength { .. })
+        ));
 
         let packet = encode_error(4, "unknown torrent");
         let decoded = decode_response(&packet, AddressFamily::V6).unwrap();
-        assert_eq!(decoded, Response::Error { transaction_id: 4, message: "unknown torrent".into() });
+        assert_eq!(
+            decoded,
+            Response::Error { transaction_id: 4, message: "unknown torrent".into() }
+        );
         assert_eq!(decoded.transaction_id(), 4);
         assert_eq!(
             decode_response(&encode_error(4, ""), AddressFamily::V4),
@@ -248,6 +303,9 @@ mod tests {
         let mut packet = encode_error(4, "x");
         packet[3] = 4;
         assert_eq!(decode_response(&packet, AddressFamily::V4), Err(UdpError::UnknownAction(4)));
-        assert!(matches!(decode_response(&[0, 0, 0], AddressFamily::V4), Err(UdpError::Truncated { .. })));
+        assert!(matches!(
+            decode_response(&[0, 0, 0], AddressFamily::V4),
+            Err(UdpError::Truncated { .. })
+        ));
     }
 }

@@ -58,7 +58,10 @@ mod tests {
 
     #[test]
     fn parses_hosts_ports_and_url_data() {
-        assert_eq!(parse_udp_url("udp://tracker.example:1337"), parsed("tracker.example", 1337, ""));
+        assert_eq!(
+            parse_udp_url("udp://tracker.example:1337"),
+            parsed("tracker.example", 1337, "")
+        );
         assert_eq!(
             parse_udp_url("UDP://tracker.example:80/announce?passkey=a#frag"),
             parsed("tracker.example", 80, "/announce?passkey=a")

@@ -61,12 +61,7 @@ pub enum StorageError {
     #[error("storage: piece {piece} does not exist (the torrent has {count})")]
     PieceOutOfRange { piece: u32, count: u32 },
     #[error("storage: {len} bytes at offset {offset} run past the end of piece {piece} ({piece_len} bytes)")]
-    BlockOutOfRange {
-        piece: u32,
-        offset: u32,
-        len: u64,
-        piece_len: u32,
-    },
+    BlockOutOfRange { piece: u32, offset: u32, len: u64, piece_len: u32 },
     #[error("storage: selection has {got} entries for {expected} files")]
     SelectionMismatch { expected: usize, got: usize },
     #[error("storage: {got} piece hashes for {expected} pieces")]
@@ -77,11 +72,7 @@ pub enum StorageError {
 
 impl StorageError {
     pub(crate) fn io(action: IoAction, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        StorageError::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        StorageError::Io { action, path: path.into(), source }
     }
 
     /// True when the error only means "these bytes are not there (yet)": a missing file, a
@@ -89,10 +80,9 @@ impl StorageError {
     /// piece as absent instead of failing.
     pub fn is_missing_data(&self) -> bool {
         match self {
-            StorageError::Io { source, .. } => matches!(
-                source.kind(),
-                io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof
-            ),
+            StorageError::Io { source, .. } => {
+                matches!(source.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof)
+            }
             StorageError::NotResident { .. } => true,
             _ => false,
         }

@@ -33,10 +33,7 @@ pub struct FileStorageOptions {
 
 impl Default for FileStorageOptions {
     fn default() -> Self {
-        FileStorageOptions {
-            part_dir: None,
-            max_open_files: 128,
-        }
+        FileStorageOptions { part_dir: None, max_open_files: 128 }
     }
 }
 
@@ -155,18 +152,11 @@ impl FileStorage {
     /// Where the bytes of `segment` live; `range_start` is the offset in the piece of the
     /// range the segment was cut from.
     fn place(&self, piece: u32, range_start: u32, segment: &Segment) -> Place {
-        let padding = self
-            .layout
-            .files()
-            .get(segment.file_index)
-            .is_none_or(|f| f.padding);
+        let padding = self.layout.files().get(segment.file_index).is_none_or(|f| f.padding);
         if padding {
             Place::Zeros
         } else if self.is_selected(segment.file_index) {
-            Place::At {
-                key: HandleKey::File(segment.file_index),
-                offset: segment.file_offset,
-            }
+            Place::At { key: HandleKey::File(segment.file_index), offset: segment.file_offset }
         } else {
             Place::At {
                 key: HandleKey::Part(piece),
@@ -177,12 +167,9 @@ impl FileStorage {
 
     fn relative_path(&self, key: HandleKey) -> Vec<String> {
         match key {
-            HandleKey::File(index) => self
-                .layout
-                .files()
-                .get(index)
-                .map(|f| f.path.clone())
-                .unwrap_or_default(),
+            HandleKey::File(index) => {
+                self.layout.files().get(index).map(|f| f.path.clone()).unwrap_or_default()
+            }
             HandleKey::Part(piece) => self.parts.components(piece).to_vec(),
         }
     }
@@ -229,15 +216,14 @@ impl FileStorage {
             Err(e) => return Err(StorageError::io(IoAction::Open, path, e)),
         };
         if write {
-            // Sparse: the length is set, no byte is written. Never shrinks an existing file.
+            // Sparse: the length is set, no byte is written. A file that was longer (left by
+            // something else under the same name) is cut to the torrent's length, or the
+            // finished download would carry a foreign tail.
             let wanted = self.full_length(key);
-            let current = file
-                .metadata()
-                .map_err(|e| StorageError::io(IoAction::Inspect, &path, e))?
-                .len();
-            if current < wanted {
-                file.set_len(wanted)
-                    .map_err(|e| StorageError::io(IoAction::Resize, &path, e))?;
+            let current =
+                file.metadata().map_err(|e| StorageError::io(IoAction::Inspect, &path, e))?.len();
+            if current != wanted {
+                file.set_len(wanted).map_err(|e| StorageError::io(IoAction::Resize, &path, e))?;
             }
         }
         Ok((OpenFile { file, path }, writable))
@@ -272,9 +258,7 @@ impl FileStorage {
         // Windows only flushes through a handle with write access.
         options.write(true);
         match no_follow(&mut options).open(&path) {
-            Ok(file) => file
-                .sync_data()
-                .map_err(|e| StorageError::io(IoAction::Sync, path, e)),
+            Ok(file) => file.sync_data().map_err(|e| StorageError::io(IoAction::Sync, path, e)),
             // Deleted behind our back: nothing left to make durable.
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(StorageError::io(IoAction::Open, path, e)),
@@ -397,26 +381,19 @@ fn check_paths(
             });
         }
         if selected && !selected_paths.insert(file.path.as_slice()) {
-            return Err(StorageError::DuplicatePath {
-                path: file.path.join("/"),
-            });
+            return Err(StorageError::DuplicatePath { path: file.path.join("/") });
         }
     }
     for path in &selected_paths {
         if let Some(folder) = (1..path.len()).find(|&n| selected_paths.contains(&path[..n])) {
-            return Err(StorageError::FileIsAlsoFolder {
-                path: path[..folder].join("/"),
-            });
+            return Err(StorageError::FileIsAlsoFolder { path: path[..folder].join("/") });
         }
     }
     Ok(())
 }
 
 fn is_read_only_error(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem
-    )
+    matches!(e.kind(), io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem)
 }
 
 // Segments come from `segments(piece, offset, buf.len())`, so they always lie inside the
@@ -428,6 +405,5 @@ fn slice<'a>(data: &'a [u8], segment: &Segment) -> &'a [u8] {
 
 fn slice_mut<'a>(data: &'a mut [u8], segment: &Segment) -> &'a mut [u8] {
     let start = segment.range_offset as usize;
-    data.get_mut(start..start + segment.len as usize)
-        .unwrap_or(&mut [])
+    data.get_mut(start..start + segment.len as usize).unwrap_or(&mut [])
 }

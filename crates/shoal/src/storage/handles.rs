@@ -66,11 +66,8 @@ impl<K: Copy + Eq + Hash, V> HandleCache<K, V> {
             closed.push(old.handle);
         }
         while self.entries.len() >= self.capacity {
-            let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(k, _)| *k)
+            let Some(oldest) =
+                self.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| *k)
             else {
                 break;
             };
@@ -81,15 +78,7 @@ impl<K: Copy + Eq + Hash, V> HandleCache<K, V> {
                 closed.push(evicted.handle);
             }
         }
-        self.entries.insert(
-            key,
-            Entry {
-                handle,
-                writable,
-                dirty,
-                last_used: self.clock,
-            },
-        );
+        self.entries.insert(key, Entry { handle, writable, dirty, last_used: self.clock });
         closed
     }
 

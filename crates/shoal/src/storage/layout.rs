@@ -18,19 +18,11 @@ pub struct FileSpec {
 
 impl FileSpec {
     pub fn new(path: &[&str], length: u64) -> Self {
-        FileSpec {
-            path: path.iter().map(|c| (*c).to_owned()).collect(),
-            length,
-            padding: false,
-        }
+        FileSpec { path: path.iter().map(|c| (*c).to_owned()).collect(), length, padding: false }
     }
 
     pub fn padding(length: u64) -> Self {
-        FileSpec {
-            path: vec![".pad".to_owned(), length.to_string()],
-            length,
-            padding: true,
-        }
+        FileSpec { path: vec![".pad".to_owned(), length.to_string()], length, padding: true }
     }
 }
 
@@ -65,20 +57,13 @@ impl StorageLayout {
         let mut total_length: u64 = 0;
         for file in &files {
             file_starts.push(total_length);
-            total_length = total_length
-                .checked_add(file.length)
-                .ok_or(StorageError::TotalLengthOverflow)?;
+            total_length =
+                total_length.checked_add(file.length).ok_or(StorageError::TotalLengthOverflow)?;
         }
         let count = total_length.div_ceil(u64::from(piece_length));
         let piece_count =
             u32::try_from(count).map_err(|_| StorageError::TooManyPieces { count })?;
-        Ok(StorageLayout {
-            piece_length,
-            files,
-            file_starts,
-            total_length,
-            piece_count,
-        })
+        Ok(StorageLayout { piece_length, files, file_starts, total_length, piece_count })
     }
 
     pub fn piece_length(&self) -> u32 {
@@ -121,10 +106,7 @@ impl StorageLayout {
     /// Length of `piece`: the piece length, except for a shorter last piece.
     pub fn piece_len(&self, piece: u32) -> Result<u32, StorageError> {
         if piece >= self.piece_count {
-            return Err(StorageError::PieceOutOfRange {
-                piece,
-                count: self.piece_count,
-            });
+            return Err(StorageError::PieceOutOfRange { piece, count: self.piece_count });
         }
         let start = self.piece_offset(piece);
         let len = (self.total_length - start).min(u64::from(self.piece_length));
@@ -142,12 +124,7 @@ impl StorageLayout {
         let piece_len = self.piece_len(piece)?;
         let len = len as u64;
         if u64::from(offset) + len > u64::from(piece_len) {
-            return Err(StorageError::BlockOutOfRange {
-                piece,
-                offset,
-                len,
-                piece_len,
-            });
+            return Err(StorageError::BlockOutOfRange { piece, offset, len, piece_len });
         }
         Ok(())
     }
@@ -163,13 +140,7 @@ impl StorageLayout {
         self.check_block(piece, offset, len as usize)?;
         let start = self.piece_offset(piece) + u64::from(offset);
         let file_index = self.file_containing(start);
-        Ok(Segments {
-            layout: self,
-            file_index,
-            position: start,
-            remaining: len,
-            range_offset: 0,
-        })
+        Ok(Segments { layout: self, file_index, position: start, remaining: len, range_offset: 0 })
     }
 
     /// All of `piece`'s file runs.
@@ -182,9 +153,7 @@ impl StorageLayout {
     /// length): the last file starting at or before it. That file cannot be empty: a file after
     /// an empty one starts where the empty one does, so the empty one is never the last.
     fn file_containing(&self, position: u64) -> usize {
-        self.file_starts
-            .partition_point(|&s| s <= position)
-            .saturating_sub(1)
+        self.file_starts.partition_point(|&s| s <= position).saturating_sub(1)
     }
 }
 

@@ -22,10 +22,7 @@ pub struct MemoryStorage {
 
 impl MemoryStorage {
     pub fn new(layout: StorageLayout) -> Self {
-        MemoryStorage {
-            layout,
-            pieces: RwLock::new(Pieces::default()),
-        }
+        MemoryStorage { layout, pieces: RwLock::new(Pieces::default()) }
     }
 
     /// Drops `piece`'s bytes; returns whether it was resident.
@@ -95,13 +92,12 @@ impl PieceStorage for MemoryStorage {
         });
         let start = offset as usize;
         let target =
-            buf.get_mut(start..start + data.len())
-                .ok_or(StorageError::BlockOutOfRange {
-                    piece,
-                    offset,
-                    len: data.len() as u64,
-                    piece_len,
-                })?;
+            buf.get_mut(start..start + data.len()).ok_or(StorageError::BlockOutOfRange {
+                piece,
+                offset,
+                len: data.len() as u64,
+                piece_len,
+            })?;
         target.copy_from_slice(data);
         for (at, len) in pads {
             if let Some(run) = target.get_mut(at as usize..(at + len) as usize) {
@@ -114,14 +110,10 @@ impl PieceStorage for MemoryStorage {
     fn read_block(&self, piece: u32, offset: u32, buf: &mut [u8]) -> Result<(), StorageError> {
         self.layout.check_block(piece, offset, buf.len())?;
         let pieces = self.read();
-        let stored = pieces
-            .data
-            .get(&piece)
-            .ok_or(StorageError::NotResident { piece })?;
+        let stored = pieces.data.get(&piece).ok_or(StorageError::NotResident { piece })?;
         let start = offset as usize;
-        let source = stored
-            .get(start..start + buf.len())
-            .ok_or(StorageError::NotResident { piece })?;
+        let source =
+            stored.get(start..start + buf.len()).ok_or(StorageError::NotResident { piece })?;
         buf.copy_from_slice(source);
         Ok(())
     }
@@ -129,10 +121,7 @@ impl PieceStorage for MemoryStorage {
     fn hash_piece(&self, piece: u32) -> Result<[u8; 20], StorageError> {
         self.layout.piece_len(piece)?;
         let pieces = self.read();
-        let stored = pieces
-            .data
-            .get(&piece)
-            .ok_or(StorageError::NotResident { piece })?;
+        let stored = pieces.data.get(&piece).ok_or(StorageError::NotResident { piece })?;
         Ok(sha1(stored))
     }
 

@@ -22,10 +22,8 @@ pub struct PartFiles {
 impl PartFiles {
     /// Part files under `<root>/<dir_name>`; the name must be one plain path component.
     pub fn new(dir_name: String) -> Result<Self, StorageError> {
-        check_component(&dir_name).map_err(|reason| StorageError::UnsafePath {
-            path: dir_name.clone(),
-            reason,
-        })?;
+        check_component(&dir_name)
+            .map_err(|reason| StorageError::UnsafePath { path: dir_name.clone(), reason })?;
         Ok(PartFiles { dir_name })
     }
 

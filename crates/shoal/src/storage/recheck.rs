@@ -18,10 +18,7 @@ pub fn verify_existing<S: PieceStorage + ?Sized>(
 ) -> Result<Vec<bool>, StorageError> {
     let count = storage.layout().piece_count();
     if hashes.len() != count as usize {
-        return Err(StorageError::HashCountMismatch {
-            expected: count,
-            got: hashes.len(),
-        });
+        return Err(StorageError::HashCountMismatch { expected: count, got: hashes.len() });
     }
     let mut have = Vec::with_capacity(hashes.len());
     for (piece, expected) in (0..count).zip(hashes) {

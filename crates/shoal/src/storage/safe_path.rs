@@ -48,10 +48,7 @@ fn windows_rules(component: &str) -> Result<(), &'static str> {
         return Err("Windows drops trailing dots and spaces");
     }
     let stem = component.split('.').next().unwrap_or(component);
-    if RESERVED
-        .iter()
-        .any(|r| r.eq_ignore_ascii_case(stem.trim_end()))
-    {
+    if RESERVED.iter().any(|r| r.eq_ignore_ascii_case(stem.trim_end())) {
         return Err("reserved Windows device name");
     }
     Ok(())
@@ -65,16 +62,11 @@ fn windows_rules(_component: &str) -> Result<(), &'static str> {
 /// Checks every component of a relative path.
 pub fn check_relative(components: &[String]) -> Result<(), StorageError> {
     if components.is_empty() {
-        return Err(StorageError::UnsafePath {
-            path: String::new(),
-            reason: "empty path",
-        });
+        return Err(StorageError::UnsafePath { path: String::new(), reason: "empty path" });
     }
     for component in components {
-        check_component(component).map_err(|reason| StorageError::UnsafePath {
-            path: components.join("/"),
-            reason,
-        })?;
+        check_component(component)
+            .map_err(|reason| StorageError::UnsafePath { path: components.join("/"), reason })?;
     }
     Ok(())
 }
@@ -133,9 +125,7 @@ fn follow_inside(root: &Path, link: &Path) -> Result<PathBuf, StorageError> {
     match fs::canonicalize(link) {
         Ok(target) if target.starts_with(root) => Ok(target),
         // A dangling link is refused too: creating through it could create outside the root.
-        _ => Err(StorageError::SymlinkEscape {
-            path: link.to_path_buf(),
-        }),
+        _ => Err(StorageError::SymlinkEscape { path: link.to_path_buf() }),
     }
 }
 

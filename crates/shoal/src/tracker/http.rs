@@ -22,7 +22,8 @@ pub(super) async fn scrape(
     announce: &str,
     info_hashes: &[InfoHash],
 ) -> Result<ScrapeResponse, TrackerError> {
-    let base = wire::scrape_url(announce).ok_or_else(|| TrackerError::ScrapeUnsupported(announce.to_owned()))?;
+    let base = wire::scrape_url(announce)
+        .ok_or_else(|| TrackerError::ScrapeUnsupported(announce.to_owned()))?;
     let body = get(client, config, &wire::scrape_url_for(&base, info_hashes)).await?;
     Ok(wire::parse_scrape_response(&body)?)
 }
@@ -30,7 +31,11 @@ pub(super) async fn scrape(
 /// GETs `url` and returns the body, refusing it once it grows past the configured limit
 /// (whether or not the server announced its length). A non-success status is an error, but
 /// a bencoded `failure reason` in its body wins, since some trackers send one with a 4xx.
-async fn get(client: &reqwest::Client, config: &TrackerClientConfig, url: &str) -> Result<Vec<u8>, TrackerError> {
+async fn get(
+    client: &reqwest::Client,
+    config: &TrackerClientConfig,
+    url: &str,
+) -> Result<Vec<u8>, TrackerError> {
     let limit = config.max_response_bytes;
     let mut response = client.get(url).send().await.map_err(from_reqwest)?;
     let status = response.status();

@@ -113,6 +113,10 @@ impl TrackerClient {
             .timeout(config.http_timeout)
             .connect_timeout(config.http_connect_timeout)
             .redirect(reqwest::redirect::Policy::limited(config.max_redirects))
+            // No keep-alive: announces are minutes apart, and trackers such as opentracker
+            // close the connection after each answer without saying so, which makes a reused
+            // connection fail with "connection reset".
+            .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| TrackerError::Http(http::error_chain(&e)))?;
         Ok(TrackerClient { http, udp: udp::ConnectionIds::default(), config })
@@ -123,7 +127,11 @@ impl TrackerClient {
     }
 
     /// Announces `req` to the tracker at `url` (`http://`, `https://` or `udp://`).
-    pub async fn announce(&self, url: &str, req: &AnnounceRequest) -> Result<AnnounceResponse, TrackerError> {
+    pub async fn announce(
+        &self,
+        url: &str,
+        req: &AnnounceRequest,
+    ) -> Result<AnnounceResponse, TrackerError> {
         match scheme(url) {
             Some(Scheme::Http) => http::announce(&self.http, &self.config, url, req).await,
             Some(Scheme::Udp) => udp::announce(&self.udp, &self.config, url, req).await,
@@ -132,7 +140,11 @@ impl TrackerClient {
     }
 
     /// Asks the tracker at `url` (an announce URL) for the swarm counts of `info_hashes`.
-    pub async fn scrape(&self, url: &str, info_hashes: &[InfoHash]) -> Result<ScrapeResponse, TrackerError> {
+    pub async fn scrape(
+        &self,
+        url: &str,
+        info_hashes: &[InfoHash],
+    ) -> Result<ScrapeResponse, TrackerError> {
         match scheme(url) {
             Some(Scheme::Http) => http::scrape(&self.http, &self.config, url, info_hashes).await,
             Some(Scheme::Udp) => udp::scrape(&self.udp, &self.config, url, info_hashes).await,

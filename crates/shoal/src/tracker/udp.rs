@@ -132,10 +132,14 @@ impl Tracker {
     ) -> Result<Response, TrackerError> {
         let mut attempt = 0u32;
         loop {
-            let wait = config.udp_base_timeout.saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX));
+            let wait = config
+                .udp_base_timeout
+                .saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX));
             let deadline = Instant::now() + wait;
             let outcome = match ids.get(self.addr, config.connection_id_ttl) {
-                Some(connection_id) => self.exchange(&packet(connection_id, rand::random())?, deadline).await,
+                Some(connection_id) => {
+                    self.exchange(&packet(connection_id, rand::random())?, deadline).await
+                }
                 None => match self.connect(deadline).await {
                     Ok(connection_id) => {
                         ids.put(self.addr, connection_id, config.connection_id_ttl);

@@ -1,0 +1,56 @@
+//! Test harness for Shoal's integration and interop tests (a dev-dependency only).
+//!
+//! It runs the software Shoal has to get along with: libtorrent, aria2 and Transmission as
+//! peers, opentracker as a tracker, each through a driver script in `tests/peers` that speaks
+//! one JSON event a line. It has no BitTorrent code of its own: what it checks is bytes on disk.
+//!
+//! ```no_run
+//! use shoal_testkit::*;
+//! # fn main() -> Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let data = dir.path().join("data");
+//! payload_tree(&data.join("share"), 4 << 20, 64 << 10, 5, 1)?;
+//! let torrent = make_torrent(&data.join("share"), &dir.path().join("share.torrent"), &TorrentOpts::default())?;
+//!
+//! let seed = lt_seed(&torrent.path, &data, &PeerOpts::default())?;
+//! let out = dir.path().join("out");
+//! let mut leech = lt_leech(&torrent.path, &out, &PeerOpts::default().connect(seed.addr()))?;
+//! leech.wait_done(std::time::Duration::from_secs(60))?;
+//! assert_trees_equal(&data.join("share"), &out.join("share"));
+//! # Ok(()) }
+//! ```
+//!
+//! Rules the harness keeps: every wait has a time bound, every process it starts is killed
+//! by its own PID when its guard drops (and drivers exit when their stdin closes, so nothing
+//! outlives a crashed test binary), and nothing asserts on wall-clock time.
+//! Set `SHOAL_TEST_VERBOSE=1` to see the peers' output live, `SHOAL_SKIP_INTEROP=1` to skip
+//! interop tests on a machine without the reference peers.
+
+pub mod error;
+pub mod net;
+pub mod paths;
+pub mod payload;
+pub mod peers;
+pub mod process;
+pub mod torrent;
+pub mod tracker;
+pub mod tree;
+
+pub use error::{Error, Result};
+pub use net::{free_addr, free_port, loopback_ip};
+pub use paths::{peer_script, peers_dir, repo_root, require_tool, shoal_bin, skip_interop, PYTHON};
+pub use payload::{payload, payload_tree, tree_layout, write_random_file};
+pub use peers::{
+    aria2_leech, aria2_seed, lt_leech, lt_seed, start_peer, transmission_leech, transmission_seed,
+    Peer, PeerKind, PeerOpts, Role,
+};
+pub use process::{event_name, run_for_json, spawn_and_wait_for_json_line, ChildGuard};
+pub use torrent::{make_torrent, TorrentFile, TorrentInfo, TorrentOpts};
+pub use tracker::{opentracker, opentracker_on, Tracker};
+pub use tree::{
+    assert_trees_equal, assert_trees_equal_allow_missing_empty, compare_trees, sha1_file,
+    TreeCompare,
+};
+
+/// Re-exported so that tests need not depend on it themselves.
+pub use tempfile;

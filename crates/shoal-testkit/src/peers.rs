@@ -1,0 +1,339 @@
+//! Third-party BitTorrent clients as peers for interop tests: libtorrent (Debian
+//! python3-libtorrent 2.0), aria2 1.36 and Transmission 3.00, each run by its driver in
+//! `tests/peers` and stopped when its [`Peer`] is dropped.
+//!
+//! How each of them can be connected, on loopback:
+//!
+//! | client | dials peers it is told about | finds peers via tracker | is dialed by others |
+//! |---|---|---|---|
+//! | libtorrent | yes (`PeerOpts::connect`, [`Peer::dial`]) | yes | yes |
+//! | aria2 | no | yes | yes |
+//! | Transmission | never on 127.x, even from a tracker | announces only | yes, from another IP |
+//!
+//! Every peer gets an address of its own in 127.0.0.0/8 by default ([`loopback_ip`]):
+//! Transmission and trackers tell peers apart by IP alone.
+
+use std::ffi::OsStr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::error::{Error, Result};
+use crate::net::loopback_ip;
+use crate::paths::{peer_script, require_tool, PYTHON};
+use crate::process::{event_name, ChildGuard};
+
+/// Which client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerKind {
+    Libtorrent,
+    Aria2,
+    Transmission,
+}
+
+impl PeerKind {
+    fn script(self) -> &'static str {
+        match self {
+            PeerKind::Libtorrent => "lt_peer.py",
+            PeerKind::Aria2 => "aria2_peer.py",
+            PeerKind::Transmission => "transmission_peer.py",
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            PeerKind::Libtorrent => PYTHON,
+            PeerKind::Aria2 => "aria2c",
+            PeerKind::Transmission => "transmission-cli",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            PeerKind::Libtorrent => "libtorrent",
+            PeerKind::Aria2 => "aria2",
+            PeerKind::Transmission => "transmission",
+        }
+    }
+}
+
+/// Seeding existing data, or downloading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Seed,
+    Leech,
+}
+
+/// How to run a reference peer. `PeerOpts::default()` is TCP only, no limits, no trackers
+/// beyond the torrent's own, a fresh loopback address and a driver-chosen port.
+#[derive(Clone, Debug)]
+pub struct PeerOpts {
+    /// Address to listen on and dial from; `None` = a fresh [`loopback_ip`].
+    pub ip: Option<Ipv4Addr>,
+    /// Listen port; 0 = any free port (reported by [`Peer::addr`]).
+    pub port: u16,
+    /// Enable uTP (libtorrent, Transmission). Off by default: TCP only.
+    pub utp: bool,
+    /// Upload cap, bytes per second.
+    pub upload_limit: Option<u64>,
+    /// Download cap, bytes per second.
+    pub download_limit: Option<u64>,
+    /// Peers to dial (libtorrent only; the driver re-dials until connected).
+    pub connect: Vec<SocketAddr>,
+    /// Announce to these instead of the torrent's trackers.
+    pub trackers: Vec<String>,
+    /// Leech: the driver gives up (exit 3) after this long.
+    pub timeout: Duration,
+    /// How long to wait for the peer to be listening (and, for a seed, verified).
+    pub ready_timeout: Duration,
+    /// Leech: keep seeding after the download instead of exiting.
+    pub keep_seeding: bool,
+    /// libtorrent seed: skip the initial hash check of the data.
+    pub trust_data: bool,
+    /// Upper bound on the driver's whole life (it exits by itself after that).
+    pub max_lifetime: Duration,
+    /// Extra driver arguments (see each driver's `--help`).
+    pub extra_args: Vec<String>,
+}
+
+impl Default for PeerOpts {
+    fn default() -> Self {
+        PeerOpts {
+            ip: None,
+            port: 0,
+            utp: false,
+            upload_limit: None,
+            download_limit: None,
+            connect: Vec::new(),
+            trackers: Vec::new(),
+            timeout: Duration::from_secs(120),
+            ready_timeout: Duration::from_secs(60),
+            keep_seeding: false,
+            trust_data: false,
+            max_lifetime: Duration::from_secs(1800),
+            extra_args: Vec::new(),
+        }
+    }
+}
+
+impl PeerOpts {
+    /// Adds a peer to dial.
+    pub fn connect(mut self, peer: SocketAddr) -> Self {
+        self.connect.push(peer);
+        self
+    }
+
+    /// Adds a tracker (replacing the torrent's own).
+    pub fn tracker(mut self, url: impl Into<String>) -> Self {
+        self.trackers.push(url.into());
+        self
+    }
+
+    /// Sets the leech timeout.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// A running reference peer; stopped (stdin closed, SIGTERM, SIGKILL) when dropped.
+pub struct Peer {
+    kind: PeerKind,
+    role: Role,
+    addr: SocketAddr,
+    ready: Value,
+    keep_running: bool,
+    process: ChildGuard,
+}
+
+impl Peer {
+    pub fn kind(&self) -> PeerKind {
+        self.kind
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Where the peer listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The driver's `ready` event (port, ip, and for libtorrent the info hash).
+    pub fn ready_event(&self) -> &Value {
+        &self.ready
+    }
+
+    /// The driver process: its events so far, its output, raw waits.
+    pub fn process(&mut self) -> &mut ChildGuard {
+        &mut self.process
+    }
+
+    /// Asks the peer to connect to `peer` (libtorrent only; re-dialed until connected).
+    /// This is how aria2 and Transmission leechers get their data: they are dialed.
+    pub fn dial(&mut self, peer: SocketAddr) -> Result<()> {
+        if self.kind != PeerKind::Libtorrent {
+            return Err(Error::Setup(format!(
+                "{} cannot be told to dial a peer",
+                self.kind.label()
+            )));
+        }
+        self.process.send_line(&json!({"cmd": "connect", "peer": peer.to_string()}).to_string())
+    }
+
+    /// Waits for a leech to finish its download; returns the `done` event (`seconds`,
+    /// `bytes`, ...). Unless it was asked to keep seeding, also waits for the driver to exit
+    /// cleanly, so that every file is closed before the caller compares them.
+    pub fn wait_done(&mut self, timeout: Duration) -> Result<Value> {
+        let name = self.process.name().to_owned();
+        let event = self.process.wait_for("download completion", timeout, |v| {
+            matches!(event_name(v), Some("done" | "timeout"))
+        })?;
+        if event_name(&event) == Some("timeout") {
+            return Err(Error::Reported {
+                name,
+                message: format!("download timed out: {event}"),
+                tail: self.process.output_tail(),
+            });
+        }
+        if !self.keep_running {
+            self.process.wait_success(Duration::from_secs(60))?;
+        }
+        Ok(event)
+    }
+
+    /// Stops the peer now; returns its exit status.
+    pub fn stop(mut self) -> Option<ExitStatus> {
+        self.process.stop()
+    }
+}
+
+/// libtorrent seeding `torrent` from `data_dir` (which holds the torrent's top file or folder).
+/// Returns once it listens and has verified the data.
+pub fn lt_seed(torrent: &Path, data_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
+    start_peer(PeerKind::Libtorrent, Role::Seed, torrent.as_os_str(), data_dir, opts)
+}
+
+/// libtorrent downloading `source` (a .torrent path or a magnet URI) into `out_dir`.
+/// Returns once it listens; then [`Peer::wait_done`].
+pub fn lt_leech(source: impl AsRef<OsStr>, out_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
+    start_peer(PeerKind::Libtorrent, Role::Leech, source.as_ref(), out_dir, opts)
+}
+
+/// aria2 seeding (after hashing the data). It does not dial: leechers dial it or use a tracker.
+pub fn aria2_seed(torrent: &Path, data_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
+    start_peer(PeerKind::Aria2, Role::Seed, torrent.as_os_str(), data_dir, opts)
+}
+
+/// aria2 downloading. It does not dial: the seed must dial [`Peer::addr`], or use a tracker.
+pub fn aria2_leech(source: impl AsRef<OsStr>, out_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
+    start_peer(PeerKind::Aria2, Role::Leech, source.as_ref(), out_dir, opts)
+}
+
+/// Transmission seeding (after verifying the data). Leechers must dial it from another IP.
+pub fn transmission_seed(torrent: &Path, data_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
+    start_peer(PeerKind::Transmission, Role::Seed, torrent.as_os_str(), data_dir, opts)
+}
+
+/// Transmission downloading. The seed must dial [`Peer::addr`] (Transmission never dials
+/// loopback peers). Transmission 3.00 does not create zero-length files, and takes about ten
+/// seconds (its rechoke interval) to start.
+pub fn transmission_leech(
+    source: impl AsRef<OsStr>,
+    out_dir: &Path,
+    opts: &PeerOpts,
+) -> Result<Peer> {
+    start_peer(PeerKind::Transmission, Role::Leech, source.as_ref(), out_dir, opts)
+}
+
+/// Starts any reference peer; returns once its driver reports `ready`.
+pub fn start_peer(
+    kind: PeerKind,
+    role: Role,
+    source: &OsStr,
+    dir: &Path,
+    opts: &PeerOpts,
+) -> Result<Peer> {
+    check_supported(kind, opts)?;
+    require_tool(PYTHON)?;
+    require_tool(kind.program())?;
+    let ip = opts.ip.unwrap_or_else(loopback_ip);
+    let role_arg = match role {
+        Role::Seed => "seed",
+        Role::Leech => "leech",
+    };
+    let mut cmd = Command::new(PYTHON);
+    cmd.arg(peer_script(kind.script())?)
+        .arg(role_arg)
+        .arg(source)
+        .arg(dir)
+        .arg("--ip")
+        .arg(ip.to_string())
+        .arg("--port")
+        .arg(opts.port.to_string())
+        .arg("--max-seconds")
+        .arg(opts.max_lifetime.as_secs().max(1).to_string());
+    if opts.utp {
+        cmd.arg("--utp");
+    }
+    if let Some(limit) = opts.upload_limit {
+        cmd.arg("--upload-limit").arg(limit.to_string());
+    }
+    if let Some(limit) = opts.download_limit {
+        cmd.arg("--download-limit").arg(limit.to_string());
+    }
+    for peer in &opts.connect {
+        cmd.arg("--connect").arg(peer.to_string());
+    }
+    for url in &opts.trackers {
+        cmd.arg("--tracker").arg(url);
+    }
+    if role == Role::Leech {
+        cmd.arg("--timeout").arg(format!("{:.1}", opts.timeout.as_secs_f64()));
+        if opts.keep_seeding {
+            cmd.arg("--keep-seeding");
+        }
+    }
+    if role == Role::Seed && opts.trust_data && kind == PeerKind::Libtorrent {
+        cmd.arg("--trust-data");
+    }
+    cmd.args(&opts.extra_args);
+
+    let name = format!("{}-{}@{ip}", kind.label(), role_arg);
+    let mut process = ChildGuard::spawn(name, cmd)?;
+    let ready = process.wait_event("ready", opts.ready_timeout)?;
+    let port = ready
+        .get("port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| Error::Setup(format!("ready event without a port: {ready}")))?;
+    Ok(Peer {
+        kind,
+        role,
+        addr: SocketAddr::from((ip, port)),
+        ready,
+        keep_running: role == Role::Seed || opts.keep_seeding,
+        process,
+    })
+}
+
+fn check_supported(kind: PeerKind, opts: &PeerOpts) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(Error::Setup(format!("{} {what}: see the table in shoal_testkit::peers", kind.label())))
+    };
+    match kind {
+        PeerKind::Libtorrent => Ok(()),
+        PeerKind::Aria2 if !opts.connect.is_empty() => {
+            refuse("cannot dial peers (let the other side dial it, or use a tracker)")
+        }
+        PeerKind::Aria2 if opts.utp => refuse("has no uTP"),
+        PeerKind::Transmission if !opts.connect.is_empty() => {
+            refuse("never dials loopback peers (let the other side dial it)")
+        }
+        _ => Ok(()),
+    }
+}

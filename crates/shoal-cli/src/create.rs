@@ -25,6 +25,27 @@ struct SourceFile {
 }
 
 pub fn run(args: CreateArgs) -> Result<(), CliError> {
+    let made = make_torrent(&args)?;
+    let output =
+        args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{}.torrent", made.name)));
+    refuse_output_inside_content(&output, &made.sources)?;
+    // Parsing our own output checks it and gives the info hash as any client will see it.
+    let metainfo =
+        Metainfo::from_bytes(&made.torrent).context("the torrent we made does not parse")?;
+    fs::write(&output, &made.torrent)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    report(&metainfo, &output, args.json)
+}
+
+/// A torrent made from a file or folder.
+pub struct MadeTorrent {
+    pub torrent: Vec<u8>,
+    pub name: String,
+    sources: Vec<SourceFile>,
+}
+
+/// Walks and hashes `args.path` into a .torrent (in memory); `shoal seed PATH` uses it too.
+pub fn make_torrent(args: &CreateArgs) -> Result<MadeTorrent, CliError> {
     let root = fs::canonicalize(&args.path)
         .with_context(|| format!("cannot open {}", args.path.display()))?;
     let root_meta =
@@ -59,9 +80,6 @@ pub fn run(args: CreateArgs) -> Result<(), CliError> {
         )));
     };
 
-    let output = args.output.clone().unwrap_or_else(|| PathBuf::from(format!("{name}.torrent")));
-    refuse_output_inside_content(&output, &sources)?;
-
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     builder = builder
         .trackers(args.trackers.iter().map(|t| vec![t.clone()]).collect())
@@ -76,11 +94,7 @@ pub fn run(args: CreateArgs) -> Result<(), CliError> {
         builder = builder.piece_length(piece_size);
     }
     let torrent = hash_files(builder, &sources, args.json)?;
-
-    // Parsing our own output checks it and gives the info hash as any client will see it.
-    let metainfo = Metainfo::from_bytes(&torrent).context("the torrent we made does not parse")?;
-    fs::write(&output, &torrent).with_context(|| format!("cannot write {}", output.display()))?;
-    report(&metainfo, &output, args.json)
+    Ok(MadeTorrent { torrent, name, sources })
 }
 
 /// Adds the files under `dir` to `out`, sorted by name, depth first.

@@ -29,6 +29,7 @@ pub async fn run(args: DownloadArgs) -> Result<(), CliError> {
         json: args.json,
         keep_seeding: args.seed,
         require_complete: false,
+        print_magnet: None,
     };
     transfer::run(options, source).await
 }

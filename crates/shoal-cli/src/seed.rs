@@ -1,8 +1,81 @@
-//! `shoal seed` (placeholder: the engine is wired in by the lead engineer).
+//! `shoal seed`: share a torrent's content, or make a torrent for a file or folder and share
+//! it. With a .torrent the data is checked before seeding and must be complete; with a path,
+//! the torrent is made in memory and its magnet printed.
 
-use crate::{CliError, SeedArgs};
+use std::path::{Path, PathBuf};
+
+use shoal::TorrentSource;
+use shoal_proto::metainfo::Metainfo;
+
+use crate::create::make_torrent;
+use crate::output::Context;
+use crate::transfer::{self, TransferOptions};
+use crate::{CliError, CreateArgs, SeedArgs};
 
 pub async fn run(args: SeedArgs) -> Result<(), CliError> {
-    let SeedArgs { source, output: _, listen: _, trackers: _, peers: _, json: _ } = args;
-    Err(CliError::msg(format!("`shoal seed {}`: seeding is not yet wired", source.display())))
+    let (meta, dir) = match read_torrent_file(&args.source)? {
+        Some(meta) => {
+            // Data is looked for in DIR, the current folder by default, as `download -o DIR`
+            // would have put it.
+            (meta, args.output.clone().unwrap_or_else(|| PathBuf::from(".")))
+        }
+        None => {
+            if args.output.is_some() {
+                return Err(CliError::Usage(
+                    "-o DIR applies to seeding a .torrent; a PATH is shared where it is".into(),
+                ));
+            }
+            share_path(&args).await?
+        }
+    };
+    let magnet = meta.to_magnet();
+    let options = TransferOptions {
+        output: dir,
+        peers: args.peers,
+        listen: args.listen,
+        trackers: args.trackers,
+        only_files: None,
+        json: args.json,
+        keep_seeding: true,
+        require_complete: true,
+        print_magnet: Some(magnet),
+    };
+    transfer::run(options, TorrentSource::Metainfo(Box::new(meta))).await
+}
+
+/// The torrent in `path`, if it is a .torrent file; `None` if it is content to share.
+fn read_torrent_file(path: &Path) -> Result<Option<Metainfo>, CliError> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let looks_like_torrent = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("torrent"));
+    if !meta.is_file() || !looks_like_torrent {
+        return Ok(None);
+    }
+    let bytes = transfer::read_bounded(path)?;
+    let meta = Metainfo::from_bytes(&bytes)
+        .with_context(|| format!("{} is not a valid torrent", path.display()))?;
+    Ok(Some(meta))
+}
+
+/// Makes a torrent for a file or folder; its content is then seeded from the parent folder.
+async fn share_path(args: &SeedArgs) -> Result<(Metainfo, PathBuf), CliError> {
+    let create = CreateArgs {
+        path: args.source.clone(),
+        output: None,
+        trackers: args.trackers.clone(),
+        web_seeds: Vec::new(),
+        piece_size: None,
+        name: None,
+        comment: None,
+        private: false,
+        json: args.json,
+    };
+    let made = tokio::task::spawn_blocking(move || make_torrent(&create))
+        .await
+        .map_err(|e| CliError::with_source("hashing stopped", e))??;
+    let meta = Metainfo::from_bytes(&made.torrent).context("the torrent we made does not parse")?;
+    let canonical = std::fs::canonicalize(&args.source)
+        .with_context(|| format!("cannot open {}", args.source.display()))?;
+    let parent = canonical.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    Ok((meta, parent))
 }

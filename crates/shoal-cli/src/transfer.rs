@@ -31,6 +31,8 @@ pub struct TransferOptions {
     pub keep_seeding: bool,
     /// `seed`: the data must already be complete.
     pub require_complete: bool,
+    /// Printed at start with our listen address added (`x.pe`), so a peer can join at once.
+    pub print_magnet: Option<Magnet>,
 }
 
 /// Reads a .torrent from a path or an http(s) URL, or parses a magnet.
@@ -51,7 +53,7 @@ pub async fn resolve_source(input: &str) -> Result<TorrentSource, CliError> {
     Ok(TorrentSource::Metainfo(Box::new(meta)))
 }
 
-fn read_bounded(path: &Path) -> Result<Vec<u8>, CliError> {
+pub fn read_bounded(path: &Path) -> Result<Vec<u8>, CliError> {
     let len = std::fs::metadata(path)
         .map_err(|e| CliError::msg(format!("cannot read {}: {e}", path.display())))?
         .len();
@@ -97,15 +99,27 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         })
         .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
     let listen = session.listen_addr();
+    let magnet = options.print_magnet.clone().map(|mut m| {
+        if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {
+            m.peers.push(addr.to_string());
+        }
+        m.to_uri()
+    });
     if options.json {
         let line = serde_json::json!({
             "event": "started",
             "info_hash": handle.info_hash().to_hex(),
             "listen": listen.map(|a| a.to_string()),
+            "magnet": magnet,
         });
         println!("{line}");
-    } else if let Some(addr) = listen {
-        eprintln!("listening for peers on {addr}");
+    } else {
+        if let Some(addr) = listen {
+            eprintln!("listening for peers on {addr}");
+        }
+        if let Some(magnet) = &magnet {
+            println!("{magnet}");
+        }
     }
 
     let progress = Progress::new(options.json);

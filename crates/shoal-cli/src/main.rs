@@ -115,7 +115,7 @@ pub struct SeedArgs {
     /// torrent is made for it first).
     #[arg(value_name = "TORRENT|PATH")]
     pub source: PathBuf,
-    /// The folder holding the content of TORRENT [default: the torrent's folder].
+    /// The folder holding the content of TORRENT [default: the current folder].
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
     /// Address to accept incoming peer connections on.

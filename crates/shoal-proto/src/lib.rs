@@ -15,6 +15,7 @@ pub mod metadata;
 pub mod metainfo;
 pub mod peer;
 pub mod peer_book;
+pub mod percent;
 pub mod picker;
 pub mod time;
 pub mod torrent;

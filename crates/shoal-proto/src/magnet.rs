@@ -155,7 +155,7 @@ impl Magnet {
             uri.push('&');
             uri.push_str(key);
             uri.push('=');
-            percent_encode_into(value, &mut uri);
+            crate::percent::encode_into(value.as_bytes(), &mut uri);
         };
         if let Some(name) = &self.display_name {
             push("dn", name);
@@ -211,46 +211,9 @@ fn push_unique(list: &mut Vec<String>, value: String) {
 }
 
 fn percent_decode(raw: &str, key: &str) -> Result<String, MagnetError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&b) = bytes.get(i) {
-        if b == b'%' {
-            let hi = bytes.get(i + 1).and_then(|c| hex_digit(*c));
-            let lo = bytes.get(i + 2).and_then(|c| hex_digit(*c));
-            match (hi, lo) {
-                (Some(hi), Some(lo)) => out.push((hi << 4) | lo),
-                _ => return Err(MagnetError::BadEncoding(key.to_owned())),
-            }
-            i += 3;
-        } else {
-            out.push(b);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| MagnetError::NotUtf8(key.to_owned()))
-}
-
-fn percent_encode_into(value: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push('%');
-            out.push(HEX[usize::from(b >> 4)] as char);
-            out.push(HEX[usize::from(b & 15)] as char);
-        }
-    }
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    let bytes = crate::percent::decode(raw, crate::percent::Plus::Literal)
+        .map_err(|_| MagnetError::BadEncoding(key.to_owned()))?;
+    String::from_utf8(bytes).map_err(|_| MagnetError::NotUtf8(key.to_owned()))
 }
 
 /// 40 hex digits, or 32 RFC 4648 base32 characters (older links), either case.

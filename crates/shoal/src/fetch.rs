@@ -16,6 +16,8 @@ pub enum FetchError {
 
 /// GETs `url` and returns its body, refusing bodies over `max_len` bytes.
 pub async fn fetch_url(url: &str, max_len: u64) -> Result<Vec<u8>, FetchError> {
+    // reqwest is built without a bundled TLS crypto provider (see the tracker client).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::limited(5))

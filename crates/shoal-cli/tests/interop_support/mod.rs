@@ -1,0 +1,343 @@
+//! What the `interop_*` tests share: a test payload with its libtorrent-made torrent, the
+//! `shoal` binary run as a child process, and two small loopback helpers (a tracker scrape,
+//! an HTTP server for one .torrent file).
+//!
+//! Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use shoal_testkit::tempfile::TempDir;
+use shoal_testkit::*;
+
+/// A few MiB: seconds to move on loopback, yet about a hundred pieces.
+pub const PAYLOAD_BYTES: u64 = 3 << 20;
+pub const PIECE_KIB: u32 = 32;
+/// The torrent's last piece is this many bytes long.
+pub const LAST_PIECE_BYTES: u64 = 5;
+/// Bound on one transfer. Transmission alone spends ~10 s before it moves data; the rest takes
+/// a few seconds, so this only catches a stall.
+pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(90);
+/// Bound on `shoal seed` checking its data and starting to seed.
+pub const SEED_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A multi-file payload (nested folders, a zero-length file, a 5-byte last piece) in
+/// `<tmp>/data/share`, and a v1 torrent of it made by libtorrent, without trackers.
+pub struct Fixture {
+    pub dir: TempDir,
+    /// Holds the torrent's top folder `share/`: the data folder a seed is given.
+    pub data: PathBuf,
+    pub torrent: TorrentInfo,
+}
+
+impl Fixture {
+    pub fn new(seed: u64) -> Fixture {
+        let dir = shoal_testkit::tempfile::Builder::new()
+            .prefix("shoal-interop-")
+            .tempdir()
+            .expect("creating a temporary folder");
+        let data = dir.path().join("data");
+        let piece = u64::from(PIECE_KIB) * 1024;
+        payload_tree(&data.join("share"), PAYLOAD_BYTES, piece, LAST_PIECE_BYTES, seed)
+            .expect("writing the payload");
+        let opts = TorrentOpts { piece_kib: PIECE_KIB, ..TorrentOpts::default() };
+        let torrent = make_torrent(&data.join("share"), &dir.path().join("share.torrent"), &opts)
+            .expect("making the torrent with libtorrent");
+        assert_eq!(torrent.total_size % piece, LAST_PIECE_BYTES, "payload: short last piece");
+        assert!(torrent.files.iter().any(|f| f.size == 0), "payload: a zero-length file");
+        Fixture { dir, data, torrent }
+    }
+
+    /// The shared content, `data/share`.
+    pub fn shared(&self) -> PathBuf {
+        self.data.join("share")
+    }
+
+    /// A fresh download folder `<tmp>/<name>` (not created: the client does that).
+    pub fn out(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `magnet:?xt=urn:btih:<hex>` and nothing else: no name, no trackers, no peers.
+    pub fn bare_magnet(&self) -> String {
+        format!("magnet:?xt=urn:btih:{}", self.torrent.info_hash)
+    }
+
+    /// The index of the torrent file at `path` (relative to the top folder), as `--only`
+    /// takes it.
+    pub fn file_index(&self, path: &str) -> usize {
+        self.torrent
+            .files
+            .iter()
+            .position(|f| f.path == path || f.path == format!("share/{path}"))
+            .unwrap_or_else(|| panic!("no file {path} in {:?}", self.torrent.files))
+    }
+}
+
+/// What a downloader put in `out` for our torrent.
+pub fn downloaded(out: &Path) -> PathBuf {
+    out.join("share")
+}
+
+pub fn shoal_path() -> PathBuf {
+    shoal_bin(option_env!("CARGO_BIN_EXE_shoal")).expect("the shoal binary")
+}
+
+/// `shoal ARGS... --json`, started (not waited for).
+pub fn spawn_shoal(name: &str, args: &[OsString]) -> ChildGuard {
+    let mut cmd = Command::new(shoal_path());
+    cmd.args(args).arg("--json");
+    // The engine's warnings and errors are what a failure message needs.
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "warn");
+    }
+    ChildGuard::spawn(name, cmd).expect("starting shoal")
+}
+
+/// Turns anything path- or string-like into one command-line argument.
+pub fn arg(a: impl Into<OsString>) -> OsString {
+    a.into()
+}
+
+/// Runs `shoal download ARGS... --json` to its end (bounded by [`TRANSFER_TIMEOUT`]) and
+/// requires exit status 0 and a `complete` event; returns that event.
+pub fn shoal_download(args: &[OsString]) -> Value {
+    let mut all = vec![arg("download")];
+    all.extend_from_slice(args);
+    let mut shoal = spawn_shoal("shoal-download", &all);
+    let started = Instant::now();
+    if let Err(e) = shoal.wait_success(TRANSFER_TIMEOUT) {
+        panic!("`shoal download {}` did not succeed: {e}", show_args(args));
+    }
+    eprintln!("shoal download took {:.1?}", started.elapsed());
+    let complete = shoal
+        .events()
+        .iter()
+        .find(|e| event_name(e) == Some("complete"))
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "`shoal download` exited 0 without a \"complete\" event; output:\n{}",
+                shoal.output_tail()
+            )
+        });
+    complete
+}
+
+/// A running `shoal seed`; killed when dropped.
+pub struct ShoalSeed {
+    pub process: ChildGuard,
+    /// Its `started` event (`listen`, `magnet`, `info_hash`).
+    pub started: Value,
+}
+
+impl ShoalSeed {
+    /// The address it accepts peers on.
+    pub fn addr(&self) -> SocketAddr {
+        self.started["listen"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("`shoal seed` started without a listen address: {}", self.started))
+    }
+
+    pub fn magnet(&self) -> &str {
+        self.started["magnet"]
+            .as_str()
+            .unwrap_or_else(|| panic!("`shoal seed` started without a magnet: {}", self.started))
+    }
+}
+
+/// `shoal seed SOURCE --listen IP:0 ARGS... --json`; returns once it says it is seeding,
+/// which means it has checked all of its data.
+pub fn shoal_seed(source: &Path, ip: Ipv4Addr, args: &[OsString]) -> ShoalSeed {
+    let mut all = vec![arg("seed"), arg(source), arg("--listen"), arg(format!("{ip}:0"))];
+    all.extend_from_slice(args);
+    let mut process = spawn_shoal(&format!("shoal-seed@{ip}"), &all);
+    let started = process
+        .wait_event("started", SEED_START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("`shoal seed` did not start: {e}"));
+    process
+        .wait_event("seeding", SEED_START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("`shoal seed` did not reach seeding: {e}"));
+    ShoalSeed { process, started }
+}
+
+fn show_args(args: &[OsString]) -> String {
+    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+}
+
+/// Waits (bounded) until opentracker at `tracker` knows at least `peers` peers of the torrent
+/// (seeders and leechers), asking it by HTTP scrape. A client that announced later than the
+/// peer asking for a peer list would otherwise be missed until the next announce, minutes
+/// away.
+pub fn wait_for_tracker_peers(tracker: SocketAddr, info_hash: &str, peers: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match scrape(tracker, info_hash) {
+            Ok((complete, incomplete)) if complete + incomplete >= peers => return,
+            Ok(counts) => last = format!("scrape says (seeders, leechers) = {counts:?}"),
+            Err(e) => last = e,
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    panic!("opentracker at {tracker} never saw {peers} peer(s) of {info_hash}: {last}");
+}
+
+/// (seeders, leechers) of one torrent, from opentracker's HTTP scrape.
+fn scrape(tracker: SocketAddr, info_hash: &str) -> Result<(u64, u64), String> {
+    let escaped: String = (0..info_hash.len())
+        .step_by(2)
+        .map(|i| format!("%{}", &info_hash[i..i + 2]))
+        .collect();
+    let body = http_get(tracker, &format!("/scrape?info_hash={escaped}"))?;
+    let count = |key: &str| -> Result<u64, String> {
+        let needle = format!("{}:{key}i", key.len());
+        let at = body
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .ok_or_else(|| format!("no {key} in scrape {:?}", String::from_utf8_lossy(&body)))?;
+        let digits: String = body[at + needle.len()..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .map(|&b| char::from(b))
+            .collect();
+        digits.parse().map_err(|e| format!("bad {key} count {digits:?}: {e}"))
+    };
+    Ok((count("complete")?, count("incomplete")?))
+}
+
+/// A minimal HTTP/1.0 GET; returns the body.
+fn http_get(addr: SocketAddr, path: &str) -> Result<Vec<u8>, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connecting to {addr}: {e}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).map_err(|e| format!("reading from {addr}: {e}"))?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| format!("no HTTP header end in {:?}", String::from_utf8_lossy(&response)))?;
+    if !response.starts_with(b"HTTP/1.0 200") && !response.starts_with(b"HTTP/1.1 200") {
+        return Err(format!("HTTP error: {:?}", String::from_utf8_lossy(&response[..split])));
+    }
+    Ok(response[split + 4..].to_vec())
+}
+
+/// Serves one file over HTTP at `/<name>` on a loopback address until dropped; any other path
+/// is a 404.
+pub struct HttpFile {
+    addr: SocketAddr,
+    name: String,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// How many times the file was served.
+    served: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HttpFile {
+    pub fn serve(name: &str, body: Vec<u8>) -> HttpFile {
+        let ip = loopback_ip();
+        let listener = TcpListener::bind((ip, 0)).expect("binding the HTTP server");
+        let addr = listener.local_addr().expect("the HTTP server's address");
+        listener.set_nonblocking(true).expect("a non-blocking listener");
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let path = format!("/{name}");
+        let thread = {
+            let (stop, served) = (Arc::clone(&stop), Arc::clone(&served));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => {
+                            if answer(stream, &path, &body) {
+                                served.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(_) => thread::sleep(Duration::from_millis(10)),
+                    }
+                }
+            })
+        };
+        HttpFile { addr, name: name.to_owned(), stop, thread: Some(thread), served }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/{}", self.addr, self.name)
+    }
+
+    pub fn times_served(&self) -> usize {
+        self.served.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for HttpFile {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Answers one request; true if it was for the file.
+fn answer(mut stream: TcpStream, path: &str, body: &[u8]) -> bool {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&request);
+    let wanted = line
+        .lines()
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .is_some_and(|p| p == path);
+    let (status, body): (&str, &[u8]) =
+        if wanted { ("200 OK", body) } else { ("404 Not Found", b"not found") };
+    let head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/x-bittorrent\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes()).and_then(|()| stream.write_all(body));
+    wanted
+}
+
+/// Every regular file under `root`, relative and "/"-separated.
+pub fn files_under(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let rel = if prefix.is_empty() { name } else { format!("{prefix}/{name}") };
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push((entry.path(), rel)),
+                Ok(_) => out.push(rel),
+                Err(_) => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}

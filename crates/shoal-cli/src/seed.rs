@@ -17,7 +17,16 @@ pub async fn run(args: SeedArgs) -> Result<(), CliError> {
         Some(meta) => {
             // Data is looked for in DIR, the current folder by default, as `download -o DIR`
             // would have put it.
-            (meta, args.output.clone().unwrap_or_else(|| PathBuf::from(".")))
+            let dir = args.output.clone().unwrap_or_else(|| PathBuf::from("."));
+            // Checked here because opening the storage would create a missing DIR, and a
+            // failed seed must leave no trace.
+            if !dir.is_dir() {
+                return Err(CliError::msg(format!(
+                    "{} is not a folder: nothing to seed from",
+                    dir.display()
+                )));
+            }
+            (meta, dir)
         }
         None => {
             if args.output.is_some() {

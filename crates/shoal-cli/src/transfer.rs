@@ -16,8 +16,8 @@ use shoal_proto::metainfo::Metainfo;
 
 use crate::CliError;
 
-/// Largest .torrent accepted from a file or URL.
-const MAX_TORRENT_FILE: u64 = 64 * 1024 * 1024;
+/// Largest .torrent accepted from a file or URL: what the parser accepts at all.
+const MAX_TORRENT_FILE: u64 = shoal_proto::metainfo::MAX_METAINFO_BYTES as u64;
 
 /// What the user asked to run.
 pub struct TransferOptions {
@@ -37,7 +37,7 @@ pub struct TransferOptions {
 
 /// Reads a .torrent from a path or an http(s) URL, or parses a magnet.
 pub async fn resolve_source(input: &str) -> Result<TorrentSource, CliError> {
-    if input.starts_with("magnet:") {
+    if input.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("magnet:")) {
         let magnet =
             Magnet::parse(input).map_err(|e| CliError::msg(format!("invalid magnet: {e}")))?;
         return Ok(TorrentSource::Magnet(magnet));
@@ -49,7 +49,9 @@ pub async fn resolve_source(input: &str) -> Result<TorrentSource, CliError> {
     } else {
         read_bounded(Path::new(input))?
     };
-    let meta = Metainfo::from_bytes(&bytes).map_err(|e| CliError::msg(format!("{input}: {e}")))?;
+    // As the source, so that the parser's own cause (which byte, which field) is printed too.
+    let meta =
+        Metainfo::from_bytes(&bytes).map_err(|e| CliError::with_source(input.to_owned(), e))?;
     Ok(TorrentSource::Metainfo(Box::new(meta)))
 }
 

@@ -36,6 +36,8 @@ pub enum DiskJob {
     Recheck {
         hashes: Arc<Vec<[u8; 20]>>,
     },
+    /// Every wanted piece is verified: finish the files and make them durable.
+    Complete,
     Flush,
 }
 
@@ -56,6 +58,8 @@ pub enum DiskDone {
     Rechecked {
         have: Result<Vec<bool>, StorageError>,
     },
+    /// The `Complete` job finished: files are whole and durable.
+    Completed,
     /// A write failed: the torrent cannot make progress on this storage.
     Failed {
         error: StorageError,
@@ -143,6 +147,13 @@ impl Worker {
                         let _ = done.send(DiskDone::RecheckProgress { done: n, total });
                     });
                     let _ = self.done.send(DiskDone::Rechecked { have: result });
+                }
+                DiskJob::Complete => {
+                    let done = match self.storage.complete() {
+                        Ok(()) => DiskDone::Completed,
+                        Err(error) => DiskDone::Failed { error },
+                    };
+                    let _ = self.done.send(done);
                 }
                 DiskJob::Flush => {
                     if let Err(error) = self.storage.flush() {

@@ -5,7 +5,9 @@
 //! batch per socket read), so block payloads stay slices of the read buffer all the way to the
 //! disk worker. The writer drains every queued message into one buffer per write.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -14,7 +16,7 @@ use shoal_proto::PeerKey;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -22,6 +24,8 @@ use tokio::task::JoinHandle;
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer growth step: a loopback read returns up to this much at once.
 const READ_CHUNK: usize = 128 * 1024;
+/// A write that makes no progress for this long means the peer stopped reading.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A writer flushes once it has gathered this much.
 const WRITE_BATCH: usize = 256 * 1024;
 
@@ -55,9 +59,13 @@ pub async fn read_handshake(
     }
 }
 
-/// Dials `addr`, sends our handshake and reads theirs.
-pub async fn dial(addr: SocketAddr, ours: &Handshake) -> Result<(TcpStream, Handshake), ConnError> {
-    let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr)).await;
+/// Dials `addr` (from `local`, see [`source_ip`]), sends our handshake and reads theirs.
+pub async fn dial(
+    addr: SocketAddr,
+    local: Option<IpAddr>,
+    ours: &Handshake,
+) -> Result<(TcpStream, Handshake), ConnError> {
+    let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_from(addr, local)).await;
     let mut stream = match connect {
         Err(_) => return Err(ConnError::Timeout { addr }),
         Ok(Err(source)) => return Err(ConnError::Connect { addr, source }),
@@ -72,6 +80,23 @@ pub async fn dial(addr: SocketAddr, ours: &Handshake) -> Result<(TcpStream, Hand
     Ok((stream, theirs))
 }
 
+/// The address to send from when talking to `dest`, given the specific IP the session listens
+/// on (`None` when it listens on all addresses). Leaving from the listen address means a peer
+/// or tracker sees the address we accept connections on: a tracker records the announce's
+/// source IP with our port, and otherwise hands out an address where nobody listens. A
+/// loopback or other-family listen address cannot reach `dest`: then the system chooses.
+pub(crate) fn source_ip(local: Option<IpAddr>, dest: IpAddr) -> Option<IpAddr> {
+    local.filter(|ip| ip.is_ipv4() == dest.is_ipv4() && ip.is_loopback() == dest.is_loopback())
+}
+
+async fn connect_from(addr: SocketAddr, local: Option<IpAddr>) -> std::io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    if let Some(ip) = source_ip(local, addr.ip()) {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    socket.connect(addr).await
+}
+
 /// What a reader task reports to its torrent.
 pub enum PeerInput {
     Messages { peer: PeerKey, messages: Vec<Message> },
@@ -80,7 +105,11 @@ pub enum PeerInput {
 
 /// The torrent task's side of a live connection.
 pub struct PeerLink {
-    pub outbox: mpsc::UnboundedSender<Message>,
+    outbox: mpsc::UnboundedSender<Message>,
+    /// Block payload bytes handed to the writer and not yet written to the socket. A peer that
+    /// reads slowly (or never) makes this grow; the torrent task stops reading blocks for it
+    /// from storage above a limit, so its unread uploads cost bounded memory.
+    queued: Arc<AtomicUsize>,
     reader: JoinHandle<()>,
 }
 
@@ -97,9 +126,23 @@ impl PeerLink {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
         let (outbox, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_loop(write, rx, preamble));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer = Writer { peer, queued: queued.clone(), input: input.clone() };
+        tokio::spawn(writer.run(write, rx, preamble));
         let reader = tokio::spawn(read_loop(read, peer, max_frame, input));
-        PeerLink { outbox, reader }
+        PeerLink { outbox, queued, reader }
+    }
+
+    pub fn send(&self, message: Message) {
+        if let Message::Piece { data, .. } = &message {
+            self.queued.fetch_add(data.len(), Ordering::Relaxed);
+        }
+        let _ = self.outbox.send(message);
+    }
+
+    /// Block bytes waiting for the socket.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Closes the connection: the reader stops now, the writer after flushing what is queued.
@@ -145,29 +188,70 @@ async fn read_loop(
     let _ = input.send(PeerInput::Closed { peer, reason }).await;
 }
 
-async fn write_loop(
-    mut write: OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    preamble: Option<Vec<u8>>,
-) {
-    let mut buf = BytesMut::with_capacity(WRITE_BATCH);
-    if let Some(bytes) = preamble {
-        if write.write_all(&bytes).await.is_err() {
-            return;
-        }
-    }
-    while let Some(first) = rx.recv().await {
-        first.encode(&mut buf);
-        while buf.len() < WRITE_BATCH {
-            match rx.try_recv() {
-                Ok(m) => m.encode(&mut buf),
-                Err(_) => break,
+struct Writer {
+    peer: PeerKey,
+    queued: Arc<AtomicUsize>,
+    input: mpsc::Sender<PeerInput>,
+}
+
+impl Writer {
+    async fn run(
+        self,
+        mut write: OwnedWriteHalf,
+        mut rx: mpsc::UnboundedReceiver<Message>,
+        preamble: Option<Vec<u8>>,
+    ) {
+        let mut buf = BytesMut::with_capacity(WRITE_BATCH);
+        if let Some(bytes) = preamble {
+            buf.extend_from_slice(&bytes);
+            if let Err(reason) = self.write(&mut write, &mut buf, 0).await {
+                return self.closed(reason).await;
             }
         }
-        if write.write_all(&buf).await.is_err() {
-            return;
+        while let Some(first) = rx.recv().await {
+            let mut payload = piece_len(&first);
+            first.encode(&mut buf);
+            while buf.len() < WRITE_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        payload += piece_len(&m);
+                        m.encode(&mut buf);
+                    }
+                    Err(_) => break,
+                }
+            }
+            if let Err(reason) = self.write(&mut write, &mut buf, payload).await {
+                return self.closed(reason).await;
+            }
         }
-        buf.clear();
+        let _ = write.shutdown().await;
     }
-    let _ = write.shutdown().await;
+
+    /// Writes `buf`; a peer that takes no bytes at all for `WRITE_TIMEOUT` is gone.
+    async fn write(
+        &self,
+        write: &mut OwnedWriteHalf,
+        buf: &mut BytesMut,
+        payload: usize,
+    ) -> Result<(), String> {
+        let result = tokio::time::timeout(WRITE_TIMEOUT, write.write_all(buf)).await;
+        buf.clear();
+        self.queued.fetch_sub(payload, Ordering::Relaxed);
+        match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(format!("write error: {e}")),
+            Err(_) => Err("the peer stopped reading".into()),
+        }
+    }
+
+    async fn closed(self, reason: String) {
+        let _ = self.input.send(PeerInput::Closed { peer: self.peer, reason }).await;
+    }
+}
+
+fn piece_len(message: &Message) -> usize {
+    match message {
+        Message::Piece { data, .. } => data.len(),
+        _ => 0,
+    }
 }

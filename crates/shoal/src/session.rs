@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::clock::Clock;
 use crate::peer_conn::read_handshake;
 use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, TorrentStatus};
-use crate::tracker::TrackerClient;
+use crate::tracker::{TrackerClient, TrackerClientConfig};
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -92,8 +92,11 @@ impl Session {
             }
             None => None,
         };
-        let tracker_client = TrackerClient::new(Default::default())
-            .map_err(|e| SessionError::Tracker(e.to_string()))?;
+        // Listening on one address means speaking from it too (see `peer_conn::source_ip`).
+        let local_ip = listen_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
+        let tracker_config = TrackerClientConfig { local_ip, ..TrackerClientConfig::default() };
+        let tracker_client =
+            TrackerClient::new(tracker_config).map_err(|e| SessionError::Tracker(e.to_string()))?;
         Ok(Session {
             config,
             peer_id,
@@ -146,6 +149,7 @@ impl Session {
             trackers,
             peers,
             listen_port: self.listen_addr.map_or(0, |a| a.port()),
+            local_ip: self.tracker_client.config().local_ip,
             tracker_client: self.tracker_client.clone(),
             clock: self.clock,
             random_seed,
@@ -155,7 +159,12 @@ impl Session {
     }
 }
 
+/// Incoming connections allowed to be in their handshake at once; past that, new ones are
+/// closed at once, so a flood of silent connections cannot exhaust file descriptors.
+const MAX_PENDING_HANDSHAKES: usize = 256;
+
 async fn accept_loop(listener: TcpListener, routes: Routes) {
+    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(x) => x,
@@ -165,8 +174,15 @@ async fn accept_loop(listener: TcpListener, routes: Routes) {
                 continue;
             }
         };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            tracing::debug!(%addr, "too many handshakes in progress; closing");
+            continue;
+        };
         let routes = routes.clone();
-        tokio::spawn(route_incoming(stream, addr, routes));
+        tokio::spawn(async move {
+            route_incoming(stream, addr, routes).await;
+            drop(permit);
+        });
     }
 }
 

@@ -5,8 +5,8 @@
 //! dial and announce outcomes, commands); the task feeds it to the core, then drains the
 //! core's actions. The core is never shared, so there are no locks on the hot path.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use shoal_proto::bitfield::Bitfield;
 use shoal_proto::metainfo::Info;
 use shoal_proto::torrent::{Action, Stats, Torrent};
-use shoal_proto::wire::{self, Handshake};
+use shoal_proto::wire::{self, BlockRef, Handshake};
 use shoal_proto::PeerKey;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
 use shoal_tracker_proto::tiers::TrackerTiers;
@@ -87,6 +87,8 @@ pub(crate) struct TorrentSetup {
     pub trackers: Vec<Vec<String>>,
     pub peers: Vec<SocketAddr>,
     pub listen_port: u16,
+    /// The specific IP the session listens on, which peers are dialled from.
+    pub local_ip: Option<IpAddr>,
     pub tracker_client: Arc<TrackerClient>,
     pub clock: Clock,
     pub random_seed: u64,
@@ -101,7 +103,9 @@ const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(3);
 const PEER_INPUT_QUEUE: usize = 8;
 /// Bytes queued for the disk above which peers are not read until the disk catches up.
 const MAX_DISK_BACKLOG: u64 = 2 * 1024 * 1024;
-/// How often a task paused on a disk backlog looks again.
+/// Block bytes queued for one peer's socket above which reads for it wait.
+const MAX_UNSENT: usize = 1024 * 1024;
+/// How often a task paused on a disk backlog (or holding parked reads) looks again.
 const BACKLOG_POLL: Duration = Duration::from_millis(1);
 
 pub(crate) fn spawn(
@@ -132,10 +136,12 @@ pub(crate) fn spawn(
         target: setup.target,
         only_files: setup.only_files,
         listen_port: setup.listen_port,
+        local_ip: setup.local_ip,
         tracker_client: setup.tracker_client,
         announcer,
         announce_key: (setup.random_seed >> 32) as u32,
         links: HashMap::new(),
+        parked_reads: HashMap::new(),
         disk: None,
         peer_tx,
         disk_tx,
@@ -157,10 +163,13 @@ struct TorrentTask {
     target: StorageTarget,
     only_files: Option<Vec<usize>>,
     listen_port: u16,
+    local_ip: Option<IpAddr>,
     tracker_client: Arc<TrackerClient>,
     announcer: Announcer,
     announce_key: u32,
     links: HashMap<PeerKey, PeerLink>,
+    /// Upload reads held back while a peer's socket is congested.
+    parked_reads: HashMap<PeerKey, VecDeque<BlockRef>>,
     disk: Option<DiskHandle>,
     peer_tx: mpsc::Sender<PeerInput>,
     disk_tx: mpsc::UnboundedSender<DiskDone>,
@@ -230,6 +239,7 @@ impl TorrentTask {
                 }
             }
             self.drain_actions();
+            self.release_parked_reads();
             if last_status.elapsed() >= STATUS_INTERVAL {
                 last_status = tokio::time::Instant::now();
                 self.publish();
@@ -241,12 +251,41 @@ impl TorrentTask {
         let now = self.clock.now();
         let far = now + Duration::from_secs(3600);
         let core = self.core.poll_timeout().unwrap_or(far);
-        let announce = self.announcer.next_deadline().unwrap_or(far);
+        let announce = match self.announces_allowed() {
+            true => self.announcer.next_deadline().unwrap_or(far),
+            false => far,
+        };
         let mut deadline = core.min(announce);
-        if self.disk_backlogged() {
+        if self.disk_backlogged() || !self.parked_reads.is_empty() {
             deadline = deadline.min(now + BACKLOG_POLL);
         }
         self.clock.tokio_instant(deadline)
+    }
+
+    /// Sends parked upload reads to the disk for peers whose sockets drained.
+    fn release_parked_reads(&mut self) {
+        if self.parked_reads.is_empty() {
+            return;
+        }
+        let links = &self.links;
+        let disk = &self.disk;
+        self.parked_reads.retain(|peer, blocks| {
+            let Some(link) = links.get(peer) else { return false };
+            // Released reads become queued bytes only once read, so budget them here.
+            let mut budget = (MAX_UNSENT / 2).saturating_sub(link.queued_bytes());
+            while let Some(block) = blocks.front() {
+                let len = block.length as usize;
+                if len > budget {
+                    break;
+                }
+                budget -= len;
+                if let Some(disk) = disk {
+                    disk.send(DiskJob::Read { peer: *peer, block: *block });
+                }
+                blocks.pop_front();
+            }
+            !blocks.is_empty()
+        });
     }
 
     fn disk_backlogged(&self) -> bool {
@@ -358,16 +397,21 @@ impl TorrentTask {
                         bits.set(i as u32);
                     }
                     self.core.start(now, &bits);
-                    let phase =
-                        if self.core.is_complete() { Phase::Seeding } else { Phase::Downloading };
-                    self.set_phase(phase);
-                    // The core's `Completed` (already a seed) must reach the announcer before
-                    // its first announce, so trackers never hear `completed` from a seeder.
+                    // Already complete: the core's `Completed` finishes the files and the
+                    // disk's answer makes it `Seeding`. It must also reach the announcer before
+                    // the first announce, so trackers never hear `completed` from a seeder.
+                    if !self.core.is_complete() {
+                        self.set_phase(Phase::Downloading);
+                    }
                     self.drain_actions();
                     self.poll_announces(now);
                 }
                 Err(e) => self.fail(format!("checking existing data failed: {e}")),
             },
+            DiskDone::Completed => {
+                self.set_phase(Phase::Seeding);
+                self.poll_announces(now);
+            }
             DiskDone::Failed { error } => self.fail(format!("storage error: {error}")),
         }
     }
@@ -469,9 +513,14 @@ impl TorrentTask {
         req
     }
 
+    /// A torrent checking its data has no `left` to report yet; a stopped one has nothing to
+    /// say but `stopped`, which `shutdown` sends itself.
+    fn announces_allowed(&self) -> bool {
+        !matches!(self.phase, Phase::Checking { .. } | Phase::Failed(_) | Phase::Stopped)
+    }
+
     fn poll_announces(&mut self, now: shoal_proto::Instant) {
-        // A torrent checking its data has no `left` to report yet.
-        if matches!(self.phase, Phase::Checking { .. } | Phase::Failed(_) | Phase::Stopped) {
+        if !self.announces_allowed() {
             return;
         }
         while let Some(job) = self.announcer.poll(now) {
@@ -493,19 +542,21 @@ impl TorrentTask {
             match action {
                 Action::Send { peer, message } => {
                     if let Some(link) = self.links.get(&peer) {
-                        let _ = link.outbox.send(message);
+                        link.send(message);
                     }
                 }
                 Action::Connect { peer, addr } => {
                     let ours = self.core.handshake();
                     let bg = self.bg_tx.clone();
+                    let local = self.local_ip;
                     tokio::spawn(async move {
-                        let result = dial(addr, &ours).await;
+                        let result = dial(addr, local, &ours).await;
                         let _ = bg.send(Background::Dialed { peer, result });
                     });
                 }
                 Action::Disconnect { peer, reason } => {
                     tracing::debug!(?peer, ?reason, "disconnecting");
+                    self.parked_reads.remove(&peer);
                     if let Some(link) = self.links.remove(&peer) {
                         link.close();
                     }
@@ -516,7 +567,12 @@ impl TorrentTask {
                     }
                 }
                 Action::ReadBlock { peer, block } => {
-                    if let Some(disk) = &self.disk {
+                    // A peer with plenty of our blocks still unsent waits for its socket.
+                    let congested =
+                        self.links.get(&peer).is_some_and(|l| l.queued_bytes() > MAX_UNSENT);
+                    if congested {
+                        self.parked_reads.entry(peer).or_default().push_back(block);
+                    } else if let Some(disk) = &self.disk {
                         disk.send(DiskJob::Read { peer, block });
                     }
                 }
@@ -540,9 +596,8 @@ impl TorrentTask {
                     let now = self.clock.now();
                     self.announcer.on_completed(now);
                     if let Some(disk) = &self.disk {
-                        disk.send(DiskJob::Flush);
+                        disk.send(DiskJob::Complete);
                     }
-                    self.set_phase(Phase::Seeding);
                     self.poll_announces(now);
                 }
             }

@@ -77,7 +77,7 @@ fn multi_file_round_trip() {
     let mut buf = [0u8; 20];
     storage.read_block(0, 8, &mut buf).unwrap();
     assert_eq!(&buf[..], &data[8..28]);
-    storage.flush().unwrap();
+    storage.complete().unwrap();
 
     // Every file holds exactly its bytes, the empty one included.
     let mut offset = 0usize;
@@ -90,7 +90,7 @@ fn multi_file_round_trip() {
 }
 
 #[test]
-fn empty_files_exist_before_any_write_and_unselected_ones_do_not() {
+fn empty_files_appear_on_completion_and_unselected_ones_never() {
     let dir = tempfile::tempdir().unwrap();
     let layout = StorageLayout::new(
         16,
@@ -101,7 +101,10 @@ fn empty_files_exist_before_any_write_and_unselected_ones_do_not() {
         ],
     )
     .unwrap();
-    FileStorage::open(dir.path(), layout, &[false, true, false]).unwrap();
+    let storage = FileStorage::open(dir.path(), layout, &[false, true, false]).unwrap();
+    // Opening alone leaves no trace (a refused seed must not write into its folder).
+    assert!(!dir.path().join("t").exists());
+    storage.complete().unwrap();
     assert!(dir.path().join("t/x/wanted-empty").is_file());
     assert!(!dir.path().join("t/y").exists());
     assert!(!dir.path().join("t/a").exists());

@@ -74,6 +74,7 @@ impl Fixture {
 
     /// The index of the torrent file at `path` (relative to the top folder), as `--only`
     /// takes it.
+    #[track_caller]
     pub fn file_index(&self, path: &str) -> usize {
         self.torrent
             .files
@@ -96,10 +97,12 @@ pub fn shoal_path() -> PathBuf {
 pub fn spawn_shoal(name: &str, args: &[OsString]) -> ChildGuard {
     let mut cmd = Command::new(shoal_path());
     cmd.args(args).arg("--json");
-    // The engine's warnings and errors are what a failure message needs.
+    // The engine's debug lines are few (connections and why they end, announces) and are
+    // what a failure message needs; plain text, since they end up in a test log.
     if std::env::var_os("RUST_LOG").is_none() {
-        cmd.env("RUST_LOG", "warn");
+        cmd.env("RUST_LOG", "warn,shoal=debug");
     }
+    cmd.env("NO_COLOR", "1");
     ChildGuard::spawn(name, cmd).expect("starting shoal")
 }
 
@@ -110,6 +113,7 @@ pub fn arg(a: impl Into<OsString>) -> OsString {
 
 /// Runs `shoal download ARGS... --json` to its end (bounded by [`TRANSFER_TIMEOUT`]) and
 /// requires exit status 0 and a `complete` event; returns that event.
+#[track_caller]
 pub fn shoal_download(args: &[OsString]) -> Value {
     let mut all = vec![arg("download")];
     all.extend_from_slice(args);
@@ -119,17 +123,15 @@ pub fn shoal_download(args: &[OsString]) -> Value {
         panic!("`shoal download {}` did not succeed: {e}", show_args(args));
     }
     eprintln!("shoal download took {:.1?}", started.elapsed());
-    let complete = shoal
-        .events()
-        .iter()
-        .find(|e| event_name(e) == Some("complete"))
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "`shoal download` exited 0 without a \"complete\" event; output:\n{}",
-                shoal.output_tail()
-            )
-        });
+    let complete =
+        shoal.events().iter().find(|e| event_name(e) == Some("complete")).cloned().unwrap_or_else(
+            || {
+                panic!(
+                    "`shoal download` exited 0 without a \"complete\" event; output:\n{}",
+                    shoal.output_tail()
+                )
+            },
+        );
     complete
 }
 
@@ -142,13 +144,28 @@ pub struct ShoalSeed {
 
 impl ShoalSeed {
     /// The address it accepts peers on.
+    #[track_caller]
     pub fn addr(&self) -> SocketAddr {
-        self.started["listen"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("`shoal seed` started without a listen address: {}", self.started))
+        self.started["listen"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            panic!("`shoal seed` started without a listen address: {}", self.started)
+        })
     }
 
+    /// Waits (bounded) for `leech` to download from this seed and returns its `done` event;
+    /// a failure shows what both sides said last.
+    #[track_caller]
+    pub fn serve(&mut self, leech: &mut Peer) -> Value {
+        match leech.wait_done(TRANSFER_TIMEOUT) {
+            Ok(done) => done,
+            Err(e) => panic!(
+                "{e}\n--- last output of {} ---\n{}\n--- end of output ---",
+                self.process.name(),
+                self.process.output_tail()
+            ),
+        }
+    }
+
+    #[track_caller]
     pub fn magnet(&self) -> &str {
         self.started["magnet"]
             .as_str()
@@ -158,6 +175,7 @@ impl ShoalSeed {
 
 /// `shoal seed SOURCE --listen IP:0 ARGS... --json`; returns once it says it is seeding,
 /// which means it has checked all of its data.
+#[track_caller]
 pub fn shoal_seed(source: &Path, ip: Ipv4Addr, args: &[OsString]) -> ShoalSeed {
     let mut all = vec![arg("seed"), arg(source), arg("--listen"), arg(format!("{ip}:0"))];
     all.extend_from_slice(args);
@@ -179,6 +197,7 @@ fn show_args(args: &[OsString]) -> String {
 /// (seeders and leechers), asking it by HTTP scrape. A client that announced later than the
 /// peer asking for a peer list would otherwise be missed until the next announce, minutes
 /// away.
+#[track_caller]
 pub fn wait_for_tracker_peers(tracker: SocketAddr, info_hash: &str, peers: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut last = String::new();
@@ -195,10 +214,8 @@ pub fn wait_for_tracker_peers(tracker: SocketAddr, info_hash: &str, peers: u64) 
 
 /// (seeders, leechers) of one torrent, from opentracker's HTTP scrape.
 fn scrape(tracker: SocketAddr, info_hash: &str) -> Result<(u64, u64), String> {
-    let escaped: String = (0..info_hash.len())
-        .step_by(2)
-        .map(|i| format!("%{}", &info_hash[i..i + 2]))
-        .collect();
+    let escaped: String =
+        (0..info_hash.len()).step_by(2).map(|i| format!("%{}", &info_hash[i..i + 2])).collect();
     let body = http_get(tracker, &format!("/scrape?info_hash={escaped}"))?;
     let count = |key: &str| -> Result<u64, String> {
         let needle = format!("{}:{key}i", key.len());
@@ -306,11 +323,7 @@ fn answer(mut stream: TcpStream, path: &str, body: &[u8]) -> bool {
         }
     }
     let line = String::from_utf8_lossy(&request);
-    let wanted = line
-        .lines()
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .is_some_and(|p| p == path);
+    let wanted = line.lines().next().and_then(|l| l.split(' ').nth(1)).is_some_and(|p| p == path);
     let (status, body): (&str, &[u8]) =
         if wanted { ("200 OK", body) } else { ("404 Not Found", b"not found") };
     let head = format!(
@@ -340,4 +353,35 @@ pub fn files_under(root: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// The percent-decoded values of parameter `key` in a magnet URI.
+pub fn magnet_params(magnet: &str, key: &str) -> Vec<String> {
+    let query = magnet.split_once('?').map_or("", |(_, q)| q);
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

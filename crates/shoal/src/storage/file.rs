@@ -104,7 +104,6 @@ impl FileStorage {
             parts,
             handles: Mutex::new(HandleCache::new(options.max_open_files)),
         };
-        storage.create_empty_files()?;
         Ok(storage)
     }
 
@@ -123,8 +122,9 @@ impl FileStorage {
         self.cache().len()
     }
 
-    /// Zero-length files hold no piece bytes, so no write would ever create them; they are made
-    /// up front so a finished download has every file.
+    /// Zero-length files hold no piece bytes, so no write would ever create them; they are
+    /// made when the download completes, not at open, so a refused or failed run leaves
+    /// nothing behind.
     fn create_empty_files(&self) -> Result<(), StorageError> {
         for (index, file) in self.layout.files().iter().enumerate() {
             if file.length == 0 && !file.padding && self.is_selected(index) {
@@ -339,6 +339,11 @@ impl PieceStorage for FileStorage {
             }
         }
         Ok(true)
+    }
+
+    fn complete(&self) -> Result<(), StorageError> {
+        self.create_empty_files()?;
+        self.flush()
     }
 
     fn flush(&self) -> Result<(), StorageError> {

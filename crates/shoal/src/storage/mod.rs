@@ -74,4 +74,10 @@ pub trait PieceStorage: Send + Sync {
 
     /// Makes every write that completed before this call durable (see the module docs).
     fn flush(&self) -> Result<(), StorageError>;
+
+    /// Every selected piece is verified: create what no piece write creates (zero-length
+    /// files), then flush.
+    fn complete(&self) -> Result<(), StorageError> {
+        self.flush()
+    }
 }

@@ -33,6 +33,10 @@ pub struct TrackerClientConfig {
     /// How long a UDP connection id is reused (BEP 15: one minute).
     pub connection_id_ttl: Duration,
     pub user_agent: String,
+    /// Send requests from this address: the specific IP the session listens on, so that the
+    /// tracker records the address peers can reach us at (it takes the request's source IP).
+    /// `None`: the system chooses.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for TrackerClientConfig {
@@ -46,6 +50,7 @@ impl Default for TrackerClientConfig {
             udp_max_retries: 2,
             connection_id_ttl: shoal_tracker_proto::udp::CONNECTION_ID_LIFETIME,
             user_agent: concat!("Shoal/", env!("CARGO_PKG_VERSION")).to_owned(),
+            local_ip: None,
         }
     }
 }
@@ -117,6 +122,7 @@ impl TrackerClient {
             // close the connection after each answer without saying so, which makes a reused
             // connection fail with "connection reset".
             .pool_max_idle_per_host(0)
+            .local_address(config.local_ip)
             .build()
             .map_err(|e| TrackerError::Http(http::error_chain(&e)))?;
         Ok(TrackerClient { http, udp: udp::ConnectionIds::default(), config })

@@ -58,7 +58,7 @@ pub(super) async fn announce(
     url: &str,
     req: &AnnounceRequest,
 ) -> Result<AnnounceResponse, TrackerError> {
-    let tracker = Tracker::open(url).await?;
+    let tracker = Tracker::open(url, config).await?;
     let response = tracker
         .request(ids, config, |connection_id, transaction_id| {
             Ok(wire::encode_announce_request(connection_id, transaction_id, req, &tracker.url_data))
@@ -79,7 +79,7 @@ pub(super) async fn scrape(
     if info_hashes.is_empty() {
         return Err(wire::UdpError::NoHashes.into());
     }
-    let tracker = Tracker::open(url).await?;
+    let tracker = Tracker::open(url, config).await?;
     let mut files = Vec::with_capacity(info_hashes.len());
     // One packet holds at most 74 hashes; larger scrapes take several.
     for chunk in info_hashes.chunks(wire::MAX_SCRAPE_HASHES) {
@@ -108,13 +108,15 @@ struct Tracker {
 }
 
 impl Tracker {
-    async fn open(url: &str) -> Result<Tracker, TrackerError> {
+    async fn open(url: &str, config: &TrackerClientConfig) -> Result<Tracker, TrackerError> {
         let parsed = wire::parse_udp_url(url)?;
         let addr = resolve(&parsed.host, parsed.port).await?;
-        let local: SocketAddr = match addr {
-            SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
+        let local: SocketAddr =
+            match (crate::peer_conn::source_ip(config.local_ip, addr.ip()), addr) {
+                (Some(ip), _) => (ip, 0).into(),
+                (None, SocketAddr::V4(_)) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+                (None, SocketAddr::V6(_)) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+            };
         let socket = UdpSocket::bind(local).await?;
         socket.connect(addr).await?;
         Ok(Tracker { socket, addr, family: AddressFamily::of(&addr), url_data: parsed.url_data })

@@ -1,0 +1,220 @@
+//! `shoal` against libtorrent 2.0 (the engine of qBittorrent, Deluge and many others), both
+//! ways, on loopback: direct connections, magnets (metadata from libtorrent), opentracker over
+//! HTTP and UDP, `--only`, a .torrent fetched over HTTP, and `shoal seed PATH`.
+//!
+//! Every peer has its own 127.x address. Every transfer is bounded in time and checked byte for
+//! byte against the source.
+
+mod interop_support;
+
+use std::time::Duration;
+
+use interop_support::*;
+use shoal_testkit::*;
+
+#[test]
+fn libtorrent_seeds_to_shoal_given_the_torrent_and_the_peer() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(11);
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &PeerOpts::default()).unwrap();
+    let out = fx.out("shoal");
+    let complete = shoal_download(&[
+        arg(&fx.torrent.path),
+        arg("-o"),
+        arg(&out),
+        arg("--listen"),
+        arg(format!("{}:0", loopback_ip())),
+        arg("--peer"),
+        arg(seed.addr().to_string()),
+    ]);
+    assert_eq!(complete["info_hash"], fx.torrent.info_hash.as_str(), "{complete}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+#[test]
+fn libtorrent_seeds_to_shoal_from_a_bare_magnet() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(12);
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &PeerOpts::default()).unwrap();
+    let out = fx.out("shoal-magnet");
+    // no name, no tracker, no x.pe: the info dictionary has to come from libtorrent (BEP 9)
+    shoal_download(&[
+        arg(fx.bare_magnet()),
+        arg("-o"),
+        arg(&out),
+        arg("--listen"),
+        arg(format!("{}:0", loopback_ip())),
+        arg("--peer"),
+        arg(seed.addr().to_string()),
+    ]);
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+/// libtorrent seeds and announces to opentracker; Shoal is given no peer, only the tracker
+/// URL (`http` or `udp` announce), so the tracker's peer list is its only way to the seed.
+fn libtorrent_seeds_to_shoal_through_opentracker(seed_no: u64, udp: bool) {
+    let fx = Fixture::new(seed_no);
+    let mut tracker = opentracker(&[]).unwrap();
+    tracker.allow(&fx.torrent.info_hash).unwrap();
+    let seed =
+        lt_seed(&fx.torrent.path, &fx.data, &PeerOpts::default().tracker(tracker.announce_url()))
+            .unwrap();
+    assert_eq!(seed.ready_event()["tracker"], "ok", "libtorrent announced: {}", seed.ready_event());
+    wait_for_tracker_peers(tracker.addr(), &fx.torrent.info_hash, 1);
+
+    let url = if udp { tracker.udp_url() } else { tracker.announce_url() };
+    let out = fx.out("shoal-tracker");
+    shoal_download(&[
+        arg(&fx.torrent.path),
+        arg("-o"),
+        arg(&out),
+        arg("--listen"),
+        arg(format!("{}:0", loopback_ip())),
+        arg("--tracker"),
+        arg(url),
+    ]);
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+#[test]
+fn libtorrent_seeds_to_shoal_through_opentracker_http() {
+    if skip_interop() {
+        return;
+    }
+    libtorrent_seeds_to_shoal_through_opentracker(13, false);
+}
+
+#[test]
+fn libtorrent_seeds_to_shoal_through_opentracker_udp() {
+    if skip_interop() {
+        return;
+    }
+    libtorrent_seeds_to_shoal_through_opentracker(14, true);
+}
+
+#[test]
+fn shoal_seeds_to_libtorrent_directly() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(15);
+    let mut seed = shoal_seed(&fx.torrent.path, loopback_ip(), &[arg("-o"), arg(&fx.data)]);
+    assert!(
+        seed.magnet().contains(&fx.torrent.info_hash),
+        "magnet {} is not for {}",
+        seed.magnet(),
+        fx.torrent.info_hash
+    );
+    let out = fx.out("lt");
+    let mut leech =
+        lt_leech(&fx.torrent.path, &out, &PeerOpts::default().connect(seed.addr())).unwrap();
+    let done = seed.serve(&mut leech);
+    assert_eq!(done["bytes"], fx.torrent.total_size, "{done}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+#[test]
+fn shoal_seeds_to_libtorrent_through_opentracker() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(16);
+    let mut tracker = opentracker(&[]).unwrap();
+    tracker.allow(&fx.torrent.info_hash).unwrap();
+    let mut seed = shoal_seed(
+        &fx.torrent.path,
+        loopback_ip(),
+        &[arg("-o"), arg(&fx.data), arg("--tracker"), arg(tracker.announce_url())],
+    );
+    wait_for_tracker_peers(tracker.addr(), &fx.torrent.info_hash, 1);
+    // no `connect`: libtorrent learns Shoal's address from the tracker only
+    let out = fx.out("lt-tracker");
+    let opts = PeerOpts::default().tracker(tracker.announce_url());
+    let mut leech = lt_leech(&fx.torrent.path, &out, &opts).unwrap();
+    seed.serve(&mut leech);
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+#[test]
+fn shoal_downloads_only_the_chosen_file() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(17);
+    let chosen = "nested/deeper/gamma.bin";
+    let index = fx.file_index(chosen);
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &PeerOpts::default()).unwrap();
+    let out = fx.out("shoal-only");
+    shoal_download(&[
+        arg(&fx.torrent.path),
+        arg("-o"),
+        arg(&out),
+        arg("--listen"),
+        arg(format!("{}:0", loopback_ip())),
+        arg("--peer"),
+        arg(seed.addr().to_string()),
+        arg("--only"),
+        arg(index.to_string()),
+    ]);
+    // Pieces shared with unselected files are kept in Shoal's part-file folder, by design:
+    // none of the other files may appear.
+    let files: Vec<String> = files_under(&downloaded(&out))
+        .into_iter()
+        .filter(|f| !f.starts_with(".shoal-parts-"))
+        .collect();
+    assert_eq!(files, vec![chosen.to_owned()], "files after --only {index}");
+    assert_trees_equal(&fx.shared().join(chosen), &downloaded(&out).join(chosen));
+}
+
+#[test]
+fn shoal_downloads_a_torrent_from_an_http_url() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(18);
+    let bytes = std::fs::read(&fx.torrent.path).unwrap();
+    let server = HttpFile::serve("files/share.torrent", bytes);
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &PeerOpts::default()).unwrap();
+    let out = fx.out("shoal-url");
+    shoal_download(&[
+        arg(server.url()),
+        arg("-o"),
+        arg(&out),
+        arg("--listen"),
+        arg(format!("{}:0", loopback_ip())),
+        arg("--peer"),
+        arg(seed.addr().to_string()),
+    ]);
+    assert_eq!(server.times_served(), 1, "the .torrent was fetched once");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+#[test]
+fn shoal_seeds_a_path_and_libtorrent_leeches_its_magnet() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(19);
+    let ip = loopback_ip();
+    // no .torrent: Shoal makes one in memory and prints its magnet
+    let mut seed = shoal_seed(&fx.shared(), ip, &[]);
+    let addr = seed.addr();
+    assert_eq!(addr.ip(), ip, "listens where told");
+    let magnet = seed.magnet().to_owned();
+    assert!(magnet.starts_with("magnet:?xt=urn:btih:"), "{magnet}");
+    assert_eq!(magnet_params(&magnet, "x.pe"), vec![addr.to_string()], "x.pe of {magnet}");
+
+    let out = fx.out("lt-from-path");
+    let opts = PeerOpts::default().connect(addr).timeout(Duration::from_secs(90));
+    let mut leech = lt_leech(&magnet, &out, &opts).unwrap();
+    seed.serve(&mut leech);
+    assert!(
+        leech.process().events().iter().any(|e| e["event"] == "metadata"),
+        "libtorrent got the metadata from Shoal"
+    );
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}

@@ -618,10 +618,11 @@ impl Torrent {
             }
             Message::Have(piece) => self.on_have(now, key, piece)?,
             Message::Bitfield(bits) => {
-                if !first {
-                    return Err("bitfield after other messages".into());
+                if first {
+                    self.on_bitfield(now, key, bits)?;
+                } else {
+                    self.on_late_bitfield(now, key, bits)?;
                 }
-                self.on_bitfield(now, key, bits)?;
             }
             Message::HaveAll | Message::HaveNone => {
                 let peer = self.peer_mut(key)?;
@@ -730,6 +731,21 @@ impl Torrent {
         };
         let has = Bitfield::from_bytes(&bits, count).map_err(|e| format!("bad bitfield: {e}"))?;
         self.apply_bitfield(now, key, has);
+        Ok(())
+    }
+
+    /// BEP 3 allows a bitfield only first, but aria2 sends one after `have none` once it has
+    /// pieces. Like libtorrent we accept it as a batch of `have`s: bits are only ever added.
+    fn on_late_bitfield(&mut self, now: Instant, key: PeerKey, bits: Bytes) -> Result<(), String> {
+        let Some(count) = self.piece_count() else {
+            // Before the metadata, it replaces what we noted so far.
+            self.peer_mut(key)?.early_bitfield = Some(bits);
+            return Ok(());
+        };
+        let has = Bitfield::from_bytes(&bits, count).map_err(|e| format!("bad bitfield: {e}"))?;
+        for piece in has.iter_ones() {
+            self.on_have(now, key, piece)?;
+        }
         Ok(())
     }
 
@@ -1403,9 +1419,9 @@ impl Torrent {
         if !self.started && self.info.is_some() {
             return;
         }
-        if self.completed && self.have.is_full() {
-            return; // a seed waits to be dialled
-        }
+        // A seed dials too: some peers never dial (Transmission ignores loopback peers, and
+        // peers behind NAT cannot be reached otherwise). Seeds it reaches are dropped once
+        // their bitfield shows it.
         while self.peers.len() + self.connecting.len() < self.config.max_connections {
             let Some(addr) = self.book.next_to_connect(now) else { break };
             let key = self.new_key();

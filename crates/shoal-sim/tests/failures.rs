@@ -116,10 +116,12 @@ fn unreachable_addresses_fail_and_do_not_block() {
     complete(&mut sim, leecher, secs(120));
     assert_content(&sim, leecher);
     // The download did not wait for the dead addresses: they fail only at the 10 s connect
-    // timeout, each once (a seed dials nobody afterwards).
+    // timeout, and are then retried with back-off (30 s after the first failure, 60 s after
+    // the second), not hammered.
     assert!(sim.elapsed() < secs(5));
     assert_eq!(sim.node(leecher).log().connect_failures, 0);
     sim.run_for(secs(60));
-    assert_eq!(sim.node(leecher).log().connect_failures, 5, "{}", summary(&sim));
-    assert_eq!(sim.stats().dials, 6);
+    let failures = sim.node(leecher).log().connect_failures;
+    assert!((5..=10).contains(&failures), "{failures} failures\n{}", summary(&sim));
+    assert!(sim.stats().dials <= 11, "{}", summary(&sim));
 }

@@ -255,3 +255,33 @@ fn piece_len(message: &Message) -> usize {
         _ => 0,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn speaks_from_the_listen_address_only_where_it_can_reach() {
+        let lan = IpAddr::from(Ipv4Addr::new(192, 0, 2, 7));
+        let lo = IpAddr::from(Ipv4Addr::new(127, 0, 0, 9));
+        let public = IpAddr::from(Ipv4Addr::new(198, 51, 100, 1));
+        let v6 = IpAddr::from(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
+        assert_eq!(source_ip(Some(lan), public), Some(lan));
+        assert_eq!(source_ip(Some(lo), IpAddr::from(Ipv4Addr::new(127, 0, 0, 2))), Some(lo));
+        // a loopback source cannot reach the outside, nor one family the other
+        assert_eq!(source_ip(Some(lo), public), None);
+        assert_eq!(source_ip(Some(lan), v6), None);
+        assert_eq!(source_ip(None, public), None);
+    }
+
+    #[tokio::test]
+    async fn dials_from_the_given_address() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let from = IpAddr::from(Ipv4Addr::new(127, 0, 0, 77));
+        let (dialled, accepted) = tokio::join!(connect_from(addr, Some(from)), listener.accept());
+        assert_eq!(dialled.unwrap().local_addr().unwrap().ip(), from);
+        assert_eq!(accepted.unwrap().1.ip(), from);
+    }
+}

@@ -116,9 +116,22 @@ fn aria2_and_transmission_seed_to_libtorrent() {
     ] {
         let seed = seed.unwrap();
         let out = fx.out(name);
-        let mut leech =
-            lt_leech(&fx.torrent.path, &out, &PeerOpts::default().connect(seed.addr())).unwrap();
-        leech.wait_done(DONE_TIMEOUT).unwrap();
+        // Debian's python3-libtorrent 2.0.8 has been seen to die of SIGSEGV mid-download from
+        // aria2 (once in CI). That is the reference peer crashing, not what this test checks,
+        // so a leecher killed by a signal gets one more try; any other failure fails at once.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let opts = PeerOpts::default().connect(seed.addr());
+            let mut leech = lt_leech(&fx.torrent.path, &out, &opts).unwrap();
+            match leech.wait_done(DONE_TIMEOUT) {
+                Ok(_) => break,
+                Err(e) if attempt == 1 && e.to_string().contains("signal") => {
+                    eprintln!("{name}: libtorrent crashed, retrying once: {e}");
+                }
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
         assert_trees_equal(&fx.shared(), &downloaded(&out));
     }
 }

@@ -1,6 +1,5 @@
-//! Throughput of `hash_piece` over a 256 MiB file in the page cache. Ignored by default (it
-//! measures, it does not check); run it with
-//! `cargo test --release -p shoal --test storage_hash_bench -- --ignored --nocapture`.
+//! Throughput of `hash_piece` over a 256 MiB file in the page cache: a measurement, not a
+//! test. Run it with `cargo run --release -p shoal --example hash_bench`.
 
 use std::time::Instant;
 
@@ -9,9 +8,7 @@ use shoal::storage::{FileSpec, FileStorage, PieceStorage, StorageLayout};
 
 const SIZE: u64 = 256 << 20;
 
-#[test]
-#[ignore = "benchmark: prints MB/s"]
-fn hash_piece_throughput() {
+fn main() {
     let dir = tempfile::tempdir().unwrap();
     for piece_length in [256 << 10, 1 << 20, 4 << 20] {
         let layout =

@@ -141,18 +141,7 @@ fn show_magnet(magnet: &Magnet, json: bool) -> Result<(), CliError> {
         table.row("peer", peer);
     }
     if !magnet.select_only.is_empty() {
-        let ranges: Vec<String> = magnet
-            .select_only
-            .iter()
-            .map(|r| {
-                if r.start() == r.end() {
-                    r.start().to_string()
-                } else {
-                    format!("{}-{}", r.start(), r.end())
-                }
-            })
-            .collect();
-        table.row("only files", ranges.join(","));
+        table.row("only files", magnet.select_only_text());
     }
     table.row("files", "unknown until the metadata is fetched from peers");
     print!("{table}");

@@ -173,20 +173,25 @@ impl Magnet {
             push("x.pe", peer);
         }
         if !self.select_only.is_empty() {
-            let ranges: Vec<String> = self
-                .select_only
-                .iter()
-                .map(|r| {
-                    if r.start() == r.end() {
-                        r.start().to_string()
-                    } else {
-                        format!("{}-{}", r.start(), r.end())
-                    }
-                })
-                .collect();
-            push("so", &ranges.join(","));
+            push("so", &self.select_only_text());
         }
         uri
+    }
+
+    /// The `so` selection as written in a link: `0,2,4-6`.
+    pub fn select_only_text(&self) -> String {
+        let ranges: Vec<String> = self
+            .select_only
+            .iter()
+            .map(|r| {
+                if r.start() == r.end() {
+                    r.start().to_string()
+                } else {
+                    format!("{}-{}", r.start(), r.end())
+                }
+            })
+            .collect();
+        ranges.join(",")
     }
 }
 

@@ -346,20 +346,13 @@ impl TorrentTask {
             Ok(s) => s,
             Err(e) => return self.fail(format!("cannot open storage: {e}")),
         };
-        let disk = match DiskHandle::spawn(storage, self.disk_tx.clone()) {
-            Ok(d) => d,
-            Err(e) => return self.fail(format!("cannot start the disk thread: {e}")),
-        };
         // Wanted pieces: those overlapping a selected file.
         if self.only_files.is_some() {
             let mut wanted = vec![false; info.piece_count() as usize];
-            for (i, file) in info.files.iter().enumerate() {
-                if !selection[i] || file.length == 0 {
-                    continue;
-                }
-                let first = file.offset / u64::from(info.piece_length);
-                let last = (file.offset + file.length - 1) / u64::from(info.piece_length);
-                for piece in first..=last {
+            let layout = storage.layout();
+            let selected = selection.iter().enumerate().filter(|(_, s)| **s);
+            for pieces in selected.filter_map(|(i, _)| layout.file_pieces(i)) {
+                for piece in pieces {
                     if let Some(w) = wanted.get_mut(piece as usize) {
                         *w = true;
                     }
@@ -367,6 +360,10 @@ impl TorrentTask {
             }
             self.core.set_wanted_pieces(&wanted);
         }
+        let disk = match DiskHandle::spawn(storage, self.disk_tx.clone()) {
+            Ok(d) => d,
+            Err(e) => return self.fail(format!("cannot start the disk thread: {e}")),
+        };
         self.max_frame = wire::max_frame_for_pieces(info.piece_count());
         let hashes = Arc::new(info.piece_hashes.clone());
         self.hashes = Some(hashes.clone());

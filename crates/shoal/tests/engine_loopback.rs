@@ -100,20 +100,20 @@ async fn seeder(dir: &Path, meta: &Metainfo) -> (Session, SocketAddr, shoal::Tor
     (session, addr, handle)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn downloads_multi_file_torrent_from_shoal_seeder() {
-    let dir = tempfile::tempdir().unwrap();
-    let meta = make_content(dir.path(), 64 * 1024);
-    let (_seed_session, seed_addr, _seed) = seeder(dir.path(), &meta).await;
-
-    let out = tempfile::tempdir().unwrap();
+/// Downloads `source` into `out` from the peer at `seed`, waiting for completion.
+async fn leech(
+    source: TorrentSource,
+    out: &Path,
+    only_files: Option<Vec<usize>>,
+    seed: SocketAddr,
+) -> (Session, shoal::TorrentHandle) {
     let session = Session::new(local_config()).await.unwrap();
     let handle = session
         .add_torrent(AddTorrent {
-            source: TorrentSource::Metainfo(Box::new(meta.clone())),
-            target: StorageTarget::Dir(out.path().to_path_buf()),
-            only_files: None,
-            peers: vec![seed_addr],
+            source,
+            target: StorageTarget::Dir(out.to_path_buf()),
+            only_files,
+            peers: vec![seed],
             extra_trackers: vec![],
         })
         .unwrap();
@@ -121,6 +121,18 @@ async fn downloads_multi_file_torrent_from_shoal_seeder() {
         .await
         .expect("download timed out")
         .unwrap();
+    (session, handle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_multi_file_torrent_from_shoal_seeder() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_content(dir.path(), 64 * 1024);
+    let (_seed_session, seed_addr, _seed) = seeder(dir.path(), &meta).await;
+
+    let out = tempfile::tempdir().unwrap();
+    let source = TorrentSource::Metainfo(Box::new(meta.clone()));
+    let (_session, handle) = leech(source, out.path(), None, seed_addr).await;
     assert_eq!(handle.status().phase, Phase::Seeding);
     assert_same_tree(&dir.path().join("content"), &out.path().join("content"));
     handle.shutdown().await;
@@ -133,20 +145,8 @@ async fn downloads_from_bare_magnet() {
     let (_seed_session, seed_addr, _seed) = seeder(dir.path(), &meta).await;
 
     let out = tempfile::tempdir().unwrap();
-    let session = Session::new(local_config()).await.unwrap();
-    let handle = session
-        .add_torrent(AddTorrent {
-            source: TorrentSource::Magnet(Magnet::new(meta.info_hash)),
-            target: StorageTarget::Dir(out.path().to_path_buf()),
-            only_files: None,
-            peers: vec![seed_addr],
-            extra_trackers: vec![],
-        })
-        .unwrap();
-    tokio::time::timeout(TIMEOUT, handle.wait_complete())
-        .await
-        .expect("magnet download timed out")
-        .unwrap();
+    let source = TorrentSource::Magnet(Magnet::new(meta.info_hash));
+    let _ = leech(source, out.path(), None, seed_addr).await;
     assert_same_tree(&dir.path().join("content"), &out.path().join("content"));
 }
 
@@ -157,17 +157,8 @@ async fn downloads_only_selected_files() {
     let (_seed_session, seed_addr, _seed) = seeder(dir.path(), &meta).await;
 
     let out = tempfile::tempdir().unwrap();
-    let session = Session::new(local_config()).await.unwrap();
-    let handle = session
-        .add_torrent(AddTorrent {
-            source: TorrentSource::Metainfo(Box::new(meta.clone())),
-            target: StorageTarget::Dir(out.path().to_path_buf()),
-            only_files: Some(vec![3]),
-            peers: vec![seed_addr],
-            extra_trackers: vec![],
-        })
-        .unwrap();
-    tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.unwrap().unwrap();
+    let source = TorrentSource::Metainfo(Box::new(meta.clone()));
+    let _ = leech(source, out.path(), Some(vec![3]), seed_addr).await;
     let got = std::fs::read(out.path().join("content/z.txt")).unwrap();
     assert_eq!(got, b"tail");
     assert!(!out.path().join("content/a.bin").exists(), "an unselected file was created");

@@ -17,6 +17,7 @@ pub mod peer;
 pub mod peer_book;
 pub mod percent;
 pub mod picker;
+pub mod streaming;
 pub mod time;
 pub mod torrent;
 pub mod types;

@@ -1,6 +1,9 @@
 //! The piece picker: which blocks to request from which peer.
 //!
 //! Order of preference when a peer has room in its request queue:
+//! 0. deadline pieces (set by streaming readers, most urgent first): their free blocks, and for
+//!    the critical ones (right under a reader) also blocks that are late at another peer, so a
+//!    player waiting on them is not held up by one slow peer;
 //! 1. free blocks of pieces this peer already started, so a piece normally comes from one peer
 //!    (finishes sooner, keeps disk writes local, and makes a bad piece attributable);
 //! 2. a new piece, rarest first among the wanted pieces the peer has (highest priority first);
@@ -28,6 +31,28 @@ const ENDGAME_STRAGGLER_AGE: std::time::Duration = std::time::Duration::from_sec
 const ENDGAME_DUPLICATES: usize = 2;
 
 const ORDER_REBUILD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+/// A block of a critical piece requested this long ago is late: a second peer may fetch it.
+pub const CRITICAL_LATE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// One piece a reader is waiting for, in the order they are needed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline {
+    pub piece: u32,
+    /// Right under a reader's position: fetched from fast peers only, duplicated when late.
+    pub critical: bool,
+}
+
+/// What the picker needs to know about the peer it picks for.
+#[derive(Clone, Copy, Debug)]
+pub struct PickFor {
+    pub peer: PeerKey,
+    /// Blocks to add at most.
+    pub max: usize,
+    /// Nothing is outstanding at the peer: endgame may duplicate stragglers to it.
+    pub idle: bool,
+    /// The peer may take blocks of critical pieces (it is not much slower than the best).
+    pub critical_ok: bool,
+}
 
 /// Piece and block sizes of one torrent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -109,6 +134,19 @@ struct Partial {
     requested_at: Vec<Instant>,
 }
 
+impl Partial {
+    fn new(blocks: u32, owner: PeerKey, now: Instant) -> Partial {
+        Partial {
+            blocks: vec![Block::Free; blocks as usize],
+            requested_at: vec![now; blocks as usize],
+            free: blocks,
+            received: 0,
+            owner,
+            contributors: Vec::new(),
+        }
+    }
+}
+
 /// What became of a block that arrived.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BlockOutcome {
@@ -133,6 +171,11 @@ pub struct Picker {
     /// Wanted pieces not yet verified.
     wanted_missing: u32,
     rng: u64,
+    /// Pieces readers wait for, most urgent first (see [`Picker::set_deadlines`]).
+    deadlines: Vec<Deadline>,
+    /// Only deadline pieces are fetched: the bounded in-memory store, where anything else
+    /// would only be evicted again.
+    deadline_only: bool,
 }
 
 impl Picker {
@@ -151,7 +194,65 @@ impl Picker {
             order_built_at: None,
             wanted_missing: geometry.piece_count,
             rng: random_seed | 1,
+            deadlines: Vec::new(),
+            deadline_only: false,
         }
+    }
+
+    /// Replaces the pieces readers wait for (most urgent first). Held pieces and unknown
+    /// indices are ignored.
+    pub fn set_deadlines(&mut self, deadlines: impl IntoIterator<Item = Deadline>) {
+        self.deadlines.clear();
+        let n = self.geometry.piece_count;
+        self.deadlines.extend(deadlines.into_iter().filter(|d| d.piece < n));
+    }
+
+    pub fn deadlines(&self) -> &[Deadline] {
+        &self.deadlines
+    }
+
+    /// Fetch only deadline pieces (`true`), or deadlines first and then everything wanted.
+    pub fn set_deadline_only(&mut self, only: bool) {
+        self.deadline_only = only;
+    }
+
+    pub fn is_deadline_only(&self) -> bool {
+        self.deadline_only
+    }
+
+    /// A verified piece was dropped from storage (the bounded store evicted it): it is missing
+    /// again and will be fetched if wanted.
+    pub fn unset_have(&mut self, piece: u32) {
+        let Some(state) = self.state.get_mut(piece as usize) else { return };
+        if *state == PieceState::Have {
+            *state = PieceState::Missing;
+            if self.priority[piece as usize] > 0 {
+                self.wanted_missing += 1;
+            }
+            self.order.push(piece);
+            self.order_dirty = true;
+        }
+    }
+
+    /// Whether `piece` is being downloaded (some blocks requested or received).
+    pub fn is_in_progress(&self, piece: u32) -> bool {
+        self.partial.contains_key(&piece)
+    }
+
+    /// Blocks of `piece` requested from `peer` (first or duplicate) and not received, with
+    /// when they were requested.
+    pub fn requested_from(&self, piece: u32, peer: PeerKey) -> Vec<(BlockRef, Instant)> {
+        let Some(partial) = self.partial.get(&piece) else { return Vec::new() };
+        partial
+            .blocks
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| match b {
+                Block::Requested(first, dup) => *first == peer || *dup == Some(peer),
+                _ => false,
+            })
+            .map(|(i, _)| (self.geometry.block(piece, i as u32), partial.requested_at[i]))
+            .collect()
     }
 
     pub fn geometry(&self) -> &Geometry {
@@ -207,7 +308,14 @@ impl Picker {
 
     /// Whether a peer holding `peer_has` has something we want.
     pub fn wants_any(&self, peer_has: impl Fn(u32) -> bool, peer_is_seed: bool) -> bool {
-        if self.wanted_missing == 0 {
+        let deadline_missing = |d: &Deadline| {
+            let state = self.state[d.piece as usize];
+            state != PieceState::Have && (peer_is_seed || peer_has(d.piece))
+        };
+        if self.deadlines.iter().any(deadline_missing) {
+            return true;
+        }
+        if self.wanted_missing == 0 || self.deadline_only {
             return false;
         }
         if peer_is_seed {
@@ -259,17 +367,22 @@ impl Picker {
     pub fn pick(
         &mut self,
         now: Instant,
-        peer: PeerKey,
+        who: PickFor,
         peer_has: impl Fn(u32) -> bool,
-        max: usize,
-        peer_idle: bool,
         out: &mut Vec<BlockRef>,
     ) {
-        if max == 0 || self.wanted_missing == 0 {
+        let PickFor { peer, max, idle: peer_idle, critical_ok } = who;
+        if max == 0 || (self.wanted_missing == 0 && self.deadlines.is_empty()) {
             return;
         }
         let start = out.len();
         let want = |out: &Vec<BlockRef>| out.len() - start < max;
+
+        // 0. What readers wait for.
+        self.pick_deadlines(now, peer, &peer_has, max, critical_ok, out);
+        if self.deadline_only || self.wanted_missing == 0 || !want(out) {
+            return;
+        }
 
         // 1. Pieces this peer owns.
         let geometry = self.geometry;
@@ -304,15 +417,7 @@ impl Picker {
                 {
                     continue;
                 }
-                let blocks = self.geometry.block_count(piece);
-                let mut partial = Partial {
-                    blocks: vec![Block::Free; blocks as usize],
-                    requested_at: vec![now; blocks as usize],
-                    free: blocks,
-                    received: 0,
-                    owner: peer,
-                    contributors: Vec::new(),
-                };
+                let mut partial = Partial::new(self.geometry.block_count(piece), peer, now);
                 let room = max - (out.len() - start);
                 take_free_blocks(&geometry, piece, &mut partial, peer, room, out, now);
                 self.state[idx] = PieceState::InProgress;
@@ -358,6 +463,51 @@ impl Picker {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// Step 0 of [`Picker::pick`]: free blocks of deadline pieces in order, starting the pieces
+    /// not started yet, and late blocks of critical pieces requested from someone else.
+    fn pick_deadlines(
+        &mut self,
+        now: Instant,
+        peer: PeerKey,
+        peer_has: &impl Fn(u32) -> bool,
+        max: usize,
+        critical_ok: bool,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let start = out.len();
+        let geometry = self.geometry;
+        for i in 0..self.deadlines.len() {
+            let room = max - (out.len() - start);
+            if room == 0 {
+                return;
+            }
+            let Deadline { piece, critical } = self.deadlines[i];
+            if (critical && !critical_ok) || !peer_has(piece) {
+                continue;
+            }
+            let idx = piece as usize;
+            match self.state[idx] {
+                PieceState::Missing => {
+                    let mut partial = Partial::new(geometry.block_count(piece), peer, now);
+                    take_free_blocks(&geometry, piece, &mut partial, peer, room, out, now);
+                    self.state[idx] = PieceState::InProgress;
+                    self.partial.insert(piece, partial);
+                }
+                PieceState::InProgress => {
+                    let Some(partial) = self.partial.get_mut(&piece) else { continue };
+                    if partial.free > 0 {
+                        take_free_blocks(&geometry, piece, partial, peer, room, out, now);
+                    }
+                    if critical {
+                        let room = max - (out.len() - start);
+                        duplicate_late_blocks(&geometry, piece, partial, peer, room, out, now);
+                    }
+                }
+                PieceState::Verifying | PieceState::Have => {}
             }
         }
     }
@@ -535,12 +685,42 @@ fn take_free_blocks(
     }
 }
 
+/// Hands `peer` blocks of a critical piece that another peer has had for [`CRITICAL_LATE`]
+/// without delivering (one duplicate per block at most).
+fn duplicate_late_blocks(
+    geometry: &Geometry,
+    piece: u32,
+    partial: &mut Partial,
+    peer: PeerKey,
+    max: usize,
+    out: &mut Vec<BlockRef>,
+    now: Instant,
+) {
+    let mut taken = 0;
+    for (b, block) in partial.blocks.iter_mut().enumerate() {
+        if taken == max {
+            break;
+        }
+        if let Block::Requested(first, None) = *block {
+            if first != peer && now.saturating_since(partial.requested_at[b]) >= CRITICAL_LATE {
+                *block = Block::Requested(first, Some(peer));
+                taken += 1;
+                out.push(geometry.block(piece, b as u32));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const A: PeerKey = PeerKey(1);
     const B: PeerKey = PeerKey(2);
+
+    fn who(peer: PeerKey, max: usize, idle: bool) -> PickFor {
+        PickFor { peer, max, idle, critical_ok: true }
+    }
 
     fn t(ms: u64) -> Instant {
         Instant::from_duration(std::time::Duration::from_millis(ms))
@@ -571,13 +751,13 @@ mod tests {
         }
         p.add_available(2);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 2, false, &mut out);
+        p.pick(t(0), who(A, 2, false), |_| true, &mut out);
         assert_eq!(out.len(), 2);
         assert!(out.iter().all(|b| b.piece == 2), "{out:?}");
         // A's own piece is continued before anything new.
         p.on_unrequest(out[1], A);
         let mut again = Vec::new();
-        p.pick(t(1), A, |_| true, 1, false, &mut again);
+        p.pick(t(1), who(A, 1, false), |_| true, &mut again);
         assert_eq!(again, vec![out[1]]);
     }
 
@@ -589,7 +769,7 @@ mod tests {
         p.set_have(1);
         assert_eq!(p.wanted_missing(), 1);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 10, false, &mut out);
+        p.pick(t(0), who(A, 10, false), |_| true, &mut out);
         assert_eq!(out, vec![g.block(2, 0)]);
         assert_eq!(
             p.on_block(out[0], A),
@@ -605,14 +785,14 @@ mod tests {
         let g = Geometry::new(BLOCK_SIZE, u64::from(BLOCK_SIZE));
         let mut p = Picker::new(g, 1);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 10, false, &mut out);
+        p.pick(t(0), who(A, 10, false), |_| true, &mut out);
         assert_eq!(out.len(), 1);
         let mut dup = Vec::new();
-        p.pick(t(0), B, |_| true, 10, true, &mut dup);
+        p.pick(t(0), who(B, 10, true), |_| true, &mut dup);
         assert!(dup.is_empty(), "a block just requested is not a straggler yet");
-        p.pick(t(2500), B, |_| true, 10, false, &mut dup);
+        p.pick(t(2500), who(B, 10, false), |_| true, &mut dup);
         assert!(dup.is_empty(), "a busy peer does not duplicate");
-        p.pick(t(2500), B, |_| true, 10, true, &mut dup);
+        p.pick(t(2500), who(B, 10, true), |_| true, &mut dup);
         assert_eq!(dup, out, "endgame should duplicate the straggling block");
         assert_eq!(
             p.on_block(dup[0], B),
@@ -626,8 +806,8 @@ mod tests {
         let g = Geometry::new(2 * BLOCK_SIZE, 2 * u64::from(BLOCK_SIZE));
         let mut p = Picker::new(g, 1);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 1, false, &mut out);
-        p.pick(t(0), B, |_| true, 1, false, &mut out);
+        p.pick(t(0), who(A, 1, false), |_| true, &mut out);
+        p.pick(t(0), who(B, 1, false), |_| true, &mut out);
         assert_eq!(out.len(), 2);
         p.on_block(out[0], A);
         p.on_block(out[1], B);
@@ -635,7 +815,7 @@ mod tests {
         blamed.sort();
         assert_eq!(blamed, vec![A, B]);
         let mut again = Vec::new();
-        p.pick(t(1), A, |_| true, 10, false, &mut again);
+        p.pick(t(1), who(A, 10, false), |_| true, &mut again);
         assert_eq!(again.len(), 2);
     }
 
@@ -644,12 +824,12 @@ mod tests {
         let g = Geometry::new(4 * BLOCK_SIZE, 4 * u64::from(BLOCK_SIZE));
         let mut p = Picker::new(g, 1);
         let mut out = Vec::new();
-        p.pick(t(0), A, |_| true, 4, false, &mut out);
+        p.pick(t(0), who(A, 4, false), |_| true, &mut out);
         for b in &out {
             p.on_unrequest(*b, A);
         }
         let mut b_out = Vec::new();
-        p.pick(t(0), B, |_| true, 4, false, &mut b_out);
+        p.pick(t(0), who(B, 4, false), |_| true, &mut b_out);
         assert_eq!(b_out.len(), 4);
     }
 
@@ -658,9 +838,83 @@ mod tests {
         let g = Geometry::new(BLOCK_SIZE, 4 * u64::from(BLOCK_SIZE));
         let mut p = Picker::new(g, 3);
         let mut out = Vec::new();
-        p.pick(t(0), A, |piece| piece == 3, 10, false, &mut out);
+        p.pick(t(0), who(A, 10, false), |piece| piece == 3, &mut out);
         assert_eq!(out, vec![g.block(3, 0)]);
         assert!(p.wants_any(|piece| piece == 0, false));
         assert!(!p.wants_any(|_| false, false));
+    }
+    fn deadline(piece: u32, critical: bool) -> Deadline {
+        Deadline { piece, critical }
+    }
+
+    #[test]
+    fn deadline_pieces_come_first_in_order() {
+        let g = Geometry::new(BLOCK_SIZE, 10 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 5);
+        p.set_deadlines([deadline(7, true), deadline(3, false)]);
+        let mut out = Vec::new();
+        p.pick(t(0), who(A, 3, false), |_| true, &mut out);
+        assert_eq!(out[0], g.block(7, 0));
+        assert_eq!(out[1], g.block(3, 0));
+        assert_eq!(out.len(), 3, "then rarest-first fills the rest");
+    }
+
+    #[test]
+    fn slow_peers_skip_critical_pieces_but_take_urgent_ones() {
+        let g = Geometry::new(BLOCK_SIZE, 10 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 5);
+        p.set_deadlines([deadline(7, true), deadline(3, false)]);
+        let mut out = Vec::new();
+        let slow = PickFor { peer: A, max: 1, idle: false, critical_ok: false };
+        p.pick(t(0), slow, |_| true, &mut out);
+        assert_eq!(out, vec![g.block(3, 0)]);
+    }
+
+    #[test]
+    fn late_critical_blocks_are_duplicated_to_another_peer() {
+        let g = Geometry::new(2 * BLOCK_SIZE, 4 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 5);
+        p.set_deadlines([deadline(1, true)]);
+        p.set_deadline_only(true);
+        let mut a = Vec::new();
+        p.pick(t(0), who(A, 8, false), |_| true, &mut a);
+        assert_eq!(a, vec![g.block(1, 0), g.block(1, 1)]);
+        let mut b = Vec::new();
+        p.pick(t(100), who(B, 8, false), |_| true, &mut b);
+        assert!(b.is_empty(), "not late yet, and deadline-only fetches nothing else");
+        p.pick(t(600), who(B, 8, false), |_| true, &mut b);
+        assert_eq!(b, a, "late blocks go to a second peer while the first is busy");
+        assert_eq!(
+            p.on_block(b[0], B),
+            BlockOutcome::Accepted { cancel: Some(A), piece_complete: false }
+        );
+        let still_at_a: Vec<BlockRef> =
+            p.requested_from(1, A).into_iter().map(|(b, _)| b).collect();
+        assert_eq!(still_at_a, vec![g.block(1, 1)], "the delivered block is no longer A's");
+    }
+
+    #[test]
+    fn evicted_pieces_are_missing_again() {
+        let g = Geometry::new(BLOCK_SIZE, 2 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 5);
+        p.set_have(0);
+        p.set_have(1);
+        assert!(p.is_complete());
+        p.unset_have(1);
+        assert!(!p.is_complete() && !p.has(1));
+        let mut out = Vec::new();
+        p.pick(t(0), who(A, 4, false), |_| true, &mut out);
+        assert_eq!(out, vec![g.block(1, 0)]);
+    }
+
+    #[test]
+    fn deadline_only_makes_a_peer_interesting_only_for_deadlines() {
+        let g = Geometry::new(BLOCK_SIZE, 4 * u64::from(BLOCK_SIZE));
+        let mut p = Picker::new(g, 5);
+        p.set_deadline_only(true);
+        assert!(!p.wants_any(|_| true, false));
+        p.set_deadlines([deadline(2, false)]);
+        assert!(p.wants_any(|piece| piece == 2, false));
+        assert!(!p.wants_any(|piece| piece == 1, false));
     }
 }

@@ -24,7 +24,10 @@ use crate::metadata::{self, MetadataDownload};
 use crate::metainfo::Info;
 use crate::peer::{Direction, Peer, UploadRequest};
 use crate::peer_book::PeerBook;
-use crate::picker::{BlockOutcome, Geometry, Picker, BLOCK_SIZE};
+use crate::picker::{BlockOutcome, Geometry, PickFor, Picker, BLOCK_SIZE};
+use crate::streaming::{ReaderId, ReaderWindow};
+
+mod readers;
 use crate::time::Instant;
 use crate::types::{InfoHash, PeerId, PeerKey};
 use crate::wire::{BlockRef, Handshake, Message};
@@ -210,6 +213,15 @@ pub struct Torrent {
     /// Addresses of recently departed peers, so a peer that sent a bad block and left before
     /// the piece was hashed is still blamed. Keys only grow, so the oldest go first.
     departed: BTreeMap<PeerKey, std::net::IpAddr>,
+    /// Streaming readers and where they are (see [`crate::streaming`]).
+    readers: BTreeMap<ReaderId, ReaderWindow>,
+    /// Fetch only what readers wait for (bounded in-memory store).
+    deadline_only: bool,
+    /// When critical pieces are next checked for late or slow requests.
+    next_stream_check: Option<Instant>,
+    /// The best peer download rate at the last stream check; peers much slower than it do
+    /// not get critical pieces while a faster peer has them.
+    best_peer_rate: u64,
 }
 
 /// Departed peers remembered for blame.
@@ -251,6 +263,10 @@ impl Torrent {
             scratch: Vec::new(),
             clock: Instant::ZERO,
             departed: BTreeMap::new(),
+            readers: BTreeMap::new(),
+            deadline_only: false,
+            next_stream_check: None,
+            best_peer_rate: 0,
         };
         if let Some(bytes) = info_bytes {
             torrent.install_info(bytes)?;
@@ -341,6 +357,7 @@ impl Torrent {
             }
         }
         self.started = true;
+        self.update_deadlines(now);
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {
             // Peers that connected while we only knew the magnet saw no pieces from us.
@@ -1117,7 +1134,9 @@ impl Torrent {
         let info = Info::from_bytes(&bytes)?;
         let geometry = Geometry::new(info.piece_length, info.total_length);
         self.have = Bitfield::new(info.piece_count());
-        self.picker = Some(Picker::new(geometry, self.random_seed));
+        let mut picker = Picker::new(geometry, self.random_seed);
+        picker.set_deadline_only(self.deadline_only);
+        self.picker = Some(picker);
         self.info = Some(info);
         self.info_bytes = Some(bytes);
         Ok(())
@@ -1247,9 +1266,16 @@ impl Torrent {
     }
 
     fn fill_requests(&mut self, now: Instant, key: PeerKey) {
+        self.fill_requests_beyond(now, key, 0);
+    }
+
+    /// Tops up `key`'s request queue; `extra` blocks beyond its target are allowed (late
+    /// critical blocks must not wait for a full queue to drain).
+    fn fill_requests_beyond(&mut self, now: Instant, key: PeerKey, extra: u32) {
         if !self.started {
             return;
         }
+        let critical_ok = self.critical_ok(now, key);
         let Some(picker) = &mut self.picker else { return };
         let Some(peer) = self.peers.get_mut(&key) else { return };
         if !peer.am_interested || !peer.can_request() {
@@ -1257,35 +1283,25 @@ impl Torrent {
         }
         peer.update_queue_target(now);
         let outstanding = peer.requests.len() as u32;
-        let target = peer.queue_target;
+        let target = peer.queue_target + extra;
         // Refill in batches rather than one block at a time: picking has a fixed cost.
         let slack = (target / 8).clamp(1, 16);
-        if outstanding + slack > target && outstanding != 0 {
+        if outstanding + slack > target && outstanding != 0 && extra == 0 {
             return;
         }
         let room = (target - outstanding.min(target)) as usize;
+        if room == 0 {
+            return;
+        }
+        let who = PickFor { peer: key, max: room, idle: outstanding == 0, critical_ok };
         self.scratch.clear();
         if peer.peer_choking {
             let allowed = peer.allowed_fast.clone();
-            picker.pick(
-                now,
-                key,
-                |p| allowed.contains(&p) && peer.has_piece(p),
-                room,
-                outstanding == 0,
-                &mut self.scratch,
-            );
+            picker.pick(now, who, |p| allowed.contains(&p) && peer.has_piece(p), &mut self.scratch);
         } else {
             let has = &peer.has;
             let seed = peer.is_seed;
-            picker.pick(
-                now,
-                key,
-                |p| seed || has.get(p),
-                room,
-                outstanding == 0,
-                &mut self.scratch,
-            );
+            picker.pick(now, who, |p| seed || has.get(p), &mut self.scratch);
         }
         if self.scratch.is_empty() {
             return;
@@ -1340,13 +1356,19 @@ impl Torrent {
 
     /// When the driver should call [`Torrent::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.next_tick
+        match (self.next_tick, self.next_stream_check) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Periodic work: request timeouts, rate-based queue sizing, choking rounds, keep-alives,
     /// idle peers, dialling more peers.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.clock = self.clock.max(now);
+        if self.next_stream_check.is_some_and(|at| now >= at) {
+            self.stream_check(now);
+        }
         if let Some(at) = self.next_tick {
             if now < at {
                 return;

@@ -10,8 +10,12 @@ pub mod fetch;
 mod peer_conn;
 mod session;
 pub mod storage;
+pub mod stream;
 mod torrent_task;
 pub mod tracker;
 
-pub use session::{AddTorrent, Session, SessionConfig, SessionError, TorrentHandle, TorrentSource};
-pub use torrent_task::{Phase, StorageTarget, TorrentStatus};
+pub use session::{
+    AddTorrent, OpenFileError, Session, SessionConfig, SessionError, TorrentHandle, TorrentSource,
+};
+pub use stream::FileStream;
+pub use torrent_task::{MemoryUsage, Phase, StorageTarget, TorrentStatus};

@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::peer_conn::read_handshake;
+use crate::stream::shared::StreamShared;
+use crate::stream::FileStream;
 use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, TorrentStatus};
 use crate::tracker::{TrackerClient, TrackerClientConfig};
 
@@ -29,6 +31,15 @@ pub enum SessionError {
     Metainfo(#[from] shoal_proto::metainfo::MetainfoError),
     #[error("tracker client: {0}")]
     Tracker(String),
+}
+
+/// Why a file could not be opened for streaming.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum OpenFileError {
+    #[error("the torrent has no file {0}")]
+    NoSuchFile(usize),
+    #[error("the torrent stopped")]
+    Stopped,
 }
 
 #[derive(Clone, Debug)]
@@ -142,6 +153,7 @@ impl Session {
         config.listen_port = self.listen_addr.map(|a| a.port());
         let random_seed: u64 = rand::random();
         let core = Torrent::new(config, info_hash, self.peer_id, info_bytes, random_seed)?;
+        let shared = Arc::new(StreamShared::default());
         let (commands, status) = torrent_task::spawn(TorrentSetup {
             core,
             target: add.target,
@@ -153,9 +165,10 @@ impl Session {
             tracker_client: self.tracker_client.clone(),
             clock: self.clock,
             random_seed,
+            shared: shared.clone(),
         });
         routes.insert(info_hash, commands.clone());
-        Ok(TorrentHandle { info_hash, name, commands, status })
+        Ok(TorrentHandle { info_hash, name, commands, status, shared })
     }
 }
 
@@ -202,6 +215,7 @@ pub struct TorrentHandle {
     name: Option<String>,
     commands: mpsc::UnboundedSender<Command>,
     status: watch::Receiver<TorrentStatus>,
+    shared: Arc<StreamShared>,
 }
 
 impl TorrentHandle {
@@ -240,6 +254,35 @@ impl TorrentHandle {
             if rx.changed().await.is_err() {
                 return Err("the torrent task ended".into());
             }
+        }
+    }
+
+    /// Opens file `index` for streaming: reads wait for its pieces, which are fetched first.
+    /// Waits for the metadata (magnet) and the check of existing data first.
+    pub async fn open_file(&self, index: usize) -> Result<FileStream, OpenFileError> {
+        loop {
+            let changed = self.shared.changed().notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.shared.is_closed() {
+                return Err(OpenFileError::Stopped);
+            }
+            if let Some(storage) = self.shared.storage() {
+                let layout = storage.layout();
+                let spec = layout.files().get(index).ok_or(OpenFileError::NoSuchFile(index))?;
+                if spec.padding {
+                    return Err(OpenFileError::NoSuchFile(index));
+                }
+                let range = layout.file_range(index).ok_or(OpenFileError::NoSuchFile(index))?;
+                return Ok(FileStream::new(
+                    self.shared.clone(),
+                    self.commands.clone(),
+                    range.start,
+                    range.end - range.start,
+                ));
+            }
+            // Metadata or the recheck may also end in failure, which closes `shared`.
+            changed.await;
         }
     }
 

@@ -28,15 +28,22 @@ use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
 use crate::storage::{
     FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout,
 };
+use crate::stream::eviction;
+use crate::stream::shared::StreamShared;
 use crate::tracker::TrackerClient;
+use shoal_proto::streaming::{ReaderId, ReaderWindow};
 
 /// Where a torrent's data lives.
 #[derive(Clone, Debug)]
 pub enum StorageTarget {
     /// Files under this folder (the torrent's own name/folder is created inside it).
     Dir(PathBuf),
-    /// Pieces in memory.
+    /// Pieces in memory, all of them.
     Memory,
+    /// Pieces in memory within a budget: only what readers wait for is fetched, and pieces are
+    /// dropped as readers move on (see [`crate::stream`]). For streaming files larger than the
+    /// memory one wants to spend.
+    BoundedMemory { max_bytes: u64 },
 }
 
 /// What a torrent is doing, for progress displays and for waiting on completion.
@@ -65,11 +72,35 @@ pub struct TorrentStatus {
     pub info: Option<Arc<Info>>,
     /// Where files are written, once storage is open.
     pub storage_root: Option<PathBuf>,
+    /// A bounded in-memory store's usage.
+    pub memory: Option<MemoryUsage>,
+}
+
+/// How much a bounded in-memory store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Bytes of pieces held now (verified and being assembled).
+    pub resident: u64,
+    /// The most ever held at once, sampled whenever a piece completes.
+    pub peak: u64,
+    pub budget: u64,
 }
 
 pub(crate) enum Command {
-    Incoming { stream: TcpStream, addr: SocketAddr, handshake: Handshake },
+    Incoming {
+        stream: TcpStream,
+        addr: SocketAddr,
+        handshake: Handshake,
+    },
     AddPeers(Vec<SocketAddr>),
+    /// A streaming reader moved (see [`crate::stream::FileStream`]).
+    SetReader {
+        id: ReaderId,
+        window: ReaderWindow,
+    },
+    RemoveReader {
+        id: ReaderId,
+    },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -92,6 +123,7 @@ pub(crate) struct TorrentSetup {
     pub tracker_client: Arc<TrackerClient>,
     pub clock: Clock,
     pub random_seed: u64,
+    pub shared: Arc<StreamShared>,
 }
 
 /// How often the status snapshot is republished while data moves.
@@ -121,6 +153,7 @@ pub(crate) fn spawn(
         stats: setup.core.stats(setup.clock.now()),
         info: setup.core.info().cloned().map(Arc::new),
         storage_root: None,
+        memory: None,
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_INPUT_QUEUE);
@@ -152,6 +185,9 @@ pub(crate) fn spawn(
         max_frame: wire::DEFAULT_MAX_FRAME,
         initial_peers: setup.peers,
         hashes: None,
+        shared: setup.shared,
+        storage: None,
+        bounded: None,
     };
     tokio::spawn(task.run(commands, peer_rx, disk_rx, bg_rx));
     (commands_tx, status_rx)
@@ -180,7 +216,26 @@ struct TorrentTask {
     max_frame: u32,
     initial_peers: Vec<SocketAddr>,
     hashes: Option<Arc<Vec<[u8; 20]>>>,
+    /// What readers see: verified pieces and the storage to read them from.
+    shared: Arc<StreamShared>,
+    /// The open storage, handed to readers once the recheck finished.
+    storage: Option<Arc<dyn PieceStorage>>,
+    bounded: Option<BoundedStore>,
 }
+
+/// The bounded in-memory store and its budget in bytes.
+struct BoundedStore {
+    memory: Arc<MemoryStorage>,
+    budget: u64,
+    peak: u64,
+}
+
+/// Share of a bounded store's budget that readers' windows may take together; the rest holds
+/// verified pieces (served to peers and kept for short seeks back).
+const BOUNDED_WINDOW_SHARE: u64 = 4;
+/// A bounded store evicts down to this fraction (in quarters) of its budget, leaving room for
+/// the pieces in flight.
+const BOUNDED_RESIDENT_QUARTERS: u64 = 3;
 
 impl TorrentTask {
     async fn run(
@@ -303,6 +358,11 @@ impl TorrentTask {
                 .clone()
                 .or_else(|| self.core.info().cloned().map(Arc::new)),
             storage_root: self.storage_root.clone(),
+            memory: self.bounded.as_ref().map(|b| MemoryUsage {
+                resident: b.memory.resident_bytes(),
+                peak: b.peak.max(b.memory.resident_bytes()),
+                budget: b.budget,
+            }),
         };
         let _ = self.status_tx.send(status);
     }
@@ -339,6 +399,12 @@ impl TorrentTask {
                     Arc::new(fs)
                 }
                 StorageTarget::Memory => Arc::new(MemoryStorage::new(layout)),
+                StorageTarget::BoundedMemory { max_bytes } => {
+                    let memory = Arc::new(MemoryStorage::new(layout));
+                    let budget = *max_bytes;
+                    self.bounded = Some(BoundedStore { memory: memory.clone(), budget, peak: 0 });
+                    memory
+                }
             };
             Ok(storage)
         });
@@ -360,6 +426,10 @@ impl TorrentTask {
             }
             self.core.set_wanted_pieces(&wanted);
         }
+        if self.bounded.is_some() {
+            self.core.set_deadline_only(true);
+        }
+        self.storage = Some(storage.clone());
         let disk = match DiskHandle::spawn(storage, self.disk_tx.clone()) {
             Ok(d) => d,
             Err(e) => return self.fail(format!("cannot start the disk thread: {e}")),
@@ -374,6 +444,7 @@ impl TorrentTask {
 
     fn fail(&mut self, message: String) {
         tracing::error!(torrent = %self.core.info_hash(), "{message}");
+        self.shared.close();
         self.set_phase(Phase::Failed(message));
         let now = self.clock.now();
         self.core.shutdown(now);
@@ -392,6 +463,9 @@ impl TorrentTask {
                     let mut bits = Bitfield::new(have.len() as u32);
                     for (i, _) in have.iter().enumerate().filter(|(_, h)| **h) {
                         bits.set(i as u32);
+                    }
+                    if let Some(storage) = &self.storage {
+                        self.shared.open(storage.clone(), bits.clone());
                     }
                     self.core.start(now, &bits);
                     // Already complete: the core's `Completed` finishes the files and the
@@ -435,6 +509,13 @@ impl TorrentTask {
                 }
             }
             Command::AddPeers(addrs) => self.core.add_peer_addrs(now, addrs),
+            Command::SetReader { id, mut window } => {
+                if let Some(bounded) = &self.bounded {
+                    window.readahead = window.readahead.min(self.bounded_window(bounded.budget));
+                }
+                self.core.set_reader(now, id, window);
+            }
+            Command::RemoveReader { id } => self.core.remove_reader(now, id),
             Command::Shutdown(_) => {}
         }
     }
@@ -580,7 +661,10 @@ impl TorrentTask {
                         disk.send(DiskJob::Verify { piece, expected });
                     }
                 }
-                Action::PieceVerified { .. } => {}
+                Action::PieceVerified { piece } => {
+                    self.shared.set_have(piece);
+                    self.enforce_memory_budget();
+                }
                 Action::PieceFailed { piece } => {
                     tracing::warn!(piece, "piece failed its hash check");
                 }
@@ -627,6 +711,49 @@ impl TorrentTask {
             let _ = g.await;
         }
         self.disk = None;
+        self.shared.close();
         self.set_phase(Phase::Stopped);
+    }
+
+    // ---- the bounded in-memory store ----
+
+    /// Read-ahead one reader may have in a bounded store: the windows together take at most a
+    /// share of the budget, and each at least two pieces so a reader always makes progress.
+    fn bounded_window(&self, budget: u64) -> u64 {
+        let readers = self.core.readers().count().max(1) as u64;
+        let piece = self.core.info().map_or(0, |i| u64::from(i.piece_length));
+        (budget / BOUNDED_WINDOW_SHARE / readers).max(2 * piece)
+    }
+
+    /// Drops verified pieces readers no longer need while the store is over its budget.
+    fn enforce_memory_budget(&mut self) {
+        let Some(bounded) = &mut self.bounded else { return };
+        let resident_bytes = bounded.memory.resident_bytes();
+        bounded.peak = bounded.peak.max(resident_bytes);
+        let memory = &bounded.memory;
+        let target = bounded.budget / 4 * BOUNDED_RESIDENT_QUARTERS;
+        if resident_bytes <= target {
+            return;
+        }
+        let layout = memory.layout();
+        // Pieces still being assembled are not candidates: only verified ones.
+        let verified: Vec<u32> =
+            memory.resident_pieces().into_iter().filter(|&p| self.core.have().get(p)).collect();
+        let windows: Vec<ReaderWindow> = self.core.readers().map(|(_, w)| w).collect();
+        let evict = eviction::choose(
+            &verified,
+            resident_bytes,
+            target,
+            layout.piece_length(),
+            &windows,
+            |p| layout.piece_len(p).map_or(0, u64::from),
+        );
+        let memory = memory.clone();
+        let now = self.clock.now();
+        for piece in evict {
+            self.shared.clear_have(piece);
+            memory.evict(piece);
+            self.core.on_piece_evicted(now, piece);
+        }
     }
 }

@@ -5,24 +5,16 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use shoal::{AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentSource};
+use shoal::{AddTorrent, Phase, Session, StorageTarget, TorrentSource};
 use shoal_proto::create::TorrentBuilder;
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+mod common;
 
-fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
+use common::{local_config, pseudo_random};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Writes a multi-file tree (nested folder, a zero-length file, a tail of a few bytes) and
 /// returns its torrent.
@@ -53,10 +45,6 @@ fn make_content(dir: &Path, piece_length: u32) -> Metainfo {
         hasher.update(data).unwrap();
     }
     Metainfo::from_bytes(&hasher.finish().unwrap()).unwrap()
-}
-
-fn local_config() -> SessionConfig {
-    SessionConfig { listen: Some("127.0.0.1:0".parse().unwrap()), ..SessionConfig::default() }
 }
 
 fn assert_same_tree(a: &Path, b: &Path) {

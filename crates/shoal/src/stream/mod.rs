@@ -1,0 +1,13 @@
+//! Streaming: files of a torrent read while they download.
+//!
+//! - [`FileStream`]: a file as `AsyncRead + AsyncSeek`; its position becomes the torrent's
+//!   deadlines (see `shoal_proto::streaming`), so what it reads next is fetched first.
+//! - the bounded in-memory store ("stream, buffer, assemble, discard"): with
+//!   [`crate::StorageTarget::BoundedMemory`], the torrent fetches only what readers wait for
+//!   and drops pieces by the rules in [`eviction`] to stay within its budget.
+
+pub(crate) mod eviction;
+mod reader;
+pub(crate) mod shared;
+
+pub use reader::{FileStream, DEFAULT_READAHEAD, MAX_READAHEAD};

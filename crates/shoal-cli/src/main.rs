@@ -8,6 +8,7 @@ mod download;
 mod info;
 mod output;
 mod seed;
+mod stream;
 mod transfer;
 
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ enum Command {
     Download(DownloadArgs),
     /// Share a torrent's content with others.
     Seed(SeedArgs),
+    /// Watch a torrent's video (or any file) while it downloads: serves its files over HTTP
+    /// with byte ranges, for any player.
+    Stream(StreamArgs),
 }
 
 #[derive(Debug, Args)]
@@ -132,9 +136,44 @@ pub struct SeedArgs {
     pub json: bool,
 }
 
-/// `16384`, `256KiB`, `256k`, `1MiB`, `1M`: piece sizes are always binary, so `KB` and `MB`
-/// mean KiB and MiB too.
-fn parse_piece_size(text: &str) -> Result<u32, String> {
+#[derive(Debug, Args)]
+pub struct StreamArgs {
+    /// A .torrent file, a magnet link or an http(s) URL of a .torrent.
+    #[arg(value_name = "TORRENT|MAGNET|URL")]
+    pub source: String,
+    /// Address of the HTTP server (port 0 picks a free one).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8765")]
+    pub http: SocketAddr,
+    /// The file to play: an index (as `shoal info` lists them), a path or a file name
+    /// [default: the largest video, else the largest audio file, else the largest file].
+    #[arg(long, value_name = "INDEX|NAME")]
+    pub file: Option<String>,
+    /// A player to start on the file's URL, e.g. mpv or vlc; shoal stops when it exits.
+    #[arg(long, value_name = "PROGRAM")]
+    pub player: Option<String>,
+    /// Keep pieces in memory, at most this much (e.g. 64MiB, 1GiB); played pieces are
+    /// dropped first [default: 512MiB when -o is not given].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, conflicts_with = "output")]
+    pub max_memory: Option<u64>,
+    /// Write the files to this folder instead (the whole torrent is downloaded and kept).
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// A peer to connect to directly. Repeat for several.
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    pub peers: Vec<String>,
+    /// Address to accept incoming peer connections on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// An extra tracker announce URL. Repeat for several.
+    #[arg(long = "tracker", value_name = "URL")]
+    pub trackers: Vec<String>,
+    /// Print JSON lines (the URLs once ready, then progress) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A byte count: `1000`, `64KiB`, `64MiB`, `2GiB` (`K`, `KB`, `M`, `MB`... are binary too).
+fn parse_size(text: &str) -> Result<u64, String> {
     let lower = text.trim().to_ascii_lowercase();
     let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
     let (digits, unit) = lower.split_at(split);
@@ -142,13 +181,22 @@ fn parse_piece_size(text: &str) -> Result<u32, String> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1 << 10,
         "m" | "mb" | "mib" => 1 << 20,
-        other => return Err(format!("unknown unit {other:?} (use KiB or MiB)")),
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        other => return Err(format!("unknown unit {other:?} (use KiB, MiB or GiB)")),
     };
-    let size = digits
+    digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
-        .ok_or_else(|| format!("{text:?} is not a size"))?;
+        .filter(|&n| n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size"))
+}
+
+/// `16384`, `256KiB`, `256k`, `1MiB`, `1M`: piece sizes are always binary, so `KB` and `MB`
+/// mean KiB and MiB too.
+fn parse_piece_size(text: &str) -> Result<u32, String> {
+    let size = parse_size(text)?;
     let min = u64::from(shoal_proto::create::MIN_PIECE_LENGTH);
     let max = u64::from(shoal_proto::metainfo::MAX_PIECE_LENGTH);
     if !size.is_power_of_two() || !(min..=max).contains(&size) {
@@ -189,6 +237,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Info(args) => info::run(args),
         Command::Download(args) => download::run(args).await,
         Command::Seed(args) => seed::run(args).await,
+        Command::Stream(args) => stream::run(args).await,
     }
 }
 
@@ -210,6 +259,16 @@ mod tests {
         assert!(parse_piece_size("1GiB").is_err());
         assert!(parse_piece_size("lots").is_err());
         assert!(parse_piece_size("99999999999999999999").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("1000"), Ok(1000));
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("99999999999TiB").is_err());
     }
 
     #[test]

@@ -74,6 +74,8 @@ pub struct TorrentStatus {
     pub storage_root: Option<PathBuf>,
     /// A bounded in-memory store's usage.
     pub memory: Option<MemoryUsage>,
+    /// Streaming readers open on the torrent's files.
+    pub readers: usize,
 }
 
 /// How much a bounded in-memory store holds.
@@ -154,6 +156,7 @@ pub(crate) fn spawn(
         info: setup.core.info().cloned().map(Arc::new),
         storage_root: None,
         memory: None,
+        readers: 0,
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_INPUT_QUEUE);
@@ -363,6 +366,7 @@ impl TorrentTask {
                 peak: b.peak.max(b.memory.resident_bytes()),
                 budget: b.budget,
             }),
+            readers: self.core.readers().count(),
         };
         let _ = self.status_tx.send(status);
     }

@@ -21,13 +21,11 @@ APT_PACKAGES=(
     time
     iproute2
     util-linux
+    # The npm side of the tracker and browser tests (tests/web): bittorrent-tracker's client,
+    # WebTorrent 3 in headless Chromium.
+    chromium
+    nodejs
 )
-
-# --- Browser / WebTorrent interop: NOT needed yet. -----------------------------------------
-# When the browser tests land, add these to APT_PACKAGES (and an `npm ci --ignore-scripts` of
-# the test page's package.json; see the notes in tests/peers/README.md):
-#   chromium chromium-driver nodejs npm
-# --------------------------------------------------------------------------------------------
 
 say() { printf '[install-test-deps] %s\n' "$*"; }
 
@@ -38,22 +36,39 @@ for pkg in "${APT_PACKAGES[@]}"; do
     fi
 done
 
+SUDO=()
+if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
+    SUDO=(sudo)
+fi
+
 if ((${#missing[@]})); then
     say "installing: ${missing[*]}"
-    SUDO=()
-    if [[ $(id -u) -ne 0 ]]; then
-        if command -v sudo >/dev/null; then
-            SUDO=(sudo)
-        else
-            say "ERROR: not root and no sudo; as root run: apt-get install ${missing[*]}" >&2
-            exit 1
-        fi
+    if [[ $(id -u) -ne 0 ]] && ((${#SUDO[@]} == 0)); then
+        say "ERROR: not root and no sudo; as root run: apt-get install ${missing[*]}" >&2
+        exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
     "${SUDO[@]}" apt-get update -q
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
     say "apt packages: all ${#APT_PACKAGES[@]} present"
+fi
+
+# Debian packages npm apart from nodejs; other nodejs builds (e.g. NodeSource's) bundle it, and
+# Debian's npm package would conflict with them, so it is installed only when missing.
+if ! command -v npm >/dev/null; then
+    say "installing: npm"
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends npm
+fi
+
+# npm packages of tests/web, from its lock file. --ignore-scripts: a WebTorrent dependency's
+# install script insists on pnpm, and node-datachannel's downloads a binary (no internet here);
+# the tests load WebRTC-free stubs instead (tests/web/no-webrtc).
+if [[ -d "$ROOT/tests/web/node_modules/bittorrent-tracker" ]] \
+    && [[ ! "$ROOT/tests/web/node_modules/.package-lock.json" -ot "$ROOT/tests/web/package-lock.json" ]]; then
+    say "npm packages (tests/web): present"
+else
+    (cd "$ROOT/tests/web" && npm ci --ignore-scripts --no-audit --no-fund)
 fi
 
 # The pinned toolchain (rust-toolchain.toml) must be able to build shoal-proto for browsers.

@@ -1,4 +1,5 @@
-//! The `shoal` command: create and inspect torrents, download and seed them.
+//! The `shoal` command: create and inspect torrents, download, seed and stream them, and run a
+//! tracker.
 //!
 //! Exit codes: 0 success, 1 the command failed, 2 the command line was wrong. Errors go to
 //! stderr as `shoal: <message>: <cause>...`.
@@ -9,6 +10,7 @@ mod info;
 mod output;
 mod seed;
 mod stream;
+mod tracker;
 mod transfer;
 
 use std::net::SocketAddr;
@@ -43,6 +45,8 @@ enum Command {
     /// Watch a torrent's video (or any file) while it downloads: serves its files over HTTP
     /// with byte ranges, for any player.
     Stream(StreamArgs),
+    /// Run a tracker: HTTP, UDP and WebSocket (WebTorrent signalling) listeners in one process.
+    Tracker(tracker::TrackerArgs),
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +242,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Download(args) => download::run(args).await,
         Command::Seed(args) => seed::run(args).await,
         Command::Stream(args) => stream::run(args).await,
+        Command::Tracker(args) => tracker::run(args).await,
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the torrent state machine knows about one connected peer.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -141,6 +141,14 @@ pub struct Peer {
     pub connected_at: Instant,
     /// Bytes of blocks the peer sent that we never asked for.
     pub unrequested_bytes: u64,
+    /// Requests we cancelled recently: the peer may have sent them before it saw the cancel,
+    /// so their arrival is late, not unrequested. Bounded by [`MAX_CANCELLED_REMEMBERED`];
+    /// the queue keeps the order for forgetting the oldest, the set makes lookups O(1).
+    pub cancelled: VecDeque<BlockRef>,
+    pub cancelled_set: HashSet<BlockRef>,
+    /// The shortest time from sending a request to receiving its block: a round trip plus the
+    /// peer's service time, the floor under any request queue that keeps it busy.
+    pub min_latency: Option<Duration>,
     /// Metadata pieces requested from this peer and not answered yet.
     pub metadata_in_flight: u32,
 }
@@ -186,6 +194,9 @@ impl Peer {
             last_sent: now,
             connected_at: now,
             unrequested_bytes: 0,
+            cancelled: VecDeque::new(),
+            cancelled_set: HashSet::new(),
+            min_latency: None,
             metadata_in_flight: 0,
         }
     }
@@ -218,14 +229,28 @@ impl Peer {
 
     /// Recomputes how deep the request queue should be from the download rate: enough requests
     /// to cover `QUEUE_TIME` of transfer, so the peer never idles waiting for our next request.
-    pub fn update_queue_target(&mut self, now: Instant) {
+    ///
+    /// While someone streams, the queue is kept short instead: peers serve requests in order and
+    /// most ignore cancels for requests already queued, so every queued byte is waited for by
+    /// the next seek. Short means a few round trips ([`Peer::min_latency`]), at least
+    /// [`STREAMING_MIN_QUEUE_TIME`] and [`STREAMING_MIN_QUEUE`] blocks.
+    pub fn update_queue_target(&mut self, now: Instant, streaming: bool) {
         if self.snubbed {
             self.queue_target = 1;
             return;
         }
         let rate = self.download.rate(now);
-        let covering =
-            (rate as f64 * QUEUE_TIME.as_secs_f64() / f64::from(crate::picker::BLOCK_SIZE)) as u32;
+        let queue_time = if streaming {
+            let trips = self.min_latency.map_or(QUEUE_TIME, |l| l * STREAMING_ROUND_TRIPS);
+            trips.clamp(STREAMING_MIN_QUEUE_TIME, QUEUE_TIME)
+        } else {
+            QUEUE_TIME
+        };
+        let mut covering =
+            (rate as f64 * queue_time.as_secs_f64() / f64::from(crate::picker::BLOCK_SIZE)) as u32;
+        if streaming {
+            covering = covering.max(STREAMING_MIN_QUEUE);
+        }
         let cap = self.max_requests.clamp(1, MAX_QUEUE_TARGET);
         // Until the rate has been measured for a while, keep the initial depth; after that the
         // queue follows the rate down to a small floor, so a slow peer does not sit on seconds
@@ -237,6 +262,42 @@ impl Peer {
     }
 }
 
+/// Cancelled requests remembered per peer (the deepest request queue we keep).
+pub const MAX_CANCELLED_REMEMBERED: usize = 4 * MAX_QUEUE_TARGET as usize;
+
+impl Peer {
+    /// Notes that we cancelled `block`, forgetting the oldest such note when full.
+    pub fn remember_cancel(&mut self, block: BlockRef) {
+        if !self.cancelled_set.insert(block) {
+            return;
+        }
+        if self.cancelled.len() == MAX_CANCELLED_REMEMBERED {
+            if let Some(old) = self.cancelled.pop_front() {
+                self.cancelled_set.remove(&old);
+            }
+        }
+        self.cancelled.push_back(block);
+    }
+
+    /// Whether `block` was one we cancelled (and forgets it: a block arrives once). The queue
+    /// entry stays until it ages out; a stale entry is harmless.
+    pub fn take_cancelled(&mut self, block: &BlockRef) -> bool {
+        self.cancelled_set.remove(block)
+    }
+
+    /// Notes how long a delivered request took.
+    pub fn record_latency(&mut self, latency: Duration) {
+        self.min_latency = Some(self.min_latency.map_or(latency, |m| m.min(latency)));
+    }
+}
+
+/// While streaming: request queue in round trips of the peer's latency...
+pub const STREAMING_ROUND_TRIPS: u32 = 3;
+/// ...but covering at least this long at the peer's rate...
+pub const STREAMING_MIN_QUEUE_TIME: Duration = Duration::from_millis(20);
+/// ...and at least this many blocks (1 MiB): small enough to wait behind, large enough that
+/// a fast peer on a short path is never idle.
+pub const STREAMING_MIN_QUEUE: u32 = 64;
 /// A peer's request queue size when it does not say (`reqq`), as libtorrent assumes.
 pub const DEFAULT_PEER_REQQ: u32 = 250;
 /// Requests kept queued at a new peer before its rate is known.
@@ -282,14 +343,50 @@ mod tests {
         for ms in (0..5000).step_by(10) {
             p.download.record(at(ms), 160 * 1024); // 16 MB/s
         }
-        p.update_queue_target(at(5000));
+        p.update_queue_target(at(5000), false);
         assert!(
             p.queue_target > INITIAL_QUEUE_TARGET && p.queue_target <= 500,
             "{}",
             p.queue_target
         );
         p.snubbed = true;
-        p.update_queue_target(at(5000));
+        p.update_queue_target(at(5000), false);
         assert_eq!(p.queue_target, 1);
+    }
+
+    #[test]
+    fn streaming_keeps_the_queue_a_few_round_trips_deep() {
+        let mut p = Peer::new(PeerKey(1), None, PeerId([0; 20]), Direction::Outgoing, at(0));
+        p.max_requests = 2000;
+        for ms in (0..5000).step_by(10) {
+            p.download.record(at(ms), 320 * 1024); // 32 MiB/s
+        }
+        p.update_queue_target(at(5000), false);
+        let normal = p.queue_target;
+        assert!(normal > 1500, "a second of transfer: {normal}");
+        // A short path: the floor of 1 MiB (20 ms at this rate is less).
+        p.record_latency(Duration::from_millis(1));
+        p.update_queue_target(at(5000), true);
+        assert_eq!(p.queue_target, STREAMING_MIN_QUEUE);
+        // A long path: three round trips of 100 ms.
+        p.min_latency = Some(Duration::from_millis(100));
+        p.update_queue_target(at(5000), true);
+        assert!((400..=650).contains(&p.queue_target), "{}", p.queue_target);
+    }
+
+    #[test]
+    fn cancelled_blocks_are_excused_once() {
+        let mut p = Peer::new(PeerKey(1), None, PeerId([0; 20]), Direction::Outgoing, at(0));
+        let block = |piece| BlockRef { piece, offset: 0, length: 16384 };
+        p.remember_cancel(block(1));
+        p.remember_cancel(block(1));
+        assert!(p.take_cancelled(&block(1)));
+        assert!(!p.take_cancelled(&block(1)), "a block arrives once");
+        for i in 0..(MAX_CANCELLED_REMEMBERED as u32 + 10) {
+            p.remember_cancel(block(i + 10));
+        }
+        assert!(!p.take_cancelled(&block(10)), "the oldest are forgotten");
+        assert!(p.take_cancelled(&block(MAX_CANCELLED_REMEMBERED as u32 + 19)));
+        assert!(p.cancelled_set.len() <= MAX_CANCELLED_REMEMBERED);
     }
 }

@@ -8,9 +8,10 @@ use crate::time::Instant;
 
 /// Strikes (shared blame for pieces that failed their hash) that get an address banned.
 pub const STRIKES_TO_BAN: u32 = 3;
-/// A failed address is retried after `RETRY_BASE * 2^failures`, and forgotten after
-/// `MAX_FAILURES` attempts.
-const RETRY_BASE: Duration = Duration::from_secs(15);
+/// A failed address is retried after `RETRY_BASE * 2^(failures - 1)` (3 s, 6 s, 12 s...: the
+/// first retry is soon, since a peer that was just starting or briefly overloaded is common,
+/// and a stream may depend on it), and forgotten after `MAX_FAILURES` attempts.
+const RETRY_BASE: Duration = Duration::from_secs(3);
 const MAX_FAILURES: u32 = 6;
 /// After a clean disconnect an address is not dialled again for this long.
 const RECONNECT_DELAY: Duration = Duration::from_secs(60);
@@ -91,7 +92,7 @@ impl PeerBook {
             return;
         }
         e.state = State::Idle;
-        e.retry_at = now + RETRY_BASE * 2u32.pow(e.failures.min(5));
+        e.retry_at = now + RETRY_BASE * 2u32.pow((e.failures - 1).min(5));
     }
 
     /// A connection to or from `addr` ended after it worked.
@@ -161,7 +162,11 @@ mod tests {
         assert_eq!(b.next_to_connect(now), None);
         b.on_failed(addr("127.0.0.2:6881"), now);
         assert_eq!(b.next_to_connect(now), None);
-        assert_eq!(b.next_to_connect(now + Duration::from_secs(31)), Some(addr("127.0.0.2:6881")));
+        assert_eq!(b.next_to_connect(now + Duration::from_secs(2)), None);
+        assert_eq!(b.next_to_connect(now + Duration::from_secs(3)), Some(addr("127.0.0.2:6881")));
+        b.on_failed(addr("127.0.0.2:6881"), now);
+        assert_eq!(b.next_to_connect(now + Duration::from_secs(5)), None);
+        assert_eq!(b.next_to_connect(now + Duration::from_secs(6)), Some(addr("127.0.0.2:6881")));
     }
 
     #[test]

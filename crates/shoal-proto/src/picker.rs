@@ -234,6 +234,16 @@ impl Picker {
         }
     }
 
+    /// When `block` was last requested, if it is outstanding.
+    pub fn requested_at(&self, block: &BlockRef) -> Option<Instant> {
+        let index = self.geometry.block_index(block.piece, block.offset, block.length)?;
+        let partial = self.partial.get(&block.piece)?;
+        match partial.blocks.get(index as usize)? {
+            Block::Requested(..) => partial.requested_at.get(index as usize).copied(),
+            _ => None,
+        }
+    }
+
     /// Whether `piece` is being downloaded (some blocks requested or received).
     pub fn is_in_progress(&self, piece: u32) -> bool {
         self.partial.contains_key(&piece)

@@ -219,6 +219,9 @@ pub struct Torrent {
     deadline_only: bool,
     /// When critical pieces are next checked for late or slow requests.
     next_stream_check: Option<Instant>,
+    /// Until when the torrent counts as streamed after its last reader left (players open a
+    /// new reader per request).
+    streaming_until: Option<Instant>,
     /// The best peer download rate at the last stream check; peers much slower than it do
     /// not get critical pieces while a faster peer has them.
     best_peer_rate: u64,
@@ -266,6 +269,7 @@ impl Torrent {
             readers: BTreeMap::new(),
             deadline_only: false,
             next_stream_check: None,
+            streaming_until: None,
             best_peer_rate: 0,
         };
         if let Some(bytes) = info_bytes {
@@ -891,11 +895,20 @@ impl Torrent {
             peer.snubbed = false;
         }
         let Some(picker) = &mut self.picker else { return Ok(()) };
+        if requested {
+            if let (Some(sent), Some(peer)) =
+                (picker.requested_at(&block), self.peers.get_mut(&key))
+            {
+                peer.record_latency(now.saturating_since(sent));
+            }
+        }
         match picker.on_block(block, key) {
             BlockOutcome::Unwanted => {
                 self.stats.wasted += len;
-                if !requested {
-                    let peer = self.peer_mut(key)?;
+                let peer = self.peer_mut(key)?;
+                // A block we cancelled was sent before the cancel reached the peer: late,
+                // not unrequested.
+                if !requested && !peer.take_cancelled(&block) {
                     peer.unrequested_bytes += len;
                     if peer.unrequested_bytes > MAX_UNREQUESTED_BYTES {
                         return Err("too many unrequested blocks".into());
@@ -1276,12 +1289,13 @@ impl Torrent {
             return;
         }
         let critical_ok = self.critical_ok(now, key);
+        let streaming = self.is_streaming(now);
         let Some(picker) = &mut self.picker else { return };
         let Some(peer) = self.peers.get_mut(&key) else { return };
         if !peer.am_interested || !peer.can_request() {
             return;
         }
-        peer.update_queue_target(now);
+        peer.update_queue_target(now, streaming);
         let outstanding = peer.requests.len() as u32;
         let target = peer.queue_target + extra;
         // Refill in batches rather than one block at a time: picking has a fixed cost.
@@ -1318,6 +1332,11 @@ impl Torrent {
     }
 
     fn send(&mut self, key: PeerKey, message: Message) {
+        if let Message::Cancel(block) = &message {
+            if let Some(peer) = self.peers.get_mut(&key) {
+                peer.remember_cancel(*block);
+            }
+        }
         self.actions.push_back(Action::Send { peer: key, message });
     }
 
@@ -1402,8 +1421,9 @@ impl Torrent {
                     self.send(key, Message::Cancel(block));
                 }
             }
+            let streaming = self.is_streaming(now);
             if let Some(peer) = self.peers.get_mut(&key) {
-                peer.update_queue_target(now);
+                peer.update_queue_target(now, streaming);
             }
             self.update_interest(key);
             self.fill_requests(now, key);

@@ -116,12 +116,12 @@ fn unreachable_addresses_fail_and_do_not_block() {
     complete(&mut sim, leecher, secs(120));
     assert_content(&sim, leecher);
     // The download did not wait for the dead addresses: they fail only at the 10 s connect
-    // timeout, and are then retried with back-off (30 s after the first failure, 60 s after
-    // the second), not hammered.
+    // timeout, and are then retried with back-off (3 s after the first failure, 6 s after the
+    // second, 12 s after the third...), not hammered: in 60 s, four attempts per address.
     assert!(sim.elapsed() < secs(5));
     assert_eq!(sim.node(leecher).log().connect_failures, 0);
     sim.run_for(secs(60));
     let failures = sim.node(leecher).log().connect_failures;
-    assert!((5..=10).contains(&failures), "{failures} failures\n{}", summary(&sim));
-    assert!(sim.stats().dials <= 11, "{}", summary(&sim));
+    assert!((15..=20).contains(&failures), "{failures} failures\n{}", summary(&sim));
+    assert!(sim.stats().dials <= 21, "{}", summary(&sim));
 }

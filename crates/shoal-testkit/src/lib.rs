@@ -27,6 +27,7 @@
 //! interop tests on a machine without the reference peers.
 
 pub mod error;
+pub mod media;
 pub mod net;
 pub mod paths;
 pub mod payload;
@@ -37,6 +38,10 @@ pub mod tracker;
 pub mod tree;
 
 pub use error::{Error, Result};
+pub use media::{
+    make_mp4_moov_at_end, make_webm, moov_after_mdat, proc_memory, require_media_tools,
+    run_bounded, top_level_boxes, Mp4Box, ProcMemory, ShoalStream, ToolOutput,
+};
 pub use net::{free_addr, free_port, loopback_ip};
 pub use paths::{peer_script, peers_dir, repo_root, require_tool, shoal_bin, skip_interop, PYTHON};
 pub use payload::{payload, payload_tree, tree_layout, write_random_file};

@@ -1,6 +1,6 @@
 //! Tracker wire types shared by Shoal's tracker clients and its tracker server, sans-IO:
 //! HTTP announce and scrape (BEP 3, 7, 23, 48), UDP (BEP 15, with BEP 41 URL data),
-//! announce-list tiers (BEP 12), and the per-torrent announce schedule.
+//! WebSocket (WebTorrent signalling, [`ws`]), announce-list tiers (BEP 12), and the per-torrent announce schedule.
 //!
 //! Nothing here touches a socket or a clock; time is passed in as [`shoal_proto::Instant`].
 
@@ -11,6 +11,7 @@ pub mod percent;
 pub mod tiers;
 pub mod types;
 pub mod udp;
+pub mod ws;
 
 pub use announcer::{AnnounceJob, Announcer, AnnouncerConfig, TrackerStatus};
 pub use tiers::TrackerTiers;

@@ -19,6 +19,9 @@ const STREAM_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 const SLOW_FACTOR: u64 = 4;
 /// Below this best rate (bytes/s), rates are too noisy to call anyone slow.
 const MIN_JUDGED_RATE: u64 = 256 * 1024;
+/// A torrent counts as streamed this long after its last reader went away: a player opens a
+/// new reader per request, and the next one should not wait behind a deep request queue.
+const STREAMING_LINGER: Duration = Duration::from_secs(30);
 /// Requests a peer may have beyond its queue target for late critical blocks.
 const CRITICAL_EXTRA_REQUESTS: u32 = 8;
 
@@ -31,6 +34,7 @@ impl Torrent {
             return;
         }
         self.readers.insert(id, window);
+        self.streaming_until = Some(now + STREAMING_LINGER);
         self.update_deadlines(now);
     }
 
@@ -38,8 +42,14 @@ impl Torrent {
     pub fn remove_reader(&mut self, now: Instant, id: ReaderId) {
         self.clock = self.clock.max(now);
         if self.readers.remove(&id).is_some() {
+            self.streaming_until = Some(now + STREAMING_LINGER);
             self.update_deadlines(now);
         }
+    }
+
+    /// Whether someone reads the torrent now or did a moment ago: request queues stay short.
+    pub(super) fn is_streaming(&self, now: Instant) -> bool {
+        !self.readers.is_empty() || self.streaming_until.is_some_and(|t| now < t)
     }
 
     pub fn readers(&self) -> impl Iterator<Item = (ReaderId, ReaderWindow)> + '_ {

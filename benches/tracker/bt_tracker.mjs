@@ -1,0 +1,18 @@
+// bittorrent-tracker's WebSocket server behind TLS, for the benchmark's wss runs.
+// Usage: node bt_tracker.mjs PORT CERT.pem KEY.pem
+import fs from 'node:fs'
+import https from 'node:https'
+import { createRequire } from 'node:module'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const require = createRequire(path.join(here, '../../tests/web/package.json'))
+const { default: Server } = await import(require.resolve('bittorrent-tracker/server'))
+const [port, cert, key] = process.argv.slice(2)
+const httpsServer = https.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key) })
+const tracker = new Server({ http: false, udp: false, ws: { noServer: true }, stats: false })
+httpsServer.on('upgrade', (req, socket, head) => {
+  tracker.ws.handleUpgrade(req, socket, head, ws => tracker.ws.emit('connection', ws, req))
+})
+httpsServer.listen(Number(port), '127.0.0.1', () => console.log(`bittorrent-tracker wss://127.0.0.1:${port}`))

@@ -52,6 +52,8 @@ pub struct PickFor {
     pub idle: bool,
     /// The peer may take blocks of critical pieces (it is not much slower than the best).
     pub critical_ok: bool,
+    /// Pieces no reader waits for may be picked too (false: deadlines only, for now).
+    pub background_ok: bool,
 }
 
 /// Piece and block sizes of one torrent.
@@ -173,6 +175,8 @@ pub struct Picker {
     rng: u64,
     /// Pieces readers wait for, most urgent first (see [`Picker::set_deadlines`]).
     deadlines: Vec<Deadline>,
+    /// The same pieces, for lookups.
+    deadline_set: std::collections::BTreeSet<u32>,
     /// Only deadline pieces are fetched: the bounded in-memory store, where anything else
     /// would only be evicted again.
     deadline_only: bool,
@@ -195,6 +199,7 @@ impl Picker {
             wanted_missing: geometry.piece_count,
             rng: random_seed | 1,
             deadlines: Vec::new(),
+            deadline_set: Default::default(),
             deadline_only: false,
         }
     }
@@ -205,6 +210,12 @@ impl Picker {
         self.deadlines.clear();
         let n = self.geometry.piece_count;
         self.deadlines.extend(deadlines.into_iter().filter(|d| d.piece < n));
+        self.deadline_set = self.deadlines.iter().map(|d| d.piece).collect();
+    }
+
+    /// Whether a reader waits for `piece`.
+    pub fn is_deadline(&self, piece: u32) -> bool {
+        self.deadline_set.contains(&piece)
     }
 
     pub fn deadlines(&self) -> &[Deadline] {
@@ -381,7 +392,7 @@ impl Picker {
         peer_has: impl Fn(u32) -> bool,
         out: &mut Vec<BlockRef>,
     ) {
-        let PickFor { peer, max, idle: peer_idle, critical_ok } = who;
+        let PickFor { peer, max, idle: peer_idle, critical_ok, background_ok } = who;
         if max == 0 || (self.wanted_missing == 0 && self.deadlines.is_empty()) {
             return;
         }
@@ -390,7 +401,7 @@ impl Picker {
 
         // 0. What readers wait for.
         self.pick_deadlines(now, peer, &peer_has, max, critical_ok, out);
-        if self.deadline_only || self.wanted_missing == 0 || !want(out) {
+        if self.deadline_only || !background_ok || self.wanted_missing == 0 || !want(out) {
             return;
         }
 
@@ -729,7 +740,7 @@ mod tests {
     const B: PeerKey = PeerKey(2);
 
     fn who(peer: PeerKey, max: usize, idle: bool) -> PickFor {
-        PickFor { peer, max, idle, critical_ok: true }
+        PickFor { peer, max, idle, critical_ok: true, background_ok: true }
     }
 
     fn t(ms: u64) -> Instant {
@@ -875,7 +886,8 @@ mod tests {
         let mut p = Picker::new(g, 5);
         p.set_deadlines([deadline(7, true), deadline(3, false)]);
         let mut out = Vec::new();
-        let slow = PickFor { peer: A, max: 1, idle: false, critical_ok: false };
+        let slow =
+            PickFor { peer: A, max: 1, idle: false, critical_ok: false, background_ok: true };
         p.pick(t(0), slow, |_| true, &mut out);
         assert_eq!(out, vec![g.block(3, 0)]);
     }

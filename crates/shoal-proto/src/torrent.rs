@@ -222,6 +222,10 @@ pub struct Torrent {
     /// Until when the torrent counts as streamed after its last reader left (players open a
     /// new reader per request).
     streaming_until: Option<Instant>,
+    /// Payload bytes of pieces no reader waited for, to pace them while streaming.
+    background_rate: crate::peer::RateMeter,
+    /// The highest download rate seen: what the peers can deliver, as far as we know.
+    peak_download_rate: u64,
     /// The best peer download rate at the last stream check; peers much slower than it do
     /// not get critical pieces while a faster peer has them.
     best_peer_rate: u64,
@@ -270,6 +274,8 @@ impl Torrent {
             deadline_only: false,
             next_stream_check: None,
             streaming_until: None,
+            background_rate: Default::default(),
+            peak_download_rate: 0,
             best_peer_rate: 0,
         };
         if let Some(bytes) = info_bytes {
@@ -921,6 +927,10 @@ impl Torrent {
                     peer.download.record(now, len);
                 }
                 self.download_rate.record(now, len);
+                self.peak_download_rate = self.peak_download_rate.max(self.download_rate.rate(now));
+                if self.picker.as_ref().is_some_and(|p| !p.is_deadline(piece)) {
+                    self.background_rate.record(now, len);
+                }
                 self.stats.downloaded += len;
                 self.actions.push_back(Action::WriteBlock { piece, offset, data });
                 if piece_complete {
@@ -1290,6 +1300,7 @@ impl Torrent {
         }
         let critical_ok = self.critical_ok(now, key);
         let streaming = self.is_streaming(now);
+        let background_ok = !streaming || self.background_has_headroom(now);
         let Some(picker) = &mut self.picker else { return };
         let Some(peer) = self.peers.get_mut(&key) else { return };
         if !peer.am_interested || !peer.can_request() {
@@ -1307,7 +1318,8 @@ impl Torrent {
         if room == 0 {
             return;
         }
-        let who = PickFor { peer: key, max: room, idle: outstanding == 0, critical_ok };
+        let who =
+            PickFor { peer: key, max: room, idle: outstanding == 0, critical_ok, background_ok };
         self.scratch.clear();
         if peer.peer_choking {
             let allowed = peer.allowed_fast.clone();

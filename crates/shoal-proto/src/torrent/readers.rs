@@ -22,6 +22,9 @@ const MIN_JUDGED_RATE: u64 = 256 * 1024;
 /// A torrent counts as streamed this long after its last reader went away: a player opens a
 /// new reader per request, and the next one should not wait behind a deep request queue.
 const STREAMING_LINGER: Duration = Duration::from_secs(30);
+/// Share of the best download rate seen (percent) that background pieces may take while
+/// streaming.
+const STREAMING_BACKGROUND_SHARE: u64 = 50;
 /// Requests a peer may have beyond its queue target for late critical blocks.
 const CRITICAL_EXTRA_REQUESTS: u32 = 8;
 
@@ -45,6 +48,13 @@ impl Torrent {
             self.streaming_until = Some(now + STREAMING_LINGER);
             self.update_deadlines(now);
         }
+    }
+
+    /// While streaming, pieces no reader waits for get at most this share (in percent) of the
+    /// best rate seen, so a seek finds the peers with room to spare. Rate-limited seeders hand
+    /// out their allowance in ticks: spent on background pieces, a seek waits for the next.
+    pub(super) fn background_has_headroom(&self, now: Instant) -> bool {
+        self.background_rate.rate(now) * 100 < self.peak_download_rate * STREAMING_BACKGROUND_SHARE
     }
 
     /// Whether someone reads the torrent now or did a moment ago: request queues stay short.

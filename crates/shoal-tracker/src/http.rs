@@ -24,7 +24,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::state::State;
 use crate::stats::Counters;
-use crate::stream::Stream;
+use crate::stream;
 
 pub(crate) async fn run(
     state: Arc<State>,
@@ -32,32 +32,15 @@ pub(crate) async fn run(
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
-            r = listener.accept() => r,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!("http accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, peer)) = stream::accept(&listener, &mut shutdown, "http").await {
         let state = state.clone();
         let tls = tls.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
             let handshake = state.config.handshake_timeout();
-            let stream = match tls {
-                Some(acceptor) => match tokio::time::timeout(handshake, acceptor.accept(tcp)).await
-                {
-                    Ok(Ok(s)) => Stream::Tls(Box::new(s)),
-                    _ => return,
-                },
-                None => Stream::Plain(tcp),
+            let Ok(Some(stream)) = tokio::time::timeout(handshake, stream::start(tcp, tls)).await
+            else {
+                return;
             };
             let svc_state = state.clone();
             let service = service_fn(move |req| {

@@ -5,12 +5,51 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// The next connection on `listener` (Nagle off), or `None` once `shutdown` flips. A failed
+/// accept (out of file descriptors, most likely) pauses briefly so connections can close.
+pub async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut watch::Receiver<bool>,
+    what: &str,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.changed() => return None,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return Some((tcp, peer));
+            }
+            Err(e) => {
+                tracing::warn!("{what} accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// The connection as the listener speaks it: TLS when configured. `None` when the TLS
+/// handshake fails.
+pub async fn start(tcp: TcpStream, tls: Option<TlsAcceptor>) -> Option<Stream> {
+    match tls {
+        Some(acceptor) => Some(Stream::Tls(Box::new(acceptor.accept(tcp).await.ok()?))),
+        None => Some(Stream::Plain(tcp)),
+    }
 }
 
 thread_local! {

@@ -20,6 +20,7 @@ pub use outbox::Outbox;
 
 use crate::state::State;
 use crate::stats::Counters;
+use crate::stream;
 
 /// Accepts connections until `shutdown` flips.
 pub(crate) async fn run(
@@ -28,20 +29,7 @@ pub(crate) async fn run(
     tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.changed() => break,
-            r = listener.accept() => r,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                // Out of file descriptors, most likely: let connections close before retrying.
-                tracing::warn!("ws accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    while let Some((tcp, peer)) = stream::accept(&listener, &mut shutdown, "ws").await {
         let c = &state.counters;
         if c.ws_connections_open.load(Relaxed) >= u64::from(state.config.max_ws_connections) {
             Counters::bump(&c.ws_connections_refused);
@@ -54,7 +42,6 @@ pub(crate) async fn run(
         }
         Counters::bump(&c.ws_connections_accepted);
         c.ws_connections_open.fetch_add(1, Relaxed);
-        let _ = tcp.set_nodelay(true);
         tokio::spawn(conn::serve(state.clone(), tcp, peer, tls.clone(), shutdown.clone()));
     }
 }

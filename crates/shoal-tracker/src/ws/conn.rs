@@ -77,10 +77,7 @@ async fn open(
     tls: Option<TlsAcceptor>,
     inbuf: &mut Vec<u8>,
 ) -> Option<Stream> {
-    let mut stream = match tls {
-        Some(acceptor) => Stream::Tls(Box::new(acceptor.accept(tcp).await.ok()?)),
-        None => Stream::Plain(tcp),
-    };
+    let mut stream = crate::stream::start(tcp, tls).await?;
     let (head, len) = loop {
         if read_some(&mut stream, inbuf).await.ok()? == 0 {
             return None;

@@ -33,6 +33,8 @@ pub struct ChildGuard {
     events: Receiver<Value>,
     seen: Vec<Value>,
     tail: Arc<Mutex<VecDeque<String>>>,
+    /// The stdout and stderr reader threads; they end at end-of-file.
+    readers: Vec<thread::JoinHandle<()>>,
     status: Option<ExitStatus>,
 }
 
@@ -49,16 +51,26 @@ impl ChildGuard {
         let tail = Arc::new(Mutex::new(VecDeque::new()));
         let verbose = std::env::var_os("SHOAL_TEST_VERBOSE").is_some_and(|v| v != "0");
         let (tx, events) = mpsc::channel();
+        let mut readers = Vec::with_capacity(2);
         if let Some(out) = child.stdout.take() {
             let (tail, label) = (Arc::clone(&tail), name.clone());
-            thread::spawn(move || read_lines(out, &label, &tail, verbose, Some(tx)));
+            readers.push(thread::spawn(move || read_lines(out, &label, &tail, verbose, Some(tx))));
         }
         if let Some(err) = child.stderr.take() {
             let (tail, label) = (Arc::clone(&tail), name.clone());
-            thread::spawn(move || read_lines(err, &label, &tail, verbose, None));
+            readers.push(thread::spawn(move || read_lines(err, &label, &tail, verbose, None)));
         }
         let stdin = child.stdin.take();
-        Ok(ChildGuard { name, child, stdin, events, seen: Vec::new(), tail, status: None })
+        Ok(ChildGuard {
+            name,
+            child,
+            stdin,
+            events,
+            seen: Vec::new(),
+            tail,
+            readers,
+            status: None,
+        })
     }
 
     /// The label given at spawn time.
@@ -217,11 +229,14 @@ impl ChildGuard {
     }
 
     fn drain_events(&mut self) {
-        // the reader thread may still be delivering the last lines: give it a moment
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while let Ok(event) =
-            self.events.recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
+        // The reader threads may still be delivering the last lines (stderr and stdout are
+        // read independently of the exit status): wait until both reach end-of-file, bounded,
+        // because a grandchild that inherited the pipes can keep them open.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+        }
+        while let Ok(event) = self.events.try_recv() {
             self.seen.push(event);
         }
     }

@@ -13,6 +13,7 @@ pub mod storage;
 pub mod stream;
 mod torrent_task;
 pub mod tracker;
+pub mod webrtc;
 
 pub use session::{
     AddTorrent, OpenFileError, Session, SessionConfig, SessionError, TorrentHandle, TorrentSource,

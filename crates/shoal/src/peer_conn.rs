@@ -14,8 +14,7 @@ use bytes::BytesMut;
 use shoal_proto::wire::{FrameDecoder, Handshake, Message, HANDSHAKE_LEN};
 use shoal_proto::PeerKey;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -125,6 +124,36 @@ impl PeerLink {
     ) -> PeerLink {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
+        Self::spawn_halves(read, write, peer, preamble, max_frame, input)
+    }
+
+    /// Starts the reader and writer tasks on any byte stream (a WebRTC data channel, say),
+    /// whose handshake has already been exchanged.
+    pub fn spawn_stream<S>(
+        stream: S,
+        peer: PeerKey,
+        max_frame: u32,
+        input: mpsc::Sender<PeerInput>,
+    ) -> PeerLink
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        Self::spawn_halves(read, write, peer, None, max_frame, input)
+    }
+
+    fn spawn_halves<R, W>(
+        read: R,
+        write: W,
+        peer: PeerKey,
+        preamble: Option<Vec<u8>>,
+        max_frame: u32,
+        input: mpsc::Sender<PeerInput>,
+    ) -> PeerLink
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (outbox, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let writer = Writer { peer, queued: queued.clone(), input: input.clone() };
@@ -152,8 +181,8 @@ impl PeerLink {
     }
 }
 
-async fn read_loop(
-    mut read: OwnedReadHalf,
+async fn read_loop<R: AsyncRead + Unpin>(
+    mut read: R,
     peer: PeerKey,
     max_frame: u32,
     input: mpsc::Sender<PeerInput>,
@@ -195,9 +224,9 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(
+    async fn run<W: AsyncWrite + Unpin>(
         self,
-        mut write: OwnedWriteHalf,
+        mut write: W,
         mut rx: mpsc::UnboundedReceiver<Message>,
         preamble: Option<Vec<u8>>,
     ) {
@@ -228,9 +257,9 @@ impl Writer {
     }
 
     /// Writes `buf`; a peer that takes no bytes at all for `WRITE_TIMEOUT` is gone.
-    async fn write(
+    async fn write<W: AsyncWrite + Unpin>(
         &self,
-        write: &mut OwnedWriteHalf,
+        write: &mut W,
         buf: &mut BytesMut,
         payload: usize,
     ) -> Result<(), String> {

@@ -19,7 +19,9 @@ use crate::peer_conn::read_handshake;
 use crate::stream::shared::StreamShared;
 use crate::stream::FileStream;
 use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, TorrentStatus};
+use crate::tracker::ws::{WebRtcPeer, WsTrackers};
 use crate::tracker::{TrackerClient, TrackerClientConfig};
+use crate::webrtc::{self, Endpoint, WebRtcConfig};
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -31,6 +33,8 @@ pub enum SessionError {
     Metainfo(#[from] shoal_proto::metainfo::MetainfoError),
     #[error("tracker client: {0}")]
     Tracker(String),
+    #[error("cannot start WebRTC: {0}")]
+    WebRtc(#[from] webrtc::WebRtcError),
 }
 
 /// Why a file could not be opened for streaming.
@@ -47,6 +51,9 @@ pub struct SessionConfig {
     /// Where to accept peer connections; `None` to not listen at all.
     pub listen: Option<SocketAddr>,
     pub torrent: TorrentConfig,
+    /// WebRTC peers, found through `ws://` and `wss://` trackers; `None` turns WebRTC off
+    /// (those trackers are then skipped).
+    pub webrtc: Option<WebRtcConfig>,
 }
 
 impl Default for SessionConfig {
@@ -54,6 +61,7 @@ impl Default for SessionConfig {
         SessionConfig {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
             torrent: TorrentConfig::default(),
+            webrtc: Some(WebRtcConfig::default()),
         }
     }
 }
@@ -84,6 +92,7 @@ pub struct Session {
     listen_addr: Option<SocketAddr>,
     routes: Routes,
     tracker_client: Arc<TrackerClient>,
+    webrtc: Option<Endpoint>,
 }
 
 impl Session {
@@ -108,6 +117,17 @@ impl Session {
         let tracker_config = TrackerClientConfig { local_ip, ..TrackerClientConfig::default() };
         let tracker_client =
             TrackerClient::new(tracker_config).map_err(|e| SessionError::Tracker(e.to_string()))?;
+        let webrtc = match &config.webrtc {
+            Some(rtc) => {
+                let endpoint = webrtc::start(rtc).await?;
+                let (peers_tx, peers_rx) = mpsc::unbounded_channel();
+                let ws = WsTrackers::new(endpoint.clone(), peer_id, peers_tx);
+                tracker_client.enable_websocket(Arc::new(ws));
+                tokio::spawn(route_webrtc_peers(peers_rx, routes.clone()));
+                Some(endpoint)
+            }
+            None => None,
+        };
         Ok(Session {
             config,
             peer_id,
@@ -115,7 +135,18 @@ impl Session {
             listen_addr,
             routes,
             tracker_client: Arc::new(tracker_client),
+            webrtc,
         })
+    }
+
+    /// The UDP address WebRTC peers connect to, when WebRTC is on.
+    pub fn webrtc_addr(&self) -> Option<SocketAddr> {
+        self.webrtc.as_ref().map(Endpoint::local_addr)
+    }
+
+    /// WebRTC connections pending or open, across all torrents.
+    pub fn webrtc_connections(&self) -> usize {
+        self.webrtc.as_ref().map_or(0, Endpoint::live_connections)
     }
 
     /// The address peers can dial (the bound port, with the configured IP).
@@ -139,12 +170,18 @@ impl Session {
                 (m.info_hash, None, vec![m.trackers.clone()], peers, m.display_name.clone())
             }
         };
-        trackers.retain(|tier| !tier.is_empty());
         for url in add.extra_trackers {
             if !trackers.iter().flatten().any(|t| *t == url) {
                 trackers.push(vec![url]);
             }
         }
+        if !self.tracker_client.websocket_enabled() {
+            // Without WebRTC a WebSocket tracker has nothing to offer us.
+            for tier in &mut trackers {
+                tier.retain(|url| !is_websocket_url(url));
+            }
+        }
+        trackers.retain(|tier| !tier.is_empty());
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if routes.get(&info_hash).is_some_and(|tx| !tx.is_closed()) {
             return Err(SessionError::Duplicate);
@@ -205,6 +242,22 @@ async fn route_incoming(mut stream: TcpStream, addr: SocketAddr, routes: Routes)
     let route = routes.lock().unwrap_or_else(|e| e.into_inner()).get(&handshake.info_hash).cloned();
     if let Some(tx) = route {
         let _ = tx.send(Command::Incoming { stream, addr, handshake });
+    }
+}
+
+fn is_websocket_url(url: &str) -> bool {
+    let scheme = url.split_once("://").map_or("", |(s, _)| s);
+    scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("wss")
+}
+
+/// Hands peers that reached us over WebRTC to their torrent.
+async fn route_webrtc_peers(mut peers: mpsc::UnboundedReceiver<WebRtcPeer>, routes: Routes) {
+    while let Some(peer) = peers.recv().await {
+        let route = routes.lock().unwrap_or_else(|e| e.into_inner()).get(&peer.info_hash).cloned();
+        if let Some(tx) = route {
+            let WebRtcPeer { channel, handshake, .. } = peer;
+            let _ = tx.send(Command::IncomingWebRtc { channel, handshake });
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! dial and announce outcomes, commands); the task feeds it to the core, then drains the
 //! core's actions. The core is never shared, so there are no locks on the hot path.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -76,6 +76,8 @@ pub struct TorrentStatus {
     pub memory: Option<MemoryUsage>,
     /// Streaming readers open on the torrent's files.
     pub readers: usize,
+    /// Connected peers that speak over WebRTC (browsers, WebTorrent); the rest are TCP.
+    pub webrtc_peers: usize,
 }
 
 /// How much a bounded in-memory store holds.
@@ -92,6 +94,11 @@ pub(crate) enum Command {
     Incoming {
         stream: TcpStream,
         addr: SocketAddr,
+        handshake: Handshake,
+    },
+    /// A peer that reached us over a WebRTC data channel; handshakes already exchanged.
+    IncomingWebRtc {
+        channel: crate::webrtc::DataChannel,
         handshake: Handshake,
     },
     AddPeers(Vec<SocketAddr>),
@@ -157,6 +164,7 @@ pub(crate) fn spawn(
         storage_root: None,
         memory: None,
         readers: 0,
+        webrtc_peers: 0,
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_INPUT_QUEUE);
@@ -177,6 +185,7 @@ pub(crate) fn spawn(
         announcer,
         announce_key: (setup.random_seed >> 32) as u32,
         links: HashMap::new(),
+        webrtc_peers: HashSet::new(),
         parked_reads: HashMap::new(),
         disk: None,
         peer_tx,
@@ -207,6 +216,8 @@ struct TorrentTask {
     announcer: Announcer,
     announce_key: u32,
     links: HashMap<PeerKey, PeerLink>,
+    /// Which of `links` run over WebRTC.
+    webrtc_peers: HashSet<PeerKey>,
     /// Upload reads held back while a peer's socket is congested.
     parked_reads: HashMap<PeerKey, VecDeque<BlockRef>>,
     disk: Option<DiskHandle>,
@@ -367,6 +378,7 @@ impl TorrentTask {
                 budget: b.budget,
             }),
             readers: self.core.readers().count(),
+            webrtc_peers: self.webrtc_peers.len(),
         };
         let _ = self.status_tx.send(status);
     }
@@ -512,6 +524,26 @@ impl TorrentTask {
                     self.links.insert(key, link);
                 }
             }
+            Command::IncomingWebRtc { channel, handshake } => {
+                if matches!(self.phase, Phase::Failed(_) | Phase::Stopped) {
+                    return;
+                }
+                let remote = channel.remote_addr();
+                let addr = (!remote.ip().is_unspecified()).then_some(remote);
+                match self.core.on_incoming(now, addr, &handshake) {
+                    Ok(key) => {
+                        let link = PeerLink::spawn_stream(
+                            channel,
+                            key,
+                            self.max_frame,
+                            self.peer_tx.clone(),
+                        );
+                        self.links.insert(key, link);
+                        self.webrtc_peers.insert(key);
+                    }
+                    Err(refusal) => tracing::debug!(?remote, ?refusal, "WebRTC peer refused"),
+                }
+            }
             Command::AddPeers(addrs) => self.core.add_peer_addrs(now, addrs),
             Command::SetReader { id, mut window } => {
                 if let Some(bounded) = &self.bounded {
@@ -535,6 +567,7 @@ impl TorrentTask {
             PeerInput::Closed { peer, reason } => {
                 tracing::debug!(?peer, "peer closed: {reason}");
                 self.links.remove(&peer);
+                self.webrtc_peers.remove(&peer);
                 self.core.on_disconnected(now, peer);
             }
         }
@@ -639,6 +672,7 @@ impl TorrentTask {
                 Action::Disconnect { peer, reason } => {
                     tracing::debug!(?peer, ?reason, "disconnecting");
                     self.parked_reads.remove(&peer);
+                    self.webrtc_peers.remove(&peer);
                     if let Some(link) = self.links.remove(&peer) {
                         link.close();
                     }

@@ -1,4 +1,5 @@
-//! Tracker clients: announce and scrape over HTTP(S) (BEP 3, 23, 48) and UDP (BEP 15).
+//! Tracker clients: announce and scrape over HTTP(S) (BEP 3, 23, 48) and UDP (BEP 15), and
+//! announce over WebSocket (WebTorrent signalling, [`ws`]).
 //!
 //! One [`TrackerClient`] is shared by every torrent of a session: it holds the HTTP connection
 //! pool and the UDP connection ids. What to announce when, and to which URL, is decided by the
@@ -6,7 +7,9 @@
 
 mod http;
 mod udp;
+pub mod ws;
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use shoal_proto::InfoHash;
@@ -59,6 +62,8 @@ impl Default for TrackerClientConfig {
 pub enum TrackerError {
     #[error("unsupported tracker URL scheme in {0:?}")]
     UnsupportedScheme(String),
+    #[error("WebSocket tracker {0:?} needs WebRTC, which is off")]
+    WebRtcDisabled(String),
     #[error("invalid tracker URL: {0}")]
     InvalidUrl(String),
     #[error("invalid UDP tracker URL: {0}")]
@@ -106,6 +111,8 @@ pub struct TrackerClient {
     http: reqwest::Client,
     udp: udp::ConnectionIds,
     config: TrackerClientConfig,
+    /// WebSocket trackers, once the session runs a WebRTC endpoint.
+    ws: OnceLock<Arc<ws::WsTrackers>>,
 }
 
 impl TrackerClient {
@@ -125,11 +132,21 @@ impl TrackerClient {
             .local_address(config.local_ip)
             .build()
             .map_err(|e| TrackerError::Http(http::error_chain(&e)))?;
-        Ok(TrackerClient { http, udp: udp::ConnectionIds::default(), config })
+        Ok(TrackerClient { http, udp: udp::ConnectionIds::default(), config, ws: OnceLock::new() })
     }
 
     pub fn config(&self) -> &TrackerClientConfig {
         &self.config
+    }
+
+    /// Enables `ws://` and `wss://` trackers (set once, by the session).
+    pub fn enable_websocket(&self, trackers: Arc<ws::WsTrackers>) {
+        let _ = self.ws.set(trackers);
+    }
+
+    /// Whether `ws://` trackers can be announced to.
+    pub fn websocket_enabled(&self) -> bool {
+        self.ws.get().is_some()
     }
 
     /// Announces `req` to the tracker at `url` (`http://`, `https://` or `udp://`).
@@ -141,6 +158,13 @@ impl TrackerClient {
         match scheme(url) {
             Some(Scheme::Http) => http::announce(&self.http, &self.config, url, req).await,
             Some(Scheme::Udp) => udp::announce(&self.udp, &self.config, url, req).await,
+            Some(Scheme::Ws) => match self.ws.get() {
+                Some(ws) => {
+                    let offers = req.num_want.unwrap_or(ws::DEFAULT_OFFERS);
+                    ws.announce(url, req, offers).await
+                }
+                None => Err(TrackerError::WebRtcDisabled(url.to_owned())),
+            },
             None => Err(TrackerError::UnsupportedScheme(url.to_owned())),
         }
     }
@@ -154,6 +178,7 @@ impl TrackerClient {
         match scheme(url) {
             Some(Scheme::Http) => http::scrape(&self.http, &self.config, url, info_hashes).await,
             Some(Scheme::Udp) => udp::scrape(&self.udp, &self.config, url, info_hashes).await,
+            Some(Scheme::Ws) => Err(TrackerError::ScrapeUnsupported(url.to_owned())),
             None => Err(TrackerError::UnsupportedScheme(url.to_owned())),
         }
     }
@@ -180,6 +205,7 @@ pub async fn scrape(
 enum Scheme {
     Http,
     Udp,
+    Ws,
 }
 
 fn scheme(url: &str) -> Option<Scheme> {
@@ -188,6 +214,8 @@ fn scheme(url: &str) -> Option<Scheme> {
         Some(Scheme::Http)
     } else if scheme.eq_ignore_ascii_case("udp") {
         Some(Scheme::Udp)
+    } else if scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("wss") {
+        Some(Scheme::Ws)
     } else {
         None
     }

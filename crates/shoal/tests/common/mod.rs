@@ -16,6 +16,7 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A session listening on loopback only.
+#[allow(dead_code)] // not every test binary uses every helper
 pub fn local_config() -> SessionConfig {
     SessionConfig { listen: Some("127.0.0.1:0".parse().unwrap()), ..SessionConfig::default() }
 }

@@ -1,0 +1,615 @@
+//! One UDP socket carrying every WebRTC connection of a session.
+//!
+//! A single task owns the socket and all str0m [`Rtc`] instances. Incoming datagrams are
+//! matched to their connection by source address (cached) or, for a new address, by asking
+//! each `Rtc` whether it [`accepts`](Rtc::accepts) the packet: ICE checks carry the ufrag of
+//! the connection they belong to. After every mutation of an `Rtc` its output is drained to
+//! the next timeout, as str0m requires; only the touched connection is polled, plus those
+//! whose timer fired.
+//!
+//! Connections start either from an offer we make ([`Endpoint::create_offer`], answered
+//! through a tracker with [`Endpoint::accept_answer`]) or from a remote offer
+//! ([`Endpoint::accept_offer`]). Either way the caller gets a receiver that yields the
+//! [`DataChannel`] once it is open, or an error when the connection fails or does not open
+//! within the configured time.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::{ChannelConfig, ChannelId};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::channel::{ChannelShared, DataChannel, HIGH_WATER, LOW_WATER, MAX_INBOUND};
+use super::{WebRtcConfig, WebRtcError};
+
+/// Identifies one connection of the endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u64);
+
+/// The largest data-channel message we send. Every WebRTC stack takes 16 KiB; larger ones are
+/// refused or fragmented badly by some.
+const MAX_MESSAGE: usize = 16 * 1024;
+/// str0m's SCTP send buffer: big enough to keep a fast path busy between acknowledgements.
+const SCTP_SEND_BUFFER: usize = 2 * 1024 * 1024;
+/// A closing connection gets this long to deliver what it still has queued.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Largest UDP datagram we read (WebRTC keeps packets under the path MTU).
+const RECV_BUFFER: usize = 2048;
+/// Commands handled between two looks at the socket, so a busy writer cannot starve input.
+const COMMAND_BATCH: usize = 64;
+
+/// What the caller of `create_offer` / `accept_offer` receives.
+pub struct PendingConn {
+    pub id: ConnId,
+    /// Our SDP: the offer, or the answer to the remote offer.
+    pub sdp: String,
+    /// Yields the open channel, or why the connection failed.
+    pub opened: oneshot::Receiver<Result<DataChannel, WebRtcError>>,
+}
+
+pub(crate) enum Cmd {
+    CreateOffer {
+        reply: oneshot::Sender<Result<PendingConn, WebRtcError>>,
+    },
+    AcceptOffer {
+        sdp: String,
+        reply: oneshot::Sender<Result<PendingConn, WebRtcError>>,
+    },
+    AcceptAnswer {
+        id: ConnId,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), WebRtcError>>,
+    },
+    Write {
+        id: ConnId,
+        data: Bytes,
+    },
+    /// `flush`: deliver what is queued first (bounded by [`CLOSE_GRACE`]).
+    Close {
+        id: ConnId,
+        flush: bool,
+    },
+}
+
+/// A handle to the endpoint task; cheap to clone. The task ends when every handle and every
+/// channel is gone.
+#[derive(Clone)]
+pub struct Endpoint {
+    commands: mpsc::UnboundedSender<Cmd>,
+    local: SocketAddr,
+    live: Arc<AtomicUsize>,
+}
+
+impl Endpoint {
+    /// Binds the socket and starts the task. `candidates` are the addresses we advertise: the
+    /// socket's own (host) and, if a STUN server told us, our public one (server reflexive).
+    pub(crate) fn start(
+        socket: UdpSocket,
+        candidates: Vec<Candidate>,
+        config: &WebRtcConfig,
+    ) -> Result<Endpoint, WebRtcError> {
+        let local = socket.local_addr().map_err(WebRtcError::Socket)?;
+        let (commands, rx) = mpsc::unbounded_channel();
+        let live = Arc::new(AtomicUsize::new(0));
+        let task = EndpointTask {
+            socket,
+            local,
+            candidates,
+            commands: commands.downgrade(),
+            conns: HashMap::new(),
+            by_remote: HashMap::new(),
+            next_id: 0,
+            max_connections: config.max_connections,
+            connect_timeout: config.connect_timeout,
+            live: live.clone(),
+            send_drops: 0,
+        };
+        tokio::spawn(task.run(rx));
+        Ok(Endpoint { commands, local, live })
+    }
+
+    /// The UDP address connections run on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Connections that exist now (pending, open or closing). Tests use it to see that
+    /// failed attempts leave nothing behind.
+    pub fn live_connections(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// Makes an offer (full SDP with our candidates, no trickle) with one data channel.
+    pub async fn create_offer(&self) -> Result<PendingConn, WebRtcError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Cmd::CreateOffer { reply }, rx).await?
+    }
+
+    /// Answers a remote offer; the remote opens the channel.
+    pub async fn accept_offer(&self, sdp: String) -> Result<PendingConn, WebRtcError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Cmd::AcceptOffer { sdp, reply }, rx).await?
+    }
+
+    /// Applies the remote answer to our offer `id`.
+    pub async fn accept_answer(&self, id: ConnId, sdp: String) -> Result<(), WebRtcError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Cmd::AcceptAnswer { id, sdp, reply }, rx).await?
+    }
+
+    /// Drops connection `id` (an offer nobody answered, say).
+    pub fn close(&self, id: ConnId) {
+        let _ = self.commands.send(Cmd::Close { id, flush: false });
+    }
+
+    async fn request<T>(&self, cmd: Cmd, rx: oneshot::Receiver<T>) -> Result<T, WebRtcError> {
+        self.commands.send(cmd).map_err(|_| WebRtcError::Stopped)?;
+        rx.await.map_err(|_| WebRtcError::Stopped)
+    }
+}
+
+enum ConnState {
+    /// Our offer is out; waiting for the answer.
+    Offered(SdpPendingOffer),
+    /// Negotiated; ICE, DTLS, SCTP and the channel are coming up.
+    Connecting,
+    Open,
+    /// Delivering what is queued, then gone (by `deadline` at the latest).
+    Closing {
+        deadline: Instant,
+    },
+}
+
+struct Conn {
+    rtc: Rtc,
+    state: ConnState,
+    /// When str0m wants `handle_input(Timeout)` next.
+    wake_at: Instant,
+    /// Until open: give up at this time.
+    give_up_at: Instant,
+    channel: Option<ChannelId>,
+    opened: Option<oneshot::Sender<Result<DataChannel, WebRtcError>>>,
+    shared: Arc<ChannelShared>,
+    incoming: Option<mpsc::UnboundedSender<Bytes>>,
+    outq: VecDeque<Bytes>,
+    outq_bytes: usize,
+    remote: Option<SocketAddr>,
+}
+
+struct EndpointTask {
+    socket: UdpSocket,
+    local: SocketAddr,
+    candidates: Vec<Candidate>,
+    /// For channels' command senders; weak so that the task ends when the last user is gone.
+    commands: mpsc::WeakUnboundedSender<Cmd>,
+    conns: HashMap<ConnId, Conn>,
+    by_remote: HashMap<SocketAddr, ConnId>,
+    next_id: u64,
+    max_connections: usize,
+    connect_timeout: Duration,
+    live: Arc<AtomicUsize>,
+    send_drops: u64,
+}
+
+impl EndpointTask {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Cmd>) {
+        let mut buf = vec![0u8; RECV_BUFFER];
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((n, source)) => self.on_datagram(&buf[..n], source),
+                    Err(e) => {
+                        // ICMP port unreachable and friends surface here; not fatal.
+                        tracing::trace!("webrtc socket: {e}");
+                    }
+                },
+                cmd = commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    self.on_command(cmd);
+                    for _ in 1..COMMAND_BATCH {
+                        match commands.try_recv() {
+                            Ok(cmd) => self.on_command(cmd),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                    self.on_timers(Instant::now());
+                }
+            }
+        }
+        for (_, conn) in self.conns.drain() {
+            conn.shared.close();
+        }
+        self.live.store(0, Ordering::Relaxed);
+        if self.send_drops > 0 {
+            tracing::debug!(drops = self.send_drops, "webrtc endpoint stopped");
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let far = Instant::now() + Duration::from_secs(3600);
+        self.conns
+            .values()
+            .map(|c| match c.state {
+                ConnState::Open => c.wake_at,
+                ConnState::Closing { deadline } => c.wake_at.min(deadline),
+                _ => c.wake_at.min(c.give_up_at),
+            })
+            .min()
+            .unwrap_or(far)
+    }
+
+    // ---- commands ----
+
+    fn on_command(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::CreateOffer { reply } => {
+                let _ = reply.send(self.create_offer());
+            }
+            Cmd::AcceptOffer { sdp, reply } => {
+                let _ = reply.send(self.accept_offer(&sdp));
+            }
+            Cmd::AcceptAnswer { id, sdp, reply } => {
+                let _ = reply.send(self.accept_answer(id, &sdp));
+            }
+            Cmd::Write { id, data } => {
+                let Some(conn) = self.conns.get_mut(&id) else { return };
+                let mut data = data;
+                while !data.is_empty() {
+                    let chunk = data.split_to(data.len().min(MAX_MESSAGE));
+                    conn.outq_bytes += chunk.len();
+                    conn.outq.push_back(chunk);
+                }
+                self.drive(id, None);
+            }
+            Cmd::Close { id, flush } => {
+                let Some(conn) = self.conns.get_mut(&id) else { return };
+                if flush && matches!(conn.state, ConnState::Open) {
+                    conn.state = ConnState::Closing { deadline: Instant::now() + CLOSE_GRACE };
+                    self.drive(id, None);
+                } else {
+                    self.remove(id, "closed by us");
+                }
+            }
+        }
+    }
+
+    fn new_rtc(&self) -> Rtc {
+        let mut rtc =
+            Rtc::builder().set_sctp_max_buffered_amount(SCTP_SEND_BUFFER).build(Instant::now());
+        for candidate in &self.candidates {
+            // Only fails for duplicates, which we never add.
+            let _ = rtc.add_local_candidate(candidate.clone());
+        }
+        rtc
+    }
+
+    fn admit(&self) -> Result<ConnId, WebRtcError> {
+        if self.conns.len() >= self.max_connections {
+            return Err(WebRtcError::TooManyConnections(self.max_connections));
+        }
+        Ok(ConnId(self.next_id))
+    }
+
+    fn insert(&mut self, id: ConnId, rtc: Rtc, state: ConnState) -> PendingConnParts {
+        self.next_id += 1;
+        let (tx, opened) = oneshot::channel();
+        let now = Instant::now();
+        self.conns.insert(
+            id,
+            Conn {
+                rtc,
+                state,
+                wake_at: now,
+                give_up_at: now + self.connect_timeout,
+                channel: None,
+                opened: Some(tx),
+                shared: Arc::default(),
+                incoming: None,
+                outq: VecDeque::new(),
+                outq_bytes: 0,
+                remote: None,
+            },
+        );
+        self.live.store(self.conns.len(), Ordering::Relaxed);
+        PendingConnParts { opened }
+    }
+
+    fn create_offer(&mut self) -> Result<PendingConn, WebRtcError> {
+        let id = self.admit()?;
+        let mut rtc = self.new_rtc();
+        let mut api = rtc.sdp_api();
+        // WebTorrent's peers (simple-peer) open one ordered, reliable channel; the label is
+        // not checked by anyone, so any short name works.
+        let channel = api.add_channel_with_config(ChannelConfig {
+            label: "shoal".into(),
+            ..ChannelConfig::default()
+        });
+        let Some((offer, pending)) = api.apply() else {
+            return Err(WebRtcError::Sdp("str0m made no offer".into()));
+        };
+        let sdp = offer.to_sdp_string();
+        let parts = self.insert(id, rtc, ConnState::Offered(pending));
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.channel = Some(channel);
+        }
+        self.drive(id, None);
+        Ok(PendingConn { id, sdp, opened: parts.opened })
+    }
+
+    fn accept_offer(&mut self, sdp: &str) -> Result<PendingConn, WebRtcError> {
+        let id = self.admit()?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
+        let mut rtc = self.new_rtc();
+        let answer =
+            rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
+        let sdp = answer.to_sdp_string();
+        let parts = self.insert(id, rtc, ConnState::Connecting);
+        self.drive(id, None);
+        Ok(PendingConn { id, sdp, opened: parts.opened })
+    }
+
+    fn accept_answer(&mut self, id: ConnId, sdp: &str) -> Result<(), WebRtcError> {
+        let conn = self.conns.get_mut(&id).ok_or(WebRtcError::UnknownConnection)?;
+        if !matches!(conn.state, ConnState::Offered(_)) {
+            return Err(WebRtcError::Sdp("this offer was already answered".into()));
+        }
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                // A bad answer ends the attempt: the offer cannot be answered twice.
+                self.remove(id, "bad answer");
+                return Err(WebRtcError::Sdp(e.to_string()));
+            }
+        };
+        let ConnState::Offered(pending) = std::mem::replace(&mut conn.state, ConnState::Connecting)
+        else {
+            return Err(WebRtcError::UnknownConnection);
+        };
+        if let Err(e) = conn.rtc.sdp_api().accept_answer(pending, answer) {
+            self.remove(id, "answer refused");
+            return Err(WebRtcError::Sdp(e.to_string()));
+        }
+        self.drive(id, None);
+        Ok(())
+    }
+
+    // ---- network ----
+
+    fn on_datagram(&mut self, data: &[u8], source: SocketAddr) {
+        let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, data) else {
+            return; // not STUN, DTLS or SRTP: noise
+        };
+        let input = Input::Receive(Instant::now(), receive);
+        let cached = self.by_remote.get(&source).copied();
+        let id = match cached.filter(|id| self.conns.get(id).is_some_and(|c| c.rtc.accepts(&input)))
+        {
+            Some(id) => id,
+            None => {
+                let Some(id) =
+                    self.conns.iter().find(|(_, c)| c.rtc.accepts(&input)).map(|(id, _)| *id)
+                else {
+                    return;
+                };
+                self.by_remote.insert(source, id);
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.remote.get_or_insert(source);
+                }
+                id
+            }
+        };
+        self.drive(id, Some(input));
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        let due: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.wake_at <= now
+                    || match c.state {
+                        ConnState::Open => false,
+                        ConnState::Closing { deadline } => deadline <= now,
+                        _ => c.give_up_at <= now,
+                    }
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            let Some(conn) = self.conns.get(&id) else { continue };
+            match conn.state {
+                ConnState::Closing { deadline } if deadline <= now => {
+                    self.remove(id, "close grace over");
+                }
+                ConnState::Offered(_) | ConnState::Connecting if conn.give_up_at <= now => {
+                    self.remove(id, "did not connect in time");
+                }
+                _ => self.drive(id, Some(Input::Timeout(now))),
+            }
+        }
+    }
+
+    /// Feeds `input` (if any) to connection `id`, moves queued writes into the channel, and
+    /// drains the `Rtc` to its next timeout, acting on what comes out.
+    fn drive(&mut self, id: ConnId, input: Option<Input<'_>>) {
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        if let Some(input) = input {
+            if let Err(e) = conn.rtc.handle_input(input) {
+                tracing::debug!(?id, "webrtc input: {e}");
+                self.remove(id, "protocol error");
+                return;
+            }
+        }
+        let mut failure: Option<&'static str> = None;
+        loop {
+            match conn.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    // Writes are a mutation too: after one, drain again.
+                    if pump(conn) {
+                        continue;
+                    }
+                    conn.wake_at = at;
+                    break;
+                }
+                Ok(Output::Transmit(t)) => {
+                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
+                        // A full socket buffer drops the datagram, as the network would;
+                        // SCTP and ICE retransmit.
+                        self.send_drops += 1;
+                    }
+                }
+                Ok(Output::Event(event)) => {
+                    if let Some(reason) = on_event(conn, id, event, &self.commands) {
+                        failure = Some(reason);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(?id, "webrtc: {e}");
+                    failure = Some("protocol error");
+                    break;
+                }
+            }
+        }
+        if let Some(reason) = failure {
+            return self.remove(id, reason);
+        }
+        if let ConnState::Closing { .. } = conn.state {
+            let buffered = conn
+                .channel
+                .and_then(|c| conn.rtc.channel(c))
+                .map_or(0, |mut ch| ch.buffered_amount());
+            if conn.outq.is_empty() && buffered == 0 {
+                self.remove(id, "closed after flushing");
+            }
+        }
+    }
+
+    fn remove(&mut self, id: ConnId, reason: &str) {
+        let Some(mut conn) = self.conns.remove(&id) else { return };
+        tracing::debug!(?id, remote = ?conn.remote, "webrtc connection gone: {reason}");
+        // Tell the peer (an SCTP stream reset closes its channel at once) rather than leave
+        // it waiting for ICE to time out. Best effort: one drain, whatever got out got out.
+        if let (Some(channel), ConnState::Open | ConnState::Closing { .. }) =
+            (conn.channel, &conn.state)
+        {
+            conn.rtc.direct_api().close_data_channel(channel);
+            for _ in 0..64 {
+                match conn.rtc.poll_output() {
+                    Ok(Output::Transmit(t)) => {
+                        let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    }
+                    Ok(Output::Event(_)) => {}
+                    Ok(Output::Timeout(_)) | Err(_) => break,
+                }
+            }
+        }
+        conn.rtc.disconnect();
+        conn.shared.close();
+        if let Some(opened) = conn.opened.take() {
+            let _ = opened.send(Err(WebRtcError::Failed(reason.to_owned())));
+        }
+        // Dropping `incoming` ends the reader's stream.
+        self.by_remote.retain(|_, v| *v != id);
+        self.live.store(self.conns.len(), Ordering::Relaxed);
+    }
+}
+
+struct PendingConnParts {
+    opened: oneshot::Receiver<Result<DataChannel, WebRtcError>>,
+}
+
+/// Moves queued writes into the channel while str0m has room; true if anything moved. Also
+/// publishes the unacknowledged byte count and wakes a writer that may continue.
+fn pump(conn: &mut Conn) -> bool {
+    let Some(channel_id) = conn.channel else { return false };
+    if !matches!(conn.state, ConnState::Open | ConnState::Closing { .. }) {
+        return false;
+    }
+    let Some(mut channel) = conn.rtc.channel(channel_id) else { return false };
+    let mut moved = false;
+    while let Some(front) = conn.outq.front() {
+        match channel.write(true, front) {
+            Ok(true) => {
+                conn.outq_bytes -= front.len();
+                conn.outq.pop_front();
+                moved = true;
+            }
+            Ok(false) | Err(_) => break,
+        }
+    }
+    let unacked = conn.outq_bytes + channel.buffered_amount();
+    conn.shared.outbound.store(unacked, Ordering::Release);
+    if unacked < LOW_WATER || unacked < HIGH_WATER && moved {
+        conn.shared.wake_writer();
+    }
+    moved
+}
+
+/// Acts on one str0m event; returns a reason when the connection is finished.
+fn on_event(
+    conn: &mut Conn,
+    id: ConnId,
+    event: Event,
+    commands: &mpsc::WeakUnboundedSender<Cmd>,
+) -> Option<&'static str> {
+    match event {
+        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            Some("ICE disconnected")
+        }
+        Event::ChannelOpen(channel_id, _label) => {
+            if conn.channel.is_some_and(|c| c != channel_id) {
+                // We speak over one channel; a second one is not ours to read.
+                return None;
+            }
+            conn.channel = Some(channel_id);
+            conn.state = ConnState::Open;
+            if let Some(mut channel) = conn.rtc.channel(channel_id) {
+                channel.set_buffered_amount_low_threshold(LOW_WATER);
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            conn.incoming = Some(tx);
+            let Some(commands) = commands.upgrade() else { return Some("endpoint stopping") };
+            let remote = conn.remote.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let stream = DataChannel::new(id, remote, commands, conn.shared.clone(), rx);
+            match conn.opened.take().map(|opened| opened.send(Ok(stream))) {
+                Some(Ok(())) => None,
+                _ => Some("nobody waits for the channel"),
+            }
+        }
+        Event::ChannelData(data) => {
+            if Some(data.id) != conn.channel {
+                return None;
+            }
+            let len = data.data.len();
+            let backlog = conn.shared.inbound.fetch_add(len, Ordering::AcqRel) + len;
+            if backlog > MAX_INBOUND {
+                return Some("the peer sent more than we could take");
+            }
+            match &conn.incoming {
+                Some(tx) if tx.send(Bytes::from(data.data)).is_ok() => None,
+                // The reader is gone: nobody will read this connection again.
+                _ => Some("reader gone"),
+            }
+        }
+        Event::ChannelClose(channel_id) if Some(channel_id) == conn.channel => {
+            Some("channel closed by peer")
+        }
+        Event::ChannelBufferedAmountLow(_) => {
+            pump(conn);
+            None
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,134 @@
+//! WebRTC peers: data channels to browsers (and other WebTorrent-speaking peers) over one UDP
+//! socket, with str0m as the sans-IO WebRTC stack.
+//!
+//! - [`endpoint`]: the socket task that owns every connection;
+//! - [`channel`]: an open data channel as an `AsyncRead + AsyncWrite` byte stream, over which
+//!   the ordinary BitTorrent wire protocol runs (handshake included);
+//! - [`stun`]: one binding request to learn our public address (server-reflexive candidate).
+//!
+//! Signalling (who offers to whom) is the WebSocket tracker's job: see
+//! [`crate::tracker::ws`].
+
+mod channel;
+pub mod endpoint;
+mod stun;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use shoal_proto::wire::{Handshake, HANDSHAKE_LEN};
+use str0m::Candidate;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UdpSocket;
+
+pub use channel::DataChannel;
+pub use endpoint::{ConnId, Endpoint, PendingConn};
+
+#[derive(Debug, Error)]
+pub enum WebRtcError {
+    #[error("WebRTC socket: {0}")]
+    Socket(std::io::Error),
+    #[error("bad session description: {0}")]
+    Sdp(String),
+    #[error("too many WebRTC connections (limit {0})")]
+    TooManyConnections(usize),
+    #[error("no such WebRTC connection (expired or closed)")]
+    UnknownConnection,
+    #[error("WebRTC connection failed: {0}")]
+    Failed(String),
+    #[error("the WebRTC endpoint stopped")]
+    Stopped,
+    #[error("STUN: {0}")]
+    Stun(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct WebRtcConfig {
+    /// The UDP socket's address. An unspecified IP means "the address of the default route"
+    /// (what other hosts can reach), or loopback on a machine without one.
+    pub bind: SocketAddr,
+    /// A STUN server (`host:port`) to learn our public address from; none by default.
+    pub stun: Option<String>,
+    /// Connections pending, open or closing at once, across all torrents.
+    pub max_connections: usize,
+    /// How long an offer or answer may take to become an open channel.
+    pub connect_timeout: Duration,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            bind: SocketAddr::from(([0, 0, 0, 0], 0)),
+            stun: None,
+            max_connections: 256,
+            // WebTorrent gives up on its offers after 50 s.
+            connect_timeout: Duration::from_secs(50),
+        }
+    }
+}
+
+/// Binds the socket, learns our candidates and starts the endpoint.
+pub async fn start(config: &WebRtcConfig) -> Result<Endpoint, WebRtcError> {
+    let ip = match config.bind.ip() {
+        ip if !ip.is_unspecified() => ip,
+        _ => default_route_ip().await.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    };
+    let socket = UdpSocket::bind(SocketAddr::new(ip, config.bind.port()))
+        .await
+        .map_err(WebRtcError::Socket)?;
+    let local = socket.local_addr().map_err(WebRtcError::Socket)?;
+    let mut candidates = Vec::new();
+    let host = Candidate::host(local, "udp").map_err(|e| WebRtcError::Sdp(e.to_string()))?;
+    candidates.push(host);
+    if let Some(server) = &config.stun {
+        match stun::public_address(&socket, server).await {
+            Ok(public) if public != local => {
+                match Candidate::server_reflexive(public, local, "udp") {
+                    Ok(c) => candidates.push(c),
+                    Err(e) => tracing::warn!("STUN gave an unusable address {public}: {e}"),
+                }
+            }
+            Ok(_) => {}
+            // Host candidates still work on the local network: warn, do not fail.
+            Err(e) => tracing::warn!("STUN server {server}: {e}"),
+        }
+    }
+    tracing::debug!(%local, candidates = candidates.len(), "webrtc endpoint");
+    Endpoint::start(socket, candidates, config)
+}
+
+/// The source address the system would use to reach the internet, found without sending a
+/// packet (connecting a UDP socket only picks a route).
+async fn default_route_ip() -> Option<IpAddr> {
+    let probe = UdpSocket::bind("0.0.0.0:0").await.ok()?;
+    // TEST-NET-2: never answered, and connect() sends nothing anyway.
+    probe.connect("198.51.100.1:9").await.ok()?;
+    let ip = probe.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
+}
+
+/// How long the peer has to send its handshake once the channel is open.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Exchanges BitTorrent handshakes over a fresh channel. Both sides send theirs as soon as the
+/// channel opens (as WebTorrent does), so ours goes first and theirs is read after.
+pub async fn exchange_handshakes(
+    channel: &mut DataChannel,
+    ours: &Handshake,
+) -> Result<Handshake, WebRtcError> {
+    channel
+        .write_all(&ours.encode())
+        .await
+        .map_err(|e| WebRtcError::Failed(format!("sending the handshake: {e}")))?;
+    let mut buf = [0u8; HANDSHAKE_LEN];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, channel.read_exact(&mut buf)).await {
+        Err(_) => Err(WebRtcError::Failed("no handshake from the peer".into())),
+        Ok(Err(e)) => Err(WebRtcError::Failed(format!("reading the handshake: {e}"))),
+        Ok(Ok(_)) => match Handshake::parse(&buf) {
+            Ok(Some(theirs)) => Ok(theirs),
+            Ok(None) => Err(WebRtcError::Failed("truncated handshake".into())),
+            Err(e) => Err(WebRtcError::Failed(format!("bad handshake: {e}"))),
+        },
+    }
+}

@@ -1,0 +1,139 @@
+//! Two of our WebRTC endpoints on loopback: offer, answer, a data channel as a byte stream in
+//! both directions, back-pressure, and nothing left behind by failed attempts.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sha1::{Digest, Sha1};
+use shoal::webrtc::{self, Endpoint, WebRtcConfig, WebRtcError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+mod common;
+
+async fn endpoint() -> Endpoint {
+    let config = WebRtcConfig {
+        bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        connect_timeout: Duration::from_secs(10),
+        ..WebRtcConfig::default()
+    };
+    webrtc::start(&config).await.expect("endpoint starts")
+}
+
+/// Connects `a` (offerer) to `b` (answerer) and returns both ends of the channel.
+async fn connect(a: &Endpoint, b: &Endpoint) -> (webrtc::DataChannel, webrtc::DataChannel) {
+    let offer = a.create_offer().await.expect("offer");
+    assert!(offer.sdp.contains("a=candidate"), "the offer carries our candidate:\n{}", offer.sdp);
+    let answer = b.accept_offer(offer.sdp.clone()).await.expect("answer");
+    a.accept_answer(offer.id, answer.sdp.clone()).await.expect("answer accepted");
+    let limit = Duration::from_secs(15);
+    let ours = tokio::time::timeout(limit, offer.opened).await.expect("opens in time");
+    let theirs = tokio::time::timeout(limit, answer.opened).await.expect("opens in time");
+    (ours.unwrap().expect("offerer's channel"), theirs.unwrap().expect("answerer's channel"))
+}
+
+fn payload(len: usize, seed: u64) -> Vec<u8> {
+    common::pseudo_random(len, seed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_carries_a_byte_stream_both_ways() {
+    let (a, b) = (endpoint().await, endpoint().await);
+    let (mut x, mut y) = connect(&a, &b).await;
+
+    // Both directions at once; odd sizes so that writes never line up with messages.
+    let up = payload(3 * 1024 * 1024 + 7, 1);
+    let down = payload(1024 * 1024 + 13, 2);
+    let (up2, down2) = (up.clone(), down.clone());
+    let writer_x = tokio::spawn(async move {
+        for chunk in up2.chunks(100_003) {
+            x.write_all(chunk).await.unwrap();
+        }
+        let mut got = vec![0u8; down2.len()];
+        x.read_exact(&mut got).await.unwrap();
+        assert!(got == down2, "bytes from the answerer differ");
+        x
+    });
+    let mut got = vec![0u8; up.len()];
+    y.write_all(&down).await.unwrap();
+    y.read_exact(&mut got).await.unwrap();
+    assert!(got == up, "bytes from the offerer differ");
+    let mut x = writer_x.await.unwrap();
+
+    // A close is the end of the stream for the other side.
+    x.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), y.read_to_end(&mut rest)).await;
+    assert!(read.expect("EOF in time").is_ok());
+    assert!(rest.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_transfer_is_intact_and_paced_by_the_reader() {
+    let (a, b) = (endpoint().await, endpoint().await);
+    let (mut x, mut y) = connect(&a, &b).await;
+    let len = 64 * 1024 * 1024;
+    let data = payload(len, 3);
+    let expected = Sha1::digest(&data);
+    let started = Instant::now();
+    let writer = tokio::spawn(async move {
+        for chunk in data.chunks(16 * 1024 + 13) {
+            x.write_all(chunk).await.unwrap();
+        }
+        x
+    });
+    // Read slowly at first: the writer must wait rather than queue everything.
+    let mut hasher = Sha1::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut read = 0usize;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    while read < len {
+        let n = y.read(&mut buf).await.unwrap();
+        assert!(n > 0, "stream ended after {read} bytes");
+        hasher.update(&buf[..n]);
+        read += n;
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(hasher.finalize(), expected);
+    let _x = writer.await.unwrap();
+    eprintln!(
+        "64 MiB over a loopback data channel in {:.2} s: {:.1} MB/s",
+        elapsed.as_secs_f64(),
+        len as f64 / elapsed.as_secs_f64() / 1e6
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sdp_and_unanswered_offers_leave_nothing_behind() {
+    let (a, b) = (endpoint().await, endpoint().await);
+    for garbage in ["", "v=0", "not sdp at all\r\n", &"a=x\r\n".repeat(10_000)] {
+        let err = b.accept_offer(garbage.to_owned()).await.err().expect("refused");
+        assert!(matches!(err, WebRtcError::Sdp(_)), "{err}");
+    }
+    // An answer for an offer that does not exist, and a garbage answer for one that does.
+    let offer = a.create_offer().await.unwrap();
+    let ghost = a.create_offer().await.unwrap();
+    a.close(ghost.id);
+    assert!(a.accept_answer(ghost.id, "v=0".into()).await.is_err());
+    assert!(a.accept_answer(offer.id, "garbage".into()).await.is_err());
+    assert!(offer.opened.await.unwrap().is_err(), "a bad answer ends the attempt");
+    // Offers nobody answers expire.
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        pending.push(a.create_offer().await.unwrap());
+    }
+    assert_eq!(a.live_connections(), 20);
+    drop(pending);
+    // Dropping the receivers does not cancel them by itself: expiry (10 s here) does.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.live_connections() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.live_connections(), 0);
+    assert_eq!(b.live_connections(), 0);
+    // And the endpoints still work.
+    let (mut x, mut y) = connect(&a, &b).await;
+    x.write_all(b"still here").await.unwrap();
+    let mut got = [0u8; 10];
+    y.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"still here");
+}

@@ -1,0 +1,105 @@
+//! Shoal to Shoal over WebRTC only: peers find each other through a WebSocket tracker (ours,
+//! in-process), connect with data channels, and the core treats them as ordinary peers. No TCP
+//! listener anywhere, so every byte went over WebRTC.
+
+use std::time::Duration;
+
+use shoal::webrtc::WebRtcConfig;
+use shoal::{AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentSource};
+use shoal_proto::create::TorrentBuilder;
+use shoal_proto::magnet::Magnet;
+use shoal_proto::metainfo::Metainfo;
+
+mod common;
+
+use common::pseudo_random;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn webrtc_only() -> SessionConfig {
+    SessionConfig {
+        listen: None,
+        webrtc: Some(WebRtcConfig {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            connect_timeout: Duration::from_secs(15),
+            ..WebRtcConfig::default()
+        }),
+        ..SessionConfig::default()
+    }
+}
+
+fn torrent(data: &[u8], piece_length: u32) -> Metainfo {
+    let builder = TorrentBuilder::single_file("video.bin", data.len() as u64).unwrap();
+    let mut hasher = builder.piece_length(piece_length).start().unwrap();
+    hasher.update(data).unwrap();
+    Metainfo::from_bytes(&hasher.finish().unwrap()).unwrap()
+}
+
+async fn tracker() -> (shoal_tracker::RunningTracker, String) {
+    let config =
+        shoal_tracker::Config { ws: Some("127.0.0.1:0".parse().unwrap()), ..Default::default() };
+    let running = shoal_tracker::start(config).await.unwrap();
+    let url = format!("ws://{}", running.ws_addr.unwrap());
+    (running, url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_magnet_downloads_over_webrtc_from_a_seeder_found_by_the_websocket_tracker() {
+    let (_tracker, url) = tracker().await;
+    let data = pseudo_random(6 * 1024 * 1024 + 12_345, 9);
+    let meta = torrent(&data, 256 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("video.bin"), &data).unwrap();
+
+    let seed_session = Session::new(webrtc_only()).await.unwrap();
+    let seed = seed_session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Metainfo(Box::new(meta.clone())),
+            target: StorageTarget::Dir(dir.path().to_path_buf()),
+            only_files: None,
+            peers: vec![],
+            extra_trackers: vec![url.clone()],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, seed.wait_complete()).await.unwrap().unwrap();
+    // Let the seeder's announce reach the tracker before the leecher offers.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let leech_session = Session::new(webrtc_only()).await.unwrap();
+    let mut magnet = Magnet::new(meta.info_hash);
+    magnet.trackers.push(url.clone());
+    let leech = leech_session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Magnet(magnet),
+            target: StorageTarget::Memory,
+            only_files: None,
+            peers: vec![],
+            extra_trackers: vec![],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, leech.wait_complete())
+        .await
+        .expect("download over WebRTC timed out")
+        .unwrap();
+    assert_eq!(leech.status().phase, Phase::Seeding);
+    assert!(leech.status().webrtc_peers >= 1, "the peer is counted as WebRTC");
+
+    // The bytes, read back through the streaming reader.
+    use tokio::io::AsyncReadExt;
+    let mut file = leech.open_file(0).await.unwrap();
+    let mut got = Vec::new();
+    file.read_to_end(&mut got).await.unwrap();
+    assert!(got == data, "downloaded bytes differ");
+
+    leech.shutdown().await;
+    seed.shutdown().await;
+    // Closed connections leave the endpoints empty.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while (leech_session.webrtc_connections() > 0 || seed_session.webrtc_connections() > 0)
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(leech_session.webrtc_connections(), 0);
+    assert_eq!(seed_session.webrtc_connections(), 0);
+}

@@ -68,7 +68,7 @@ async fn a_channel_carries_a_byte_stream_both_ways() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bulk_transfer_is_intact_and_paced_by_the_reader() {
+async fn a_bulk_transfer_is_intact() {
     let (a, b) = (endpoint().await, endpoint().await);
     let (mut x, mut y) = connect(&a, &b).await;
     let len = 64 * 1024 * 1024;
@@ -81,11 +81,9 @@ async fn a_bulk_transfer_is_intact_and_paced_by_the_reader() {
         }
         x
     });
-    // Read slowly at first: the writer must wait rather than queue everything.
     let mut hasher = Sha1::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut read = 0usize;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     while read < len {
         let n = y.read(&mut buf).await.unwrap();
         assert!(n > 0, "stream ended after {read} bytes");
@@ -100,6 +98,35 @@ async fn a_bulk_transfer_is_intact_and_paced_by_the_reader() {
         elapsed.as_secs_f64(),
         len as f64 / elapsed.as_secs_f64() / 1e6
     );
+}
+
+/// SCTP acknowledges what str0m has parsed, whether or not we read it, so a receiver cannot
+/// push back on a sender the way TCP does. A peer only sends what we asked for; one that
+/// sends far more while we do not read is dropped, which bounds what it costs us.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_floods_a_reader_that_does_not_read_is_cut_off() {
+    let (a, b) = (endpoint().await, endpoint().await);
+    let (mut x, y) = connect(&a, &b).await;
+    let chunk = payload(256 * 1024, 4);
+    let mut written = 0usize;
+    let result = tokio::time::timeout(Duration::from_secs(60), async {
+        // Bounded: 256 MiB is far past the inbound limit.
+        for _ in 0..1024 {
+            x.write_all(&chunk).await?;
+            written += chunk.len();
+        }
+        Ok::<(), std::io::Error>(())
+    })
+    .await
+    .expect("the flood ends in time");
+    assert!(result.is_err(), "the flooding writer is cut off (wrote {written} bytes)");
+    assert!(written < 128 * 1024 * 1024, "cut off early: {written} bytes");
+    drop((x, y));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (a.live_connections() > 0 || b.live_connections() > 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((a.live_connections(), b.live_connections()), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

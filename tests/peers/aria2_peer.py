@@ -14,12 +14,17 @@ aria2 quirks handled here:
   address of its own on 127.0.0.0/8; --bt-external-ip makes it announce that address.
 * DHT, DHT6, LPD and peer exchange are off; no config file is read (--no-conf);
   --stop-with-process ties it to this driver.
+* aria2 speaks UDP trackers (BEP 15) only over its DHT socket ("udp is not supported yet"
+  otherwise): with a udp:// --tracker, DHT is switched on with no entry point and a routing
+  table file of its own, so it contacts no DHT node and the socket serves the tracker only.
 """
 
 import argparse
 import os
 import re
+import shutil
 import sys
+import tempfile
 import threading
 import time
 
@@ -57,11 +62,13 @@ class LogWatcher:
         sys.stderr.flush()
 
 
-def aria2_command(a, directory, seeding):
+def aria2_command(a, directory, seeding, work):
+    udp_tracker = any(t.startswith("udp://") for t in a.tracker)
     cmd = [
         "aria2c", "--no-conf=true", "--dir=" + os.path.abspath(directory),
         "--listen-port=%d" % a.port, "--interface=" + a.ip, "--bt-external-ip=" + a.ip,
-        "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
+        "--enable-dht=%s" % ("true" if udp_tracker else "false"),
+        "--enable-dht6=false", "--bt-enable-lpd=false",
         "--enable-peer-exchange=false", "--disable-ipv6=true",
         "--file-allocation=none", "--auto-file-renaming=false", "--allow-overwrite=true",
         "--summary-interval=0", "--show-console-readout=false", "--enable-color=false",
@@ -71,6 +78,12 @@ def aria2_command(a, directory, seeding):
     ]
     if a.tracker:
         cmd += ["--bt-exclude-tracker=*", "--bt-tracker=" + ",".join(a.tracker)]
+    if udp_tracker:
+        dht_port = peerlib.free_port(a.ip)
+        while dht_port == a.port:  # free, but about to be the listen port
+            dht_port = peerlib.free_port(a.ip)
+        cmd += ["--dht-listen-port=%d" % dht_port,
+                "--dht-file-path=" + os.path.join(work, "dht.dat")]
     if a.announce_interval:
         cmd.append("--bt-tracker-interval=%d" % a.announce_interval)
     if a.upload_limit:
@@ -96,7 +109,15 @@ def run(a, seeding):
     os.makedirs(directory, exist_ok=True)
     if a.port == 0:
         a.port = peerlib.free_port(a.ip)
-    proc = peerlib.spawn(aria2_command(a, directory, seeding) + [source],
+    work = tempfile.mkdtemp(prefix="shoal-aria2-")
+    try:
+        return supervise(a, life, seeding, directory, source, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def supervise(a, life, seeding, directory, source, work):
+    proc = peerlib.spawn(aria2_command(a, directory, seeding, work) + [source],
                          stdout=peerlib.subprocess.PIPE, stderr=peerlib.subprocess.STDOUT)
     watcher = LogWatcher(proc.stdout)
     t0 = time.monotonic()

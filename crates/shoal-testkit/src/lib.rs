@@ -2,7 +2,9 @@
 //!
 //! It runs the software Shoal has to get along with: libtorrent, aria2 and Transmission as
 //! peers, opentracker as a tracker, each through a driver script in `tests/peers` that speaks
-//! one JSON event a line. It has no BitTorrent code of its own: what it checks is bytes on disk.
+//! one JSON event a line, and WebTorrent in headless Chromium ([`browser`], driven by
+//! `tests/web/browser_peer.mjs`), which needs a private network namespace ([`netns`]). It has
+//! no BitTorrent code of its own: what it checks is bytes on disk.
 //!
 //! ```no_run
 //! use shoal_testkit::*;
@@ -26,9 +28,11 @@
 //! Set `SHOAL_TEST_VERBOSE=1` to see the peers' output live, `SHOAL_SKIP_INTEROP=1` to skip
 //! interop tests on a machine without the reference peers.
 
+pub mod browser;
 pub mod error;
 pub mod media;
 pub mod net;
+pub mod netns;
 pub mod paths;
 pub mod payload;
 pub mod peers;
@@ -37,12 +41,14 @@ pub mod torrent;
 pub mod tracker;
 pub mod tree;
 
+pub use browser::{browser_leech, browser_seed, browser_unavailable, BrowserOpts, BrowserPeer};
 pub use error::{Error, Result};
 pub use media::{
     make_mp4_moov_at_end, make_webm, moov_after_mdat, proc_memory, require_media_tools,
     run_bounded, top_level_boxes, Mp4Box, ProcMemory, ShoalStream, ToolOutput,
 };
 pub use net::{free_addr, free_port, loopback_ip};
+pub use netns::{run_test_in_netns, Netns};
 pub use paths::{peer_script, peers_dir, repo_root, require_tool, shoal_bin, skip_interop, PYTHON};
 pub use payload::{payload, payload_tree, tree_layout, write_random_file};
 pub use peers::{

@@ -189,27 +189,38 @@ impl Peer {
     /// `bytes`, ...). Unless it was asked to keep seeding, also waits for the driver to exit
     /// cleanly, so that every file is closed before the caller compares them.
     pub fn wait_done(&mut self, timeout: Duration) -> Result<Value> {
-        let name = self.process.name().to_owned();
-        let event = self.process.wait_for("download completion", timeout, |v| {
-            matches!(event_name(v), Some("done" | "timeout"))
-        })?;
-        if event_name(&event) == Some("timeout") {
-            return Err(Error::Reported {
-                name,
-                message: format!("download timed out: {event}"),
-                tail: self.process.output_tail(),
-            });
-        }
-        if !self.keep_running {
-            self.process.wait_success(Duration::from_secs(60))?;
-        }
-        Ok(event)
+        wait_download(&mut self.process, self.keep_running, timeout)
     }
 
     /// Stops the peer now; returns its exit status.
     pub fn stop(mut self) -> Option<ExitStatus> {
         self.process.stop()
     }
+}
+
+/// Waits for a leech driver's `done` (a `timeout` event is an error); then, unless it keeps
+/// running as a seed, for the driver to exit cleanly, so every file is closed before the
+/// caller compares them.
+pub(crate) fn wait_download(
+    process: &mut ChildGuard,
+    keep_running: bool,
+    timeout: Duration,
+) -> Result<Value> {
+    let name = process.name().to_owned();
+    let event = process.wait_for("download completion", timeout, |v| {
+        matches!(event_name(v), Some("done" | "timeout"))
+    })?;
+    if event_name(&event) == Some("timeout") {
+        return Err(Error::Reported {
+            name,
+            message: format!("download timed out: {event}"),
+            tail: process.output_tail(),
+        });
+    }
+    if !keep_running {
+        process.wait_success(Duration::from_secs(60))?;
+    }
+    Ok(event)
 }
 
 /// libtorrent seeding `torrent` from `data_dir` (which holds the torrent's top file or folder).

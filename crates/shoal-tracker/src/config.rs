@@ -15,6 +15,7 @@
 //! max_peers_per_swarm = 10000
 //! max_swarms = 1000000
 //! max_ws_connections = 100000
+//! max_http_connections = 10000
 //! max_message_len = 65536
 //! max_offers_per_announce = 10
 //! ws_messages_per_sec = 50
@@ -70,6 +71,9 @@ pub struct Config {
     pub max_swarms: u32,
     /// Connections beyond this are closed at once.
     pub max_ws_connections: u32,
+    /// Open HTTP connections (keep-alive ones included) beyond this are closed at once, so a
+    /// flood of idle sockets cannot exhaust file descriptors or memory.
+    pub max_http_connections: u32,
     /// The longest WebSocket message (after reassembly of fragments).
     pub max_message_len: usize,
     /// Offers of one announce forwarded at most (the rest are dropped).
@@ -116,6 +120,7 @@ impl Default for Config {
             max_peers_per_swarm: 10_000,
             max_swarms: 1_000_000,
             max_ws_connections: 100_000,
+            max_http_connections: 10_000,
             max_message_len: shoal_tracker_proto::ws::MAX_MESSAGE_LEN,
             max_offers_per_announce: 10,
             ws_messages_per_sec: 50,

@@ -1,8 +1,10 @@
 //! The HTTP listener: `/announce` and `/scrape` (BEP 3, 7, 23, 48), `/stats` (JSON) and
-//! `/metrics` (Prometheus text). hyper serves HTTP/1.1 with keep-alive.
+//! `/metrics` (Prometheus text). hyper serves HTTP/1.1 with keep-alive; at most
+//! `max_http_connections` connections are open at once.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +35,21 @@ pub(crate) async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     while let Some((tcp, peer)) = stream::accept(&listener, &mut shutdown, "http").await {
+        let c = &state.counters;
+        if c.http_connections_open.load(Relaxed) >= u64::from(state.config.max_http_connections) {
+            // Refused before any TLS or HTTP work: dropping the socket closes it, which is
+            // the cheapest answer to a flood (a 503 would cost a write per refusal).
+            Counters::bump(&c.http_connections_refused);
+            continue;
+        }
+        Counters::bump(&c.http_connections_accepted);
+        c.http_connections_open.fetch_add(1, Relaxed);
+        let open = OpenGuard(state.clone());
         let state = state.clone();
         let tls = tls.clone();
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
+            let _open = open;
             let handshake = state.config.handshake_timeout();
             let Ok(Some(stream)) = tokio::time::timeout(handshake, stream::start(tcp, tls)).await
             else {
@@ -61,6 +74,15 @@ pub(crate) async fn run(
                 }
             }
         });
+    }
+}
+
+/// Counts a connection as open for as long as its task lives, however the task ends.
+struct OpenGuard(Arc<State>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.counters.http_connections_open.fetch_sub(1, Relaxed);
     }
 }
 

@@ -7,12 +7,17 @@ use serde::Serialize;
 
 use crate::store::{Store, StoreCounts};
 
-/// Monotonic counters (and two gauges) shared by all listeners.
+/// Monotonic counters (and the `*_open` gauges) shared by all listeners.
 #[derive(Debug, Default)]
 pub struct Counters {
     pub http_announces: AtomicU64,
     pub http_scrapes: AtomicU64,
     pub http_errors: AtomicU64,
+    pub http_connections_accepted: AtomicU64,
+    /// Connections closed at once because `max_http_connections` were open.
+    pub http_connections_refused: AtomicU64,
+    /// Gauge: open HTTP connections.
+    pub http_connections_open: AtomicU64,
     pub udp_connects: AtomicU64,
     pub udp_announces: AtomicU64,
     pub udp_scrapes: AtomicU64,
@@ -50,10 +55,13 @@ impl StatsSnapshot {
     pub fn take(counters: &Counters, store: &Store, uptime_secs: u64) -> Self {
         let (classic, ws) = store.counts();
         let c = counters;
-        let list: [(&'static str, &AtomicU64); 17] = [
+        let list: [(&'static str, &AtomicU64); 20] = [
             ("http_announces", &c.http_announces),
             ("http_scrapes", &c.http_scrapes),
             ("http_errors", &c.http_errors),
+            ("http_connections_accepted", &c.http_connections_accepted),
+            ("http_connections_refused", &c.http_connections_refused),
+            ("http_connections_open", &c.http_connections_open),
             ("udp_connects", &c.udp_connects),
             ("udp_announces", &c.udp_announces),
             ("udp_scrapes", &c.udp_scrapes),
@@ -90,7 +98,7 @@ impl StatsSnapshot {
             }
         }
         for (name, value) in &self.counters {
-            let kind = if *name == "ws_connections_open" { "gauge" } else { "counter" };
+            let kind = if name.ends_with("_connections_open") { "gauge" } else { "counter" };
             let suffix = if kind == "counter" { "_total" } else { "" };
             let _ = writeln!(out, "# TYPE shoal_tracker_{name}{suffix} {kind}");
             let _ = writeln!(out, "shoal_tracker_{name}{suffix} {value}");

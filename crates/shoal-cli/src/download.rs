@@ -35,6 +35,7 @@ pub async fn run(args: DownloadArgs) -> Result<(), CliError> {
         output: args.output,
         peers: args.peers,
         listen: args.listen,
+        webrtc: args.webrtc.config(),
         trackers: args.trackers,
         only_files,
         json: args.json,

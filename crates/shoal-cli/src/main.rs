@@ -115,6 +115,8 @@ pub struct DownloadArgs {
     /// Download only these files (indices as `shoal info` lists them).
     #[arg(long, value_name = "INDEX,...", value_delimiter = ',')]
     pub only: Vec<u32>,
+    #[command(flatten)]
+    pub webrtc: WebRtcArgs,
 }
 
 #[derive(Debug, Args)]
@@ -138,6 +140,8 @@ pub struct SeedArgs {
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub webrtc: WebRtcArgs,
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +178,38 @@ pub struct StreamArgs {
     /// Print JSON lines (the URLs once ready, then progress) instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub webrtc: WebRtcArgs,
+}
+
+/// How WebRTC peers (browsers, WebTorrent) are reached; shared by download, seed and stream.
+#[derive(Debug, Args, Clone, Default)]
+pub struct WebRtcArgs {
+    /// Speak TCP only: no WebRTC, and `ws://`/`wss://` trackers are skipped.
+    #[arg(long)]
+    pub no_webrtc: bool,
+    /// UDP address for WebRTC connections [default: the default route's address, any port].
+    #[arg(long, value_name = "ADDR", conflicts_with = "no_webrtc")]
+    pub webrtc_bind: Option<SocketAddr>,
+    /// A STUN server (HOST:PORT) to learn our public address from, for peers behind other
+    /// networks' NATs.
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_webrtc")]
+    pub stun: Option<String>,
+}
+
+impl WebRtcArgs {
+    /// The session's WebRTC settings; `None` when turned off.
+    pub fn config(&self) -> Option<shoal::webrtc::WebRtcConfig> {
+        if self.no_webrtc {
+            return None;
+        }
+        let mut config = shoal::webrtc::WebRtcConfig::default();
+        if let Some(bind) = self.webrtc_bind {
+            config.bind = bind;
+        }
+        config.stun = self.stun.clone();
+        Some(config)
+    }
 }
 
 /// A byte count: `1000`, `64KiB`, `64MiB`, `2GiB` (`K`, `KB`, `M`, `MB`... are binary too).

@@ -42,6 +42,7 @@ pub async fn run(args: SeedArgs) -> Result<(), CliError> {
         output: dir,
         peers: args.peers,
         listen: args.listen,
+        webrtc: args.webrtc.config(),
         trackers: args.trackers,
         only_files: None,
         json: args.json,

@@ -24,6 +24,7 @@ pub struct TransferOptions {
     pub output: PathBuf,
     pub peers: Vec<String>,
     pub listen: Option<SocketAddr>,
+    pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
     pub trackers: Vec<String>,
     pub only_files: Option<Vec<usize>>,
     pub json: bool,
@@ -80,17 +81,20 @@ pub async fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, CliError
     Ok(out)
 }
 
-pub async fn start_session(listen: Option<SocketAddr>) -> Result<Session, CliError> {
+pub async fn start_session(
+    listen: Option<SocketAddr>,
+    webrtc: Option<shoal::webrtc::WebRtcConfig>,
+) -> Result<Session, CliError> {
     // Any port by default: a fixed one would collide with other clients on the machine.
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let config = SessionConfig { listen: Some(listen), ..SessionConfig::default() };
+    let config = SessionConfig { listen: Some(listen), webrtc, ..SessionConfig::default() };
     Session::new(config).await.map_err(|e| CliError::with_source("cannot start the session", e))
 }
 
 /// Runs a torrent to completion (and beyond, when seeding).
 pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), CliError> {
     let peers = resolve_peers(&options.peers).await?;
-    let session = start_session(options.listen).await?;
+    let session = start_session(options.listen, options.webrtc.clone()).await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,
@@ -112,6 +116,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
             "event": "started",
             "info_hash": handle.info_hash().to_hex(),
             "listen": listen.map(|a| a.to_string()),
+            "webrtc": session.webrtc_addr().map(|a| a.to_string()),
             "magnet": magnet,
         });
         println!("{line}");
@@ -262,9 +267,9 @@ impl Progress {
         };
         if let Some(bar) = &self.bar {
             let msg = match &status.phase {
-                Phase::FetchingMetadata => format!("metadata ({} peers)", s.peers),
+                Phase::FetchingMetadata => format!("metadata ({})", peer_counts(status)),
                 Phase::Checking { done, total } => format!("checking {done}/{total}"),
-                Phase::Downloading => format!("{} peers", s.peers),
+                Phase::Downloading => peer_counts(status),
                 Phase::Seeding => "complete".to_string(),
                 Phase::Failed(_) | Phase::Stopped => "stopped".to_string(),
             };
@@ -287,6 +292,7 @@ impl Progress {
                         "download_rate": s.download_rate,
                         "upload_rate": s.upload_rate,
                         "peers": s.peers,
+                        "webrtc_peers": status.webrtc_peers,
                     })
                 );
             }
@@ -297,5 +303,13 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// "3 peers" or "3 peers (2 WebRTC)".
+fn peer_counts(status: &TorrentStatus) -> String {
+    match status.webrtc_peers {
+        0 => format!("{} peers", status.stats.peers),
+        n => format!("{} peers ({n} WebRTC)", status.stats.peers),
     }
 }

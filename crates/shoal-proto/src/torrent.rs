@@ -657,7 +657,13 @@ impl Torrent {
                     return Err("have-all/have-none without the Fast extension".into());
                 }
                 if !first {
-                    return Err("have-all/have-none after other messages".into());
+                    // WebTorrent joining from a magnet sends its have-none (or have-all) only
+                    // once it knows the piece count, after the extended handshake and the
+                    // metadata exchange: as late as a late bitfield, and taken the same way.
+                    if matches!(message, Message::HaveAll) {
+                        self.on_late_have_all(now, key)?;
+                    }
+                    return Ok(());
                 }
                 if matches!(message, Message::HaveAll) {
                     self.on_have_all(now, key);
@@ -793,6 +799,22 @@ impl Torrent {
         self.update_interest(key);
         self.fill_requests(now, key);
         self.maybe_drop_useless(now, key);
+    }
+
+    /// A have-all after other messages: whatever the peer did not announce yet, as haves.
+    fn on_late_have_all(&mut self, now: Instant, key: PeerKey) -> Result<(), String> {
+        let Some(count) = self.piece_count() else {
+            self.peer_mut(key)?.early_have_all = true;
+            return Ok(());
+        };
+        let missing: Vec<u32> = {
+            let peer = self.peer_mut(key)?;
+            (0..count).filter(|&p| !peer.has.get(p)).collect()
+        };
+        for piece in missing {
+            self.on_have(now, key, piece)?;
+        }
+        Ok(())
     }
 
     fn on_have_all(&mut self, now: Instant, key: PeerKey) {

@@ -2,13 +2,14 @@
 // Usage: node bt_tracker.mjs PORT CERT.pem KEY.pem
 import fs from 'node:fs'
 import https from 'node:https'
-import { createRequire } from 'node:module'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const require = createRequire(path.join(here, '../../tests/web/package.json'))
-const { default: Server } = await import(require.resolve('bittorrent-tracker/server'))
+// The package exports only an `import` condition, which require.resolve cannot see: load the
+// file itself from tests/web's node_modules (installed by scripts/install-test-deps.sh).
+const serverJs = path.join(here, '../../tests/web/node_modules/bittorrent-tracker/server.js')
+const { default: Server } = await import(pathToFileURL(serverJs).href)
 const [port, cert, key] = process.argv.slice(2)
 const httpsServer = https.createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key) })
 const tracker = new Server({ http: false, udp: false, ws: { noServer: true }, stats: false })

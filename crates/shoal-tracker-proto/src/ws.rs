@@ -20,7 +20,9 @@ mod response;
 use thiserror::Error;
 
 pub use binary::{decode_binary_id, encode_binary_id, push_json_binary_string};
-pub use request::{decode_request, encode_request, WsAnnounce, WsAnswer, WsOffer, WsRequest};
+pub use request::{
+    decode_request, decode_request_str, encode_request, WsAnnounce, WsAnswer, WsOffer, WsRequest,
+};
 pub use response::{
     decode_response, encode_announce_response, encode_answer, encode_failure, encode_offer,
     encode_response, encode_scrape_response, WsAction, WsResponse,

@@ -20,6 +20,7 @@
 //! max_offers_per_announce = 10
 //! ws_messages_per_sec = 50
 //! ws_message_burst = 200
+//! ws_max_torrents_per_connection = 256
 //! per_ip_requests_per_sec = 0    # 0: no per-IP limit
 //! per_ip_burst = 0
 //! allow_list = ["<40 hex digits>"]   # absent: every torrent is tracked
@@ -82,6 +83,9 @@ pub struct Config {
     /// it is closed (policy violation).
     pub ws_messages_per_sec: u32,
     pub ws_message_burst: u32,
+    /// Torrents one WebSocket connection may be in at once (WebTorrent shares one socket per
+    /// tracker among all the torrents of a page); announces for more are refused.
+    pub ws_max_torrents_per_connection: u32,
     /// Relayed messages waiting for a slow WebSocket peer; more are dropped.
     pub ws_outbox_len: usize,
     /// A WebSocket connection that sends nothing for this long is closed.
@@ -125,6 +129,7 @@ impl Default for Config {
             max_offers_per_announce: 10,
             ws_messages_per_sec: 50,
             ws_message_burst: 200,
+            ws_max_torrents_per_connection: 256,
             ws_outbox_len: 32,
             ws_idle_timeout_secs: 600,
             handshake_timeout_secs: 10,

@@ -32,6 +32,7 @@ pub mod store;
 mod stream;
 mod tls;
 mod udp;
+mod udp_batch;
 pub mod ws;
 
 pub use config::{Config, ConfigError};

@@ -14,14 +14,23 @@ pub fn encode_binary_id(bytes: &[u8; 20]) -> String {
 
 /// The 20 bytes of a binary string: exactly 20 characters, each at most U+00FF.
 pub fn decode_binary_id(text: &str, field: &'static str) -> Result<[u8; 20], WsError> {
+    // Over the UTF-8 bytes rather than `chars()`: U+0000-U+007F is one byte, U+0080-U+00FF
+    // two (lead byte 0xC2 or 0xC3), anything else is out of range. `text` is valid UTF-8, so
+    // a lead byte is always followed by its continuation byte.
     let mut out = [0u8; 20];
-    let mut chars = text.chars();
+    let mut bytes = text.as_bytes().iter();
     for slot in &mut out {
-        let c = chars.next().ok_or(WsError::Invalid { field, reason: "not 20 characters" })?;
-        *slot = u8::try_from(u32::from(c))
-            .map_err(|_| WsError::Invalid { field, reason: "character above U+00FF" })?;
+        let b = *bytes.next().ok_or(WsError::Invalid { field, reason: "not 20 characters" })?;
+        *slot = match b {
+            0..=0x7f => b,
+            0xc2 | 0xc3 => {
+                let next = bytes.next().copied().unwrap_or(0);
+                ((b & 0x03) << 6) | (next & 0x3f)
+            }
+            _ => return Err(WsError::Invalid { field, reason: "character above U+00FF" }),
+        };
     }
-    if chars.next().is_some() {
+    if bytes.next().is_some() {
         return Err(WsError::Invalid { field, reason: "not 20 characters" });
     }
     Ok(out)
@@ -29,6 +38,50 @@ pub fn decode_binary_id(text: &str, field: &'static str) -> Result<[u8; 20], WsE
 
 /// Appends `bytes` as a quoted JSON binary string, escaping what JSON requires.
 pub fn push_json_binary_string(out: &mut String, bytes: &[u8]) {
+    // Every id of every message the tracker sends goes through here. Ids are short: encode
+    // them into a stack buffer as UTF-8 bytes (pushing chars one by one copies each
+    // two-byte one separately), then append that with one check.
+    if bytes.len() <= 32 {
+        let mut buf = [0u8; 2 + 6 * 32];
+        let mut n = 0;
+        let mut put = |b: u8| {
+            buf[n] = b;
+            n += 1;
+        };
+        put(b'"');
+        for &b in bytes {
+            match b {
+                b'"' | b'\\' => {
+                    put(b'\\');
+                    put(b);
+                }
+                0..=0x1f => {
+                    const HEX: &[u8; 16] = b"0123456789abcdef";
+                    for e in [
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(b >> 4)],
+                        HEX[usize::from(b & 0xf)],
+                    ] {
+                        put(e);
+                    }
+                }
+                0x20..=0x7f => put(b),
+                _ => {
+                    put(0xc0 | (b >> 6));
+                    put(0x80 | (b & 0x3f));
+                }
+            }
+        }
+        put(b'"');
+        // Always valid UTF-8 by construction; the slow path below stays the reference.
+        if let Ok(text) = std::str::from_utf8(&buf[..n]) {
+            out.push_str(text);
+            return;
+        }
+    }
     out.push('"');
     for &b in bytes {
         match b {

@@ -116,7 +116,8 @@ fn relayed(
     key: &str,
     payload: &RawValue,
 ) -> String {
-    let mut out = String::with_capacity(128 + payload.get().len());
+    // The keys, and three ids of up to 42 bytes each (twice 20 plus quotes) in the common case.
+    let mut out = String::with_capacity(80 + 3 * 42 + key.len() + payload.get().len());
     out.push_str("{\"action\":\"announce\",\"info_hash\":");
     push_json_binary_string(&mut out, &info_hash.0);
     out.push_str(",\"peer_id\":");

@@ -25,9 +25,6 @@ use crate::state::State;
 use crate::stats::Counters;
 use crate::stream::{read_some, Stream};
 
-/// Torrents one connection may be in at once (WebTorrent shares one socket per tracker for
-/// all the torrents of a page).
-const MAX_TORRENTS_PER_CONNECTION: usize = 256;
 /// Above this the read buffer is given back as soon as it is empty.
 const KEEP_BUFFER: usize = 4096;
 
@@ -102,6 +99,7 @@ async fn open(
                 handshake::plain_response("429 Too Many Requests", "text/plain", "slow down\n")
             } else {
                 stream.write_all(handshake::switching_protocols(&accept).as_bytes()).await.ok()?;
+                stream.flush().await.ok()?;
                 return Some(stream);
             }
         }
@@ -202,8 +200,14 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let result =
-            tokio::time::timeout(Duration::from_secs(30), self.stream.write_all(&self.out)).await;
+        // `flush` too: over TLS, `write_all` can return with the last records still inside
+        // rustls (when the socket would block), and they would wait for the next write.
+        let (stream, out) = (&mut self.stream, &self.out);
+        let write = async move {
+            stream.write_all(out).await?;
+            stream.flush().await
+        };
+        let result = tokio::time::timeout(Duration::from_secs(30), write).await;
         self.out.clear();
         if self.out.capacity() > KEEP_BUFFER {
             self.out = Vec::new();
@@ -293,12 +297,12 @@ impl Conn {
             Counters::bump(&self.state.counters.rate_limited);
             return Err(Close(frame::CLOSE_POLICY, "too many messages"));
         }
-        if std::str::from_utf8(text).is_err() {
+        let Ok(text) = std::str::from_utf8(text) else {
             Counters::bump(&self.state.counters.ws_errors);
             self.send(&encode_failure(None, None, "message is not UTF-8"));
             return Err(Close(frame::CLOSE_INVALID_DATA, "not UTF-8"));
-        }
-        match wire::decode_request(text) {
+        };
+        match wire::decode_request_str(text) {
             Ok(WsRequest::Announce(a)) => self.announce(a),
             Ok(WsRequest::Answer(a)) => self.answer(a),
             Ok(WsRequest::Scrape { info_hashes }) => self.scrape(&info_hashes),
@@ -332,7 +336,7 @@ impl Conn {
         let key = (a.info_hash, a.peer_id);
         let known = self.torrents.iter().position(|t| *t == key);
         if a.event != AnnounceEvent::Stopped && known.is_none() {
-            if self.torrents.len() >= MAX_TORRENTS_PER_CONNECTION {
+            if self.torrents.len() >= state.config.ws_max_torrents_per_connection as usize {
                 return self.fail(
                     WsAction::Announce,
                     &a.info_hash,

@@ -198,9 +198,11 @@ async fn seed_until_interrupted(handle: &TorrentHandle, json: bool) {
             _ = &mut interrupted => return,
             _ = ticker.tick() => {
                 if json {
-                    let s = handle.status().stats;
+                    let status = handle.status();
+                    let s = status.stats;
                     println!("{}", serde_json::json!({
                         "event": "stats", "uploaded": s.uploaded, "upload_rate": s.upload_rate, "peers": s.peers,
+                        "webrtc_peers": status.webrtc_peers,
                     }));
                 }
             }
@@ -221,6 +223,8 @@ fn report_done(handle: &TorrentHandle, status: &TorrentStatus, json: bool) {
                 "downloaded": status.stats.downloaded,
                 "uploaded": status.stats.uploaded,
                 "wasted": status.stats.wasted,
+                "peers": status.stats.peers,
+                "webrtc_peers": status.webrtc_peers,
                 "path": root,
             })
         );

@@ -9,42 +9,8 @@
 
 mod interop_support;
 
-use std::time::Duration;
-
 use interop_support::*;
 use shoal_testkit::*;
-
-const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
-
-/// Runs `body` in a namespace with a WebSocket tracker; returns without running it when the
-/// test was done in a child (or skipped).
-fn in_netns(test: &str, body: impl FnOnce(&str)) {
-    if skip_interop() {
-        return;
-    }
-    if let Some(why) = browser_unavailable() {
-        println!("SKIP: {test}: {why}");
-        return;
-    }
-    match run_test_in_netns(test, Duration::from_secs(400)) {
-        Ok(Netns::Inside) => {}
-        Ok(Netns::Passed) => return,
-        Ok(Netns::Skipped(why)) => return println!("SKIP: {test}: {why}"),
-        Err(e) => panic!("{e}"),
-    }
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let tracker = runtime
-        .block_on(shoal_tracker::start(shoal_tracker::Config {
-            ws: Some("127.0.0.1:0".parse().unwrap()),
-            ..shoal_tracker::Config::default()
-        }))
-        .expect("tracker starts");
-    let ws = format!("ws://{}", tracker.ws_addr.unwrap());
-    body(&ws);
-    let stats = tracker.stats();
-    println!("tracker: {}", stats.to_json());
-    runtime.block_on(tracker.shutdown()).unwrap();
-}
 
 #[test]
 fn webtorrent_in_chromium_downloads_from_shoal_seed() {

@@ -385,3 +385,36 @@ fn percent_decode(text: &str) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Bound on a browser peer's download.
+pub const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// Runs `body` in a namespace with a WebSocket tracker; returns without running it when the
+/// test was done in a child (or skipped).
+pub fn in_netns(test: &str, body: impl FnOnce(&str)) {
+    if skip_interop() {
+        return;
+    }
+    if let Some(why) = browser_unavailable() {
+        println!("SKIP: {test}: {why}");
+        return;
+    }
+    match run_test_in_netns(test, Duration::from_secs(400)) {
+        Ok(Netns::Inside) => {}
+        Ok(Netns::Passed) => return,
+        Ok(Netns::Skipped(why)) => return println!("SKIP: {test}: {why}"),
+        Err(e) => panic!("{e}"),
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let tracker = runtime
+        .block_on(shoal_tracker::start(shoal_tracker::Config {
+            ws: Some("127.0.0.1:0".parse().unwrap()),
+            ..shoal_tracker::Config::default()
+        }))
+        .expect("tracker starts");
+    let ws = format!("ws://{}", tracker.ws_addr.unwrap());
+    body(&ws);
+    let stats = tracker.stats();
+    println!("tracker: {}", stats.to_json());
+    runtime.block_on(tracker.shutdown()).unwrap();
+}

@@ -6,7 +6,8 @@
 #
 # Reference peers for interop tests (see tests/peers/): libtorrent (python3-libtorrent 2.0),
 # Transmission 3.00, aria2 1.36, opentracker, qBittorrent; ffmpeg for media payloads; GNU time
-# for peak-RSS figures; iproute2/util-linux for private network namespaces.
+# for peak-RSS figures; iproute2/util-linux for private network namespaces. WebRTC peers: PyPI
+# libtorrent 2.1 in a virtualenv of its own, WebTorrent in node with @roamhq/wrtc (npm).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,8 @@ APT_PACKAGES=(
     time
     iproute2
     util-linux
+    # the virtualenv holding PyPI libtorrent 2.1 (ensurepip is packaged apart in Debian)
+    python3-venv
     # The npm side of the tracker and browser tests (tests/web): bittorrent-tracker's client,
     # WebTorrent 3 in headless Chromium.
     chromium
@@ -64,11 +67,30 @@ fi
 # npm packages of tests/web, from its lock file. --ignore-scripts: a WebTorrent dependency's
 # install script insists on pnpm, and node-datachannel's downloads a binary (no internet here);
 # the tests load WebRTC-free stubs instead (tests/web/no-webrtc).
+# @roamhq/wrtc (WebRTC for WebTorrent in node) ships its linux-x64 binary inside the npm package.
 if [[ -d "$ROOT/tests/web/node_modules/bittorrent-tracker" ]] \
+    && [[ -d "$ROOT/tests/web/node_modules/@roamhq/wrtc" ]] \
     && [[ ! "$ROOT/tests/web/node_modules/.package-lock.json" -ot "$ROOT/tests/web/package-lock.json" ]]; then
     say "npm packages (tests/web): present"
 else
     (cd "$ROOT/tests/web" && npm ci --ignore-scripts --no-audit --no-fund)
+fi
+
+# PyPI libtorrent 2.1 (WebTorrent, i.e. WebRTC, built in) for tests/peers/lt21_peer.py, in a
+# virtualenv of its own so that the system Python keeps Debian's 2.0 for the classic tests. The
+# path is the one shoal_testkit looks in (paths::LT21_VENV); SHOAL_LT21_VENV overrides both.
+LT21_VENV="${SHOAL_LT21_VENV:-/var/cache/shoal-test-deps/lt21-venv}"
+LT21_PIN="libtorrent==2.1.1"
+if [[ -x "$LT21_VENV/bin/python" ]] && "$LT21_VENV/bin/python" -c \
+    'import sys, libtorrent as lt; sys.exit(not (lt.__version__.startswith("2.1.") and "webtorrent_stun_server" in lt.default_settings()))' \
+    2>/dev/null; then
+    say "libtorrent 2.1 ($LT21_VENV): present"
+else
+    say "installing $LT21_PIN into $LT21_VENV"
+    mkdir -p "$(dirname "$LT21_VENV")"
+    # Debian's interpreter, not whatever python3 comes first on PATH (pyenv, another venv).
+    [[ -x "$LT21_VENV/bin/python" ]] || /usr/bin/python3 -m venv "$LT21_VENV"
+    "$LT21_VENV/bin/pip" install -q --disable-pip-version-check "$LT21_PIN"
 fi
 
 # The pinned toolchain (rust-toolchain.toml) must be able to build shoal-proto for browsers.

@@ -67,6 +67,8 @@ def build_settings(a, user_agent):
         settings["upload_rate_limit"] = a.upload_limit
     if a.download_limit:
         settings["download_rate_limit"] = a.download_limit
+    # Drivers built on this one (lt21_peer.py) add settings of their own libtorrent version.
+    settings.update(getattr(a, "extra_settings", None) or {})
     return settings
 
 
@@ -209,7 +211,7 @@ def cmd_seed(a):
             # after "ready" finds us in the swarm.
             if tracker_state != "pending" or time.monotonic() - t_checked > 10:
                 emit("ready", port=port, ip=a.ip, info_hash=info_hash_hex(h), tracker=tracker_state,
-                     pieces=h.torrent_file().num_pieces())
+                     pieces=h.torrent_file().num_pieces(), libtorrent=lt.__version__)
                 ready = True
         ses.wait_for_alert(100)
     st = h.status()
@@ -225,7 +227,7 @@ def cmd_leech(a):
     t0 = time.monotonic()
     h = ses.add_torrent(p)
     port, pending_alerts = wait_listening(ses, life)
-    emit("ready", port=port, ip=a.ip, info_hash=info_hash_hex(h))
+    emit("ready", port=port, ip=a.ip, info_hash=info_hash_hex(h), libtorrent=lt.__version__)
     dialer = Dialer(h, a.connect)
     t_first_piece = None
     last_progress = 0.0
@@ -298,8 +300,10 @@ def add_network_args(ap):
     peerlib.add_common_args(ap)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def make_parser(description, add_args=None):
+    """The command line of this driver; `add_args(subparser)` adds a derived driver's options
+    to both roles."""
+    ap = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="role", required=True)
     s = sub.add_parser("seed", help="seed a torrent from existing data until stopped")
     s.add_argument("torrent")
@@ -313,7 +317,13 @@ def main():
     l.add_argument("--timeout", type=float, default=300, help="give up (exit 3) after this many seconds")
     l.add_argument("--keep-seeding", action="store_true", help="keep running as a seed after 'done'")
     add_network_args(l)
-    a = ap.parse_args()
+    if add_args:
+        add_args(s)
+        add_args(l)
+    return ap
+
+
+def run(a):
     try:
         if a.role == "seed":
             cmd_seed(a)
@@ -321,6 +331,10 @@ def main():
             cmd_leech(a)
     except (ValueError, RuntimeError) as e:
         fail(e)
+
+
+def main():
+    run(make_parser(__doc__).parse_args())
 
 
 if __name__ == "__main__":

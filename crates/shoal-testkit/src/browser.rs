@@ -18,6 +18,10 @@
 //! assert_eq!(done["sha1"].as_str(), Some(sha1_file(file)?.as_str()));
 //! # Ok(()) }
 //! ```
+//!
+//! WebTorrent 3 in node, with WebRTC from `@roamhq/wrtc` (`tests/web/node_peer.mjs`), is the
+//! same kind of peer without a browser: [`node_seed`], [`node_leech`] take the same
+//! [`BrowserOpts`] (the Chromium fields aside) and return a [`BrowserPeer`] too.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -43,28 +47,69 @@ fn chromium() -> PathBuf {
     std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(CHROMIUM), PathBuf::from)
 }
 
-/// Why browser peers cannot run here (node, Chromium or the npm packages missing), or `None`.
-pub fn browser_unavailable() -> Option<String> {
-    if let Err(e) = require_tool("node") {
-        return Some(e.to_string());
-    }
-    let browser = chromium();
-    if !browser.is_file() {
-        return Some(format!(
-            "no Chromium at {} (scripts/install-test-deps.sh, or set CHROMIUM)",
-            browser.display()
-        ));
-    }
-    let modules = web_dir().join("node_modules");
-    for package in ["playwright-core", "webtorrent"] {
-        if !modules.join(package).is_dir() {
-            return Some(format!(
-                "{} lacks {package} (run `npm ci --ignore-scripts` in tests/web)",
-                modules.display()
-            ));
+/// Which program a WebTorrent peer runs in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Driver {
+    /// `browser_peer.mjs`: headless Chromium.
+    Chromium,
+    /// `node_peer.mjs`: node with `@roamhq/wrtc`.
+    Node,
+}
+
+impl Driver {
+    fn script(self) -> &'static str {
+        match self {
+            Driver::Chromium => "browser_peer.mjs",
+            Driver::Node => "node_peer.mjs",
         }
     }
-    None
+
+    fn label(self) -> &'static str {
+        match self {
+            Driver::Chromium => "webtorrent",
+            Driver::Node => "webtorrent-node",
+        }
+    }
+
+    /// The npm packages (under tests/web/node_modules) the driver loads.
+    fn packages(self) -> &'static [&'static str] {
+        match self {
+            Driver::Chromium => &["playwright-core", "webtorrent"],
+            // The binary package is an optional dependency: npm skips it on other platforms.
+            Driver::Node => &["webtorrent", "@roamhq/wrtc", "@roamhq/wrtc-linux-x64"],
+        }
+    }
+
+    fn unavailable(self) -> Option<String> {
+        if let Err(e) = require_tool("node") {
+            return Some(e.to_string());
+        }
+        let browser = chromium();
+        if self == Driver::Chromium && !browser.is_file() {
+            return Some(format!(
+                "no Chromium at {} (scripts/install-test-deps.sh, or set CHROMIUM)",
+                browser.display()
+            ));
+        }
+        let modules = web_dir().join("node_modules");
+        self.packages().iter().find(|p| !modules.join(p).is_dir()).map(|package| {
+            format!(
+                "{} lacks {package} (run `npm ci --ignore-scripts` in tests/web)",
+                modules.display()
+            )
+        })
+    }
+}
+
+/// Why browser peers cannot run here (node, Chromium or the npm packages missing), or `None`.
+pub fn browser_unavailable() -> Option<String> {
+    Driver::Chromium.unavailable()
+}
+
+/// Why node WebTorrent peers cannot run here (node, or the npm packages, among them
+/// `@roamhq/wrtc`, missing), or `None`.
+pub fn node_webtorrent_unavailable() -> Option<String> {
+    Driver::Node.unavailable()
 }
 
 /// How to run a browser peer.
@@ -169,7 +214,7 @@ pub fn browser_seed(file: &Path, opts: &BrowserOpts) -> Result<BrowserPeer> {
     if !file.is_file() {
         return Err(Error::Setup(format!("browser seed: {} is not a file", file.display())));
     }
-    start(Role::Seed, &[file.as_os_str()], opts)
+    start(Driver::Chromium, Role::Seed, &[file.as_os_str()], opts)
 }
 
 /// WebTorrent in Chromium downloading `source` (a magnet URI or a .torrent path) into
@@ -179,11 +224,33 @@ pub fn browser_leech(
     out_dir: &Path,
     opts: &BrowserOpts,
 ) -> Result<BrowserPeer> {
-    start(Role::Leech, &[source.as_ref(), out_dir.as_os_str()], opts)
+    start(Driver::Chromium, Role::Leech, &[source.as_ref(), out_dir.as_os_str()], opts)
 }
 
-fn start(role: Role, positional: &[&OsStr], opts: &BrowserOpts) -> Result<BrowserPeer> {
-    if let Some(why) = browser_unavailable() {
+/// WebTorrent in node seeding `file` (one file, seeded in place); like [`browser_seed`].
+pub fn node_seed(file: &Path, opts: &BrowserOpts) -> Result<BrowserPeer> {
+    if !file.is_file() {
+        return Err(Error::Setup(format!("node seed: {} is not a file", file.display())));
+    }
+    start(Driver::Node, Role::Seed, &[file.as_os_str()], opts)
+}
+
+/// WebTorrent in node downloading `source` into `out_dir`; like [`browser_leech`].
+pub fn node_leech(
+    source: impl AsRef<OsStr>,
+    out_dir: &Path,
+    opts: &BrowserOpts,
+) -> Result<BrowserPeer> {
+    start(Driver::Node, Role::Leech, &[source.as_ref(), out_dir.as_os_str()], opts)
+}
+
+fn start(
+    driver: Driver,
+    role: Role,
+    positional: &[&OsStr],
+    opts: &BrowserOpts,
+) -> Result<BrowserPeer> {
+    if let Some(why) = driver.unavailable() {
         return Err(Error::Setup(why));
     }
     if opts.announce.is_empty() {
@@ -196,11 +263,9 @@ fn start(role: Role, positional: &[&OsStr], opts: &BrowserOpts) -> Result<Browse
     let secs = |d: Duration| format!("{:.1}", d.as_secs_f64().max(1.0));
     let mut cmd = Command::new("node");
     cmd.current_dir(web_dir())
-        .arg(web_dir().join("browser_peer.mjs"))
+        .arg(web_dir().join(driver.script()))
         .arg(role_arg)
         .args(positional)
-        .arg("--chromium")
-        .arg(chromium())
         .arg("--max-seconds")
         .arg(secs(opts.max_lifetime))
         .arg("--ready-timeout")
@@ -208,8 +273,11 @@ fn start(role: Role, positional: &[&OsStr], opts: &BrowserOpts) -> Result<Browse
     for url in &opts.announce {
         cmd.arg("--announce").arg(url);
     }
-    for flag in &opts.chromium_args {
-        cmd.arg(format!("--chromium-arg={flag}"));
+    if driver == Driver::Chromium {
+        cmd.arg("--chromium").arg(chromium());
+        for flag in &opts.chromium_args {
+            cmd.arg(format!("--chromium-arg={flag}"));
+        }
     }
     if role == Role::Leech {
         cmd.arg("--timeout").arg(secs(opts.timeout));
@@ -220,7 +288,7 @@ fn start(role: Role, positional: &[&OsStr], opts: &BrowserOpts) -> Result<Browse
     if let (Role::Seed, Some(len)) = (role, opts.piece_length) {
         cmd.arg("--piece-length").arg(len.to_string());
     }
-    let mut process = ChildGuard::spawn(format!("webtorrent-{role_arg}"), cmd)?;
+    let mut process = ChildGuard::spawn(format!("{}-{role_arg}", driver.label()), cmd)?;
     // The driver applies `ready_timeout` to the page load and to the seed's announce in turn.
     let ready = process.wait_event("ready", opts.ready_timeout * 2 + Duration::from_secs(10))?;
     Ok(BrowserPeer { role, ready, keep_running: role == Role::Seed || opts.keep_seeding, process })

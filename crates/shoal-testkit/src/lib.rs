@@ -3,7 +3,8 @@
 //! It runs the software Shoal has to get along with: libtorrent, aria2 and Transmission as
 //! peers, opentracker as a tracker, each through a driver script in `tests/peers` that speaks
 //! one JSON event a line, and WebTorrent in headless Chromium ([`browser`], driven by
-//! `tests/web/browser_peer.mjs`), which needs a private network namespace ([`netns`]). It has
+//! `tests/web/browser_peer.mjs`), which needs a private network namespace ([`netns`]), as do
+//! the other WebRTC peers: WebTorrent in node and libtorrent 2.1 ([`lt21_seed`]). It has
 //! no BitTorrent code of its own: what it checks is bytes on disk.
 //!
 //! ```no_run
@@ -41,7 +42,10 @@ pub mod torrent;
 pub mod tracker;
 pub mod tree;
 
-pub use browser::{browser_leech, browser_seed, browser_unavailable, BrowserOpts, BrowserPeer};
+pub use browser::{
+    browser_leech, browser_seed, browser_unavailable, node_leech, node_seed,
+    node_webtorrent_unavailable, BrowserOpts, BrowserPeer,
+};
 pub use error::{Error, Result};
 pub use media::{
     make_mp4_moov_at_end, make_webm, moov_after_mdat, proc_memory, require_media_tools,
@@ -49,11 +53,13 @@ pub use media::{
 };
 pub use net::{free_addr, free_port, loopback_ip};
 pub use netns::{run_test_in_netns, Netns};
-pub use paths::{peer_script, peers_dir, repo_root, require_tool, shoal_bin, skip_interop, PYTHON};
+pub use paths::{
+    lt21_python, peer_script, peers_dir, repo_root, require_tool, shoal_bin, skip_interop, PYTHON,
+};
 pub use payload::{payload, payload_tree, tree_layout, write_random_file};
 pub use peers::{
-    aria2_leech, aria2_seed, lt_leech, lt_seed, start_peer, transmission_leech, transmission_seed,
-    Peer, PeerKind, PeerOpts, Role,
+    aria2_leech, aria2_seed, lt21_leech, lt21_seed, lt21_unavailable, lt_leech, lt_seed,
+    start_peer, transmission_leech, transmission_seed, Peer, PeerKind, PeerOpts, Role,
 };
 pub use process::{event_name, run_for_json, spawn_and_wait_for_json_line, ChildGuard};
 pub use torrent::{make_torrent, TorrentFile, TorrentInfo, TorrentOpts};

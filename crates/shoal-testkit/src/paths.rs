@@ -9,6 +9,22 @@ use crate::error::{Error, Result};
 /// which may not be the first `python3` on PATH (pyenv and virtualenvs shadow it).
 pub const PYTHON: &str = "/usr/bin/python3";
 
+/// Where scripts/install-test-deps.sh makes the virtualenv holding PyPI libtorrent 2.1 (the
+/// WebTorrent-capable one), unless [`LT21_VENV_ENV`] names another.
+pub const LT21_VENV: &str = "/var/cache/shoal-test-deps/lt21-venv";
+
+/// Overrides [`LT21_VENV`] (the install script honours it too).
+pub const LT21_VENV_ENV: &str = "SHOAL_LT21_VENV";
+
+/// The interpreter of the libtorrent 2.1 virtualenv (it may not exist: see
+/// [`crate::peers::lt21_unavailable`]).
+pub fn lt21_python() -> PathBuf {
+    let venv = env::var_os(LT21_VENV_ENV)
+        .filter(|v| !v.is_empty())
+        .map_or_else(|| PathBuf::from(LT21_VENV), PathBuf::from);
+    venv.join("bin").join("python")
+}
+
 /// Set to skip interop tests on a machine without the reference peers (see [`skip_interop`]).
 pub const SKIP_ENV: &str = "SHOAL_SKIP_INTEROP";
 

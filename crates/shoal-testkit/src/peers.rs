@@ -1,6 +1,7 @@
 //! Third-party BitTorrent clients as peers for interop tests: libtorrent (Debian
 //! python3-libtorrent 2.0), aria2 1.36 and Transmission 3.00, each run by its driver in
-//! `tests/peers` and stopped when its [`Peer`] is dropped.
+//! `tests/peers` and stopped when its [`Peer`] is dropped. Also libtorrent 2.1 from PyPI, which
+//! speaks WebRTC to peers met on WebSocket trackers ([`lt21_seed`], [`lt21_leech`]).
 //!
 //! How each of them can be connected, on loopback:
 //!
@@ -15,7 +16,7 @@
 
 use std::ffi::OsStr;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::Duration;
 
@@ -23,13 +24,16 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::net::loopback_ip;
-use crate::paths::{peer_script, require_tool, PYTHON};
+use crate::paths::{lt21_python, peer_script, require_tool, PYTHON};
 use crate::process::{event_name, ChildGuard};
 
 /// Which client.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PeerKind {
     Libtorrent,
+    /// libtorrent 2.1 (PyPI wheel, WebTorrent built in), in its own virtualenv
+    /// ([`lt21_python`]); TCP as `Libtorrent`, plus WebRTC through `ws://` trackers.
+    Libtorrent21,
     Aria2,
     Transmission,
 }
@@ -38,22 +42,35 @@ impl PeerKind {
     fn script(self) -> &'static str {
         match self {
             PeerKind::Libtorrent => "lt_peer.py",
+            PeerKind::Libtorrent21 => "lt21_peer.py",
             PeerKind::Aria2 => "aria2_peer.py",
             PeerKind::Transmission => "transmission_peer.py",
         }
     }
 
-    fn program(self) -> &'static str {
+    /// What must be installed for this kind (checked before starting it).
+    fn program(self) -> PathBuf {
         match self {
-            PeerKind::Libtorrent => PYTHON,
-            PeerKind::Aria2 => "aria2c",
-            PeerKind::Transmission => "transmission-cli",
+            PeerKind::Libtorrent => PathBuf::from(PYTHON),
+            PeerKind::Libtorrent21 => lt21_python(),
+            PeerKind::Aria2 => PathBuf::from("aria2c"),
+            PeerKind::Transmission => PathBuf::from("transmission-cli"),
+        }
+    }
+
+    /// The Python that runs the driver: libtorrent 2.1 lives in a virtualenv of its own, so
+    /// that the system Python keeps Debian's 2.0 for the classic tests.
+    fn interpreter(self) -> PathBuf {
+        match self {
+            PeerKind::Libtorrent21 => lt21_python(),
+            _ => PathBuf::from(PYTHON),
         }
     }
 
     fn label(self) -> &'static str {
         match self {
             PeerKind::Libtorrent => "libtorrent",
+            PeerKind::Libtorrent21 => "libtorrent2.1",
             PeerKind::Aria2 => "aria2",
             PeerKind::Transmission => "transmission",
         }
@@ -176,7 +193,7 @@ impl Peer {
     /// Asks the peer to connect to `peer` (libtorrent only; re-dialed until connected).
     /// This is how aria2 and Transmission leechers get their data: they are dialed.
     pub fn dial(&mut self, peer: SocketAddr) -> Result<()> {
-        if self.kind != PeerKind::Libtorrent {
+        if !matches!(self.kind, PeerKind::Libtorrent | PeerKind::Libtorrent21) {
             return Err(Error::Setup(format!(
                 "{} cannot be told to dial a peer",
                 self.kind.label()
@@ -235,6 +252,33 @@ pub fn lt_leech(source: impl AsRef<OsStr>, out_dir: &Path, opts: &PeerOpts) -> R
     start_peer(PeerKind::Libtorrent, Role::Leech, source.as_ref(), out_dir, opts)
 }
 
+/// libtorrent 2.1 seeding `torrent` from `data_dir`, announcing to `opts.trackers` (give it a
+/// `ws://` tracker to meet WebRTC peers). Extra driver options (`--no-tcp`, `--stun`,
+/// `--max-offers`) go in `opts.extra_args`. WebRTC needs a network namespace
+/// ([`crate::netns`]); check [`lt21_unavailable`] first.
+pub fn lt21_seed(torrent: &Path, data_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
+    start_peer(PeerKind::Libtorrent21, Role::Seed, torrent.as_os_str(), data_dir, opts)
+}
+
+/// libtorrent 2.1 downloading `source` into `out_dir` (see [`lt21_seed`]).
+pub fn lt21_leech(source: impl AsRef<OsStr>, out_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
+    start_peer(PeerKind::Libtorrent21, Role::Leech, source.as_ref(), out_dir, opts)
+}
+
+/// Why libtorrent 2.1 cannot run here (its virtualenv is missing), or `None`. A virtualenv
+/// whose libtorrent lacks WebTorrent is not a reason to skip: its driver then fails loudly.
+pub fn lt21_unavailable() -> Option<String> {
+    let python = lt21_python();
+    (!python.is_file()).then(|| {
+        format!(
+            "no libtorrent 2.1 virtualenv ({} is missing): run scripts/install-test-deps.sh, \
+             or set {}",
+            python.display(),
+            crate::paths::LT21_VENV_ENV
+        )
+    })
+}
+
 /// aria2 seeding (after hashing the data). It does not dial: leechers dial it or use a tracker.
 pub fn aria2_seed(torrent: &Path, data_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
     start_peer(PeerKind::Aria2, Role::Seed, torrent.as_os_str(), data_dir, opts)
@@ -270,14 +314,14 @@ pub fn start_peer(
     opts: &PeerOpts,
 ) -> Result<Peer> {
     check_supported(kind, opts)?;
-    require_tool(PYTHON)?;
-    require_tool(kind.program())?;
+    require_tool(&kind.interpreter().to_string_lossy())?;
+    require_tool(&kind.program().to_string_lossy())?;
     let ip = opts.ip.unwrap_or_else(loopback_ip);
     let role_arg = match role {
         Role::Seed => "seed",
         Role::Leech => "leech",
     };
-    let mut cmd = Command::new(PYTHON);
+    let mut cmd = Command::new(kind.interpreter());
     cmd.arg(peer_script(kind.script())?)
         .arg(role_arg)
         .arg(source)
@@ -309,7 +353,8 @@ pub fn start_peer(
             cmd.arg("--keep-seeding");
         }
     }
-    if role == Role::Seed && opts.trust_data && kind == PeerKind::Libtorrent {
+    let libtorrent = matches!(kind, PeerKind::Libtorrent | PeerKind::Libtorrent21);
+    if role == Role::Seed && opts.trust_data && libtorrent {
         cmd.arg("--trust-data");
     }
     cmd.args(&opts.extra_args);
@@ -337,7 +382,7 @@ fn check_supported(kind: PeerKind, opts: &PeerOpts) -> Result<()> {
         Err(Error::Setup(format!("{} {what}: see the table in shoal_testkit::peers", kind.label())))
     };
     match kind {
-        PeerKind::Libtorrent => Ok(()),
+        PeerKind::Libtorrent | PeerKind::Libtorrent21 => Ok(()),
         PeerKind::Aria2 if !opts.connect.is_empty() => {
             refuse("cannot dial peers (let the other side dial it, or use a tracker)")
         }

@@ -44,6 +44,8 @@ const ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(15);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_START: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A connection that lasted this long resets the reconnect backoff.
+const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 /// Offers we remember per socket (they expire in the endpoint long before this fills).
 const MAX_PENDING_OFFERS: usize = 1024;
 /// Announces waiting for an answer per socket.
@@ -141,6 +143,7 @@ impl WsTrackers {
             peer_id: self.peer_id,
             peers: self.peers.clone(),
             torrents: HashSet::new(),
+            rejoin: HashMap::new(),
             offers: HashMap::new(),
             waiting: HashMap::new(),
             answering: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_ANSWERS)),
@@ -211,6 +214,9 @@ struct SocketTask {
     peers: mpsc::UnboundedSender<WebRtcPeer>,
     /// Torrents announced on this socket and not stopped: only their offers are answered.
     torrents: HashSet<InfoHash>,
+    /// The last announce of each torrent in `torrents`, without offers: sent again after a
+    /// reconnect, so the tracker keeps relaying other peers' offers to us.
+    rejoin: HashMap<InfoHash, WsAnnounce>,
     offers: HashMap<[u8; 20], OurOffer>,
     /// Announces waiting for the tracker's answer, per torrent, oldest first.
     waiting: HashMap<InfoHash, VecDeque<oneshot::Sender<Result<AnnounceResponse, TrackerError>>>>,
@@ -223,33 +229,47 @@ impl SocketTask {
     async fn run(mut self, mut requests: mpsc::UnboundedReceiver<ToSocket>) {
         let mut backoff = BACKOFF_START;
         loop {
-            // Connect when there is something to say.
-            let first = match requests.recv().await {
-                Some(r) => r,
-                None => return,
+            // With torrents to keep in the swarm, reconnect at once; otherwise when there is
+            // something to say.
+            let first = if self.rejoin.is_empty() {
+                match requests.recv().await {
+                    Some(r) => Some(r),
+                    None => return,
+                }
+            } else {
+                None
             };
             let connected = tokio::time::timeout(CONNECT_TIMEOUT, connect(&self.url, &self.target));
-            let ws = match connected.await {
-                Ok(Ok(ws)) => ws,
+            let failure = match connected.await {
+                Ok(Ok(ws)) => {
+                    tracing::debug!(url = %self.url, "WebSocket tracker connected");
+                    let since = Instant::now();
+                    let reason = self.serve(ws, first, &mut requests).await;
+                    // A tracker that accepts and then drops us at once still gets backoff.
+                    if since.elapsed() >= STABLE_CONNECTION {
+                        backoff = BACKOFF_START;
+                    }
+                    tracing::debug!(url = %self.url, "WebSocket tracker connection ended: {reason}");
+                    self.fail_waiting(&reason);
+                    if requests.is_closed() {
+                        return;
+                    }
+                    reason
+                }
                 Ok(Err(e)) => {
-                    self.fail_request(first, &e);
-                    self.back_off(&mut requests, &mut backoff, &e).await;
-                    continue;
+                    if let Some(first) = first {
+                        self.fail_request(first, &e);
+                    }
+                    e
                 }
                 Err(_) => {
-                    self.fail_request(first, "connect timed out");
-                    self.back_off(&mut requests, &mut backoff, "connect timed out").await;
-                    continue;
+                    if let Some(first) = first {
+                        self.fail_request(first, "connect timed out");
+                    }
+                    "connect timed out".to_owned()
                 }
             };
-            tracing::debug!(url = %self.url, "WebSocket tracker connected");
-            backoff = BACKOFF_START;
-            let reason = self.serve(ws, first, &mut requests).await;
-            tracing::debug!(url = %self.url, "WebSocket tracker connection ended: {reason}");
-            self.fail_waiting(&reason);
-            if requests.is_closed() {
-                return;
-            }
+            self.back_off(&mut requests, &mut backoff, &failure).await;
         }
     }
 
@@ -287,7 +307,7 @@ impl SocketTask {
     async fn serve<S>(
         &mut self,
         ws: tokio_tungstenite::WebSocketStream<S>,
-        first: ToSocket,
+        first: Option<ToSocket>,
         requests: &mut mpsc::UnboundedReceiver<ToSocket>,
     ) -> String
     where
@@ -296,8 +316,13 @@ impl SocketTask {
         let (mut sink, mut stream) = ws.split();
         // Answers are made by spawned tasks; they hand their JSON back through this channel.
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<String>();
-        if let Err(e) = self.send_request(first, &out_tx) {
-            return e;
+        for announce in self.rejoin.values() {
+            let _ = out_tx.send(encode_request(&WsRequest::Announce(announce.clone())));
+        }
+        if let Some(first) = first {
+            if let Err(e) = self.send_request(first, &out_tx) {
+                return e;
+            }
         }
         let mut purge = tokio::time::interval(Duration::from_secs(10));
         loop {
@@ -343,11 +368,16 @@ impl SocketTask {
         }
         if announce.event == AnnounceEvent::Stopped {
             self.torrents.remove(&info_hash);
+            self.rejoin.remove(&info_hash);
             // Trackers do not always answer a stop: we do not wait for one.
             let _ = reply.send(Ok(AnnounceResponse::empty()));
         } else {
             self.torrents.insert(info_hash);
             queue.push_back(reply);
+            let mut again = announce.clone();
+            again.event = AnnounceEvent::None;
+            again.numwant = Some(0);
+            self.rejoin.insert(info_hash, again);
         }
         for (offer_id, pending) in offers {
             if self.offers.len() >= MAX_PENDING_OFFERS {

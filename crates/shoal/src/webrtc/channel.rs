@@ -26,9 +26,9 @@ use tokio::sync::mpsc;
 use super::endpoint::{Cmd, ConnId};
 
 /// Unacknowledged outgoing bytes above which writes wait.
-pub(crate) const HIGH_WATER: usize = 1024 * 1024;
+pub(crate) const HIGH_WATER: usize = 256 * 1024;
 /// Writers are woken once the unacknowledged bytes drop below this.
-pub(crate) const LOW_WATER: usize = 256 * 1024;
+pub(crate) const LOW_WATER: usize = 64 * 1024;
 /// Received bytes the reader may leave unconsumed before the connection is dropped.
 pub(crate) const MAX_INBOUND: usize = 16 * 1024 * 1024;
 /// One write takes at most this much, so one call cannot queue unbounded memory.

@@ -182,6 +182,8 @@ struct Conn {
     outq: VecDeque<Bytes>,
     outq_bytes: usize,
     remote: Option<SocketAddr>,
+    /// The addresses the remote's SDP offered (see [`EndpointTask::collides`]).
+    remote_candidates: Vec<SocketAddr>,
 }
 
 struct EndpointTask {
@@ -320,6 +322,7 @@ impl EndpointTask {
                 outq: VecDeque::new(),
                 outq_bytes: 0,
                 remote: None,
+                remote_candidates: Vec::new(),
             },
         );
         self.live.store(self.conns.len(), Ordering::Relaxed);
@@ -350,21 +353,47 @@ impl EndpointTask {
 
     fn accept_offer(&mut self, sdp: &str) -> Result<PendingConn, WebRtcError> {
         let id = self.admit()?;
+        let candidates = sdp_candidates(sdp);
+        if self.collides(&candidates, None) {
+            return Err(WebRtcError::AlreadyConnected);
+        }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
         let mut rtc = self.new_rtc();
         let answer =
             rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
         let sdp = answer.to_sdp_string();
         let parts = self.insert(id, rtc, ConnState::Connecting);
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.remote_candidates = candidates;
+        }
         self.drive(id, None);
         Ok(PendingConn { id, sdp, opened: parts.opened })
     }
 
+    /// Whether another connection already talks to one of `candidates`. DTLS and SCTP
+    /// packets carry nothing that names their connection, so two connections between the
+    /// same pair of sockets (two of our own endpoints, say) cannot be told apart: the second
+    /// is refused. Browsers open one socket per connection and never collide.
+    fn collides(&self, candidates: &[SocketAddr], except: Option<ConnId>) -> bool {
+        self.conns.iter().filter(|(id, _)| Some(**id) != except).any(|(_, c)| {
+            candidates.iter().any(|a| c.remote == Some(*a) || c.remote_candidates.contains(a))
+        })
+    }
+
     fn accept_answer(&mut self, id: ConnId, sdp: &str) -> Result<(), WebRtcError> {
-        let conn = self.conns.get_mut(&id).ok_or(WebRtcError::UnknownConnection)?;
-        if !matches!(conn.state, ConnState::Offered(_)) {
-            return Err(WebRtcError::Sdp("this offer was already answered".into()));
+        if !matches!(self.conns.get(&id).map(|c| &c.state), Some(ConnState::Offered(_))) {
+            return match self.conns.contains_key(&id) {
+                true => Err(WebRtcError::Sdp("this offer was already answered".into())),
+                false => Err(WebRtcError::UnknownConnection),
+            };
         }
+        let candidates = sdp_candidates(sdp);
+        if self.collides(&candidates, Some(id)) {
+            self.remove(id, "already connected to that endpoint");
+            return Err(WebRtcError::AlreadyConnected);
+        }
+        let conn = self.conns.get_mut(&id).ok_or(WebRtcError::UnknownConnection)?;
+        conn.remote_candidates = candidates;
         let answer = match SdpAnswer::from_sdp_string(sdp) {
             Ok(a) => a,
             Err(e) => {
@@ -526,6 +555,23 @@ impl EndpointTask {
     }
 }
 
+/// The `ip port` of every `a=candidate` line with a literal address (mDNS names skipped),
+/// bounded like everything taken from a peer.
+fn sdp_candidates(sdp: &str) -> Vec<SocketAddr> {
+    const MAX_CANDIDATES: usize = 32;
+    sdp.lines()
+        .filter_map(|line| line.trim().strip_prefix("a=candidate:"))
+        .filter_map(|rest| {
+            // foundation component transport priority address port typ ...
+            let mut fields = rest.split_ascii_whitespace();
+            let ip = fields.nth(4)?.parse().ok()?;
+            let port = fields.next()?.parse().ok()?;
+            Some(SocketAddr::new(ip, port))
+        })
+        .take(MAX_CANDIDATES)
+        .collect()
+}
+
 struct PendingConnParts {
     opened: oneshot::Receiver<Result<DataChannel, WebRtcError>>,
 }
@@ -611,5 +657,30 @@ fn on_event(
             None
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_literal_candidates_only() {
+        let sdp = "v=0\r\n\
+            a=candidate:1 1 udp 2130706431 198.18.0.1 50000 typ host\r\n\
+            a=candidate:2 1 udp 2130706431 2001:db8::1 50001 typ host\r\n\
+            a=candidate:3 1 udp 2130706431 0b6e8d0f-1c2a.local 50002 typ host\r\n\
+            a=candidate:4 1 udp 1694498815 203.0.113.9 40000 typ srflx raddr 0.0.0.0 rport 0\r\n\
+            a=candidate:5 1 udp\r\n\
+            a=candidate:6 1 udp 1 1.2.3.4 notaport typ host\r\n";
+        let got = sdp_candidates(sdp);
+        let want: Vec<SocketAddr> =
+            ["198.18.0.1:50000", "[2001:db8::1]:50001", "203.0.113.9:40000"]
+                .iter()
+                .map(|a| a.parse().unwrap())
+                .collect();
+        assert_eq!(got, want);
+        let many = "a=candidate:1 1 udp 1 10.0.0.1 1 typ host\r\n".repeat(1000);
+        assert_eq!(sdp_candidates(&many).len(), 32);
     }
 }

@@ -35,6 +35,8 @@ pub enum WebRtcError {
     TooManyConnections(usize),
     #[error("no such WebRTC connection (expired or closed)")]
     UnknownConnection,
+    #[error("already connected to that WebRTC endpoint")]
+    AlreadyConnected,
     #[error("WebRTC connection failed: {0}")]
     Failed(String),
     #[error("the WebRTC endpoint stopped")]

@@ -1,5 +1,5 @@
-//! TCP peer connections: dialling, the handshake, and the reader and writer tasks that move
-//! wire messages between a socket and the torrent task.
+//! Peer connections: dialling TCP, the handshake, and the reader and writer tasks that move
+//! wire messages between a byte stream (a TCP socket, a WebRTC data channel) and the torrent.
 //!
 //! The reader frames bytes with the core's codec and forwards whole messages in batches (one
 //! batch per socket read), so block payloads stay slices of the read buffer all the way to the

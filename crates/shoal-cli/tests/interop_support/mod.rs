@@ -392,10 +392,16 @@ pub const BROWSER_TIMEOUT: Duration = Duration::from_secs(150);
 /// Runs `body` in a namespace with a WebSocket tracker; returns without running it when the
 /// test was done in a child (or skipped).
 pub fn in_netns(test: &str, body: impl FnOnce(&str)) {
+    in_netns_unless(test, browser_unavailable(), body);
+}
+
+/// [`in_netns`] for tests whose other peers are not browsers: `missing` says why those cannot
+/// run here (the test is then skipped), `None` when they can.
+pub fn in_netns_unless(test: &str, missing: Option<String>, body: impl FnOnce(&str)) {
     if skip_interop() {
         return;
     }
-    if let Some(why) = browser_unavailable() {
+    if let Some(why) = missing {
         println!("SKIP: {test}: {why}");
         return;
     }

@@ -288,7 +288,10 @@ async fn bad_urls_are_rejected_before_any_io() {
         assert!(
             matches!(
                 result,
-                Err(TrackerError::InvalidUdpUrl(_) | TrackerError::UnsupportedScheme(_))
+                Err(TrackerError::InvalidUdpUrl(_)
+                    | TrackerError::UnsupportedScheme(_)
+                    // a client without WebRTC cannot use a WebSocket tracker
+                    | TrackerError::WebRtcDisabled(_))
             ),
             "{url}: {result:?}"
         );

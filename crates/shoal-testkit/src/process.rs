@@ -61,16 +61,7 @@ impl ChildGuard {
             readers.push(thread::spawn(move || read_lines(err, &label, &tail, verbose, None)));
         }
         let stdin = child.stdin.take();
-        Ok(ChildGuard {
-            name,
-            child,
-            stdin,
-            events,
-            seen: Vec::new(),
-            tail,
-            readers,
-            status: None,
-        })
+        Ok(ChildGuard { name, child, stdin, events, seen: Vec::new(), tail, readers, status: None })
     }
 
     /// The label given at spawn time.

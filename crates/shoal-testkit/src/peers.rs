@@ -242,8 +242,17 @@ pub(crate) fn wait_download(
 
 /// libtorrent seeding `torrent` from `data_dir` (which holds the torrent's top file or folder).
 /// Returns once it listens and has verified the data.
+///
+/// Debian's libtorrent 2.0 binding now and then dies of SIGSEGV while starting; a seed that
+/// crashed before it was ready has exchanged nothing, so it gets one more try.
 pub fn lt_seed(torrent: &Path, data_dir: &Path, opts: &PeerOpts) -> Result<Peer> {
-    start_peer(PeerKind::Libtorrent, Role::Seed, torrent.as_os_str(), data_dir, opts)
+    match start_peer(PeerKind::Libtorrent, Role::Seed, torrent.as_os_str(), data_dir, opts) {
+        Err(Error::Exited { status, .. }) if status.contains("signal") => {
+            eprintln!("libtorrent seed crashed while starting ({status}); starting it again");
+            start_peer(PeerKind::Libtorrent, Role::Seed, torrent.as_os_str(), data_dir, opts)
+        }
+        other => other,
+    }
 }
 
 /// libtorrent downloading `source` (a .torrent path or a magnet URI) into `out_dir`.

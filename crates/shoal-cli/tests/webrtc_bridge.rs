@@ -54,7 +54,10 @@ fn a_browser_gets_a_file_that_only_a_tcp_seeder_has() {
         ]);
 
         // The browser knows the info hash and the WebSocket tracker, nothing else.
-        let magnet = format!("magnet:?xt=urn:btih:{}&tr={}", torrent.info_hash, percent(ws));
+        let hash = shoal_proto::InfoHash::from_hex(&torrent.info_hash).expect("hex info hash");
+        let mut magnet = shoal_proto::magnet::Magnet::new(hash);
+        magnet.trackers.push(ws.to_owned());
+        let magnet = magnet.to_uri();
         let browser_opts = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
         let browser_out = dir.path().join("browser");
         let mut browser = browser_leech(&magnet, &browser_out, &browser_opts).expect("browser");
@@ -102,16 +105,4 @@ fn a_tcp_leecher_gets_a_file_that_only_a_browser_has() {
         shoal.stop();
         drop(browser);
     });
-}
-
-/// Percent-encodes a tracker URL for a magnet's `tr=`.
-fn percent(url: &str) -> String {
-    url.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

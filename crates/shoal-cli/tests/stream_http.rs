@@ -486,5 +486,12 @@ fn clients_that_walk_away_leave_no_reader_behind() {
     // nothing is stuck: a fresh read far into the file is served, byte for byte
     let ask = Ask::Closed(big.len() - 100_000, big.len() - 1);
     check_partial(big, &ask, &get(addr, &big.path, Some(&ask.header())));
-    assert_eq!(readers(&stream), 0, "a finished read left a reader behind");
+    // the client may hold the last byte a moment before the server's body task ends and
+    // drops its reader, so give it that moment rather than racing it
+    wait_status(
+        &stream,
+        "readers back to 0 after a finished read",
+        Duration::from_secs(5),
+        |s| s["readers"].as_u64() == Some(0),
+    );
 }

@@ -8,6 +8,7 @@
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
+pub mod eviction;
 pub mod create;
 pub mod extension;
 pub mod magnet;

@@ -28,7 +28,7 @@ use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
 use crate::storage::{
     FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout,
 };
-use crate::stream::eviction;
+use shoal_proto::eviction;
 use crate::stream::shared::StreamShared;
 use crate::tracker::TrackerClient;
 use shoal_proto::streaming::{ReaderId, ReaderWindow};

@@ -4,9 +4,8 @@
 //!   deadlines (see `shoal_proto::streaming`), so what it reads next is fetched first.
 //! - the bounded in-memory store ("stream, buffer, assemble, discard"): with
 //!   [`crate::StorageTarget::BoundedMemory`], the torrent fetches only what readers wait for
-//!   and drops pieces by the rules in [`eviction`] to stay within its budget.
+//!   and drops pieces by the rules in [`shoal_proto::eviction`] (shared with the browser driver) to stay within its budget.
 
-pub(crate) mod eviction;
 mod reader;
 pub(crate) mod shared;
 

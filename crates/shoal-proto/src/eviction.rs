@@ -5,7 +5,7 @@
 //! ahead of readers but beyond their windows, the farthest first; pieces no reader is near
 //! count as passed.
 
-use shoal_proto::streaming::ReaderWindow;
+use crate::streaming::ReaderWindow;
 
 /// Pieces to evict, in order, so that `resident_bytes` drops to `target` or as close as
 /// allowed. `piece_len` gives each piece's size.

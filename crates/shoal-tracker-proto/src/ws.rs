@@ -9,10 +9,14 @@
 //! offerer (`to_peer_id`). Offers and answers are opaque JSON objects (`{type, sdp}`) that the
 //! tracker relays verbatim.
 //!
+//! [`WsClient`] is the client's sans-IO state machine (offers, answers, rejoins), shared by
+//! the native and browser drivers.
+//!
 //! Everything taken from the wire is bounded: message length ([`MAX_MESSAGE_LEN`]), offers per
 //! announce ([`MAX_OFFERS`]), torrents per scrape ([`MAX_SCRAPE_HASHES`]).
 
 pub mod binary;
+pub mod client;
 mod number;
 mod request;
 mod response;
@@ -20,6 +24,11 @@ mod response;
 use thiserror::Error;
 
 pub use binary::{decode_binary_id, encode_binary_id, push_json_binary_string};
+pub use client::{
+    offer_count, AnnounceError, AnnounceTicket, Announcement, Ignored, OfferDrop, OfferId,
+    Reconnect, SendAnswerError, WsClient, WsClientConfig, WsEvent, DEFAULT_OFFERS,
+    MAX_OFFERS_PER_ANNOUNCE, MAX_PENDING_ANNOUNCES, MAX_PENDING_OFFERS, MAX_SDP_LEN,
+};
 pub use request::{
     decode_request, decode_request_str, encode_request, WsAnnounce, WsAnswer, WsOffer, WsRequest,
 };

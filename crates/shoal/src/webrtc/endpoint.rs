@@ -86,6 +86,7 @@ pub struct Endpoint {
     commands: mpsc::UnboundedSender<Cmd>,
     local: SocketAddr,
     live: Arc<AtomicUsize>,
+    connect_timeout: Duration,
 }
 
 impl Endpoint {
@@ -113,12 +114,17 @@ impl Endpoint {
             send_drops: 0,
         };
         tokio::spawn(task.run(rx));
-        Ok(Endpoint { commands, local, live })
+        Ok(Endpoint { commands, local, live, connect_timeout: config.connect_timeout })
     }
 
     /// The UDP address connections run on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// How long a connection may take to open before it is dropped (an unanswered offer, say).
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
     }
 
     /// Connections that exist now (pending, open or closing). Tests use it to see that

@@ -43,6 +43,11 @@ pub fn web_dir() -> PathBuf {
     repo_root().join("tests").join("web")
 }
 
+/// `web/pkg`: the browser engine built by scripts/build-web.sh.
+pub fn web_pkg() -> PathBuf {
+    repo_root().join("web").join("pkg")
+}
+
 fn chromium() -> PathBuf {
     std::env::var_os("CHROMIUM").map_or_else(|| PathBuf::from(CHROMIUM), PathBuf::from)
 }
@@ -54,6 +59,8 @@ enum Driver {
     Chromium,
     /// `node_peer.mjs`: node with `@roamhq/wrtc`.
     Node,
+    /// `shoal_app_peer.mjs`: Shoal's own web engine (web/shoal.js + wasm) in Chromium.
+    ShoalWeb,
 }
 
 impl Driver {
@@ -61,6 +68,7 @@ impl Driver {
         match self {
             Driver::Chromium => "browser_peer.mjs",
             Driver::Node => "node_peer.mjs",
+            Driver::ShoalWeb => "shoal_app_peer.mjs",
         }
     }
 
@@ -68,6 +76,7 @@ impl Driver {
         match self {
             Driver::Chromium => "webtorrent",
             Driver::Node => "webtorrent-node",
+            Driver::ShoalWeb => "shoal-web",
         }
     }
 
@@ -77,6 +86,7 @@ impl Driver {
             Driver::Chromium => &["playwright-core", "webtorrent"],
             // The binary package is an optional dependency: npm skips it on other platforms.
             Driver::Node => &["webtorrent", "@roamhq/wrtc", "@roamhq/wrtc-linux-x64"],
+            Driver::ShoalWeb => &["playwright-core"],
         }
     }
 
@@ -85,7 +95,11 @@ impl Driver {
             return Some(e.to_string());
         }
         let browser = chromium();
-        if self == Driver::Chromium && !browser.is_file() {
+        let wasm = web_pkg().join("shoal_web_bg.wasm");
+        if self == Driver::ShoalWeb && !wasm.is_file() {
+            return Some(format!("{} is not built (scripts/build-web.sh)", wasm.display()));
+        }
+        if self != Driver::Node && !browser.is_file() {
             return Some(format!(
                 "no Chromium at {} (scripts/install-test-deps.sh, or set CHROMIUM)",
                 browser.display()
@@ -104,6 +118,11 @@ impl Driver {
 /// Why browser peers cannot run here (node, Chromium or the npm packages missing), or `None`.
 pub fn browser_unavailable() -> Option<String> {
     Driver::Chromium.unavailable()
+}
+
+/// Why Shoal's web engine cannot run here in Chromium (the above, or web/pkg not built).
+pub fn shoal_web_unavailable() -> Option<String> {
+    Driver::ShoalWeb.unavailable()
 }
 
 /// Why node WebTorrent peers cannot run here (node, or the npm packages, among them
@@ -129,6 +148,9 @@ pub struct BrowserOpts {
     pub max_lifetime: Duration,
     /// Extra Chromium flags.
     pub chromium_args: Vec<String>,
+    /// Shoal web leech: also stream the first media file into a `<video>` while it
+    /// downloads, and seek near its end (events `canplay`, `playing`, `seeked`).
+    pub play: bool,
 }
 
 impl Default for BrowserOpts {
@@ -141,6 +163,7 @@ impl Default for BrowserOpts {
             piece_length: None,
             max_lifetime: Duration::from_secs(600),
             chromium_args: Vec::new(),
+            play: false,
         }
     }
 }
@@ -244,6 +267,26 @@ pub fn node_leech(
     start(Driver::Node, Role::Leech, &[source.as_ref(), out_dir.as_os_str()], opts)
 }
 
+/// Shoal's web engine in Chromium seeding `file` (made into a torrent in the page).
+pub fn shoal_web_seed(file: &Path, opts: &BrowserOpts) -> Result<BrowserPeer> {
+    if !file.is_file() {
+        return Err(Error::Setup(format!("shoal web seed: {} is not a file", file.display())));
+    }
+    start(Driver::ShoalWeb, Role::Seed, &[file.as_os_str()], opts)
+}
+
+/// Shoal's web engine in Chromium downloading `source`; its files are hashed in the page and,
+/// with `out_dir`, written there.
+pub fn shoal_web_leech(
+    source: impl AsRef<OsStr>,
+    out_dir: Option<&Path>,
+    opts: &BrowserOpts,
+) -> Result<BrowserPeer> {
+    let mut positional = vec![source.as_ref()];
+    positional.extend(out_dir.map(Path::as_os_str));
+    start(Driver::ShoalWeb, Role::Leech, &positional, opts)
+}
+
 fn start(
     driver: Driver,
     role: Role,
@@ -273,7 +316,7 @@ fn start(
     for url in &opts.announce {
         cmd.arg("--announce").arg(url);
     }
-    if driver == Driver::Chromium {
+    if driver != Driver::Node {
         cmd.arg("--chromium").arg(chromium());
         for flag in &opts.chromium_args {
             cmd.arg(format!("--chromium-arg={flag}"));
@@ -283,6 +326,9 @@ fn start(
         cmd.arg("--timeout").arg(secs(opts.timeout));
         if opts.keep_seeding {
             cmd.arg("--keep-seeding");
+        }
+        if opts.play && driver == Driver::ShoalWeb {
+            cmd.arg("--play");
         }
     }
     if let (Role::Seed, Some(len)) = (role, opts.piece_length) {

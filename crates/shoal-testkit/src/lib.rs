@@ -44,7 +44,8 @@ pub mod tree;
 
 pub use browser::{
     browser_leech, browser_seed, browser_unavailable, node_leech, node_seed,
-    node_webtorrent_unavailable, BrowserOpts, BrowserPeer,
+    node_webtorrent_unavailable, shoal_web_leech, shoal_web_seed, shoal_web_unavailable, web_pkg,
+    BrowserOpts, BrowserPeer,
 };
 pub use error::{Error, Result};
 pub use media::{

@@ -1,0 +1,128 @@
+//! Shoal's browser engine (web/shoal.js over crates/shoal-web compiled to wasm) in headless
+//! Chromium: it downloads and plays media streamed through its Service Worker from a native
+//! `shoal seed`, from WebTorrent in another Chromium, and from another Shoal tab; and native
+//! Shoal downloads from a Shoal tab. Bytes are checked by SHA-1 in the page (read through the
+//! public API), playback by the `<video>`'s currentTime advancing, before and after a seek to
+//! near the end.
+//!
+//! Like the other WebRTC tests, each runs inside a private network namespace with our
+//! tracker; the page is served from 127.0.0.1 there (a secure context: SubtleCrypto and
+//! Service Workers work).
+
+mod interop_support;
+
+use interop_support::*;
+use serde_json::Value;
+use shoal_testkit::*;
+
+fn in_netns_web(test: &str, body: impl FnOnce(&str)) {
+    in_netns_unless(test, shoal_web_unavailable(), body);
+}
+
+fn leech_opts(ws: &str) -> BrowserOpts {
+    let mut opts = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
+    opts.play = true;
+    opts
+}
+
+/// Checks a Shoal web leech's `done`: the bytes, and that playback advanced before and after
+/// the seek.
+#[track_caller]
+fn check_played(done: &Value, want_sha1: &str) {
+    println!("shoal web done: {done}");
+    assert_eq!(done["sha1"].as_str(), Some(want_sha1), "what the page read through the API");
+    let played = &done["played"];
+    let duration = played["duration"].as_f64().expect("a duration");
+    assert!(played["first"].as_f64().is_some_and(|t| t > 0.5), "playback advanced: {played}");
+    let target = played["seekTarget"].as_f64().expect("a seek target");
+    assert!(target >= duration - 2.5, "the seek went near the end: {played}");
+    assert!(
+        played["afterSeek"].as_f64().is_some_and(|t| t > target),
+        "playback advanced after the seek: {played}"
+    );
+}
+
+fn native_seed(file: &std::path::Path, ws: &str) -> (ChildGuard, String) {
+    let mut seed = spawn_shoal(
+        "shoal-seed",
+        &[arg("seed"), arg(file), arg("--listen"), arg("127.0.0.1:0"), arg("--tracker"), arg(ws)],
+    );
+    let started = seed.wait_event("started", SEED_START_TIMEOUT).expect("shoal seed starts");
+    seed.wait_event("seeding", SEED_START_TIMEOUT).expect("shoal seed is seeding");
+    let magnet = started["magnet"].as_str().expect("a magnet").to_owned();
+    (seed, magnet)
+}
+
+#[test]
+fn shoal_web_plays_an_mp4_from_shoal_seed() {
+    if let Err(e) = require_media_tools() {
+        return println!("SKIP: {e}");
+    }
+    in_netns_web("shoal_web_plays_an_mp4_from_shoal_seed", |ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clip.mp4");
+        make_mp4_moov_at_end(&file, 12, 800).expect("ffmpeg makes the MP4");
+        let want = sha1_file(&file).unwrap();
+        let (mut seed, magnet) = native_seed(&file, ws);
+        let mut leech = shoal_web_leech(&magnet, None, &leech_opts(ws)).expect("the page starts");
+        let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
+        check_played(&done, &want);
+        drop(leech);
+        seed.stop();
+    });
+}
+
+#[test]
+fn shoal_web_plays_a_webm_from_webtorrent_in_chromium() {
+    if let Err(e) = require_media_tools() {
+        return println!("SKIP: {e}");
+    }
+    in_netns_web("shoal_web_plays_a_webm_from_webtorrent_in_chromium", |ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("clip.webm");
+        make_webm(&file, 12, 600).expect("ffmpeg makes the WebM");
+        let want = sha1_file(&file).unwrap();
+        let opts = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
+        let seed = browser_seed(&file, &opts).expect("WebTorrent seeds");
+        let magnet = seed.magnet().expect("the seed's magnet").to_owned();
+        let mut leech = shoal_web_leech(&magnet, None, &leech_opts(ws)).expect("the page starts");
+        let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
+        check_played(&done, &want);
+        drop(leech);
+        drop(seed);
+    });
+}
+
+#[test]
+fn a_shoal_tab_feeds_another_tab_and_native_shoal() {
+    if let Err(e) = require_media_tools() {
+        return println!("SKIP: {e}");
+    }
+    in_netns_web("a_shoal_tab_feeds_another_tab_and_native_shoal", |ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shared.mp4");
+        make_mp4_moov_at_end(&file, 10, 600).expect("ffmpeg makes the MP4");
+        let want = sha1_file(&file).unwrap();
+        let opts = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
+        let tab_a = shoal_web_seed(&file, &opts).expect("tab A shares the file");
+        let magnet = tab_a.magnet().expect("tab A's magnet").to_owned();
+        println!("tab A: {}", tab_a.ready_event());
+
+        let mut tab_b = shoal_web_leech(&magnet, None, &leech_opts(ws)).expect("tab B starts");
+        let done = tab_b.wait_done(BROWSER_TIMEOUT).expect("tab B completes");
+        check_played(&done, &want);
+
+        let out = dir.path().join("native");
+        let done = shoal_download(&[
+            arg(&magnet),
+            arg("-o"),
+            arg(&out),
+            arg("--listen"),
+            arg("127.0.0.1:0"),
+        ]);
+        println!("shoal download done: {done}");
+        assert_eq!(sha1_file(&out.join("shared.mp4")).unwrap(), want, "what native Shoal wrote");
+        drop(tab_b);
+        drop(tab_a);
+    });
+}

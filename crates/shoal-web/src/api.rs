@@ -1,0 +1,493 @@
+//! What JavaScript sees (through wasm-bindgen): a client, its torrents, and readers. The
+//! ES module in `web/shoal.js` wraps these in the public API; this layer stays thin and
+//! turns every failure into a JS `Error` with a message a person can act on.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use bytes::Bytes;
+use js_sys::{Array, Promise, Reflect, Uint8Array};
+use serde::Deserialize;
+use shoal_proto::create::TorrentBuilder;
+use shoal_proto::magnet::Magnet;
+use shoal_proto::metainfo::Metainfo;
+use shoal_proto::streaming::ReaderId;
+use shoal_proto::torrent::{Torrent, TorrentConfig};
+use shoal_proto::{InfoHash, PeerId};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::clock::Clock;
+use crate::timer::Interval;
+use crate::torrent::{DriverConfig, TorrentDriver, DEFAULT_READAHEAD};
+use crate::tracker::Hub;
+
+/// How often torrents and tracker sockets look at their timers.
+const TICK_MS: i32 = 100;
+/// The most bytes one `read` returns (larger ranges are read in several calls).
+const MAX_READ: u64 = 16 * 1024 * 1024;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ClientOptions {
+    /// WebSocket trackers every torrent announces to, besides its own.
+    trackers: Vec<String>,
+    ice_servers: Vec<String>,
+    max_memory: Option<f64>,
+    offers_per_announce: Option<u32>,
+    max_connections: Option<u32>,
+}
+
+struct ClientInner {
+    clock: Clock,
+    peer_id: PeerId,
+    hub: Rc<RefCell<Hub>>,
+    config: Rc<DriverConfig>,
+    trackers: Vec<String>,
+    torrents: RefCell<HashMap<InfoHash, Rc<RefCell<TorrentDriver>>>>,
+    ticker: RefCell<Option<Interval>>,
+}
+
+/// A Shoal client in this page: its torrents share the tracker sockets and the peer id.
+#[wasm_bindgen]
+pub struct WasmClient {
+    inner: Rc<ClientInner>,
+}
+
+#[wasm_bindgen]
+impl WasmClient {
+    /// `options`: `{ trackers?: string[], iceServers?: string[], maxMemory?: number,
+    /// offersPerAnnounce?: number, maxConnections?: number }`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue) -> Result<WasmClient, JsError> {
+        let options: ClientOptions = if options.is_undefined() || options.is_null() {
+            ClientOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsError::new(&format!("bad client options: {e}")))?
+        };
+        let mut config = DriverConfig { ice_servers: options.ice_servers, ..Default::default() };
+        if let Some(max) = options.max_memory.filter(|m| *m >= 1_048_576.0) {
+            config.max_memory = max as u64;
+        }
+        if let Some(n) = options.offers_per_announce {
+            config.offers_per_announce = n.min(10);
+        }
+        if let Some(n) = options.max_connections {
+            config.max_connections = (n as usize).clamp(1, 200);
+        }
+        for url in &options.trackers {
+            check_tracker(url)?;
+        }
+        let clock = Clock::new();
+        let peer_id = PeerId::generate(crate::random::bytes());
+        let inner = Rc::new(ClientInner {
+            clock,
+            peer_id,
+            hub: Hub::new(clock, peer_id),
+            config: Rc::new(config),
+            trackers: options.trackers,
+            torrents: RefCell::new(HashMap::new()),
+            ticker: RefCell::new(None),
+        });
+        let weak = Rc::downgrade(&inner);
+        let ticker = Interval::new(TICK_MS, move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.tick();
+            }
+        });
+        *inner.ticker.borrow_mut() = ticker;
+        Ok(WasmClient { inner })
+    }
+
+    #[wasm_bindgen(getter, js_name = peerId)]
+    pub fn peer_id(&self) -> String {
+        hex(&self.inner.peer_id.0)
+    }
+
+    /// Adds a torrent from a magnet URI (string) or a `.torrent` file (Uint8Array).
+    pub fn add(&self, source: JsValue) -> Result<WasmTorrent, JsError> {
+        let (info_hash, info_bytes, mut trackers, name) = if let Some(text) = source.as_string() {
+            let magnet = Magnet::parse(text.trim())
+                .map_err(|e| JsError::new(&format!("not a valid magnet link: {e}")))?;
+            (magnet.info_hash, None, magnet.trackers, magnet.display_name)
+        } else if let Some(bytes) = source.dyn_ref::<Uint8Array>() {
+            let meta = Metainfo::from_bytes(&bytes.to_vec())
+                .map_err(|e| JsError::new(&format!("not a valid .torrent file: {e}")))?;
+            let trackers = meta.trackers.into_iter().flatten().collect();
+            (meta.info_hash, Some(Bytes::from(meta.info_bytes)), trackers, Some(meta.info.name))
+        } else {
+            return Err(JsError::new("add() takes a magnet link or the bytes of a .torrent file"));
+        };
+        if let Some(existing) = self.inner.torrents.borrow().get(&info_hash) {
+            return Ok(self.handle(existing.clone()));
+        }
+        trackers.extend(self.inner.trackers.iter().cloned());
+        let _ = name;
+        self.insert(info_hash, info_bytes, trackers, None)
+    }
+
+    /// Makes a torrent of `files` (`[{ path: "dir/name.ext", data: Uint8Array }]`, one or
+    /// more, in order) named `name`, and seeds it. `options`: `{ pieceLength?: number,
+    /// trackers?: string[] }`.
+    #[wasm_bindgen(js_name = seedFiles)]
+    pub fn seed_files(
+        &self,
+        name: String,
+        files: Array,
+        options: JsValue,
+    ) -> Result<WasmTorrent, JsError> {
+        #[derive(Deserialize, Default)]
+        #[serde(rename_all = "camelCase", default)]
+        struct SeedOptions {
+            piece_length: Option<u32>,
+            trackers: Vec<String>,
+        }
+        let options: SeedOptions = if options.is_undefined() || options.is_null() {
+            SeedOptions::default()
+        } else {
+            serde_wasm_bindgen::from_value(options)
+                .map_err(|e| JsError::new(&format!("bad seed options: {e}")))?
+        };
+        let mut contents: Vec<(Vec<String>, Vec<u8>)> = Vec::new();
+        for file in files.iter() {
+            let path = Reflect::get(&file, &"path".into())
+                .ok()
+                .and_then(|p| p.as_string())
+                .ok_or_else(|| JsError::new("every file needs a path"))?;
+            let data = Reflect::get(&file, &"data".into())
+                .ok()
+                .and_then(|d| d.dyn_into::<Uint8Array>().ok())
+                .ok_or_else(|| JsError::new("every file needs its data as a Uint8Array"))?;
+            let parts: Vec<String> =
+                path.split('/').filter(|p| !p.is_empty()).map(str::to_owned).collect();
+            contents.push((parts, data.to_vec()));
+        }
+        if contents.is_empty() {
+            return Err(JsError::new("nothing to seed: no files"));
+        }
+        let mut trackers = options.trackers;
+        for url in &trackers {
+            check_tracker(url)?;
+        }
+        trackers.extend(self.inner.trackers.iter().cloned());
+        let total: u64 = contents.iter().map(|(_, d)| d.len() as u64).sum();
+        let single = contents.len() == 1;
+        let mut builder = match single {
+            true => TorrentBuilder::single_file(&name, total),
+            false => TorrentBuilder::multi_file(&name),
+        }
+        .map_err(|e| JsError::new(&format!("cannot make a torrent: {e}")))?;
+        if !single {
+            for (path, data) in &contents {
+                builder
+                    .add_file(path.clone(), data.len() as u64)
+                    .map_err(|e| JsError::new(&format!("cannot add {}: {e}", path.join("/"))))?;
+            }
+        }
+        if let Some(len) = options.piece_length {
+            builder = builder.piece_length(len);
+        }
+        builder = builder
+            .trackers(trackers.iter().map(|t| vec![t.clone()]).collect())
+            .created_by(concat!("Shoal web ", env!("CARGO_PKG_VERSION")));
+        let mut hasher =
+            builder.start().map_err(|e| JsError::new(&format!("cannot make a torrent: {e}")))?;
+        let mut all = Vec::with_capacity(total as usize);
+        for (_, data) in contents {
+            hasher.update(&data).map_err(|e| JsError::new(&e.to_string()))?;
+            all.extend_from_slice(&data);
+        }
+        let piece_length = hasher.piece_length() as usize;
+        let torrent_bytes = hasher.finish().map_err(|e| JsError::new(&e.to_string()))?;
+        let meta = Metainfo::from_bytes(&torrent_bytes)
+            .map_err(|e| JsError::new(&format!("made a torrent we cannot read: {e}")))?;
+        let all = Bytes::from(all);
+        let pieces: Vec<Bytes> = (0..all.len().div_ceil(piece_length))
+            .map(|i| all.slice(i * piece_length..((i + 1) * piece_length).min(all.len())))
+            .collect();
+        self.insert(meta.info_hash, Some(Bytes::from(meta.info_bytes)), trackers, Some(pieces))
+    }
+
+    /// The torrent with this info hash (40 hex digits), if added.
+    pub fn get(&self, info_hash: &str) -> Option<WasmTorrent> {
+        let info_hash = InfoHash::from_hex(info_hash)?;
+        let driver = self.inner.torrents.borrow().get(&info_hash).cloned()?;
+        Some(self.handle(driver))
+    }
+
+    /// Stops everything: torrents, connections, tracker sockets.
+    pub fn destroy(&self) {
+        self.inner.ticker.borrow_mut().take();
+        let torrents: Vec<_> = self.inner.torrents.borrow_mut().drain().map(|(_, t)| t).collect();
+        for torrent in torrents {
+            TorrentDriver::dispatch(&torrent, |d| d.destroy());
+        }
+        // The stopped announces go out on the next turn; close the sockets after them.
+        let hub = self.inner.hub.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            crate::timer::sleep(200).await;
+            hub.borrow_mut().close();
+        });
+    }
+}
+
+impl WasmClient {
+    fn handle(&self, driver: Rc<RefCell<TorrentDriver>>) -> WasmTorrent {
+        WasmTorrent { driver, client: Rc::downgrade(&self.inner) }
+    }
+
+    fn insert(
+        &self,
+        info_hash: InfoHash,
+        info_bytes: Option<Bytes>,
+        mut trackers: Vec<String>,
+        pieces: Option<Vec<Bytes>>,
+    ) -> Result<WasmTorrent, JsError> {
+        // A browser reaches peers only through WebSocket trackers.
+        trackers.retain(|t| t.starts_with("ws://") || t.starts_with("wss://"));
+        let mut seen = std::collections::HashSet::new();
+        trackers.retain(|t| seen.insert(t.clone()));
+        let config = TorrentConfig {
+            max_connections: self.inner.config.max_connections,
+            client_name: concat!("Shoal web ", env!("CARGO_PKG_VERSION")).to_owned(),
+            ..TorrentConfig::default()
+        };
+        let seed = u64::from_le_bytes(crate::random::bytes::<8>());
+        let core = Torrent::new(config, info_hash, self.inner.peer_id, info_bytes, seed)
+            .map_err(|e| JsError::new(&format!("not a usable torrent: {e}")))?;
+        let driver = TorrentDriver::new(
+            core,
+            trackers,
+            Rc::downgrade(&self.inner.hub),
+            self.inner.clock,
+            self.inner.config.clone(),
+            seed,
+        );
+        if let Some(pieces) = pieces {
+            driver.borrow_mut().seed_pieces(pieces);
+        }
+        self.inner.hub.borrow_mut().add_torrent(info_hash, Rc::downgrade(&driver));
+        self.inner.torrents.borrow_mut().insert(info_hash, driver.clone());
+        Ok(self.handle(driver))
+    }
+}
+
+impl ClientInner {
+    fn tick(&self) {
+        let torrents: Vec<_> = self.torrents.borrow().values().cloned().collect();
+        for torrent in torrents {
+            TorrentDriver::dispatch(&torrent, |d| d.tick());
+        }
+        Hub::tick(&self.hub);
+    }
+}
+
+/// One torrent of a client.
+#[wasm_bindgen]
+pub struct WasmTorrent {
+    driver: Rc<RefCell<TorrentDriver>>,
+    client: Weak<ClientInner>,
+}
+
+#[wasm_bindgen]
+impl WasmTorrent {
+    #[wasm_bindgen(getter, js_name = infoHash)]
+    pub fn info_hash(&self) -> String {
+        self.driver.borrow().info_hash().to_hex()
+    }
+
+    /// A magnet link for this torrent with its name and trackers.
+    pub fn magnet(&self) -> String {
+        let d = self.driver.borrow();
+        let mut magnet = Magnet::new(d.info_hash());
+        magnet.display_name = d.info().map(|i| i.name.clone());
+        magnet.trackers = d.trackers();
+        magnet.to_uri()
+    }
+
+    /// The `.torrent` file, once the metadata is known.
+    #[wasm_bindgen(js_name = torrentFile)]
+    pub fn torrent_file(&self) -> Option<Uint8Array> {
+        let d = self.driver.borrow();
+        let mut meta = Metainfo::from_info_bytes(d.info_bytes()?).ok()?;
+        meta.trackers = d.trackers().into_iter().map(|t| vec![t]).collect();
+        Some(Uint8Array::from(meta.to_torrent_bytes().as_slice()))
+    }
+
+    /// `[{ index, name, path, length, offset }]` (empty until the metadata is known); BEP 47
+    /// padding files are left out.
+    pub fn files(&self) -> JsValue {
+        let d = self.driver.borrow();
+        let list = Array::new();
+        if let Some(info) = d.info() {
+            for (index, file) in info.files.iter().enumerate().filter(|(_, f)| !f.padding) {
+                let entry = js_sys::Object::new();
+                let name = file.path.last().cloned().unwrap_or_default();
+                let _ = Reflect::set(&entry, &"index".into(), &(index as u32).into());
+                let _ = Reflect::set(&entry, &"name".into(), &name.into());
+                let _ = Reflect::set(&entry, &"path".into(), &file.path.join("/").into());
+                let _ = Reflect::set(&entry, &"length".into(), &(file.length as f64).into());
+                let _ = Reflect::set(&entry, &"offset".into(), &(file.offset as f64).into());
+                list.push(&entry);
+            }
+        }
+        list.into()
+    }
+
+    /// Progress and peers; see `Status` in `shoal.d.ts`.
+    pub fn status(&self) -> JsValue {
+        let status = self.driver.borrow().status();
+        serde_wasm_bindgen::to_value(&status).unwrap_or(JsValue::NULL)
+    }
+
+    /// The verified pieces as a bitfield (piece 0 is the high bit of byte 0).
+    pub fn pieces(&self) -> Uint8Array {
+        Uint8Array::from(self.driver.borrow().have().as_bytes())
+    }
+
+    /// `listener(name, detail)` for `metadata`, `wire`, `done`.
+    #[wasm_bindgen(js_name = setListener)]
+    pub fn set_listener(&self, listener: Option<js_sys::Function>) {
+        self.driver.borrow_mut().set_listener(listener);
+    }
+
+    /// Resolves once the metadata is known (at once for a `.torrent`).
+    pub fn ready(&self) -> Promise {
+        let weak = Rc::downgrade(&self.driver);
+        future_to_promise(async move {
+            wait_ready(&weak).await.map_err(|e| JsError::new(&e))?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Bytes `start..end` of file `index`, once verified: a `Promise<Uint8Array>`.
+    pub fn read(&self, index: u32, start: f64, end: f64) -> Promise {
+        let reader = self.create_reader(index);
+        future_to_promise(async move {
+            let result = reader.read_now(start, end).await;
+            reader.close();
+            result
+        })
+    }
+
+    /// A reader of file `index` that keeps its place in the torrent's deadlines between
+    /// reads (for streaming: what it reads next is fetched first).
+    #[wasm_bindgen(js_name = createReader)]
+    pub fn create_reader(&self, index: u32) -> WasmReader {
+        let id = self.driver.borrow_mut().new_reader();
+        WasmReader { driver: Rc::downgrade(&self.driver), id, file: index, closed: false }
+    }
+
+    /// Leaves the swarm and drops the data.
+    pub fn destroy(&self) {
+        let info_hash = self.driver.borrow().info_hash();
+        TorrentDriver::dispatch(&self.driver, |d| d.destroy());
+        if let Some(client) = self.client.upgrade() {
+            client.torrents.borrow_mut().remove(&info_hash);
+            client.hub.borrow_mut().remove_torrent(&info_hash);
+        }
+    }
+}
+
+/// A streaming reader of one file; see [`WasmTorrent::create_reader`].
+#[wasm_bindgen]
+pub struct WasmReader {
+    driver: Weak<RefCell<TorrentDriver>>,
+    id: ReaderId,
+    file: u32,
+    closed: bool,
+}
+
+#[wasm_bindgen]
+impl WasmReader {
+    /// Bytes `start..end` of the file (end exclusive, at most 16 MiB at once), waiting for
+    /// them to be downloaded and verified.
+    pub fn read(&self, start: f64, end: f64) -> Promise {
+        let reader =
+            WasmReader { driver: self.driver.clone(), id: self.id, file: self.file, closed: false };
+        future_to_promise(async move { reader.read_now(start, end).await })
+    }
+
+    /// Frees the reader's place in the deadlines.
+    pub fn close(mut self) {
+        self.closed = true;
+        if let Some(rc) = self.driver.upgrade() {
+            let id = self.id;
+            TorrentDriver::dispatch(&rc, move |d| d.remove_reader(id));
+        }
+    }
+}
+
+impl WasmReader {
+    async fn read_now(&self, start: f64, end: f64) -> Result<JsValue, JsValue> {
+        if !(start >= 0.0 && end >= start && end.is_finite()) {
+            return Err(JsError::new("read(start, end) needs 0 <= start <= end").into());
+        }
+        wait_ready(&self.driver).await.map_err(|e| JsError::new(&e))?;
+        let (file_offset, file_len) = {
+            let rc = self.driver.upgrade().ok_or_else(|| JsError::new("the torrent is gone"))?;
+            let d = rc.borrow();
+            let info = d.info().ok_or_else(|| JsError::new("no metadata"))?;
+            let file = info
+                .files
+                .get(self.file as usize)
+                .ok_or_else(|| JsError::new(&format!("no file {} in this torrent", self.file)))?;
+            (file.offset, file.length)
+        };
+        let (start, end) = (start as u64, (end as u64).min(file_len));
+        if start >= end {
+            return Ok(Uint8Array::new_with_length(0).into());
+        }
+        if end - start > MAX_READ {
+            return Err(JsError::new("read at most 16 MiB at once").into());
+        }
+        let (offset, len, file_end) =
+            (file_offset + start, (end - start) as usize, file_offset + file_len);
+        loop {
+            let rc = self.driver.upgrade().ok_or_else(|| JsError::new("the torrent is gone"))?;
+            let step = rc
+                .borrow_mut()
+                .try_read(self.id, offset, len, file_end, DEFAULT_READAHEAD)
+                .map_err(|e| JsError::new(&e))?;
+            drop(rc);
+            match step {
+                Ok(bytes) => return Ok(Uint8Array::from(bytes.as_slice()).into()),
+                Err(woken) => {
+                    let _ = woken.await;
+                }
+            }
+        }
+    }
+}
+
+async fn wait_ready(driver: &Weak<RefCell<TorrentDriver>>) -> Result<(), String> {
+    loop {
+        let rc = driver.upgrade().ok_or("the torrent is gone")?;
+        let waiter = {
+            let mut d = rc.borrow_mut();
+            if d.is_destroyed() {
+                return Err("the torrent was destroyed".into());
+            }
+            if d.info().is_some() && d.status().ready {
+                return Ok(());
+            }
+            d.wait()
+        };
+        drop(rc);
+        let _ = waiter.await;
+    }
+}
+
+fn check_tracker(url: &str) -> Result<(), JsError> {
+    if url.starts_with("ws://") || url.starts_with("wss://") {
+        Ok(())
+    } else {
+        Err(JsError::new(&format!("{url}: a browser can only use ws:// and wss:// trackers")))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,284 @@
+// Shoal for websites: BitTorrent in the page, over WebRTC, with streaming playback.
+//
+//   import { createClient } from './shoal.js'
+//   const client = await createClient({ trackers: ['wss://tracker.example'] })
+//   const torrent = await client.add('magnet:?xt=urn:btih:...')
+//   await torrent.ready()
+//   await torrent.files[0].streamTo(document.querySelector('video'))
+//
+// The engine is Rust compiled to wasm (crates/shoal-web); this module wraps it in events and
+// promises, and answers the Service Worker (sw.js) that turns a <video>'s Range requests into
+// reads of the torrent. Types: shoal.d.ts.
+
+import init, { WasmClient } from './pkg/shoal_web.js'
+
+let engine = null
+const torrents = new Map() // info hash -> Torrent, for the Service Worker's requests
+// Bytes per Service Worker chunk: small enough that playback starts on the first piece.
+const STREAM_CHUNK = 256 * 1024
+const PROGRESS_MS = 500
+
+/** Loads the engine (once) and makes a client. */
+export async function createClient (options = {}) {
+  engine ??= init({ module_or_path: new URL('./pkg/shoal_web_bg.wasm', import.meta.url) })
+  await engine
+  if (typeof RTCPeerConnection === 'undefined') {
+    throw new Error('This browser has no WebRTC: Shoal cannot reach peers here.')
+  }
+  listenToServiceWorker()
+  return new Client(new WasmClient(options))
+}
+
+class Emitter {
+  #handlers = new Map()
+  on (name, fn) { (this.#handlers.get(name) ?? this.#handlers.set(name, new Set()).get(name)).add(fn); return this }
+  off (name, fn) { this.#handlers.get(name)?.delete(fn); return this }
+  once (name, fn) { const wrap = (...a) => { this.off(name, wrap); fn(...a) }; return this.on(name, wrap) }
+  emit (name, ...args) { for (const fn of this.#handlers.get(name) ?? []) { try { fn(...args) } catch (e) { console.error(e) } } }
+}
+
+export class Client extends Emitter {
+  #wasm
+  constructor (wasm) { super(); this.#wasm = wasm }
+
+  get peerId () { return this.#wasm.peerId }
+  get torrents () { return [...torrents.values()].filter(t => t.client === this) }
+
+  /** Adds a magnet link, a .torrent (Uint8Array, ArrayBuffer, Blob/File). */
+  async add (source) {
+    if (source instanceof Blob) source = new Uint8Array(await source.arrayBuffer())
+    else if (source instanceof ArrayBuffer) source = new Uint8Array(source)
+    else if (typeof source === 'string' && /^[0-9a-f]{40}$/i.test(source.trim())) source = `magnet:?xt=urn:btih:${source.trim()}`
+    const wasm = this.#wasm.add(source) // throws Error with a clear message on bad input
+    return this.#wrap(wasm)
+  }
+
+  /** Makes a torrent of local files (File objects, or { name, data }) and seeds it. */
+  async seed (files, options = {}) {
+    const list = [...files]
+    if (!list.length) throw new Error('Nothing to share: no files.')
+    const entries = await Promise.all(list.map(async f => ({
+      // A folder picked with <input webkitdirectory> gives "folder/sub/name".
+      path: (f.webkitRelativePath || f.name).split('/').filter(Boolean),
+      data: f instanceof Blob ? new Uint8Array(await f.arrayBuffer()) : new Uint8Array(f.data)
+    })))
+    let name = options.name
+    if (entries.length === 1) {
+      name ||= entries[0].path.at(-1)
+    } else {
+      const top = entries[0].path.length > 1 ? entries[0].path[0] : null
+      const shared = top && entries.every(e => e.path.length > 1 && e.path[0] === top)
+      if (shared) entries.forEach(e => e.path.shift())
+      name ||= (shared ? top : 'files')
+    }
+    const inner = entries.map(e => ({ path: e.path.join('/'), data: e.data }))
+    const wasm = this.#wasm.seedFiles(name, inner, { pieceLength: options.pieceLength, trackers: options.trackers })
+    return this.#wrap(wasm)
+  }
+
+  get (infoHash) { return torrents.get(String(infoHash).toLowerCase()) ?? null }
+
+  destroy () {
+    for (const t of this.torrents) t.destroy()
+    this.#wasm.destroy()
+  }
+
+  #wrap (wasm) {
+    const known = torrents.get(wasm.infoHash)
+    if (known) return known
+    const torrent = new Torrent(this, wasm)
+    torrents.set(torrent.infoHash, torrent)
+    this.emit('torrent', torrent)
+    return torrent
+  }
+}
+
+export class Torrent extends Emitter {
+  #wasm
+  #files = null
+  #timer
+  constructor (client, wasm) {
+    super()
+    this.client = client
+    this.#wasm = wasm
+    this.infoHash = wasm.infoHash
+    wasm.setListener((name) => {
+      if (name === 'metadata') { this.#files = null; this.emit('metadata') }
+      if (name === 'wire') this.emit('wire')
+      if (name === 'done') this.emit('done')
+    })
+    this.#timer = setInterval(() => this.emit('progress', this.status()), PROGRESS_MS)
+  }
+
+  get magnet () { return this.#wasm.magnet() }
+  get name () { return this.status().name }
+  get files () {
+    this.#files ??= this.#wasm.files().map(f => new TorrentFile(this, this.#wasm, f))
+    return this.#files
+  }
+
+  /** The .torrent file (Uint8Array), once the metadata is known. */
+  torrentFile () { return this.#wasm.torrentFile() ?? null }
+  /** Progress, rates, peers, memory: see Status in shoal.d.ts. */
+  status () { return this.#wasm.status() }
+  /** Verified pieces as a bitfield. */
+  pieces () { return this.#wasm.pieces() }
+  /** Resolves when the metadata is known. */
+  ready () { return this.#wasm.ready() }
+
+  destroy () {
+    clearInterval(this.#timer)
+    torrents.delete(this.infoHash)
+    this.#wasm.destroy()
+    this.emit('close')
+  }
+}
+
+export class TorrentFile {
+  #wasm
+  constructor (torrent, wasm, entry) {
+    this.torrent = torrent
+    this.#wasm = wasm
+    Object.assign(this, entry) // index, name, path, length, offset
+    this.type = mimeType(this.name)
+  }
+
+  /** Bytes start..end (end exclusive), waiting for them to download. */
+  async read (start = 0, end = this.length) {
+    const out = new Uint8Array(Math.max(0, Math.min(end, this.length) - start))
+    const reader = this.#wasm.createReader(this.index)
+    try {
+      for (let at = 0; at < out.length;) {
+        const chunk = await reader.read(start + at, Math.min(start + out.length, start + at + 8 * 1024 * 1024))
+        out.set(chunk, at)
+        at += chunk.length
+      }
+    } finally { reader.close() }
+    return out
+  }
+
+  /** The whole file as a Blob. */
+  async blob () { return new Blob([await this.read()], { type: this.type }) }
+
+  /** A reader kept between calls: what it reads next is fetched first. */
+  createReader () { return this.#wasm.createReader(this.index) }
+
+  /** The URL the Service Worker answers for this file. */
+  get streamURL () {
+    return new URL(`shoal-stream/${this.torrent.infoHash}/${this.index}/${encodeURIComponent(this.name)}`, serviceWorkerScope()).href
+  }
+
+  /** Plays the file in a <video>/<audio> element, streaming while it downloads. */
+  async streamTo (element) {
+    await registerServiceWorker()
+    element.src = this.streamURL
+    return element
+  }
+}
+
+// ---- the Service Worker side ----------------------------------------------------------------
+
+let registration = null
+function serviceWorkerScope () { return new URL('./', import.meta.url).href }
+
+/** Registers sw.js (next to this module) and waits until it controls the page. */
+export async function registerServiceWorker () {
+  if (!('serviceWorker' in navigator)) {
+    throw new Error('This page cannot stream: Service Workers need https or http://localhost.')
+  }
+  registration ??= navigator.serviceWorker.register(new URL('./sw.js', import.meta.url), { scope: serviceWorkerScope(), type: 'classic' })
+  await registration
+  await navigator.serviceWorker.ready
+  if (!navigator.serviceWorker.controller) {
+    await new Promise(resolve => navigator.serviceWorker.addEventListener('controllerchange', resolve, { once: true }))
+  }
+}
+
+let listening = false
+function listenToServiceWorker () {
+  if (listening || !('serviceWorker' in navigator)) return
+  listening = true
+  navigator.serviceWorker.addEventListener('message', event => {
+    if (event.data?.type === 'shoal-stream' && event.ports[0]) {
+      answerStream(event.data, event.ports[0]).catch(e => {
+        try { event.ports[0].postMessage({ status: 500, text: String(e?.message || e) }) } catch {}
+      })
+    }
+  })
+}
+
+async function answerStream ({ infoHash, file, method, range }, port) {
+  const torrent = torrents.get(infoHash)
+  if (!torrent) return port.postMessage({ status: 404, text: 'This page does not hold that torrent.' })
+  await torrent.ready()
+  const entry = torrent.files.find(f => f.index === file)
+  if (!entry) return port.postMessage({ status: 404, text: 'No such file in the torrent.' })
+  const length = entry.length
+  const headers = { 'Accept-Ranges': 'bytes', 'Content-Type': entry.type, 'Cache-Control': 'no-store' }
+  let start = 0
+  let end = length // exclusive
+  let status = 200
+  if (range) {
+    const parsed = parseRange(range, length)
+    if (parsed === 'unsatisfiable') {
+      return port.postMessage({ status: 416, headers: { ...headers, 'Content-Range': `bytes */${length}` } })
+    }
+    if (parsed) { [start, end] = parsed; status = 206; headers['Content-Range'] = `bytes ${start}-${end - 1}/${length}` }
+  }
+  headers['Content-Length'] = String(end - start)
+  if (method === 'HEAD' || start === end) return port.postMessage({ status, headers })
+  port.postMessage({ status, headers, body: true })
+  const reader = entry.createReader()
+  let at = start
+  let closed = false
+  const finish = () => { if (!closed) { closed = true; reader.close() } }
+  port.onmessage = async ({ data }) => {
+    if (data?.type === 'cancel') return finish()
+    if (data?.type !== 'pull' || closed) return
+    try {
+      const chunk = await reader.read(at, Math.min(end, at + STREAM_CHUNK))
+      at += chunk.length
+      port.postMessage({ chunk: chunk.buffer, done: at >= end }, [chunk.buffer])
+      if (at >= end) finish()
+    } catch (e) {
+      port.postMessage({ error: String(e?.message || e) })
+      finish()
+    }
+  }
+}
+
+/** `bytes=a-b`, `bytes=a-`, `bytes=-n` → [start, end) ; null to ignore; 'unsatisfiable'. */
+export function parseRange (header, length) {
+  const m = /^bytes=(\d*)-(\d*)$/.exec(String(header).trim())
+  if (!m || (m[1] === '' && m[2] === '')) return null // not one range we serve: whole file
+  let start, end
+  if (m[1] === '') { // suffix
+    const n = Number(m[2])
+    if (n === 0) return 'unsatisfiable'
+    start = Math.max(0, length - n); end = length
+  } else {
+    start = Number(m[1])
+    end = m[2] === '' ? length : Math.min(length, Number(m[2]) + 1)
+    if (m[2] !== '' && Number(m[2]) < start) return null
+  }
+  if (start >= length) return 'unsatisfiable'
+  return [start, end]
+}
+
+const TYPES = {
+  mp4: 'video/mp4', m4v: 'video/mp4', mov: 'video/mp4', webm: 'video/webm', mkv: 'video/webm', ogv: 'video/ogg',
+  mp3: 'audio/mpeg', m4a: 'audio/mp4', aac: 'audio/aac', ogg: 'audio/ogg', oga: 'audio/ogg', opus: 'audio/ogg', wav: 'audio/wav', flac: 'audio/flac',
+  vtt: 'text/vtt', srt: 'text/plain', txt: 'text/plain', jpg: 'image/jpeg', jpeg: 'image/jpeg', png: 'image/png', gif: 'image/gif', webp: 'image/webp', pdf: 'application/pdf'
+}
+export function mimeType (name) {
+  const ext = String(name).split('.').pop().toLowerCase()
+  return TYPES[ext] || 'application/octet-stream'
+}
+
+/** Whether this browser can likely play the file in a media element. */
+export function canPlay (file) {
+  const kind = file.type.split('/')[0]
+  if (kind !== 'video' && kind !== 'audio') return false
+  const probe = document.createElement(kind)
+  return probe.canPlayType(file.type) !== ''
+}

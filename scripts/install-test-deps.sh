@@ -101,6 +101,17 @@ else
     rustup target add wasm32-unknown-unknown
 fi
 
+# The browser engine's JS glue (scripts/build-web.sh): wasm-bindgen-cli at exactly the version
+# of the wasm-bindgen crate in Cargo.lock (they must match). Built from crates.io once per
+# machine (a few minutes); wasm-pack is not used because it downloads binaries.
+WASM_BINDGEN_PIN=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
+if [[ $(wasm-bindgen --version 2>/dev/null | awk '{print $2}') == "$WASM_BINDGEN_PIN" ]]; then
+    say "wasm-bindgen-cli $WASM_BINDGEN_PIN: present"
+else
+    say "installing wasm-bindgen-cli $WASM_BINDGEN_PIN"
+    cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_PIN"
+fi
+
 # Fuzzing: cargo-fuzz on a nightly toolchain (the pinned stable one cannot build with
 # sanitizers). Both only when missing.
 if ! rustup toolchain list | grep -q '^nightly'; then

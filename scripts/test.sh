@@ -10,7 +10,7 @@
 #   deps    scripts/install-test-deps.sh (apt packages, wasm target, cargo-fuzz; fast when present)
 #   fmt     cargo fmt --all --check
 #   clippy  cargo clippy --workspace --all-targets -- -D warnings
-#   wasm    the sans-IO crates build for wasm32-unknown-unknown
+#   wasm    the sans-IO crates build for wasm32-unknown-unknown; web/pkg (scripts/build-web.sh)
 #   test    cargo test --workspace --release --no-fail-fast (unit, integration, interop)
 #   fuzz    every cargo-fuzz target for FUZZ_SECONDS each (skipped while fuzz/ does not exist)
 #
@@ -152,8 +152,12 @@ stage_fmt() {
 
 stage_clippy() { run 1500 cargo clippy --workspace --all-targets -- -D warnings; }
 
+# The sans-IO crates build for browsers, the browser engine is lint-clean there, and web/pkg
+# is built for the Chromium tests of the test stage (and for `shoal serve`).
 stage_wasm() {
     run 900 cargo build -p shoal-proto -p shoal-tracker-proto --target wasm32-unknown-unknown
+    run 900 cargo clippy -p shoal-web --target wasm32-unknown-unknown -- -D warnings
+    run 900 "$ROOT/scripts/build-web.sh"
 }
 
 # Release, because interop tests push hundreds of MiB through Shoal and the reference peers;

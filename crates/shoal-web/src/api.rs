@@ -32,8 +32,8 @@ const MAX_READ: u64 = 16 * 1024 * 1024;
 #[serde(rename_all = "camelCase", default)]
 struct ClientOptions {
     /// WebSocket trackers every torrent announces to, besides its own.
-    trackers: Vec<String>,
-    ice_servers: Vec<String>,
+    trackers: Option<Vec<String>>,
+    ice_servers: Option<Vec<String>>,
     max_memory: Option<f64>,
     offers_per_announce: Option<u32>,
     max_connections: Option<u32>,
@@ -67,7 +67,10 @@ impl WasmClient {
             serde_wasm_bindgen::from_value(options)
                 .map_err(|e| JsError::new(&format!("bad client options: {e}")))?
         };
-        let mut config = DriverConfig { ice_servers: options.ice_servers, ..Default::default() };
+        let mut config = DriverConfig {
+            ice_servers: options.ice_servers.unwrap_or_default(),
+            ..Default::default()
+        };
         if let Some(max) = options.max_memory.filter(|m| *m >= 1_048_576.0) {
             config.max_memory = max as u64;
         }
@@ -77,7 +80,8 @@ impl WasmClient {
         if let Some(n) = options.max_connections {
             config.max_connections = (n as usize).clamp(1, 200);
         }
-        for url in &options.trackers {
+        let trackers = options.trackers.unwrap_or_default();
+        for url in &trackers {
             check_tracker(url)?;
         }
         let clock = Clock::new();
@@ -87,7 +91,7 @@ impl WasmClient {
             peer_id,
             hub: Hub::new(clock, peer_id),
             config: Rc::new(config),
-            trackers: options.trackers,
+            trackers,
             torrents: RefCell::new(HashMap::new()),
             ticker: RefCell::new(None),
         });
@@ -142,7 +146,8 @@ impl WasmClient {
         #[serde(rename_all = "camelCase", default)]
         struct SeedOptions {
             piece_length: Option<u32>,
-            trackers: Vec<String>,
+            // Options are read leniently: `undefined` is as good as absent.
+            trackers: Option<Vec<String>>,
         }
         let options: SeedOptions = if options.is_undefined() || options.is_null() {
             SeedOptions::default()
@@ -167,7 +172,7 @@ impl WasmClient {
         if contents.is_empty() {
             return Err(JsError::new("nothing to seed: no files"));
         }
-        let mut trackers = options.trackers;
+        let mut trackers = options.trackers.unwrap_or_default();
         for url in &trackers {
             check_tracker(url)?;
         }

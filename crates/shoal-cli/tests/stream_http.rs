@@ -488,10 +488,7 @@ fn clients_that_walk_away_leave_no_reader_behind() {
     check_partial(big, &ask, &get(addr, &big.path, Some(&ask.header())));
     // the client may hold the last byte a moment before the server's body task ends and
     // drops its reader, so give it that moment rather than racing it
-    wait_status(
-        &stream,
-        "readers back to 0 after a finished read",
-        Duration::from_secs(5),
-        |s| s["readers"].as_u64() == Some(0),
-    );
+    wait_status(&stream, "readers back to 0 after a finished read", Duration::from_secs(5), |s| {
+        s["readers"].as_u64() == Some(0)
+    });
 }

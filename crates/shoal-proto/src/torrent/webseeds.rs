@@ -8,8 +8,10 @@
 //! and answers with [`Torrent::on_web_seed_data`] or [`Torrent::on_web_seed_failed`]. The data
 //! goes through the same write and verify path as blocks from peers.
 //!
-//! Policy: with no peer serving us, a seed gets [`PIPELINE`] runs of up to [`MAX_RUN_BYTES`]
-//! in flight (full speed from a server, pipelined); while peers serve us, one short run, so
+//! Policy: with no peer serving us, a seed gets [`PIPELINE`] runs in flight (full speed from a
+//! server, pipelined), each about a second of its measured rate (1 MiB until measured, at most
+//! [`MAX_RUN_BYTES`]), so a slow seed does not sit on pieces that peers joining a moment later
+//! could bring sooner; while peers serve us, one short run, so
 //! the swarm keeps pieces to trade and the server's bandwidth is spared. One more slot is kept
 //! for pieces readers wait for, which come first. Failures back off (5 s doubling to 5 min);
 //! a seed whose data fails the hash check [`MAX_HASH_FAILURES`] times is disabled, and a piece
@@ -37,6 +39,9 @@ pub const MAX_RUN_BYTES: u64 = 4 << 20;
 /// Runs while peers serve us or a reader streams: short, so they neither take the swarm's
 /// pieces away nor delay a seek.
 pub const SHARED_RUN_BYTES: u64 = 1 << 20;
+/// Shortest run once a seed's rate is known: a slow seed's runs cover about a second of its
+/// rate, so it holds few pieces peers could fetch sooner.
+pub const MIN_RUN_BYTES: u64 = 256 << 10;
 /// Fetches in flight per seed when it is the only source.
 pub const PIPELINE: usize = 2;
 /// Fetches in flight per seed while peers serve us.
@@ -303,13 +308,20 @@ impl Torrent {
                 let (Some(info), Some(picker)) = (&self.info, &mut self.picker) else { return };
                 let Some(ws) = self.web_seeds.get_mut(&key) else { break };
                 let busy = ws.in_flight.len();
+                // A seed that just failed is probed with one fetch before it gets its pipeline.
+                let slots = if ws.failures > 0 { 1 } else { slots };
+                let measured = ws.rate.rate(now);
+                let run = match measured {
+                    0 => SHARED_RUN_BYTES,
+                    rate => rate.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES),
+                }
+                .min(run_bytes);
                 if !ws.usable(now) || busy > slots {
                     break;
                 }
                 let bad = &ws.bad_pieces;
                 let allowed = |p: u32| retry_bad || !bad.contains(&p);
-                let blocks =
-                    picker.pick_run(now, key, run_bytes, background_ok && busy < slots, allowed);
+                let blocks = picker.pick_run(now, key, run, background_ok && busy < slots, allowed);
                 let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else { break };
                 let piece_length = u64::from(info.piece_length);
                 let start = u64::from(first.piece) * piece_length + u64::from(first.offset);
@@ -456,7 +468,8 @@ mod tests {
                 assert!(rounds < 100, "bounded");
                 assert!(f.plan.len() <= MAX_RUN_BYTES);
                 self.answer(&f, |at| corrupt(f.seed, at));
-                assert!(self.fetches.len() <= PIPELINE + 1);
+                let at_seed = self.fetches.iter().filter(|g| g.seed == f.seed).count();
+                assert!(at_seed <= PIPELINE + 1);
             }
         }
 
@@ -471,9 +484,15 @@ mod tests {
     fn a_lone_web_seed_fetches_everything_pipelined_front_to_back() {
         let mut h = Harness::new(10 << 20, 256 << 10, &["http://s/f.bin"]);
         assert_eq!(h.fetches.len(), PIPELINE, "two runs in flight at once");
-        assert_eq!(h.fetches[0].plan.range, 0..MAX_RUN_BYTES);
-        assert_eq!(h.fetches[1].plan.range, MAX_RUN_BYTES..2 * MAX_RUN_BYTES);
+        assert_eq!(h.fetches[0].plan.range, 0..SHARED_RUN_BYTES, "1 MiB until measured");
+        assert_eq!(h.fetches[1].plan.range, SHARED_RUN_BYTES..2 * SHARED_RUN_BYTES);
         assert_eq!(h.fetches[0].plan.requests[0].url, "http://s/f.bin");
+        // 2 MiB delivered at once: runs grow to a second of that rate.
+        for _ in 0..PIPELINE {
+            let f = h.fetches.pop_front().unwrap();
+            h.answer(&f, |_| false);
+        }
+        assert!(h.fetches.back().unwrap().plan.len() >= 2 << 20, "{:?}", h.fetches);
         h.serve_all(|_, _| false);
         assert!(h.completed && h.failed.is_empty());
         assert_eq!(h.store, h.content);

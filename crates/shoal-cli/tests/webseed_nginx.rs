@@ -181,8 +181,14 @@ fn broken_web_seeds_report_why_and_a_good_one_finishes() {
     assert_eq!(sha1_file(&out.join(&name)).unwrap(), sha1_file(&file).unwrap());
     let error = |url: &str| seed_status(&done, url)["error"].as_str().unwrap_or("").to_owned();
     assert!(error(&missing).contains("HTTP 404"), "{done}");
-    assert!(error(&short).contains("Content-Range"), "{done}");
-    assert!(!error(&closing).is_empty(), "{done}");
+    // nginx answers 416 for a range past the short file's end, 206 with the file's real
+    // length inside it: which one the seed met depends on the runs it was given.
+    let short_error = error(&short);
+    assert!(
+        short_error.contains("Content-Range") || short_error.contains("shorter than"),
+        "{done}"
+    );
+    assert!(error(&closing).contains("end of file"), "{done}");
     assert!(truncating.requests() >= 1);
     assert_eq!(seed_status(&done, &good)["error"], Value::Null, "{done}");
     assert_eq!(seed_status(&done, &good)["downloaded"].as_u64(), Some(torrent.total_size));
@@ -237,7 +243,7 @@ fn a_libtorrent_seed_and_a_web_seed_both_contribute() {
         return;
     }
     let fx = Fixture::new(46);
-    let server = nginx(&fx.data, &NginxOpts { limit_rate: Some(1 << 20) }).unwrap();
+    let server = nginx(&fx.data, &NginxOpts { limit_rate: Some(256 << 10) }).unwrap();
     let seed = lt_seed(&fx.torrent.path, &fx.data, &PeerOpts::default()).unwrap();
     let out = fx.out("shoal");
     let done = shoal_download(&[

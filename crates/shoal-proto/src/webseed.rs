@@ -27,6 +27,8 @@ pub enum WebSeedError {
     BadUrl(String),
     #[error("the server answered HTTP {0}")]
     Status(u16),
+    #[error("HTTP 416: the server's file is shorter than the torrent says")]
+    RangeNotSatisfiable,
     #[error("the server ignored the Range header (200 OK for part of a file)")]
     RangeIgnored,
     #[error("Content-Range {got:?} does not match the requested bytes {start}-{last}/{total}")]
@@ -191,6 +193,7 @@ pub fn check_response(
         }
         200 if request.is_whole_file() => {}
         200 => return Err(WebSeedError::RangeIgnored),
+        416 => return Err(WebSeedError::RangeNotSatisfiable),
         other => return Err(WebSeedError::Status(other)),
     }
     match content_length {
@@ -376,6 +379,7 @@ mod tests {
         assert_eq!(check_response(&r, 206, None, None), Err(WebSeedError::MissingContentRange));
         assert_eq!(check_response(&r, 200, None, Some(100)), Err(WebSeedError::RangeIgnored));
         assert_eq!(check_response(&r, 404, None, None), Err(WebSeedError::Status(404)));
+        assert_eq!(check_response(&r, 416, None, None), Err(WebSeedError::RangeNotSatisfiable));
         assert_eq!(
             check_response(&r, 206, Some("bytes 10-19/100"), Some(11)),
             Err(WebSeedError::ContentLength { got: 11, expected: 10 })

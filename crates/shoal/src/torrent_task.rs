@@ -194,6 +194,7 @@ pub(crate) fn spawn(
     let task = TorrentTask {
         web_seed_client: setup.web_seed_client,
         web_fetches: HashMap::new(),
+        held_web_data: VecDeque::new(),
         core,
         clock: setup.clock,
         target: setup.target,
@@ -257,6 +258,8 @@ struct TorrentTask {
     web_seed_client: Arc<WebSeedClient>,
     /// Web seed fetches under way, by fetch id, so shutdown can stop them.
     web_fetches: HashMap<u64, tokio::task::AbortHandle>,
+    /// Web seed answers waiting for the disk to catch up.
+    held_web_data: VecDeque<(PeerKey, u64, Result<Bytes, WebSeedError>)>,
 }
 
 /// The bounded in-memory store and its budget in bytes.
@@ -331,6 +334,7 @@ impl TorrentTask {
             }
             self.drain_actions();
             self.release_parked_reads();
+            self.release_web_seed_data();
             if last_status.elapsed() >= STATUS_INTERVAL {
                 last_status = tokio::time::Instant::now();
                 self.publish();
@@ -377,6 +381,15 @@ impl TorrentTask {
             }
             !blocks.is_empty()
         });
+    }
+
+    /// Hands web seed data held during a disk backlog to the core once the disk caught up.
+    fn release_web_seed_data(&mut self) {
+        while !self.disk_backlogged() {
+            let Some((seed, id, result)) = self.held_web_data.pop_front() else { return };
+            self.on_background(Background::WebSeedFetched { seed, id, result });
+            self.drain_actions();
+        }
     }
 
     fn disk_backlogged(&self) -> bool {
@@ -619,6 +632,12 @@ impl TorrentTask {
             },
             Background::WebSeedFetched { seed, id, result } => {
                 self.web_fetches.remove(&id);
+                if self.disk_backlogged() {
+                    // A server can outrun the disk: the next fetch starts only once this data
+                    // is handed over, so holding it here bounds what waits in memory.
+                    self.held_web_data.push_back((seed, id, result));
+                    return;
+                }
                 match result {
                     Ok(data) => self.core.on_web_seed_data(now, seed, id, data),
                     Err(e) => {

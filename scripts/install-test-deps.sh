@@ -5,7 +5,7 @@
 #   sudo scripts/install-test-deps.sh
 #
 # Reference peers for interop tests (see tests/peers/): libtorrent (python3-libtorrent 2.0),
-# Transmission 3.00, aria2 1.36, opentracker, qBittorrent; ffmpeg for media payloads; GNU time
+# Transmission 3.00, aria2 1.36, opentracker, qBittorrent; nginx as a web seed; ffmpeg for media payloads; GNU time
 # for peak-RSS figures; iproute2/util-linux for private network namespaces. WebRTC peers: PyPI
 # libtorrent 2.1 in a virtualenv of its own, WebTorrent in node with @roamhq/wrtc (npm).
 set -euo pipefail
@@ -22,6 +22,8 @@ APT_PACKAGES=(
     time
     iproute2
     util-linux
+    # HTTP web seeds (BEP 19): tests run it on loopback with a config of their own
+    nginx
     # the virtualenv holding PyPI libtorrent 2.1 (ensurepip is packaged apart in Debian)
     python3-venv
     # The npm side of the tracker and browser tests (tests/web): bittorrent-tracker's client,

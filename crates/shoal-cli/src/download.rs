@@ -37,6 +37,7 @@ pub async fn run(args: DownloadArgs) -> Result<(), CliError> {
         listen: args.listen,
         webrtc: args.webrtc.config(),
         trackers: args.trackers,
+        web_seeds: args.web_seeds,
         only_files,
         json: args.json,
         keep_seeding: args.seed,

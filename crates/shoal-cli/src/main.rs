@@ -115,6 +115,10 @@ pub struct DownloadArgs {
     /// Download only these files (indices as `shoal info` lists them).
     #[arg(long, value_name = "INDEX,...", value_delimiter = ',')]
     pub only: Vec<u32>,
+    /// An HTTP web seed (BEP 19 url-list style: the file's URL, or the folder holding the
+    /// torrent's name for multi-file torrents), besides the torrent's own. Repeat for several.
+    #[arg(long = "web-seed", value_name = "URL")]
+    pub web_seeds: Vec<String>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
 }
@@ -175,6 +179,10 @@ pub struct StreamArgs {
     /// An extra tracker announce URL. Repeat for several.
     #[arg(long = "tracker", value_name = "URL")]
     pub trackers: Vec<String>,
+    /// An HTTP web seed (BEP 19 url-list style: the file's URL, or the folder holding the
+    /// torrent's name for multi-file torrents), besides the torrent's own. Repeat for several.
+    #[arg(long = "web-seed", value_name = "URL")]
+    pub web_seeds: Vec<String>,
     /// Print JSON lines (the URLs once ready, then progress) instead of text.
     #[arg(long)]
     pub json: bool,

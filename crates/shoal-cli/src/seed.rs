@@ -44,6 +44,7 @@ pub async fn run(args: SeedArgs) -> Result<(), CliError> {
         listen: args.listen,
         webrtc: args.webrtc.config(),
         trackers: args.trackers,
+        web_seeds: Vec::new(),
         only_files: None,
         json: args.json,
         keep_seeding: true,

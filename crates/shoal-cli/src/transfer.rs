@@ -9,7 +9,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 use shoal::{
     AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentHandle, TorrentSource,
-    TorrentStatus,
+    TorrentStatus, WebSeedState,
 };
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
@@ -26,6 +26,8 @@ pub struct TransferOptions {
     pub listen: Option<SocketAddr>,
     pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
     pub trackers: Vec<String>,
+    /// Web seeds besides the torrent's or magnet's own.
+    pub web_seeds: Vec<String>,
     pub only_files: Option<Vec<usize>>,
     pub json: bool,
     /// Keep running after completion.
@@ -102,6 +104,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
             only_files: options.only_files.clone(),
             peers,
             extra_trackers: options.trackers.clone(),
+            web_seeds: options.web_seeds.clone(),
         })
         .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
     let listen = session.listen_addr();
@@ -225,6 +228,9 @@ fn report_done(handle: &TorrentHandle, status: &TorrentStatus, json: bool) {
                 "wasted": status.stats.wasted,
                 "peers": status.stats.peers,
                 "webrtc_peers": status.webrtc_peers,
+                "web_seeds": status.stats.web_seeds,
+                "web_seed_downloaded": status.stats.web_seed_downloaded,
+                "web_seed_status": web_seeds_json(status),
                 "path": root,
             })
         );
@@ -297,6 +303,9 @@ impl Progress {
                         "upload_rate": s.upload_rate,
                         "peers": s.peers,
                         "webrtc_peers": status.webrtc_peers,
+                        "web_seeds": s.web_seeds,
+                        "web_seed_downloaded": s.web_seed_downloaded,
+                        "web_seed_status": web_seeds_json(status),
                     })
                 );
             }
@@ -310,10 +319,38 @@ impl Progress {
     }
 }
 
-/// "3 peers" or "3 peers (2 WebRTC)".
+/// "3 peers", "3 peers (2 WebRTC)", "3 peers, 1 web seed".
 fn peer_counts(status: &TorrentStatus) -> String {
-    match status.webrtc_peers {
+    let mut text = match status.webrtc_peers {
         0 => format!("{} peers", status.stats.peers),
         n => format!("{} peers ({n} WebRTC)", status.stats.peers),
+    };
+    match status.stats.web_seeds {
+        0 => {}
+        1 => text.push_str(", 1 web seed"),
+        n => text.push_str(&format!(", {n} web seeds")),
     }
+    text
+}
+
+/// Each web seed as JSON: its URL, `active`/`backing_off`/`disabled`, what it delivered, and
+/// why its last fetch failed.
+pub fn web_seeds_json(status: &TorrentStatus) -> serde_json::Value {
+    let seeds = status.web_seeds.iter().map(|w| {
+        let state = match w.state {
+            WebSeedState::Active => "active",
+            WebSeedState::BackingOff { .. } => "backing_off",
+            WebSeedState::Disabled => "disabled",
+        };
+        serde_json::json!({
+            "url": w.url,
+            "state": state,
+            "downloaded": w.downloaded,
+            "download_rate": w.download_rate,
+            "failures": w.failures,
+            "hash_failures": w.hash_failures,
+            "error": w.last_error,
+        })
+    });
+    serde_json::Value::Array(seeds.collect())
 }

@@ -22,6 +22,7 @@ pub mod streaming;
 pub mod time;
 pub mod torrent;
 pub mod types;
+pub mod webseed;
 pub mod wire;
 
 pub use bitfield::Bitfield;

@@ -180,6 +180,8 @@ pub struct Picker {
     /// Only deadline pieces are fetched: the bounded in-memory store, where anything else
     /// would only be evicted again.
     deadline_only: bool,
+    /// No missing wanted piece lies below this index: where web seeds look for new pieces.
+    run_cursor: u32,
 }
 
 impl Picker {
@@ -201,6 +203,7 @@ impl Picker {
             deadlines: Vec::new(),
             deadline_set: Default::default(),
             deadline_only: false,
+            run_cursor: 0,
         }
     }
 
@@ -242,6 +245,7 @@ impl Picker {
             }
             self.order.push(piece);
             self.order_dirty = true;
+            self.rewind_run_cursor(piece);
         }
     }
 
@@ -531,6 +535,156 @@ impl Picker {
                 PieceState::Verifying | PieceState::Have => {}
             }
         }
+    }
+
+    // ---- runs for web seeds ----
+
+    /// Claims a run of contiguous blocks (across pieces) of at most `max_bytes` (but at least
+    /// one block) for a web seed `peer`, which fetches them with one HTTP request per file.
+    /// Order: deadline pieces; the rest of pieces this seed started; a new piece (pieces no
+    /// peer has first, lowest index among equals, so a lone web seed reads the file
+    /// front to back); free blocks of pieces peers started. A run grows only into pieces
+    /// nobody started. `allowed` says which pieces this seed may serve; `background_ok` false
+    /// limits it to deadline pieces.
+    pub fn pick_run(
+        &mut self,
+        now: Instant,
+        peer: PeerKey,
+        max_bytes: u64,
+        background_ok: bool,
+        allowed: impl Fn(u32) -> bool,
+    ) -> Vec<BlockRef> {
+        let mut out = Vec::new();
+        if self.wanted_missing == 0 && self.deadlines.is_empty() {
+            return out;
+        }
+        let deadline_run = self.deadline_only || !background_ok;
+        // 0. What readers wait for.
+        for i in 0..self.deadlines.len() {
+            let piece = self.deadlines[i].piece;
+            if !allowed(piece) {
+                continue;
+            }
+            let startable = match self.state[piece as usize] {
+                PieceState::Missing => true,
+                PieceState::InProgress => self.partial.get(&piece).is_some_and(|p| p.free > 0),
+                _ => false,
+            };
+            if startable {
+                self.claim_run(now, peer, piece, max_bytes, true, &allowed, &mut out);
+                return out;
+            }
+        }
+        if deadline_run || self.wanted_missing == 0 {
+            return out;
+        }
+        // 1. The rest of a piece this seed started (a piece longer than one run).
+        let own = self
+            .partial
+            .iter()
+            .find(|(p, part)| part.owner == peer && part.free > 0 && allowed(**p));
+        if let Some((&piece, _)) = own {
+            self.claim_run(now, peer, piece, max_bytes, false, &allowed, &mut out);
+            return out;
+        }
+        // 2. A new piece.
+        if let Some(piece) = self.best_unstarted(&allowed) {
+            self.claim_run(now, peer, piece, max_bytes, false, &allowed, &mut out);
+            return out;
+        }
+        // 3. Free blocks others left (a peer that went away mid-piece).
+        let other = self.partial.iter().find(|(p, part)| part.free > 0 && allowed(**p));
+        if let Some((&piece, _)) = other {
+            self.claim_run(now, peer, piece, max_bytes, false, &allowed, &mut out);
+        }
+        out
+    }
+
+    /// The wanted piece nobody started with the highest priority and lowest availability,
+    /// lowest index first among equals; looks at a bounded number of candidates so huge
+    /// torrents do not cost a full scan per run.
+    fn best_unstarted(&mut self, allowed: &impl Fn(u32) -> bool) -> Option<u32> {
+        const CANDIDATES: usize = 4096;
+        let n = self.geometry.piece_count;
+        while self.run_cursor < n && self.state[self.run_cursor as usize] == PieceState::Have {
+            self.run_cursor += 1;
+        }
+        let mut best: Option<((u8, u16), u32)> = None;
+        let mut seen = 0;
+        for piece in self.run_cursor..n {
+            let i = piece as usize;
+            if self.state[i] != PieceState::Missing || self.priority[i] == 0 || !allowed(piece) {
+                continue;
+            }
+            let key = (u8::MAX - self.priority[i], self.availability[i]);
+            if best.is_none_or(|(k, _)| key < k) {
+                best = Some((key, piece));
+                if key.1 == 0 && self.priority[i] == 1 && self.seeds == 0 {
+                    break; // nobody else has it: nothing can beat it but a higher priority
+                }
+            }
+            seen += 1;
+            if seen >= CANDIDATES {
+                break;
+            }
+        }
+        best.map(|(_, p)| p)
+    }
+
+    /// Claims free blocks from the first free one of `piece` on, contiguously, growing into the
+    /// following pieces while they are unstarted, wanted and allowed (deadline pieces only
+    /// when `deadlines_only`).
+    #[allow(clippy::too_many_arguments)]
+    fn claim_run(
+        &mut self,
+        now: Instant,
+        peer: PeerKey,
+        first: u32,
+        max_bytes: u64,
+        deadlines_only: bool,
+        allowed: &impl Fn(u32) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let geometry = self.geometry;
+        let mut bytes = 0u64;
+        let mut piece = first;
+        loop {
+            let idx = piece as usize;
+            if self.state[idx] == PieceState::Missing {
+                self.partial.insert(piece, Partial::new(geometry.block_count(piece), peer, now));
+                self.state[idx] = PieceState::InProgress;
+            }
+            let Some(partial) = self.partial.get_mut(&piece) else { return };
+            let Some(from) = partial.blocks.iter().position(|b| *b == Block::Free) else { return };
+            for b in from..partial.blocks.len() {
+                if partial.blocks[b] != Block::Free || (bytes >= max_bytes && !out.is_empty()) {
+                    return;
+                }
+                partial.blocks[b] = Block::Requested(peer, None);
+                partial.requested_at[b] = now;
+                partial.free -= 1;
+                let block = geometry.block(piece, b as u32);
+                bytes += u64::from(block.length);
+                out.push(block);
+            }
+            // The whole rest of this piece is ours: go on into the next one if nobody has it.
+            let next = piece + 1;
+            let continues = next < geometry.piece_count
+                && bytes < max_bytes
+                && self.state[next as usize] == PieceState::Missing
+                && self.priority[next as usize] > 0
+                && allowed(next)
+                && (!deadlines_only || self.is_deadline(next));
+            if !continues {
+                return;
+            }
+            piece = next;
+        }
+    }
+
+    /// A piece may be missing again below the web seeds' cursor.
+    fn rewind_run_cursor(&mut self, piece: u32) {
+        self.run_cursor = self.run_cursor.min(piece);
     }
 
     fn any_missing_wanted_piece_unstarted(&self) -> bool {

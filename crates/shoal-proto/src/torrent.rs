@@ -28,9 +28,11 @@ use crate::picker::{BlockOutcome, Geometry, PickFor, Picker, BLOCK_SIZE};
 use crate::streaming::{ReaderId, ReaderWindow};
 
 mod readers;
+mod webseeds;
 use crate::time::Instant;
 use crate::types::{InfoHash, PeerId, PeerKey};
 use crate::wire::{BlockRef, Handshake, Message};
+pub use webseeds::{WebSeedFetch, WebSeedState, WebSeedStatus};
 
 /// Tunables; the defaults suit a desktop client.
 #[derive(Clone, Debug)]
@@ -149,6 +151,9 @@ pub enum Action {
     },
     /// Every wanted piece is verified.
     Completed,
+    /// Fetch a run of blocks from a web seed over HTTP; answer with
+    /// [`Torrent::on_web_seed_data`] or [`Torrent::on_web_seed_failed`].
+    FetchWebSeed(WebSeedFetch),
 }
 
 /// Counters for progress displays and tracker announces.
@@ -172,6 +177,10 @@ pub struct Stats {
     /// Bytes still needed of the wanted pieces (what `left` means to a tracker).
     pub bytes_left: Option<u64>,
     pub banned: usize,
+    /// Web seeds in use (not disabled).
+    pub web_seeds: usize,
+    /// Payload bytes of `downloaded` that came from web seeds.
+    pub web_seed_downloaded: u64,
 }
 
 /// How often the torrent wants [`Torrent::handle_timeout`] called.
@@ -229,6 +238,9 @@ pub struct Torrent {
     /// The best peer download rate at the last stream check; peers much slower than it do
     /// not get critical pieces while a faster peer has them.
     best_peer_rate: u64,
+    /// HTTP web seeds (BEP 19), keyed like peers (see `torrent/webseeds.rs`).
+    web_seeds: BTreeMap<PeerKey, webseeds::WebSeed>,
+    next_fetch_id: u64,
 }
 
 /// Departed peers remembered for blame.
@@ -277,6 +289,8 @@ impl Torrent {
             background_rate: Default::default(),
             peak_download_rate: 0,
             best_peer_rate: 0,
+            web_seeds: BTreeMap::new(),
+            next_fetch_id: 1,
         };
         if let Some(bytes) = info_bytes {
             torrent.install_info(bytes)?;
@@ -330,6 +344,7 @@ impl Torrent {
         s.pieces_have = self.have.count_ones();
         s.pieces_total = self.have.len();
         s.banned = self.book.banned_count();
+        s.web_seeds = self.active_web_seeds();
         if let (Some(picker), Some(info)) = (&self.picker, &self.info) {
             s.pieces_wanted_missing = picker.wanted_missing();
             let left: u64 = (0..info.piece_count())
@@ -379,6 +394,7 @@ impl Torrent {
             self.fill_requests(now, key);
         }
         self.check_completed();
+        self.fill_web_seeds(now);
         self.connect_more(now);
     }
 
@@ -576,6 +592,7 @@ impl Torrent {
             for other in keys {
                 self.fill_requests(now, other);
             }
+            self.fill_web_seeds(now);
         }
         Some(peer)
     }
@@ -948,27 +965,42 @@ impl Torrent {
                 if let Some(peer) = self.peers.get_mut(&key) {
                     peer.download.record(now, len);
                 }
-                self.download_rate.record(now, len);
-                self.peak_download_rate = self.peak_download_rate.max(self.download_rate.rate(now));
-                if self.picker.as_ref().is_some_and(|p| !p.is_deadline(piece)) {
-                    self.background_rate.record(now, len);
-                }
-                self.stats.downloaded += len;
-                self.actions.push_back(Action::WriteBlock { piece, offset, data });
-                if piece_complete {
-                    self.actions.push_back(Action::VerifyPiece { piece });
-                }
-                if let Some(other) = cancel {
-                    if let Some(p) = self.peers.get_mut(&other) {
-                        if p.take_request(&block) {
-                            self.send(other, Message::Cancel(block));
-                        }
-                    }
-                }
+                self.keep_block(now, block, data, cancel, piece_complete);
             }
         }
         self.fill_requests(now, key);
         Ok(())
+    }
+
+    /// A block the picker accepted (from a peer or a web seed): count it, write it, verify
+    /// the piece when it is complete, and cancel the duplicate request elsewhere.
+    fn keep_block(
+        &mut self,
+        now: Instant,
+        block: BlockRef,
+        data: Bytes,
+        cancel: Option<PeerKey>,
+        piece_complete: bool,
+    ) {
+        let BlockRef { piece, offset, length } = block;
+        let len = u64::from(length);
+        self.download_rate.record(now, len);
+        self.peak_download_rate = self.peak_download_rate.max(self.download_rate.rate(now));
+        if self.picker.as_ref().is_some_and(|p| !p.is_deadline(piece)) {
+            self.background_rate.record(now, len);
+        }
+        self.stats.downloaded += len;
+        self.actions.push_back(Action::WriteBlock { piece, offset, data });
+        if piece_complete {
+            self.actions.push_back(Action::VerifyPiece { piece });
+        }
+        if let Some(other) = cancel {
+            if let Some(p) = self.peers.get_mut(&other) {
+                if p.take_request(&block) {
+                    self.send(other, Message::Cancel(block));
+                }
+            }
+        }
     }
 
     fn on_extended(
@@ -1246,9 +1278,14 @@ impl Torrent {
         self.stats.wasted += piece_len;
         self.stats.downloaded = self.stats.downloaded.saturating_sub(piece_len);
         self.actions.push_back(Action::PieceFailed { piece });
-        // A piece from a single peer convicts it; shared blame accumulates strikes.
+        // A piece from a single peer convicts it; shared blame accumulates strikes. Web seeds
+        // have no address to ban: they count failures of their own.
         let sole = blamed.len() == 1;
         for key in blamed {
+            if self.is_web_seed(key) {
+                self.on_web_seed_bad_piece(key, piece);
+                continue;
+            }
             let ip = self.peers.get(&key).and_then(|p| p.addr).map(|a| a.ip());
             let Some(ip) = ip.or_else(|| self.departed.get(&key).copied()) else {
                 if sole {
@@ -1278,6 +1315,7 @@ impl Torrent {
         for key in keys {
             self.fill_requests(now, key);
         }
+        self.fill_web_seeds(now);
     }
 
     fn check_completed(&mut self) {
@@ -1466,6 +1504,7 @@ impl Torrent {
             }
         }
 
+        self.fill_web_seeds(now);
         if self.choker.round_due(now) {
             self.choke_round(now);
         }

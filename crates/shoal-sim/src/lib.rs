@@ -25,9 +25,11 @@ pub mod node;
 pub mod rng;
 pub mod sim;
 pub mod store;
+pub mod webseed;
 
 pub use fixture::TestTorrent;
 pub use link::ConnId;
 pub use node::{Behaviour, InitialData, Node, NodeConfig, NodeId, NodeLog, NodeState};
 pub use sim::{kind, node_addr, NetConfig, Sim, SimConfig, SimStats, Timeout, TimeoutReason};
 pub use store::PieceStore;
+pub use webseed::WebSeedConfig;

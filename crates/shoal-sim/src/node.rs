@@ -233,6 +233,11 @@ impl Node {
         self.torrent.stats(now)
     }
 
+    /// The node's web seeds and how they fare.
+    pub fn web_seeds(&self, now: Instant) -> Vec<shoal_proto::torrent::WebSeedStatus> {
+        self.torrent.web_seeds(now)
+    }
+
     /// Open peer connections as the core counts them.
     pub fn peer_count(&self) -> usize {
         self.torrent.peer_addrs().count()

@@ -29,6 +29,9 @@ use crate::node::{
 };
 use crate::rng::SimRng;
 use crate::store::PieceStore;
+use crate::webseed::{SimWebSeed, WebSeedConfig};
+use shoal_proto::torrent::WebSeedFetch;
+use shoal_proto::webseed::WebSeedError;
 
 /// The port every simulated node listens on.
 pub const LISTEN_PORT: u16 = 6881;
@@ -180,6 +183,13 @@ enum Event {
     Recheck {
         node: NodeId,
     },
+    /// A web seed's answer to a fetch is complete.
+    WebSeedDone {
+        node: NodeId,
+        seed: PeerKey,
+        id: u64,
+        result: Result<Bytes, shoal_proto::webseed::WebSeedError>,
+    },
 }
 
 struct Scheduled {
@@ -223,6 +233,7 @@ pub struct Sim {
     /// Established connections ever, per unordered pair of nodes.
     pair_connections: BTreeMap<(NodeId, NodeId), u64>,
     stats: SimStats,
+    web_seeds: Vec<SimWebSeed>,
 }
 
 impl Sim {
@@ -245,6 +256,7 @@ impl Sim {
             next_conn: 1,
             pair_connections: BTreeMap::new(),
             stats: SimStats::default(),
+            web_seeds: Vec::new(),
         }
     }
 
@@ -351,6 +363,25 @@ impl Sim {
         self.nodes[id].torrent.handle_timeout(now);
         self.drain(id);
         id
+    }
+
+    /// Starts a web seed server; give its URL to nodes with [`Sim::use_web_seed`].
+    pub fn add_web_seed(&mut self, config: WebSeedConfig) {
+        self.web_seeds.push(SimWebSeed { config, busy_until: self.now, fetches: 0 });
+    }
+
+    /// `node` is told about a web seed URL (as from a torrent's `url-list`).
+    pub fn use_web_seed(&mut self, node: NodeId, url: &str) {
+        let now = self.now;
+        if let Err(e) = self.nodes[node].torrent.add_web_seed(now, url) {
+            panic!("the core refused web seed {url}: {e}");
+        }
+        self.drain(node);
+    }
+
+    /// Fetches served by the web seed at `url` so far.
+    pub fn web_seed_fetches(&self, url: &str) -> u64 {
+        self.web_seeds.iter().find(|w| w.config.url == url).map_or(0, |w| w.fetches)
     }
 
     /// `node` learns `other`'s address (as from a tracker) and may dial it.
@@ -582,6 +613,17 @@ impl Sim {
                 self.drain(node);
             }
             Event::Recheck { node } => self.recheck(node),
+            Event::WebSeedDone { node, seed, id, result } => {
+                if !self.running(node) {
+                    return;
+                }
+                let torrent = &mut self.nodes[node].torrent;
+                match result {
+                    Ok(data) => torrent.on_web_seed_data(now, seed, id, data),
+                    Err(e) => torrent.on_web_seed_failed(now, seed, id, &e),
+                }
+                self.drain(node);
+            }
         }
     }
 
@@ -678,7 +720,20 @@ impl Sim {
             Action::Completed => {
                 self.nodes[node].completed_at.get_or_insert(now);
             }
+            Action::FetchWebSeed(fetch) => self.fetch_web_seed(node, fetch),
         }
+    }
+
+    fn fetch_web_seed(&mut self, node: NodeId, fetch: WebSeedFetch) {
+        let now = self.now;
+        let url = fetch.plan.requests.first().map(|r| r.url.clone()).unwrap_or_default();
+        let piece_length = u64::from(self.torrent.metainfo.info.piece_length);
+        let (at, result) = match self.web_seeds.iter_mut().find(|w| w.config.url == url) {
+            Some(server) => server.serve(now, &fetch, &self.torrent.content, piece_length),
+            None => (now, Err(WebSeedError::Transport("connection refused".into()))),
+        };
+        let WebSeedFetch { seed, id, .. } = fetch;
+        self.schedule(at, Event::WebSeedDone { node, seed, id, result });
     }
 
     /// Starts the reads held for a connection while its send buffer has room (only with

@@ -5,7 +5,8 @@
 //! one JSON event a line, and WebTorrent in headless Chromium ([`browser`], driven by
 //! `tests/web/browser_peer.mjs`), which needs a private network namespace ([`netns`]), as do
 //! the other WebRTC peers: WebTorrent in node and libtorrent 2.1 ([`lt21_seed`]). It has
-//! no BitTorrent code of its own: what it checks is bytes on disk.
+//! no BitTorrent code of its own (web seed tests get nginx and a broken HTTP server from
+//! [`webserver`]): what it checks is bytes on disk.
 //!
 //! ```no_run
 //! use shoal_testkit::*;
@@ -41,6 +42,7 @@ pub mod process;
 pub mod torrent;
 pub mod tracker;
 pub mod tree;
+pub mod webserver;
 
 pub use browser::{
     browser_leech, browser_seed, browser_unavailable, node_leech, node_seed,
@@ -69,6 +71,8 @@ pub use tree::{
     assert_trees_equal, assert_trees_equal_allow_missing_empty, compare_trees, sha1_file,
     TreeCompare,
 };
+
+pub use webserver::{nginx, truncating_server, Nginx, NginxOpts, TruncatingServer};
 
 /// Re-exported so that tests need not depend on it themselves.
 pub use tempfile;

@@ -14,9 +14,11 @@ pub mod stream;
 mod torrent_task;
 pub mod tracker;
 pub mod webrtc;
+pub mod webseed;
 
 pub use session::{
     AddTorrent, OpenFileError, Session, SessionConfig, SessionError, TorrentHandle, TorrentSource,
 };
+pub use shoal_proto::torrent::{WebSeedState, WebSeedStatus};
 pub use stream::FileStream;
 pub use torrent_task::{MemoryUsage, Phase, StorageTarget, TorrentStatus};

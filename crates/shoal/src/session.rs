@@ -22,6 +22,7 @@ use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, Tor
 use crate::tracker::ws::{WebRtcPeer, WsTrackers};
 use crate::tracker::{TrackerClient, TrackerClientConfig};
 use crate::webrtc::{self, Endpoint, WebRtcConfig};
+use crate::webseed::{WebSeedClient, WebSeedClientConfig};
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -33,6 +34,8 @@ pub enum SessionError {
     Metainfo(#[from] shoal_proto::metainfo::MetainfoError),
     #[error("tracker client: {0}")]
     Tracker(String),
+    #[error("web seed client: {0}")]
+    WebSeed(String),
     #[error("cannot start WebRTC: {0}")]
     WebRtc(#[from] webrtc::WebRtcError),
 }
@@ -81,6 +84,8 @@ pub struct AddTorrent {
     pub peers: Vec<SocketAddr>,
     /// Trackers besides the torrent's own (each its own tier).
     pub extra_trackers: Vec<String>,
+    /// HTTP web seeds (BEP 19) besides the torrent's `url-list` or the magnet's `ws=`.
+    pub web_seeds: Vec<String>,
 }
 
 type Routes = Arc<Mutex<HashMap<InfoHash, mpsc::UnboundedSender<Command>>>>;
@@ -93,6 +98,7 @@ pub struct Session {
     routes: Routes,
     tracker_client: Arc<TrackerClient>,
     webrtc: Option<Endpoint>,
+    web_seed_client: Arc<WebSeedClient>,
 }
 
 impl Session {
@@ -128,7 +134,10 @@ impl Session {
             }
             None => None,
         };
+        let web_seed_client = WebSeedClient::new(WebSeedClientConfig::default())
+            .map_err(|e| SessionError::WebSeed(e.to_string()))?;
         Ok(Session {
+            web_seed_client: Arc::new(web_seed_client),
             config,
             peer_id,
             clock: Clock::new(),
@@ -159,17 +168,24 @@ impl Session {
     }
 
     pub fn add_torrent(&self, add: AddTorrent) -> Result<TorrentHandle, SessionError> {
-        let (info_hash, info_bytes, mut trackers, peers, name) = match add.source {
+        let (info_hash, info_bytes, mut trackers, peers, name, mut web_seeds) = match add.source {
             TorrentSource::Metainfo(m) => {
                 let name = Some(m.info.name.clone());
-                (m.info_hash, Some(Bytes::from(m.info_bytes)), m.trackers, add.peers, name)
+                let info_bytes = Some(Bytes::from(m.info_bytes));
+                (m.info_hash, info_bytes, m.trackers, add.peers, name, m.web_seeds)
             }
             TorrentSource::Magnet(m) => {
                 let mut peers = add.peers;
                 peers.extend(m.peers.iter().filter_map(|p| p.parse::<SocketAddr>().ok()));
-                (m.info_hash, None, vec![m.trackers.clone()], peers, m.display_name.clone())
+                let name = m.display_name.clone();
+                (m.info_hash, None, vec![m.trackers.clone()], peers, name, m.web_seeds)
             }
         };
+        for url in add.web_seeds {
+            if !web_seeds.contains(&url) {
+                web_seeds.push(url);
+            }
+        }
         for url in add.extra_trackers {
             if !trackers.iter().flatten().any(|t| *t == url) {
                 trackers.push(vec![url]);
@@ -203,6 +219,8 @@ impl Session {
             clock: self.clock,
             random_seed,
             shared: shared.clone(),
+            web_seeds,
+            web_seed_client: self.web_seed_client.clone(),
         });
         routes.insert(info_hash, commands.clone());
         Ok(TorrentHandle { info_hash, name, commands, status, shared })

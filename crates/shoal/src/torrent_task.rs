@@ -11,9 +11,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use shoal_proto::bitfield::Bitfield;
 use shoal_proto::metainfo::Info;
-use shoal_proto::torrent::{Action, Stats, Torrent};
+use shoal_proto::torrent::{Action, Stats, Torrent, WebSeedFetch, WebSeedStatus};
+use shoal_proto::webseed::WebSeedError;
 use shoal_proto::wire::{self, BlockRef, Handshake};
 use shoal_proto::PeerKey;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
@@ -31,6 +33,7 @@ use crate::storage::{
 use shoal_proto::eviction;
 use crate::stream::shared::StreamShared;
 use crate::tracker::TrackerClient;
+use crate::webseed::WebSeedClient;
 use shoal_proto::streaming::{ReaderId, ReaderWindow};
 
 /// Where a torrent's data lives.
@@ -78,6 +81,8 @@ pub struct TorrentStatus {
     pub readers: usize,
     /// Connected peers that speak over WebRTC (browsers, WebTorrent); the rest are TCP.
     pub webrtc_peers: usize,
+    /// HTTP web seeds (BEP 19) and how each fares.
+    pub web_seeds: Vec<WebSeedStatus>,
 }
 
 /// How much a bounded in-memory store holds.
@@ -117,6 +122,7 @@ pub(crate) enum Command {
 enum Background {
     Dialed { peer: PeerKey, result: Result<(TcpStream, Handshake), ConnError> },
     Announced { url: String, event: AnnounceEvent, result: Result<AnnounceResponse, String> },
+    WebSeedFetched { seed: PeerKey, id: u64, result: Result<Bytes, WebSeedError> },
 }
 
 pub(crate) struct TorrentSetup {
@@ -133,6 +139,9 @@ pub(crate) struct TorrentSetup {
     pub clock: Clock,
     pub random_seed: u64,
     pub shared: Arc<StreamShared>,
+    /// Web seed URLs (BEP 19).
+    pub web_seeds: Vec<String>,
+    pub web_seed_client: Arc<WebSeedClient>,
 }
 
 /// How often the status snapshot is republished while data moves.
@@ -165,6 +174,7 @@ pub(crate) fn spawn(
         memory: None,
         readers: 0,
         webrtc_peers: 0,
+        web_seeds: Vec::new(),
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_INPUT_QUEUE);
@@ -174,8 +184,18 @@ pub(crate) fn spawn(
         TrackerTiers::new(setup.trackers.clone(), setup.random_seed),
         AnnouncerConfig::default(),
     );
+    let mut core = setup.core;
+    let now = setup.clock.now();
+    for url in &setup.web_seeds {
+        if let Err(e) = core.add_web_seed(now, url) {
+            tracing::warn!(%url, "web seed ignored: {e}");
+        }
+    }
     let task = TorrentTask {
-        core: setup.core,
+        web_seed_client: setup.web_seed_client,
+        web_fetches: HashMap::new(),
+        held_web_data: VecDeque::new(),
+        core,
         clock: setup.clock,
         target: setup.target,
         only_files: setup.only_files,
@@ -235,6 +255,11 @@ struct TorrentTask {
     /// The open storage, handed to readers once the recheck finished.
     storage: Option<Arc<dyn PieceStorage>>,
     bounded: Option<BoundedStore>,
+    web_seed_client: Arc<WebSeedClient>,
+    /// Web seed fetches under way, by fetch id, so shutdown can stop them.
+    web_fetches: HashMap<u64, tokio::task::AbortHandle>,
+    /// Web seed answers waiting for the disk to catch up.
+    held_web_data: VecDeque<(PeerKey, u64, Result<Bytes, WebSeedError>)>,
 }
 
 /// The bounded in-memory store and its budget in bytes.
@@ -309,6 +334,7 @@ impl TorrentTask {
             }
             self.drain_actions();
             self.release_parked_reads();
+            self.release_web_seed_data();
             if last_status.elapsed() >= STATUS_INTERVAL {
                 last_status = tokio::time::Instant::now();
                 self.publish();
@@ -357,6 +383,15 @@ impl TorrentTask {
         });
     }
 
+    /// Hands web seed data held during a disk backlog to the core once the disk caught up.
+    fn release_web_seed_data(&mut self) {
+        while !self.disk_backlogged() {
+            let Some((seed, id, result)) = self.held_web_data.pop_front() else { return };
+            self.on_background(Background::WebSeedFetched { seed, id, result });
+            self.drain_actions();
+        }
+    }
+
     fn disk_backlogged(&self) -> bool {
         self.disk.as_ref().is_some_and(|d| d.backlog() > MAX_DISK_BACKLOG)
     }
@@ -379,6 +414,7 @@ impl TorrentTask {
             }),
             readers: self.core.readers().count(),
             webrtc_peers: self.webrtc_peers.len(),
+            web_seeds: self.core.web_seeds(self.clock.now()),
         };
         let _ = self.status_tx.send(status);
     }
@@ -594,6 +630,22 @@ impl TorrentTask {
                     self.core.on_connect_failed(now, peer);
                 }
             },
+            Background::WebSeedFetched { seed, id, result } => {
+                self.web_fetches.remove(&id);
+                if self.disk_backlogged() {
+                    // A server can outrun the disk: the next fetch starts only once this data
+                    // is handed over, so holding it here bounds what waits in memory.
+                    self.held_web_data.push_back((seed, id, result));
+                    return;
+                }
+                match result {
+                    Ok(data) => self.core.on_web_seed_data(now, seed, id, data),
+                    Err(e) => {
+                        tracing::debug!(?seed, "web seed fetch failed: {e}");
+                        self.core.on_web_seed_failed(now, seed, id, &e);
+                    }
+                }
+            }
             Background::Announced { url, event, result } => match result {
                 Ok(response) => {
                     tracing::debug!(%url, peers = response.peers.len(), "announce ok");
@@ -711,6 +763,16 @@ impl TorrentTask {
                     self.status_tx.send_modify(|s| s.info = info);
                     self.open_storage();
                 }
+                Action::FetchWebSeed(fetch) => {
+                    let client = self.web_seed_client.clone();
+                    let bg = self.bg_tx.clone();
+                    let WebSeedFetch { seed, id, plan } = fetch;
+                    let task = tokio::spawn(async move {
+                        let result = client.fetch(&plan).await;
+                        let _ = bg.send(Background::WebSeedFetched { seed, id, result });
+                    });
+                    self.web_fetches.insert(id, task.abort_handle());
+                }
                 Action::Completed => {
                     let now = self.clock.now();
                     self.announcer.on_completed(now);
@@ -727,6 +789,9 @@ impl TorrentTask {
         let now = self.clock.now();
         self.core.shutdown(now);
         self.drain_actions();
+        for (_, fetch) in self.web_fetches.drain() {
+            fetch.abort();
+        }
         for (_, link) in self.links.drain() {
             link.close();
         }

@@ -81,6 +81,7 @@ async fn seeder(dir: &Path, meta: &Metainfo) -> (Session, SocketAddr, shoal::Tor
             only_files: None,
             peers: vec![],
             extra_trackers: vec![],
+            web_seeds: vec![],
         })
         .unwrap();
     tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.unwrap().unwrap();
@@ -103,6 +104,7 @@ async fn leech(
             only_files,
             peers: vec![seed],
             extra_trackers: vec![],
+            web_seeds: vec![],
         })
         .unwrap();
     tokio::time::timeout(TIMEOUT, handle.wait_complete())

@@ -49,6 +49,7 @@ async fn add(
             only_files: None,
             peers,
             extra_trackers: vec![],
+            web_seeds: vec![],
         })
         .unwrap()
 }

@@ -103,6 +103,7 @@ async fn hostile_signalling_and_peers_are_dropped_and_leave_nothing_behind() {
             only_files: None,
             peers: vec![],
             extra_trackers: vec![url],
+            web_seeds: vec![],
         })
         .unwrap();
     tokio::time::timeout(STEP, torrent.wait_complete()).await.unwrap().unwrap();

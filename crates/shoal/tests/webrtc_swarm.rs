@@ -59,6 +59,7 @@ async fn a_magnet_downloads_over_webrtc_from_a_seeder_found_by_the_websocket_tra
             only_files: None,
             peers: vec![],
             extra_trackers: vec![url.clone()],
+            web_seeds: vec![],
         })
         .unwrap();
     tokio::time::timeout(TIMEOUT, seed.wait_complete()).await.unwrap().unwrap();
@@ -75,6 +76,7 @@ async fn a_magnet_downloads_over_webrtc_from_a_seeder_found_by_the_websocket_tra
             only_files: None,
             peers: vec![],
             extra_trackers: vec![],
+            web_seeds: vec![],
         })
         .unwrap();
     tokio::time::timeout(TIMEOUT, leech.wait_complete())

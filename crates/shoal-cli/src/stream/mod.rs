@@ -54,6 +54,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
             only_files: None,
             peers,
             extra_trackers: args.trackers.clone(),
+            web_seeds: args.web_seeds.clone(),
         })
         .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
 
@@ -257,6 +258,8 @@ async fn run_until_stopped(
                         "download_rate": s.download_rate,
                         "upload_rate": s.upload_rate,
                         "peers": s.peers,
+                        "web_seeds": s.web_seeds,
+                        "web_seed_status": transfer::web_seeds_json(&status),
                         "readers": status.readers,
                         "memory_resident": status.memory.map(|m| m.resident),
                     }));

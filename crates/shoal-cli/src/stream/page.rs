@@ -24,6 +24,7 @@ pub fn status_json(handle: &TorrentHandle, files: &[ServedFile]) -> Value {
         "pieces_total": s.pieces_total,
         "bytes_left": s.bytes_left,
         "readers": status.readers,
+        "web_seeds": crate::transfer::web_seeds_json(&status),
         "memory": status.memory.map(|m| json!({
             "resident": m.resident, "peak": m.peak, "budget": m.budget,
         })),

@@ -157,6 +157,7 @@ impl Torrent {
             self.update_interest(key);
             self.fill_requests(now, key);
         }
+        self.fill_web_seeds(now);
         if any_critical {
             let at = now + STREAM_CHECK_INTERVAL;
             self.next_stream_check = Some(self.next_stream_check.map_or(at, |t| t.min(at)));

@@ -69,7 +69,7 @@ fn from_reqwest(e: reqwest::Error) -> TrackerError {
 }
 
 /// reqwest's own message is terse ("error sending request"); the causes say what happened.
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

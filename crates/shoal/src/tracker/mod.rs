@@ -5,7 +5,7 @@
 //! pool and the UDP connection ids. What to announce when, and to which URL, is decided by the
 //! sans-IO [`shoal_tracker_proto::Announcer`]; this module only carries out one request.
 
-mod http;
+pub(crate) mod http;
 mod udp;
 pub mod ws;
 

@@ -1,0 +1,593 @@
+//! Web seeds (BEP 19) in the torrent: an HTTP server is a source that has every piece and
+//! never chokes. It has a `PeerKey` of its own, so the picker's bookkeeping (who has which
+//! block requested, who contributed to a piece that failed its hash) works unchanged; it is
+//! not in `peers` and sends no messages.
+//!
+//! A seed gets runs of contiguous blocks from the picker ([`Picker::pick_run`]), which become
+//! [`Action::FetchWebSeed`]; the driver carries out the HTTP requests (see [`crate::webseed`])
+//! and answers with [`Torrent::on_web_seed_data`] or [`Torrent::on_web_seed_failed`]. The data
+//! goes through the same write and verify path as blocks from peers.
+//!
+//! Policy: with no peer serving us, a seed gets [`PIPELINE`] runs in flight (full speed from a
+//! server, pipelined), each about a second of its measured rate (1 MiB until measured, at most
+//! [`MAX_RUN_BYTES`]), so a slow seed does not sit on pieces that peers joining a moment later
+//! could bring sooner; while peers serve us, one short run, so
+//! the swarm keeps pieces to trade and the server's bandwidth is spared. One more slot is kept
+//! for pieces readers wait for, which come first. Failures back off (5 s doubling to 5 min);
+//! a seed whose data fails the hash check [`MAX_HASH_FAILURES`] times is disabled, and a piece
+//! that failed from one seed is not asked of it again while another source may have it.
+//!
+//! [`Picker::pick_run`]: crate::picker::Picker::pick_run
+
+use std::collections::BTreeSet;
+use std::ops::Range;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{Action, Torrent};
+use crate::metainfo::MAX_WEB_SEEDS;
+use crate::peer::RateMeter;
+use crate::picker::BlockOutcome;
+use crate::time::Instant;
+use crate::types::PeerKey;
+use crate::webseed::{self, FetchPlan, WebSeedError};
+use crate::wire::BlockRef;
+
+/// Largest run one fetch asks for when no peer serves us.
+pub const MAX_RUN_BYTES: u64 = 4 << 20;
+/// Runs while peers serve us or a reader streams: short, so they neither take the swarm's
+/// pieces away nor delay a seek.
+pub const SHARED_RUN_BYTES: u64 = 1 << 20;
+/// Shortest run once a seed's rate is known: a slow seed's runs cover about a second of its
+/// rate, so it holds few pieces peers could fetch sooner.
+pub const MIN_RUN_BYTES: u64 = 256 << 10;
+/// Fetches in flight per seed when it is the only source.
+pub const PIPELINE: usize = 2;
+/// Fetches in flight per seed while peers serve us.
+pub const SHARED_PIPELINE: usize = 1;
+/// A seed whose data failed this many hash checks is not used again.
+pub const MAX_HASH_FAILURES: u32 = 3;
+const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// What the driver fetches: `plan`'s requests from the seed, assembled into `plan.range`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSeedFetch {
+    pub seed: PeerKey,
+    /// Names this fetch in the answer.
+    pub id: u64,
+    pub plan: FetchPlan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WebSeedState {
+    Active,
+    /// The last fetch failed; none is started before `until`.
+    BackingOff {
+        until: Instant,
+    },
+    /// Too much of its data failed the hash check.
+    Disabled,
+}
+
+/// One web seed, for status displays.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebSeedStatus {
+    pub key: PeerKey,
+    pub url: String,
+    pub state: WebSeedState,
+    /// Payload bytes it delivered that we kept.
+    pub downloaded: u64,
+    pub download_rate: u64,
+    pub in_flight: usize,
+    /// Failed fetches in a row.
+    pub failures: u32,
+    pub hash_failures: u32,
+    /// Why the last fetch failed (cleared by a success), or why it was disabled.
+    pub last_error: Option<String>,
+}
+
+pub(super) struct WebSeed {
+    url: String,
+    in_flight: Vec<InFlight>,
+    failures: u32,
+    retry_at: Option<Instant>,
+    hash_failures: u32,
+    /// Pieces whose data from this seed failed the hash check.
+    bad_pieces: BTreeSet<u32>,
+    disabled: bool,
+    last_error: Option<String>,
+    downloaded: u64,
+    rate: RateMeter,
+}
+
+struct InFlight {
+    id: u64,
+    range: Range<u64>,
+    blocks: Vec<BlockRef>,
+}
+
+impl WebSeed {
+    fn new(url: String) -> Self {
+        WebSeed {
+            url,
+            in_flight: Vec::new(),
+            failures: 0,
+            retry_at: None,
+            hash_failures: 0,
+            bad_pieces: BTreeSet::new(),
+            disabled: false,
+            last_error: None,
+            downloaded: 0,
+            rate: RateMeter::default(),
+        }
+    }
+
+    fn usable(&self, now: Instant) -> bool {
+        !self.disabled && self.retry_at.is_none_or(|t| now >= t)
+    }
+}
+
+impl Torrent {
+    /// Adds a web seed (the torrent's `url-list`, a magnet's `ws=`, or the user's). It starts
+    /// fetching once the torrent has started; adding a URL twice returns the same key.
+    pub fn add_web_seed(&mut self, now: Instant, url: &str) -> Result<PeerKey, WebSeedError> {
+        self.clock = self.clock.max(now);
+        webseed::check_url(url)?;
+        if let Some((&key, _)) = self.web_seeds.iter().find(|(_, s)| s.url == url) {
+            return Ok(key);
+        }
+        if self.web_seeds.len() >= MAX_WEB_SEEDS {
+            return Err(WebSeedError::BadUrl(format!("more than {MAX_WEB_SEEDS} web seeds")));
+        }
+        let key = self.new_key();
+        self.web_seeds.insert(key, WebSeed::new(url.to_owned()));
+        self.fill_web_seeds(now);
+        Ok(key)
+    }
+
+    /// Every web seed and how it fares.
+    pub fn web_seeds(&self, now: Instant) -> Vec<WebSeedStatus> {
+        self.web_seeds
+            .iter()
+            .map(|(&key, s)| WebSeedStatus {
+                key,
+                url: s.url.clone(),
+                state: if s.disabled {
+                    WebSeedState::Disabled
+                } else {
+                    match s.retry_at {
+                        Some(until) if now < until => WebSeedState::BackingOff { until },
+                        _ => WebSeedState::Active,
+                    }
+                },
+                downloaded: s.downloaded,
+                download_rate: s.rate.rate(now),
+                in_flight: s.in_flight.len(),
+                failures: s.failures,
+                hash_failures: s.hash_failures,
+                last_error: s.last_error.clone(),
+            })
+            .collect()
+    }
+
+    pub(super) fn active_web_seeds(&self) -> usize {
+        self.web_seeds.values().filter(|s| !s.disabled).count()
+    }
+
+    /// The driver fetched `id` from `seed`: `data` is the fetch's whole range.
+    pub fn on_web_seed_data(&mut self, now: Instant, seed: PeerKey, id: u64, data: Bytes) {
+        self.clock = self.clock.max(now);
+        let Some(ws) = self.web_seeds.get_mut(&seed) else { return };
+        let Some(pos) = ws.in_flight.iter().position(|f| f.id == id) else { return };
+        let expected = ws.in_flight[pos].range.end - ws.in_flight[pos].range.start;
+        if data.len() as u64 != expected {
+            let error = if data.len() as u64 > expected {
+                WebSeedError::TooLong(expected)
+            } else {
+                WebSeedError::TooShort { got: data.len() as u64, expected }
+            };
+            return self.on_web_seed_failed(now, seed, id, &error);
+        }
+        let fetch = ws.in_flight.swap_remove(pos);
+        ws.failures = 0;
+        ws.retry_at = None;
+        ws.last_error = None;
+        let piece_length = self.info.as_ref().map_or(0, |i| u64::from(i.piece_length));
+        for block in fetch.blocks {
+            let at = u64::from(block.piece) * piece_length + u64::from(block.offset);
+            let from = (at - fetch.range.start) as usize;
+            let bytes = data.slice(from..from + block.length as usize);
+            self.accept_web_seed_block(now, seed, block, bytes);
+        }
+        self.fill_web_seeds(now);
+    }
+
+    fn accept_web_seed_block(&mut self, now: Instant, seed: PeerKey, block: BlockRef, data: Bytes) {
+        let Some(picker) = &mut self.picker else { return };
+        let len = u64::from(block.length);
+        match picker.on_block(block, seed) {
+            // Delivered first by a peer (a late critical block duplicated), or the piece was
+            // reset meanwhile.
+            BlockOutcome::Unwanted => self.stats.wasted += len,
+            BlockOutcome::Accepted { cancel, piece_complete } => {
+                if let Some(ws) = self.web_seeds.get_mut(&seed) {
+                    ws.downloaded += len;
+                    ws.rate.record(now, len);
+                }
+                self.stats.web_seed_downloaded += len;
+                self.keep_block(now, block, data, cancel, piece_complete);
+            }
+        }
+    }
+
+    /// The driver could not fetch `id` from `seed`: its blocks go back to the pool and the seed
+    /// backs off.
+    pub fn on_web_seed_failed(
+        &mut self,
+        now: Instant,
+        seed: PeerKey,
+        id: u64,
+        error: &WebSeedError,
+    ) {
+        self.clock = self.clock.max(now);
+        let Some(ws) = self.web_seeds.get_mut(&seed) else { return };
+        let Some(pos) = ws.in_flight.iter().position(|f| f.id == id) else { return };
+        let fetch = ws.in_flight.swap_remove(pos);
+        ws.failures += 1;
+        let backoff = FIRST_BACKOFF.saturating_mul(1 << (ws.failures - 1).min(16)).min(MAX_BACKOFF);
+        ws.retry_at = Some(now + backoff);
+        if !ws.disabled {
+            ws.last_error = Some(error.to_string());
+        }
+        self.release_blocks(seed, &fetch.blocks);
+        self.after_blocks_freed(now);
+    }
+
+    fn release_blocks(&mut self, seed: PeerKey, blocks: &[BlockRef]) {
+        if let Some(picker) = &mut self.picker {
+            for block in blocks {
+                picker.on_unrequest(*block, seed);
+            }
+        }
+    }
+
+    fn after_blocks_freed(&mut self, now: Instant) {
+        let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
+        for key in keys {
+            self.fill_requests(now, key);
+        }
+        self.fill_web_seeds(now);
+    }
+
+    /// Whether `key` is one of our web seeds.
+    pub(super) fn is_web_seed(&self, key: PeerKey) -> bool {
+        self.web_seeds.contains_key(&key)
+    }
+
+    /// Data from `seed` failed the hash check of `piece`.
+    pub(super) fn on_web_seed_bad_piece(&mut self, seed: PeerKey, piece: u32) {
+        let Some(ws) = self.web_seeds.get_mut(&seed) else { return };
+        ws.hash_failures += 1;
+        ws.bad_pieces.insert(piece);
+        if ws.hash_failures < MAX_HASH_FAILURES || ws.disabled {
+            return;
+        }
+        ws.disabled = true;
+        ws.last_error = Some(format!(
+            "disabled: its data failed the hash check of {} pieces",
+            ws.hash_failures
+        ));
+        // Answers still on their way are ignored (their ids are gone).
+        let blocks: Vec<BlockRef> = ws.in_flight.drain(..).flat_map(|f| f.blocks).collect();
+        self.release_blocks(seed, &blocks);
+    }
+
+    /// Starts fetches on every web seed with room, deadline pieces first.
+    pub(super) fn fill_web_seeds(&mut self, now: Instant) {
+        if !self.started || self.web_seeds.is_empty() {
+            return;
+        }
+        let serving = self
+            .peers
+            .values()
+            .any(|p| !p.peer_choking && p.am_interested && p.download.rate(now) > 0);
+        let streaming = self.is_streaming(now);
+        let background_ok = !streaming || self.background_has_headroom(now);
+        let (slots, mut run_bytes) =
+            if serving { (SHARED_PIPELINE, SHARED_RUN_BYTES) } else { (PIPELINE, MAX_RUN_BYTES) };
+        if streaming {
+            run_bytes = run_bytes.min(SHARED_RUN_BYTES);
+        }
+        // A piece that failed from a seed is retried there only when nothing else may have it.
+        let retry_bad = self.active_web_seeds() <= 1 && self.peers.is_empty();
+        let keys: Vec<PeerKey> = self.web_seeds.keys().copied().collect();
+        for key in keys {
+            loop {
+                let (Some(info), Some(picker)) = (&self.info, &mut self.picker) else { return };
+                let Some(ws) = self.web_seeds.get_mut(&key) else { break };
+                let busy = ws.in_flight.len();
+                // A seed that just failed is probed with one fetch before it gets its pipeline.
+                let slots = if ws.failures > 0 { 1 } else { slots };
+                let measured = ws.rate.rate(now);
+                let run = match measured {
+                    0 => SHARED_RUN_BYTES,
+                    rate => rate.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES),
+                }
+                .min(run_bytes);
+                if !ws.usable(now) || busy > slots {
+                    break;
+                }
+                let bad = &ws.bad_pieces;
+                let allowed = |p: u32| retry_bad || !bad.contains(&p);
+                let blocks = picker.pick_run(now, key, run, background_ok && busy < slots, allowed);
+                let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else { break };
+                let piece_length = u64::from(info.piece_length);
+                let start = u64::from(first.piece) * piece_length + u64::from(first.offset);
+                let end = u64::from(last.piece) * piece_length
+                    + u64::from(last.offset)
+                    + u64::from(last.length);
+                let plan = webseed::plan(info, &ws.url, start..end);
+                let id = self.next_fetch_id;
+                self.next_fetch_id += 1;
+                ws.in_flight.push(InFlight { id, range: start..end, blocks });
+                self.actions.push_back(Action::FetchWebSeed(WebSeedFetch { seed: key, id, plan }));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use sha1::{Digest, Sha1};
+
+    use super::*;
+    use crate::bitfield::Bitfield;
+    use crate::create::TorrentBuilder;
+    use crate::metainfo::Metainfo;
+    use crate::streaming::{ReaderId, ReaderWindow};
+    use crate::torrent::TorrentConfig;
+    use crate::types::PeerId;
+
+    /// A torrent with web seeds only, a fake disk that hashes for real, and the fetches the
+    /// core asked for (answered by the tests).
+    struct Harness {
+        t: Torrent,
+        content: Vec<u8>,
+        piece_length: u64,
+        store: Vec<u8>,
+        fetches: VecDeque<WebSeedFetch>,
+        failed: Vec<u32>,
+        completed: bool,
+        now: Instant,
+    }
+
+    fn at(secs: f64) -> Instant {
+        Instant::from_duration(Duration::from_secs_f64(secs))
+    }
+
+    impl Harness {
+        fn new(len: usize, piece_length: u32, seeds: &[&str]) -> Harness {
+            let content: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
+            let mut hasher = TorrentBuilder::single_file("f.bin", len as u64)
+                .unwrap()
+                .piece_length(piece_length)
+                .start()
+                .unwrap();
+            hasher.update(&content).unwrap();
+            let meta = Metainfo::from_bytes(&hasher.finish().unwrap()).unwrap();
+            let count = meta.info.piece_count();
+            let mut t = Torrent::new(
+                TorrentConfig::default(),
+                meta.info_hash,
+                PeerId([1; 20]),
+                Some(Bytes::from(meta.info_bytes.clone())),
+                7,
+            )
+            .unwrap();
+            for url in seeds {
+                t.add_web_seed(at(0.0), url).unwrap();
+            }
+            t.start(at(0.0), &Bitfield::new(count));
+            let mut h = Harness {
+                t,
+                store: vec![0; len],
+                content,
+                piece_length: u64::from(piece_length),
+                fetches: VecDeque::new(),
+                failed: Vec::new(),
+                completed: false,
+                now: at(0.0),
+            };
+            h.drain();
+            h
+        }
+
+        fn seed(&self, url: &str) -> PeerKey {
+            let all = self.t.web_seeds(self.now);
+            all.iter().find(|s| s.url == url).unwrap().key
+        }
+
+        fn status(&self, url: &str) -> WebSeedStatus {
+            self.t.web_seeds(self.now).into_iter().find(|s| s.url == url).unwrap()
+        }
+
+        /// Carries out actions; pieces are hashed at once.
+        fn drain(&mut self) {
+            let mut verify = VecDeque::new();
+            loop {
+                while let Some(action) = self.t.poll_action() {
+                    match action {
+                        Action::WriteBlock { piece, offset, data } => {
+                            let at = piece as usize * self.piece_length as usize + offset as usize;
+                            self.store[at..at + data.len()].copy_from_slice(&data);
+                        }
+                        Action::VerifyPiece { piece } => verify.push_back(piece),
+                        Action::FetchWebSeed(f) => self.fetches.push_back(f),
+                        Action::PieceFailed { piece } => self.failed.push(piece),
+                        Action::Completed => self.completed = true,
+                        _ => {}
+                    }
+                }
+                let Some(piece) = verify.pop_front() else { return };
+                let info = self.t.info().unwrap();
+                let range = info.piece_range(piece);
+                let digest: [u8; 20] =
+                    Sha1::digest(&self.store[range.start as usize..range.end as usize]).into();
+                let ok = info.piece_hash(piece) == Some(&digest);
+                self.t.on_piece_verified(self.now, piece, ok);
+            }
+        }
+
+        /// The fetch's bytes as a good server sends them, with `corrupt` bytes flipped.
+        fn body(&self, f: &WebSeedFetch, corrupt: impl Fn(u64) -> bool) -> Bytes {
+            let r = f.plan.range.clone();
+            let mut data = self.content[r.start as usize..r.end as usize].to_vec();
+            for (i, b) in data.iter_mut().enumerate() {
+                if corrupt(r.start + i as u64) {
+                    *b ^= 0xff;
+                }
+            }
+            Bytes::from(data)
+        }
+
+        fn answer(&mut self, f: &WebSeedFetch, corrupt: impl Fn(u64) -> bool) {
+            let body = self.body(f, corrupt);
+            self.t.on_web_seed_data(self.now, f.seed, f.id, body);
+            self.drain();
+        }
+
+        /// Answers every fetch until none is left; `corrupt(seed, offset)` picks wrong bytes.
+        fn serve_all(&mut self, corrupt: impl Fn(PeerKey, u64) -> bool) {
+            let mut rounds = 0;
+            while let Some(f) = self.fetches.pop_front() {
+                rounds += 1;
+                assert!(rounds < 100, "bounded");
+                assert!(f.plan.len() <= MAX_RUN_BYTES);
+                self.answer(&f, |at| corrupt(f.seed, at));
+                let at_seed = self.fetches.iter().filter(|g| g.seed == f.seed).count();
+                assert!(at_seed <= PIPELINE + 1);
+            }
+        }
+
+        fn tick(&mut self, secs: f64) {
+            self.now = at(secs);
+            self.t.handle_timeout(self.now);
+            self.drain();
+        }
+    }
+
+    #[test]
+    fn a_lone_web_seed_fetches_everything_pipelined_front_to_back() {
+        let mut h = Harness::new(10 << 20, 256 << 10, &["http://s/f.bin"]);
+        assert_eq!(h.fetches.len(), PIPELINE, "two runs in flight at once");
+        assert_eq!(h.fetches[0].plan.range, 0..SHARED_RUN_BYTES, "1 MiB until measured");
+        assert_eq!(h.fetches[1].plan.range, SHARED_RUN_BYTES..2 * SHARED_RUN_BYTES);
+        assert_eq!(h.fetches[0].plan.requests[0].url, "http://s/f.bin");
+        // 2 MiB delivered at once: runs grow to a second of that rate.
+        for _ in 0..PIPELINE {
+            let f = h.fetches.pop_front().unwrap();
+            h.answer(&f, |_| false);
+        }
+        assert!(h.fetches.back().unwrap().plan.len() >= 2 << 20, "{:?}", h.fetches);
+        h.serve_all(|_, _| false);
+        assert!(h.completed && h.failed.is_empty());
+        assert_eq!(h.store, h.content);
+        let stats = h.t.stats(h.now);
+        assert_eq!(stats.web_seed_downloaded, 10 << 20);
+        assert_eq!(stats.web_seeds, 1);
+        assert_eq!(h.status("http://s/f.bin").downloaded, 10 << 20);
+    }
+
+    #[test]
+    fn failures_back_off_and_double() {
+        let mut h = Harness::new(1 << 20, 64 << 10, &["http://s/f.bin"]);
+        let url = "http://s/f.bin";
+        let f = h.fetches.pop_front().unwrap();
+        assert!(h.fetches.is_empty(), "the whole 1 MiB torrent is one run");
+        h.t.on_web_seed_failed(h.now, f.seed, f.id, &WebSeedError::Status(503));
+        h.drain();
+        assert!(h.fetches.is_empty(), "no new fetch while backing off");
+        assert!(matches!(h.status(url).state, WebSeedState::BackingOff { .. }));
+        assert_eq!(h.status(url).last_error.as_deref(), Some("the server answered HTTP 503"));
+        h.tick(4.0);
+        assert!(h.fetches.is_empty());
+        h.tick(5.5);
+        let f = h.fetches.pop_front().expect("retried after 5 s");
+        h.t.on_web_seed_failed(h.now, f.seed, f.id, &WebSeedError::Transport("reset".into()));
+        h.tick(14.0);
+        assert!(h.fetches.is_empty(), "the second failure doubled the wait to 10 s");
+        h.tick(16.0);
+        assert_eq!(h.fetches.len(), 1);
+        let f = h.fetches.pop_front().unwrap();
+        // A body of the wrong length is a failure too, never written.
+        h.t.on_web_seed_data(h.now, f.seed, f.id, Bytes::from_static(b"short"));
+        h.drain();
+        assert!(h.status(url).last_error.unwrap().contains("ended after 5"));
+        h.tick(40.0);
+        let f = h.fetches.pop_front().expect("retried after 20 s");
+        h.answer(&f, |_| false);
+        assert!(h.completed);
+        assert_eq!(h.status(url).last_error, None);
+        assert_eq!(h.status(url).state, WebSeedState::Active);
+    }
+
+    #[test]
+    fn a_corrupt_piece_is_refetched_from_another_seed() {
+        let (bad, good) = ("http://bad/f.bin", "http://good/f.bin");
+        let mut h = Harness::new(2 << 20, 64 << 10, &[bad, good]);
+        let bad_key = h.seed(bad);
+        // The bad seed's copy has one wrong byte in piece 3.
+        h.serve_all(|seed, at| seed == bad_key && at == 3 * (64 << 10) + 5);
+        assert_eq!(h.failed, vec![3]);
+        assert!(h.completed);
+        assert_eq!(h.store, h.content);
+        let status = h.status(bad);
+        assert_eq!((status.hash_failures, status.state), (1, WebSeedState::Active));
+        assert!(h.t.stats(h.now).wasted >= 64 << 10);
+    }
+
+    #[test]
+    fn a_seed_that_keeps_failing_hash_checks_is_disabled() {
+        let (bad, good) = ("http://bad/f.bin", "http://good/f.bin");
+        let mut h = Harness::new(8 << 20, 64 << 10, &[bad, good]);
+        let bad_key = h.seed(bad);
+        h.serve_all(|seed, at| seed == bad_key && at % (64 << 10) == 0);
+        assert!(h.completed);
+        assert_eq!(h.store, h.content);
+        let status = h.status(bad);
+        assert_eq!(status.state, WebSeedState::Disabled);
+        assert!(status.last_error.unwrap().contains("hash check"));
+        assert_eq!(h.t.stats(h.now).web_seeds, 1);
+    }
+
+    #[test]
+    fn a_lone_seed_retries_a_failed_piece_until_it_is_disabled() {
+        let url = "http://s/f.bin";
+        let mut h = Harness::new(64 << 10, 16 << 10, &[url]);
+        for _ in 0..MAX_HASH_FAILURES {
+            let f = h.fetches.pop_front().expect("retried: no other source");
+            h.answer(&f, |at| at == 0);
+        }
+        assert_eq!(h.status(url).state, WebSeedState::Disabled);
+        h.tick(400.0);
+        assert!(h.fetches.is_empty() && !h.completed);
+    }
+
+    #[test]
+    fn readers_deadlines_reach_web_seeds_first() {
+        let url = "http://s/f.bin";
+        let mut h = Harness::new(16 << 20, 256 << 10, &[url]);
+        // The first two runs are under way; a reader jumps to 10 MiB.
+        let window = ReaderWindow { position: 10 << 20, end: 16 << 20, readahead: 2 << 20 };
+        h.t.set_reader(h.now, ReaderId(1), window);
+        h.drain();
+        let f = h.fetches.back().unwrap().clone();
+        assert_eq!(f.plan.range.start, 10 << 20, "the reserved slot serves the reader at once");
+        assert!(f.plan.len() <= SHARED_RUN_BYTES, "short runs while streaming");
+        assert_eq!(h.fetches.len(), PIPELINE + 1);
+    }
+}

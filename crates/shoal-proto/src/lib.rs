@@ -8,8 +8,8 @@
 pub mod bencode;
 pub mod bitfield;
 pub mod choker;
-pub mod eviction;
 pub mod create;
+pub mod eviction;
 pub mod extension;
 pub mod magnet;
 pub mod metadata;

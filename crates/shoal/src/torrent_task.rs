@@ -30,10 +30,10 @@ use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
 use crate::storage::{
     FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout,
 };
-use shoal_proto::eviction;
 use crate::stream::shared::StreamShared;
 use crate::tracker::TrackerClient;
 use crate::webseed::WebSeedClient;
+use shoal_proto::eviction;
 use shoal_proto::streaming::{ReaderId, ReaderWindow};
 
 /// Where a torrent's data lives.

@@ -126,3 +126,37 @@ fn a_shoal_tab_feeds_another_tab_and_native_shoal() {
         drop(tab_a);
     });
 }
+
+#[test]
+fn shoal_web_plays_from_a_web_seed_alone() {
+    if let Err(e) = require_media_tools() {
+        return println!("SKIP: {e}");
+    }
+    in_netns_web("shoal_web_plays_from_a_web_seed_alone", |ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let site = dir.path().join("site");
+        std::fs::create_dir(&site).unwrap();
+        let file = site.join("clip.mp4");
+        make_mp4_moov_at_end(&file, 12, 800).expect("ffmpeg makes the MP4");
+        let want = sha1_file(&file).unwrap();
+        let server =
+            nginx(&site, &NginxOpts { cors: true, ..NginxOpts::default() }).expect("nginx starts");
+        // No tracker, no peers: only the web seed (a folder URL: the file's name is appended).
+        let opts = TorrentOpts { web_seeds: vec![server.url("")], ..TorrentOpts::default() };
+        let torrent =
+            make_torrent(&file, &dir.path().join("clip.torrent"), &opts).expect("the torrent");
+        let mut leech =
+            shoal_web_leech(&torrent.path, None, &leech_opts(ws)).expect("the page starts");
+        let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
+        check_played(&done, &want);
+        let status = &done["status"];
+        assert_eq!(status["peers"].as_u64(), Some(0), "no peer was involved: {status}");
+        assert_eq!(
+            status["webSeedDownloaded"].as_u64(),
+            Some(std::fs::metadata(&file).unwrap().len()),
+            "every byte came from the web seed: {status}"
+        );
+        drop(leech);
+        println!("nginx log:\n{}", server.access_log());
+    });
+}

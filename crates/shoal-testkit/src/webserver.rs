@@ -25,6 +25,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct NginxOpts {
     /// `limit_rate` for every response, bytes per second (per connection); `None`: unlimited.
     pub limit_rate: Option<u64>,
+    /// Answer browsers from any origin (CORS), exposing `Content-Range`, as a web seed for
+    /// web pages must.
+    pub cors: bool,
 }
 
 /// A running nginx; stopped when dropped (the guard goes first, then its folder).
@@ -85,6 +88,11 @@ fn config(prefix: &Path, root: &Path, ip: Ipv4Addr, port: u16, opts: &NginxOpts)
     // As root, workers would run as `nobody`, who cannot read a test's private temp folder.
     let user = if unsafe { libc::geteuid() } == 0 { "user root;" } else { "" };
     let limit = opts.limit_rate.map_or(String::new(), |r| format!("limit_rate {r};"));
+    let cors = match opts.cors {
+        true => "add_header Access-Control-Allow-Origin * always;
+        add_header Access-Control-Expose-Headers \"Content-Range, Content-Length, Accept-Ranges\" always;",
+        false => "",
+    };
     format!(
         "{user}
 worker_processes 1;
@@ -104,6 +112,7 @@ http {{
         listen {ip}:{port};
         root {root};
         {limit}
+        {cors}
     }}
 }}
 ",

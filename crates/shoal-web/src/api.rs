@@ -112,15 +112,17 @@ impl WasmClient {
 
     /// Adds a torrent from a magnet URI (string) or a `.torrent` file (Uint8Array).
     pub fn add(&self, source: JsValue) -> Result<WasmTorrent, JsError> {
-        let (info_hash, info_bytes, mut trackers, name) = if let Some(text) = source.as_string() {
+        let (info_hash, info_bytes, mut trackers, web_seeds) = if let Some(text) =
+            source.as_string()
+        {
             let magnet = Magnet::parse(text.trim())
                 .map_err(|e| JsError::new(&format!("not a valid magnet link: {e}")))?;
-            (magnet.info_hash, None, magnet.trackers, magnet.display_name)
+            (magnet.info_hash, None, magnet.trackers, magnet.web_seeds)
         } else if let Some(bytes) = source.dyn_ref::<Uint8Array>() {
             let meta = Metainfo::from_bytes(&bytes.to_vec())
                 .map_err(|e| JsError::new(&format!("not a valid .torrent file: {e}")))?;
             let trackers = meta.trackers.into_iter().flatten().collect();
-            (meta.info_hash, Some(Bytes::from(meta.info_bytes)), trackers, Some(meta.info.name))
+            (meta.info_hash, Some(Bytes::from(meta.info_bytes)), trackers, meta.web_seeds)
         } else {
             return Err(JsError::new("add() takes a magnet link or the bytes of a .torrent file"));
         };
@@ -128,8 +130,9 @@ impl WasmClient {
             return Ok(self.handle(existing.clone()));
         }
         trackers.extend(self.inner.trackers.iter().cloned());
-        let _ = name;
-        self.insert(info_hash, info_bytes, trackers, None)
+        let torrent = self.insert(info_hash, info_bytes, trackers, None)?;
+        torrent.driver.borrow_mut().add_web_seeds(&web_seeds);
+        Ok(torrent)
     }
 
     /// Makes a torrent of `files` (`[{ path: "dir/name.ext", data: Uint8Array }]`, one or

@@ -5,6 +5,7 @@
 //! - [`conn`], [`framing`], [`rtc`]: one WebRTC peer, the wire protocol as a byte stream over
 //!   its data channel, and `RTCPeerConnection` offers and answers without trickle
 //! - [`tracker`]: WebSocket trackers (WebTorrent signalling) around the shared `WsClient`
+//! - [`webseed`]: HTTP web seeds with `fetch()`, planned by the core
 //! - [`store`]: pieces in memory, within a budget, evicted by the native rules
 //! - [`api`]: the wasm-bindgen surface that `web/shoal.js` wraps
 //!
@@ -22,6 +23,7 @@ pub mod store;
 pub mod timer;
 pub mod torrent;
 pub mod tracker;
+pub mod webseed;
 
 /// A line in the browser console at debug level (hidden unless asked for).
 pub(crate) fn log(message: &str) {

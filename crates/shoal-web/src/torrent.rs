@@ -102,6 +102,8 @@ pub struct Status {
     pub peers: usize,
     pub seeds: usize,
     pub connecting: usize,
+    pub web_seeds: usize,
+    pub web_seed_downloaded: u64,
     pub pieces_have: u32,
     pub pieces_total: u32,
     pub readers: usize,
@@ -171,6 +173,17 @@ impl TorrentDriver {
 
     pub fn have(&self) -> &Bitfield {
         self.core.have()
+    }
+
+    /// Adds HTTP web seeds (BEP 19); bad URLs are skipped with a console line.
+    pub fn add_web_seeds(&mut self, urls: &[String]) {
+        let now = self.clock.now();
+        for url in urls {
+            if let Err(e) = self.core.add_web_seed(now, url) {
+                log(&format!("web seed {url} skipped: {e}"));
+            }
+        }
+        self.drain();
     }
 
     /// The WebSocket trackers it announces to.
@@ -258,6 +271,8 @@ impl TorrentDriver {
             peers: stats.peers,
             seeds: stats.seeds,
             connecting: self.conns.values().filter(|c| c.key.is_none()).count(),
+            web_seeds: stats.web_seeds,
+            web_seed_downloaded: stats.web_seed_downloaded,
             pieces_have: stats.pieces_have,
             pieces_total: stats.pieces_total,
             readers: self.core.readers().count(),
@@ -365,6 +380,25 @@ impl TorrentDriver {
                     log(&format!("piece {piece} failed its hash check"))
                 }
                 Action::MetadataReceived { .. } => self.open_store(None),
+                Action::FetchWebSeed(fetch) => {
+                    let me = self.me.clone();
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let result = crate::webseed::fetch(&fetch.plan).await;
+                        let Some(rc) = me.upgrade() else { return };
+                        TorrentDriver::dispatch(&rc, move |d| {
+                            let now = d.clock.now();
+                            match result {
+                                Ok(data) => {
+                                    d.core.on_web_seed_data(now, fetch.seed, fetch.id, data)
+                                }
+                                Err(e) => {
+                                    log(&format!("web seed: {e}"));
+                                    d.core.on_web_seed_failed(now, fetch.seed, fetch.id, &e)
+                                }
+                            }
+                        });
+                    });
+                }
                 Action::Completed => {
                     let now = self.clock.now();
                     self.announcer.on_completed(now);

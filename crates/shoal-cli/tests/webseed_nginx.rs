@@ -243,7 +243,9 @@ fn a_libtorrent_seed_and_a_web_seed_both_contribute() {
         return;
     }
     let fx = Fixture::new(46);
-    let server = nginx(&fx.data, &NginxOpts { limit_rate: Some(256 << 10) }).unwrap();
+    let server =
+        nginx(&fx.data, &NginxOpts { limit_rate: Some(256 << 10), ..NginxOpts::default() })
+            .unwrap();
     let seed = lt_seed(&fx.torrent.path, &fx.data, &PeerOpts::default()).unwrap();
     let out = fx.out("shoal");
     let done = shoal_download(&[

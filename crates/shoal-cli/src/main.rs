@@ -9,6 +9,7 @@ mod download;
 mod info;
 mod output;
 mod seed;
+mod serve;
 mod stream;
 mod tracker;
 mod transfer;
@@ -47,6 +48,9 @@ enum Command {
     Stream(StreamArgs),
     /// Run a tracker: HTTP, UDP and WebSocket (WebTorrent signalling) listeners in one process.
     Tracker(tracker::TrackerArgs),
+    /// Serve the web app, run the tracker and seed FILES (or a sample video) for browsers and
+    /// classic clients alike; prints a link that plays each file in the browser.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -287,6 +291,7 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Seed(args) => seed::run(args).await,
         Command::Stream(args) => stream::run(args).await,
         Command::Tracker(args) => tracker::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
     }
 }
 

@@ -79,7 +79,7 @@ pub async fn run(args: TrackerArgs) -> Result<(), CliError> {
 }
 
 /// Ctrl-C, or SIGTERM on Unix (what service managers send).
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};

@@ -10,6 +10,7 @@
 //! Service Workers work).
 
 mod interop_support;
+mod stream_support;
 
 use interop_support::*;
 use serde_json::Value;
@@ -158,5 +159,59 @@ fn shoal_web_plays_from_a_web_seed_alone() {
         );
         drop(leech);
         println!("nginx log:\n{}", server.access_log());
+    });
+}
+
+/// `shoal serve` is the only seeder (hybrid peer, web seed and tracker in one process): the
+/// page plays its file, and the binary serves the app's engine and Service Worker itself.
+#[test]
+fn shoal_web_plays_from_shoal_serve() {
+    if let Err(e) = require_media_tools() {
+        return println!("SKIP: {e}");
+    }
+    in_netns_web("shoal_web_plays_from_shoal_serve", |_ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("served.webm");
+        make_webm(&file, 12, 600).expect("ffmpeg makes the WebM");
+        let want = sha1_file(&file).unwrap();
+        let mut serve = spawn_shoal(
+            "shoal-serve",
+            &[
+                arg("serve"),
+                arg(&file),
+                arg("--http"),
+                arg("127.0.0.1:0"),
+                arg("--listen"),
+                arg("127.0.0.1:0"),
+            ],
+        );
+        let serving = serve.wait_event("serving", SEED_START_TIMEOUT).expect("shoal serve starts");
+        println!("serving: {serving}");
+        assert_eq!(serving["engine_built"].as_bool(), Some(true), "{serving}");
+        let url = serving["url"].as_str().expect("the app's URL").to_owned();
+        let ws = serving["tracker"]["ws"].as_str().expect("its WebSocket tracker").to_owned();
+        let magnet = serving["files"][0]["magnet"].as_str().expect("a magnet").to_owned();
+        let app_url = serving["files"][0]["app_url"].as_str().expect("an app link").to_owned();
+        assert!(app_url.starts_with(&url) && app_url.contains("#magnet="), "{app_url}");
+        let addr: std::net::SocketAddr =
+            url.trim_start_matches("http://").trim_end_matches('/').parse().expect("IP:port");
+        for (path, kind) in
+            [("/pkg/shoal_web_bg.wasm", "application/wasm"), ("/sw.js", "text/javascript")]
+        {
+            let response = stream_support::get(addr, path, None);
+            assert_eq!(response.status(), 200, "{path}: {}", response.describe());
+            let got = response.head.header("content-type").unwrap_or_default();
+            assert!(got.starts_with(kind), "{path}: {got}");
+        }
+        let opts = {
+            let mut o = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
+            o.play = true;
+            o
+        };
+        let mut leech = shoal_web_leech(&magnet, None, &opts).expect("the page starts");
+        let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
+        check_played(&done, &want);
+        drop(leech);
+        serve.stop();
     });
 }

@@ -7,7 +7,7 @@
 mod http;
 mod mime;
 mod page;
-mod range;
+pub mod range;
 
 use std::process::Stdio;
 use std::sync::Arc;

@@ -1,0 +1,367 @@
+//! `shoal serve`: everything a website needs in one process. It serves the web app (embedded
+//! in the binary at build time), runs the tracker (WebSocket signalling for browsers, HTTP
+//! and UDP for classic clients), and seeds the given files as a hybrid peer (TCP and WebRTC)
+//! and as an HTTP web seed, so a page plays them even before any peer is around. With no
+//! files it shares a sample video the project made (assets/shoal-sample.mp4).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use clap::Args;
+use shoal::{AddTorrent, StorageTarget, TorrentSource};
+use shoal_proto::metainfo::Metainfo;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::create::make_torrent;
+use crate::output::{CliError, Context};
+use crate::stream::range::{self, RangeRequest};
+use crate::{transfer, CreateArgs, WebRtcArgs};
+
+mod assets {
+    include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
+}
+
+/// The video shared when no files are given.
+const SAMPLE: &[u8] = include_bytes!("../../../assets/shoal-sample.mp4");
+const SAMPLE_NAME: &str = "shoal-sample.mp4";
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Files or folders to share [default: a sample video].
+    #[arg(value_name = "FILES")]
+    pub files: Vec<PathBuf>,
+    /// The web app's (and the web seed's) HTTP listener; port 0 picks free ports for all.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// The WebSocket tracker's listener [default: the --http address, next port].
+    #[arg(long, value_name = "ADDR")]
+    pub tracker_ws: Option<SocketAddr>,
+    /// The HTTP and UDP tracker's listener [default: the --http address, port + 2].
+    #[arg(long, value_name = "ADDR")]
+    pub tracker: Option<SocketAddr>,
+    /// The host name (or IP) browsers and peers reach this machine at, for the links, the
+    /// trackers and the web seed [default: the --http address's IP].
+    #[arg(long, value_name = "HOST")]
+    pub public_host: Option<String>,
+    /// Address to accept incoming peer connections (TCP) on.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub webrtc: WebRtcArgs,
+}
+
+/// One shared torrent, as the web seed and the listing see it.
+struct Shared {
+    meta: Metainfo,
+    /// The folder the torrent's paths start in.
+    root: PathBuf,
+    magnet: String,
+    app_url: String,
+}
+
+struct AppState {
+    /// The ws:// URL the app's pages announce to.
+    ws_tracker: String,
+    shared: Vec<Shared>,
+}
+
+pub async fn run(args: ServeArgs) -> Result<(), CliError> {
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.http))?;
+    let http_addr = listener.local_addr().context("no local address")?;
+    let next = |n: u16| match args.http.port() {
+        0 => SocketAddr::new(args.http.ip(), 0),
+        p => SocketAddr::new(args.http.ip(), p.saturating_add(n)),
+    };
+    let tracker_ws = args.tracker_ws.unwrap_or_else(|| next(1));
+    let tracker_classic = args.tracker.unwrap_or_else(|| next(2));
+    let tracker = shoal_tracker::start(shoal_tracker::Config {
+        ws: Some(tracker_ws),
+        http: Some(tracker_classic),
+        udp: Some(tracker_classic),
+        ..shoal_tracker::Config::default()
+    })
+    .await
+    .context("cannot start the tracker")?;
+    let host = args.public_host.clone().unwrap_or_else(|| host_of(http_addr.ip()));
+    let port_of = |a: Option<SocketAddr>| a.map_or(0, |a| a.port());
+    let ws_url = format!("ws://{host}:{}", port_of(tracker.ws_addr));
+    let http_tracker = format!("http://{host}:{}/announce", port_of(tracker.http_addr));
+    let udp_tracker = format!("udp://{host}:{}", port_of(tracker.udp_addr));
+    let base = format!("http://{host}:{}", http_addr.port());
+
+    // With nothing given, the sample video, written where it can be seeded from.
+    let sample_dir = std::env::temp_dir().join(format!("shoal-serve-{}", std::process::id()));
+    let files = if args.files.is_empty() {
+        std::fs::create_dir_all(&sample_dir).context("cannot write the sample video")?;
+        let path = sample_dir.join(SAMPLE_NAME);
+        std::fs::write(&path, SAMPLE).context("cannot write the sample video")?;
+        vec![path]
+    } else {
+        args.files.clone()
+    };
+
+    let session = transfer::start_session(args.listen, args.webrtc.config()).await?;
+    let mut shared = Vec::new();
+    let mut handles = Vec::new();
+    for (index, path) in files.iter().enumerate() {
+        let web_seed = format!("{base}/webseed/{index}/");
+        let create = CreateArgs {
+            path: path.clone(),
+            output: None,
+            trackers: vec![ws_url.clone(), http_tracker.clone(), udp_tracker.clone()],
+            web_seeds: vec![web_seed],
+            piece_size: None,
+            name: None,
+            comment: None,
+            private: false,
+            json: args.json,
+        };
+        let made = tokio::task::spawn_blocking(move || make_torrent(&create))
+            .await
+            .map_err(|e| CliError::with_source("hashing stopped", e))??;
+        let meta =
+            Metainfo::from_bytes(&made.torrent).context("the torrent we made does not parse")?;
+        let canonical = std::fs::canonicalize(path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let root = canonical.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let handle = session
+            .add_torrent(AddTorrent {
+                source: TorrentSource::Metainfo(Box::new(meta.clone())),
+                target: StorageTarget::Dir(root.clone()),
+                only_files: None,
+                peers: Vec::new(),
+                extra_trackers: Vec::new(),
+                web_seeds: Vec::new(),
+            })
+            .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
+        handles.push(handle);
+        let magnet = meta.magnet_uri();
+        let app_url = format!("{base}/#magnet={}", percent_encode(&magnet));
+        shared.push(Shared { meta, root, magnet, app_url });
+    }
+
+    let engine_built = assets::ASSETS.iter().any(|(p, _)| *p == "pkg/shoal_web_bg.wasm");
+    if args.json {
+        let files: Vec<_> = shared
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "name": s.meta.info.name,
+                    "info_hash": s.meta.info_hash.to_hex(),
+                    "magnet": s.magnet,
+                    "app_url": s.app_url,
+                })
+            })
+            .collect();
+        let line = serde_json::json!({
+            "event": "serving",
+            "url": format!("{base}/"),
+            "tracker": {"ws": ws_url, "http": http_tracker, "udp": udp_tracker},
+            "listen": session.listen_addr().map(|a| a.to_string()),
+            "webrtc": session.webrtc_addr().map(|a| a.to_string()),
+            "engine_built": engine_built,
+            "files": files,
+        });
+        println!("{line}");
+    } else {
+        println!("Shoal is serving the web app at {base}/");
+        println!("tracker: {ws_url}  {http_tracker}  {udp_tracker}");
+        for s in &shared {
+            println!("\n{}\n  play: {}\n  magnet: {}", s.meta.info.name, s.app_url, s.magnet);
+        }
+    }
+    if !engine_built {
+        eprintln!(
+            "warning: this binary was built without the browser engine (web/pkg): run \
+             scripts/build-web.sh, then build shoal again"
+        );
+    }
+
+    let state = Arc::new(AppState { ws_tracker: ws_url, shared });
+    let app = Router::new()
+        .route("/", get(index))
+        .route("/index.html", get(index))
+        .route("/api/torrents", get(list))
+        .route("/webseed/{index}/{*path}", get(web_seed).head(web_seed))
+        .fallback(get(asset))
+        .with_state(state);
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(crate::tracker::wait_for_signal());
+    let result = server.await.context("the HTTP server failed");
+    eprintln!("shoal serve: shutting down");
+    for handle in handles {
+        handle.shutdown().await;
+    }
+    let _ = tracker.shutdown().await;
+    let _ = std::fs::remove_dir_all(&sample_dir);
+    result
+}
+
+/// How a listening IP appears in links: the unspecified address means "this machine".
+fn host_of(ip: IpAddr) -> String {
+    match ip {
+        ip if ip.is_unspecified() => Ipv4Addr::LOCALHOST.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The app's page, told which tracker to announce to.
+async fn index(State(state): State<Arc<AppState>>) -> Response {
+    let Some(page) = find_asset("index.html") else {
+        return (StatusCode::NOT_FOUND, "this shoal was built without its web app").into_response();
+    };
+    let page = String::from_utf8_lossy(page);
+    let tag = format!("<meta name=\"shoal-trackers\" content=\"{}\">\n", state.ws_tracker);
+    // Ours goes first, so it is the one the app finds.
+    let page = match page.find("<meta name=\"shoal-trackers\"") {
+        Some(at) => format!("{}{tag}{}", &page[..at], &page[at..]),
+        None => match page.find("</head>") {
+            Some(at) => format!("{}{tag}{}", &page[..at], &page[at..]),
+            None => format!("{tag}{page}"),
+        },
+    };
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")],
+        page,
+    )
+        .into_response()
+}
+
+/// What this server shares, for the app's start page.
+async fn list(State(state): State<Arc<AppState>>) -> Response {
+    let torrents: Vec<_> = state
+        .shared
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "name": s.meta.info.name,
+                "infoHash": s.meta.info_hash.to_hex(),
+                "length": s.meta.info.total_length,
+                "magnet": s.magnet,
+                "appUrl": s.app_url,
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "torrents": torrents })).into_response()
+}
+
+fn find_asset(path: &str) -> Option<&'static [u8]> {
+    assets::ASSETS.binary_search_by(|(p, _)| (*p).cmp(path)).ok().map(|i| assets::ASSETS[i].1)
+}
+
+async fn asset(uri: axum::http::Uri) -> Response {
+    let path = uri.path().trim_start_matches('/');
+    let Some(bytes) = find_asset(path) else {
+        return (StatusCode::NOT_FOUND, "not found").into_response();
+    };
+    let kind = match path.rsplit('.').next().unwrap_or_default() {
+        "html" => "text/html; charset=utf-8",
+        "js" | "mjs" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "wasm" => "application/wasm",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "ts" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    };
+    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], bytes).into_response()
+}
+
+/// The web seed (BEP 19): `/webseed/<n>/<torrent name>[/<path>]` answers with the file's
+/// bytes, with ranges. Only the torrent's own files are reachable, whatever the path says.
+async fn web_seed(
+    State(state): State<Arc<AppState>>,
+    UrlPath((index, path)): UrlPath<(usize, String)>,
+    headers: HeaderMap,
+    method: axum::http::Method,
+) -> Response {
+    let Some(shared) = state.shared.get(index) else {
+        return (StatusCode::NOT_FOUND, "no such torrent").into_response();
+    };
+    let wanted: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let info = &shared.meta.info;
+    let file = info.files.iter().find(|f| {
+        // Multi-file paths are [name, dirs.., file]; single-file is [name].
+        !f.padding && f.path.iter().map(String::as_str).eq(wanted.iter().copied())
+    });
+    let Some(file) = file else {
+        return (StatusCode::NOT_FOUND, "no such file in the torrent").into_response();
+    };
+    let disk = file.path.iter().fold(shared.root.clone(), |p, c| p.join(c));
+    let range_header = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (status, start, end) = match range::parse(range_header, file.length) {
+        Ok(RangeRequest::Full) => (StatusCode::OK, 0, file.length),
+        Ok(RangeRequest::Partial { start, end }) => (StatusCode::PARTIAL_CONTENT, start, end + 1),
+        Err(range::RangeError::Unsatisfiable) => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{}", file.length)) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return with_cors(r);
+        }
+        Err(e) => return with_cors((StatusCode::BAD_REQUEST, e.to_string()).into_response()),
+    };
+    let mut body = Body::empty();
+    if method != axum::http::Method::HEAD {
+        let mut handle = match tokio::fs::File::open(&disk).await {
+            Ok(f) => f,
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        };
+        if let Err(e) = handle.seek(std::io::SeekFrom::Start(start)).await {
+            return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
+        }
+        body = Body::from_stream(tokio_util::io::ReaderStream::new(handle.take(end - start)));
+    }
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    if let Ok(v) = HeaderValue::from_str(&(end - start).to_string()) {
+        h.insert(header::CONTENT_LENGTH, v);
+    }
+    if status == StatusCode::PARTIAL_CONTENT {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{}", end - 1, file.length))
+        {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    with_cors(response)
+}
+
+/// Pages from any origin may use the web seed (it serves only what the torrent shares).
+fn with_cors(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    h.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Content-Range, Content-Length, Accept-Ranges"),
+    );
+    response
+}

@@ -14,7 +14,9 @@ import init, { WasmClient } from './pkg/shoal_web.js'
 
 let engine = null
 const torrents = new Map() // info hash -> Torrent, for the Service Worker's requests
-// Bytes per Service Worker chunk: small enough that playback starts on the first piece.
+// Bytes per Service Worker chunk. The first of a response is small, so the player gets its
+// first bytes as soon as the first piece under them is verified; later ones are larger.
+const FIRST_CHUNK = 32 * 1024
 const STREAM_CHUNK = 256 * 1024
 const PROGRESS_MS = 500
 
@@ -26,6 +28,11 @@ export async function createClient (options = {}) {
     throw new Error('This browser has no WebRTC: Shoal cannot reach peers here.')
   }
   listenToServiceWorker()
+  // Registering the Service Worker takes a while on a fresh profile: start it now, while
+  // peers are being found, so a file is ready to stream the moment its data arrives.
+  if (options.serviceWorker !== false && 'serviceWorker' in navigator && window.isSecureContext) {
+    registerServiceWorker().catch(e => console.warn('Shoal: no Service Worker:', e.message))
+  }
   return new Client(new WasmClient(options))
 }
 
@@ -236,7 +243,8 @@ async function answerStream ({ infoHash, file, method, range }, port) {
     if (data?.type === 'cancel') return finish()
     if (data?.type !== 'pull' || closed) return
     try {
-      const chunk = await reader.read(at, Math.min(end, at + STREAM_CHUNK))
+      const size = at === start ? FIRST_CHUNK : STREAM_CHUNK
+      const chunk = await reader.read(at, Math.min(end, at + size))
       at += chunk.length
       port.postMessage({ chunk: chunk.buffer, done: at >= end }, [chunk.buffer])
       if (at >= end) finish()

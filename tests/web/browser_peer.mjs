@@ -36,7 +36,7 @@ const PAGE = path.join(HERE, 'browser_peer.html')
 const USAGE = `usage: browser_peer.mjs seed FILE --announce URL [options]
        browser_peer.mjs leech SOURCE OUT_DIR --announce URL [options]
 options: --announce URL (repeatable)  --max-seconds S (600)  --timeout S (leech, 120)
-         --keep-seeding (leech)  --piece-length BYTES (seed)  --ready-timeout S (60)
+         --keep-seeding (leech)  --play (leech: stream into a <video>, report canplay)  --piece-length BYTES (seed)  --ready-timeout S (60)
          --chromium PATH ($CHROMIUM or /usr/bin/chromium)  --chromium-arg ARG (repeatable)
          --no-stdin  --help`
 
@@ -78,6 +78,7 @@ try {
       timeout: { type: 'string', default: '120' },
       'ready-timeout': { type: 'string', default: '60' },
       'keep-seeding': { type: 'boolean', default: false },
+      play: { type: 'boolean', default: false },
       'piece-length': { type: 'string' },
       chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
       'chromium-arg': { type: 'string', multiple: true, default: [] },
@@ -144,6 +145,10 @@ function serve ({ seedFile, outDir }) {
       if (req.method === 'GET' && url.pathname === '/webtorrent.min.js') {
         res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' })
         return await pipeline(fs.createReadStream(BUNDLE), res)
+      }
+      if (req.method === 'GET' && url.pathname === '/sw.min.js') {
+        res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' })
+        return await pipeline(fs.createReadStream(path.join(HERE, 'node_modules/webtorrent/dist/sw.min.js')), res)
       }
       if (req.method === 'GET' && url.pathname === '/seed' && seedFile) {
         const { size } = await fsp.stat(seedFile)
@@ -251,7 +256,7 @@ async function leech () {
   const base = await serve({ outDir: path.resolve(outDir) })
   const { page } = await launch(base)
   const started = Date.now()
-  const download = page.evaluate(([src, announce]) => window.peerLeech(src, announce, {}), [input, opts.announce])
+  const download = page.evaluate(([src, announce, o]) => window.peerLeech(src, announce, o), [input, opts.announce, { play: opts.play }])
   emit('ready', { port: null, source })
   const progress = setInterval(async () => {
     const p = await page.evaluate(() => window.progress?.()).catch(() => null)

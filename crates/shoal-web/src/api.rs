@@ -267,7 +267,7 @@ impl WasmClient {
             .map_err(|e| JsError::new(&format!("not a usable torrent: {e}")))?;
         let driver = TorrentDriver::new(
             core,
-            trackers,
+            trackers.clone(),
             Rc::downgrade(&self.inner.hub),
             self.inner.clock,
             self.inner.config.clone(),
@@ -276,7 +276,15 @@ impl WasmClient {
         if let Some(pieces) = pieces {
             driver.borrow_mut().seed_pieces(pieces);
         }
-        self.inner.hub.borrow_mut().add_torrent(info_hash, Rc::downgrade(&driver));
+        {
+            let mut hub = self.inner.hub.borrow_mut();
+            hub.add_torrent(info_hash, Rc::downgrade(&driver));
+            for url in &trackers {
+                hub.prepare(url);
+            }
+        }
+        // The first announce goes out now, not at the next tick.
+        driver.borrow_mut().tick();
         self.inner.torrents.borrow_mut().insert(info_hash, driver.clone());
         Ok(self.handle(driver))
     }

@@ -721,11 +721,22 @@ impl TorrentDriver {
             let me = self.me.clone();
             let hub = self.hub.clone();
             wasm_bindgen_futures::spawn_local(async move {
+                // All offers gather their ICE candidates at once: one after the other, each
+                // wait would delay the announce (and the first peer) by another gathering.
+                let pending: Vec<_> = (0..offers)
+                    .map(|_| {
+                        let (tx, rx) = oneshot::channel();
+                        let me = me.clone();
+                        wasm_bindgen_futures::spawn_local(async move {
+                            let _ = tx.send(TorrentDriver::make_offer(me).await);
+                        });
+                        rx
+                    })
+                    .collect();
                 let mut made = Vec::new();
-                for _ in 0..offers {
-                    match TorrentDriver::make_offer(me.clone()).await {
-                        Some(offer) => made.push(offer),
-                        None => break,
+                for rx in pending {
+                    if let Ok(Some(offer)) = rx.await {
+                        made.push(offer);
                     }
                 }
                 let Some(hub) = hub.upgrade() else { return };

@@ -83,16 +83,8 @@ impl Hub {
                 return;
             };
             let now = h.clock.now();
-            let peer_id = h.peer_id;
-            let socket = h.sockets.entry(url.to_owned()).or_insert_with(|| Socket {
-                client: WsClient::new(peer_id, WsClientConfig::default()),
-                ws: None,
-                reconnect: Reconnect::new(),
-                retry_at: None,
-                handlers: Vec::new(),
-            });
-            let announcement = socket.client.announce(now, req, offers);
-            h.connect_if_needed(url, now);
+            let announcement = h.socket(url).client.announce(now, req, offers);
+            h.connect_if_needed(url, now, false);
             h.pump(url)
                 .into_iter()
                 .chain(std::iter::once(Routed::Refused(
@@ -102,6 +94,25 @@ impl Hub {
                 .collect::<Vec<_>>()
         };
         Hub::deliver(hub, url, refused);
+    }
+
+    /// Opens `url`'s socket ahead of the first announce, which then goes out the moment its
+    /// offers are ready instead of waiting for the WebSocket handshake too.
+    pub fn prepare(&mut self, url: &str) {
+        let now = self.clock.now();
+        self.socket(url);
+        self.connect_if_needed(url, now, true);
+    }
+
+    fn socket(&mut self, url: &str) -> &mut Socket {
+        let peer_id = self.peer_id;
+        self.sockets.entry(url.to_owned()).or_insert_with(|| Socket {
+            client: WsClient::new(peer_id, WsClientConfig::default()),
+            ws: None,
+            reconnect: Reconnect::new(),
+            retry_at: None,
+            handlers: Vec::new(),
+        })
     }
 
     /// Called every ~100 ms: expiries, reconnects, and whatever they produce.
@@ -117,7 +128,7 @@ impl Hub {
                             socket.client.handle_timeout(now);
                         }
                     }
-                    h.connect_if_needed(&url, now);
+                    h.connect_if_needed(&url, now, false);
                     let routed = h.pump(&url);
                     (url, routed)
                 })
@@ -128,10 +139,10 @@ impl Hub {
         }
     }
 
-    fn connect_if_needed(&mut self, url: &str, now: Instant) {
+    fn connect_if_needed(&mut self, url: &str, now: Instant, early: bool) {
         let me = self.me.clone();
         let Some(socket) = self.sockets.get_mut(url) else { return };
-        if socket.ws.is_some() || !socket.client.wants_connection() {
+        if socket.ws.is_some() || !(early || socket.client.wants_connection()) {
             return;
         }
         if socket.retry_at.is_some_and(|t| t > now) {

@@ -144,12 +144,15 @@ function track (torrent, kind) {
   $('#torrent-list').append(entry.item)
   $('#list-empty').hidden = true
   app.entries.set(torrent.infoHash, entry)
+  // The engine emits 'metadata' and 'done' from inside its event loop, where calling back
+  // into the torrent (status(), files) is not allowed: handle them on the next turn.
+  const later = fn => () => setTimeout(fn, 0)
   torrent.on('progress', () => refreshItem(entry))
-  torrent.on('metadata', () => { refreshItem(entry); if (app.current === entry) entry.view.update() })
-  torrent.on('done', () => {
+  torrent.on('metadata', later(() => refreshItem(entry)))
+  torrent.on('done', later(() => {
     refreshItem(entry)
-    if (kind === 'opened') say('info', `${torrent.name}: complete. This tab now shares it too.`)
-  })
+    if (kind === 'opened' && app.entries.has(torrent.infoHash)) say('info', `${torrent.name}: complete. This tab now shares it too.`)
+  }))
   return entry
 }
 

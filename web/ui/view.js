@@ -153,7 +153,12 @@ export class TorrentView {
     this.player = media
     this.stage.replaceChildren(media, h('p', { class: 'now-playing' }, file.name))
     this.stage.hidden = false
-    this.root.querySelectorAll('.file').forEach(li => li.classList.toggle('playing', Number(li.dataset.index) === file.index))
+    for (const li of this.root.querySelectorAll('.file')) {
+      const playing = Number(li.dataset.index) === file.index
+      li.classList.toggle('playing', playing)
+      const button = li.querySelector('button.play')
+      if (button) button.textContent = playing ? 'Playing' : 'Play'
+    }
     try {
       await file.streamTo(media)
     } catch (e) {

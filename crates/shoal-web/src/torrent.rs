@@ -283,9 +283,14 @@ impl TorrentDriver {
         }
     }
 
+    /// Tells the page, on a later turn: the driver is borrowed now, and a listener may well
+    /// call back into it (`status()` from a `metadata` handler).
     fn emit(&self, name: &str, detail: JsValue) {
-        if let Some(listener) = &self.listener {
-            let _ = listener.call2(&JsValue::NULL, &JsValue::from_str(name), &detail);
+        if let Some(listener) = self.listener.clone() {
+            let name = JsValue::from_str(name);
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = listener.call2(&JsValue::NULL, &name, &detail);
+            });
         }
     }
 

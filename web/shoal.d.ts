@@ -1,0 +1,118 @@
+// Types for web/shoal.js, Shoal's browser API.
+
+export interface ClientOptions {
+  /** WebSocket trackers (ws:// or wss://) every torrent announces to, besides its own. */
+  trackers?: string[]
+  /** ICE servers' URLs, e.g. "stun:stun.example.org:3478". None by default. */
+  iceServers?: string[]
+  /** Bytes of pieces one torrent may hold (default 512 MiB); larger torrents stream through it. */
+  maxMemory?: number
+  /** Offers sent with each announce (default 5, at most 10). */
+  offersPerAnnounce?: number
+  /** Connections per torrent (default 40). */
+  maxConnections?: number
+  /** Register the Service Worker at start (default true). */
+  serviceWorker?: boolean
+}
+
+export interface SeedOptions {
+  name?: string
+  /** A power of two, at least 16 KiB; chosen from the size by default. */
+  pieceLength?: number
+  trackers?: string[]
+}
+
+export interface Status {
+  infoHash: string
+  name: string | null
+  /** The metadata is known and storage is open. */
+  ready: boolean
+  done: boolean
+  /** 0..1, verified pieces over all pieces. */
+  progress: number
+  length: number | null
+  downloaded: number
+  uploaded: number
+  /** Bytes per second. */
+  downloadRate: number
+  uploadRate: number
+  peers: number
+  seeds: number
+  /** Connections being set up (offers out, ICE under way). */
+  connecting: number
+  webSeeds: number
+  webSeedDownloaded: number
+  piecesHave: number
+  piecesTotal: number
+  readers: number
+  memoryResident: number
+  memoryPeak: number
+  memoryBudget: number | null
+  error: string | null
+}
+
+type Listener = (...args: any[]) => void
+
+declare class Emitter {
+  on (name: string, fn: Listener): this
+  off (name: string, fn: Listener): this
+  once (name: string, fn: Listener): this
+}
+
+export interface SeedFile { name: string, data: ArrayBuffer | Uint8Array }
+
+export declare class Client extends Emitter {
+  readonly peerId: string
+  readonly torrents: Torrent[]
+  /** A magnet link, an info hash, or a .torrent (bytes, Blob or File). Rejects with a clear message on bad input. */
+  add (source: string | Uint8Array | ArrayBuffer | Blob): Promise<Torrent>
+  /** Makes a torrent of local files in the page and seeds it. */
+  seed (files: Iterable<File | SeedFile>, options?: SeedOptions): Promise<Torrent>
+  get (infoHash: string): Torrent | null
+  destroy (): void
+}
+
+/** Events: 'metadata', 'wire' (a peer connected), 'progress' (Status, every 500 ms), 'done', 'close'. */
+export declare class Torrent extends Emitter {
+  readonly client: Client
+  readonly infoHash: string
+  readonly magnet: string
+  readonly name: string | null
+  /** Empty until the metadata is known (see ready()). */
+  readonly files: TorrentFile[]
+  torrentFile (): Uint8Array | null
+  status (): Status
+  /** Verified pieces as a bitfield (piece 0 is the high bit of byte 0). */
+  pieces (): Uint8Array
+  ready (): Promise<void>
+  destroy (): void
+}
+
+export interface Reader {
+  /** Bytes start..end (end exclusive, at most 16 MiB), once verified. */
+  read (start: number, end: number): Promise<Uint8Array>
+  close (): void
+}
+
+export declare class TorrentFile {
+  readonly torrent: Torrent
+  readonly index: number
+  readonly name: string
+  readonly path: string
+  readonly length: number
+  readonly offset: number
+  /** A MIME type from the file name. */
+  readonly type: string
+  readonly streamURL: string
+  read (start?: number, end?: number): Promise<Uint8Array>
+  blob (): Promise<Blob>
+  createReader (): Reader
+  /** Plays the file in a media element, streaming through the Service Worker. */
+  streamTo<E extends HTMLMediaElement> (element: E): Promise<E>
+}
+
+export declare function createClient (options?: ClientOptions): Promise<Client>
+export declare function registerServiceWorker (): Promise<void>
+export declare function parseRange (header: string, length: number): [number, number] | null | 'unsatisfiable'
+export declare function mimeType (name: string): string
+export declare function canPlay (file: TorrentFile): boolean

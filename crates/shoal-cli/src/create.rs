@@ -44,7 +44,43 @@ pub struct MadeTorrent {
     sources: Vec<SourceFile>,
 }
 
-/// Walks and hashes `args.path` into a .torrent (in memory); `shoal seed PATH` uses it too.
+/// A torrent made in memory for a file or folder that is shared where it lies, and the
+/// folder its content is then read from (the path's parent).
+pub struct SharedInPlace {
+    pub meta: Metainfo,
+    pub root: PathBuf,
+}
+
+/// Makes a torrent for `path` with these trackers and web seeds, hashing on a blocking
+/// thread; `shoal seed PATH` and `shoal serve` share files this way.
+pub async fn share_in_place(
+    path: &Path,
+    trackers: Vec<String>,
+    web_seeds: Vec<String>,
+    json: bool,
+) -> Result<SharedInPlace, CliError> {
+    let create = CreateArgs {
+        path: path.to_path_buf(),
+        output: None,
+        trackers,
+        web_seeds,
+        piece_size: None,
+        name: None,
+        comment: None,
+        private: false,
+        json,
+    };
+    let made = tokio::task::spawn_blocking(move || make_torrent(&create))
+        .await
+        .map_err(|e| CliError::with_source("hashing stopped", e))??;
+    let meta = Metainfo::from_bytes(&made.torrent).context("the torrent we made does not parse")?;
+    let canonical =
+        fs::canonicalize(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let root = canonical.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+    Ok(SharedInPlace { meta, root })
+}
+
+/// Walks and hashes `args.path` into a .torrent (in memory).
 pub fn make_torrent(args: &CreateArgs) -> Result<MadeTorrent, CliError> {
     let root = fs::canonicalize(&args.path)
         .with_context(|| format!("cannot open {}", args.path.display()))?;

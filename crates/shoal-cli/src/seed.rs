@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use shoal::TorrentSource;
 use shoal_proto::metainfo::Metainfo;
 
-use crate::create::make_torrent;
+use crate::create::share_in_place;
 use crate::output::Context;
 use crate::transfer::{self, TransferOptions};
-use crate::{CliError, CreateArgs, SeedArgs};
+use crate::{CliError, SeedArgs};
 
 pub async fn run(args: SeedArgs) -> Result<(), CliError> {
     let (meta, dir) = match read_torrent_file(&args.source)? {
@@ -70,23 +70,6 @@ fn read_torrent_file(path: &Path) -> Result<Option<Metainfo>, CliError> {
 
 /// Makes a torrent for a file or folder; its content is then seeded from the parent folder.
 async fn share_path(args: &SeedArgs) -> Result<(Metainfo, PathBuf), CliError> {
-    let create = CreateArgs {
-        path: args.source.clone(),
-        output: None,
-        trackers: args.trackers.clone(),
-        web_seeds: Vec::new(),
-        piece_size: None,
-        name: None,
-        comment: None,
-        private: false,
-        json: args.json,
-    };
-    let made = tokio::task::spawn_blocking(move || make_torrent(&create))
-        .await
-        .map_err(|e| CliError::with_source("hashing stopped", e))??;
-    let meta = Metainfo::from_bytes(&made.torrent).context("the torrent we made does not parse")?;
-    let canonical = std::fs::canonicalize(&args.source)
-        .with_context(|| format!("cannot open {}", args.source.display()))?;
-    let parent = canonical.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
-    Ok((meta, parent))
+    let shared = share_in_place(&args.source, args.trackers.clone(), Vec::new(), args.json).await?;
+    Ok((shared.meta, shared.root))
 }

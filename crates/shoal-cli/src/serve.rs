@@ -5,7 +5,7 @@
 //! files it shares a sample video the project made (assets/shoal-sample.mp4).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -19,10 +19,10 @@ use shoal::{AddTorrent, StorageTarget, TorrentSource};
 use shoal_proto::metainfo::Metainfo;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::create::make_torrent;
+use crate::create::{share_in_place, SharedInPlace};
 use crate::output::{CliError, Context};
 use crate::stream::range::{self, RangeRequest};
-use crate::{transfer, CreateArgs, WebRtcArgs};
+use crate::{transfer, WebRtcArgs};
 
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
@@ -117,25 +117,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let mut handles = Vec::new();
     for (index, path) in files.iter().enumerate() {
         let web_seed = format!("{base}/webseed/{index}/");
-        let create = CreateArgs {
-            path: path.clone(),
-            output: None,
-            trackers: vec![ws_url.clone(), http_tracker.clone(), udp_tracker.clone()],
-            web_seeds: vec![web_seed],
-            piece_size: None,
-            name: None,
-            comment: None,
-            private: false,
-            json: args.json,
-        };
-        let made = tokio::task::spawn_blocking(move || make_torrent(&create))
-            .await
-            .map_err(|e| CliError::with_source("hashing stopped", e))??;
-        let meta =
-            Metainfo::from_bytes(&made.torrent).context("the torrent we made does not parse")?;
-        let canonical = std::fs::canonicalize(path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let root = canonical.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
+        let trackers = vec![ws_url.clone(), http_tracker.clone(), udp_tracker.clone()];
+        let SharedInPlace { meta, root } =
+            share_in_place(path, trackers, vec![web_seed], args.json).await?;
         let handle = session
             .add_torrent(AddTorrent {
                 source: TorrentSource::Metainfo(Box::new(meta.clone())),

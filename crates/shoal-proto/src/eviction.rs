@@ -7,6 +7,23 @@
 
 use crate::streaming::ReaderWindow;
 
+/// Share of a bounded store's budget (one part in this many) that readers' windows may take
+/// together; the rest holds verified pieces, served to peers and kept for short seeks back.
+pub const WINDOW_SHARE: u64 = 4;
+/// A bounded store evicts down to this many quarters of its budget, leaving room for the
+/// pieces in flight.
+pub const RESIDENT_QUARTERS: u64 = 3;
+
+/// Bytes the readers' windows of a store with this budget may take together.
+pub fn windows_budget(budget: u64) -> u64 {
+    budget / WINDOW_SHARE
+}
+
+/// Residency eviction brings a store with this budget down to.
+pub fn resident_target(budget: u64) -> u64 {
+    budget / 4 * RESIDENT_QUARTERS
+}
+
 /// Pieces to evict, in order, so that `resident_bytes` drops to `target` or as close as
 /// allowed. `piece_len` gives each piece's size.
 pub fn choose(

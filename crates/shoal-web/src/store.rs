@@ -21,13 +21,6 @@ pub enum StoreError {
     OutOfBounds { piece: u32, offset: u32, len: usize, piece_len: u32 },
 }
 
-/// Share of the budget readers' windows may take together; the rest holds verified pieces
-/// (served to peers and kept for short seeks back). Same split as the native store.
-const WINDOW_SHARE: u64 = 4;
-/// Eviction brings residency down to this many quarters of the budget, leaving room for
-/// pieces in flight.
-const RESIDENT_QUARTERS: u64 = 3;
-
 pub struct PieceStore {
     piece_length: u32,
     total_length: u64,
@@ -86,7 +79,7 @@ impl PieceStore {
 
     /// The most a reader's read-ahead may ask for under the budget.
     pub fn max_readahead(&self) -> Option<u64> {
-        self.budget.map(|b| (b / WINDOW_SHARE).max(u64::from(self.piece_length)))
+        self.budget.map(|b| eviction::windows_budget(b).max(u64::from(self.piece_length)))
     }
 
     pub fn has(&self, piece: u32) -> bool {
@@ -183,7 +176,7 @@ impl PieceStore {
     /// so the core can forget it has them.
     pub fn enforce_budget(&mut self, windows: &[ReaderWindow]) -> Vec<u32> {
         let Some(budget) = self.budget else { return Vec::new() };
-        let target = budget / 4 * RESIDENT_QUARTERS;
+        let target = eviction::resident_target(budget);
         if self.resident <= target {
             return Vec::new();
         }

@@ -269,13 +269,6 @@ struct BoundedStore {
     peak: u64,
 }
 
-/// Share of a bounded store's budget that readers' windows may take together; the rest holds
-/// verified pieces (served to peers and kept for short seeks back).
-const BOUNDED_WINDOW_SHARE: u64 = 4;
-/// A bounded store evicts down to this fraction (in quarters) of its budget, leaving room for
-/// the pieces in flight.
-const BOUNDED_RESIDENT_QUARTERS: u64 = 3;
-
 impl TorrentTask {
     async fn run(
         mut self,
@@ -825,7 +818,7 @@ impl TorrentTask {
     fn bounded_window(&self, budget: u64) -> u64 {
         let readers = self.core.readers().count().max(1) as u64;
         let piece = self.core.info().map_or(0, |i| u64::from(i.piece_length));
-        (budget / BOUNDED_WINDOW_SHARE / readers).max(2 * piece)
+        (eviction::windows_budget(budget) / readers).max(2 * piece)
     }
 
     /// Drops verified pieces readers no longer need while the store is over its budget.
@@ -834,7 +827,7 @@ impl TorrentTask {
         let resident_bytes = bounded.memory.resident_bytes();
         bounded.peak = bounded.peak.max(resident_bytes);
         let memory = &bounded.memory;
-        let target = bounded.budget / 4 * BOUNDED_RESIDENT_QUARTERS;
+        let target = eviction::resident_target(bounded.budget);
         if resident_bytes <= target {
             return;
         }

@@ -24,6 +24,8 @@ APT_PACKAGES=(
     util-linux
     # HTTP web seeds (BEP 19): tests run it on loopback with a config of their own
     nginx
+    # self-signed certificates for the https/wss tests (shoal_testkit::test_certificate)
+    openssl
     # the virtualenv holding PyPI libtorrent 2.1 (ensurepip is packaged apart in Debian)
     python3-venv
     # The npm side of the tracker and browser tests (tests/web): bittorrent-tracker's client,

@@ -15,6 +15,10 @@
 //   node shoal_app_ui.mjs screenshot FILE PNG --tracker WS_URL
 //       Tab A shares FILE; tab B opens its link and plays it; a screenshot of B mid-playback
 //       goes to PNG.
+//   node shoal_app_ui.mjs open-link URL [--ignore-https-errors]
+//       One tab opens an app link served elsewhere (`shoal serve`'s, over https with a
+//       self-signed certificate given the flag), plays it, seeks near the end, waits for the
+//       download and saves the file. --tracker is not needed: the served page names its own.
 //
 // Options: --tracker URL (repeatable, put in the app's address as ?tracker=)  --step-timeout S
 // (60)  --max-seconds S (400)  --chromium PATH ($CHROMIUM or /usr/bin/chromium)  --no-stdin
@@ -34,7 +38,8 @@ try {
       'step-timeout': { type: 'string', default: '60' },
       'max-seconds': { type: 'string', default: '400' },
       chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
-      'no-stdin': { type: 'boolean', default: false }
+      'no-stdin': { type: 'boolean', default: false },
+      'ignore-https-errors': { type: 'boolean', default: false }
     }
   }))
 } catch (e) {
@@ -47,7 +52,7 @@ if (!(STEP > 0) || !(Number(opts['max-seconds']) > 0)) {
   process.exit(2)
 }
 installLifecycle({ maxSeconds: Number(opts['max-seconds']), stdin: !opts['no-stdin'] })
-if (!opts.tracker.length) await fail('give --tracker ws://...')
+if (!opts.tracker.length && positionals[0] !== 'open-link') await fail('give --tracker ws://...')
 
 const sha1 = bytes => crypto.createHash('sha1').update(bytes).digest('hex')
 const step = (name, fields = {}) => emit('step', { step: name, ...fields })
@@ -58,7 +63,7 @@ let base
 let browser
 
 async function tab (label, url = null) {
-  const t = await openTab(browser, label)
+  const t = await openTab(browser, label, { ignoreHTTPSErrors: opts['ignore-https-errors'] })
   const query = opts.tracker.map(tr => `tracker=${encodeURIComponent(tr)}`).join('&')
   await t.page.goto(url ?? new URL(`index.html?${query}`, base).href)
   await t.page.waitForFunction(() => window.shoalAppReady === true, null, { timeout: STEP })
@@ -213,7 +218,31 @@ async function screenshotScenario ([file, png]) {
   step('screenshot', { path: png, ...played, currentTime, paused: await b.page.$eval('.stage video', v => v.paused) })
 }
 
-const SCENARIOS = { share: [shareScenario, 1], 'bad-input': [badInputScenario, 3], screenshot: [screenshotScenario, 2] }
+async function openLinkScenario ([link]) {
+  const t = await tab('T', link)
+  step('opened', { secureContext: await t.page.evaluate(() => window.isSecureContext), origin: await t.page.evaluate(() => location.origin) })
+  const infoHash = await t.page.waitForFunction(() => window.shoalApp.current?.torrent?.infoHash, null, { timeout: STEP }).then(h => h.jsonValue())
+  const played = await playback(t.page, infoHash).catch(async e => {
+    // What the page knew when it gave up, for the test's output.
+    const seen = await t.page.evaluate(h => ({
+      status: window.shoalApp.entries.get(h)?.torrent?.status(),
+      messages: [...document.querySelectorAll('#messages .message, [data-notice]')].map(m => m.textContent)
+    }), infoHash).catch(() => null)
+    log('open-link: the page at the timeout:', JSON.stringify(seen))
+    throw e
+  })
+  step('played', played)
+  await waitDone(t.page, infoHash)
+  const saved = await save(t.page, infoHash)
+  step('saved', { ...saved, status: await status(t.page, infoHash) })
+}
+
+const SCENARIOS = {
+  share: [shareScenario, 1],
+  'bad-input': [badInputScenario, 3],
+  screenshot: [screenshotScenario, 2],
+  'open-link': [openLinkScenario, 1, { link: true }]
+}
 
 try {
   const [name, ...args] = positionals
@@ -221,9 +250,10 @@ try {
   if (!scenario) throw new Error(`unknown scenario ${JSON.stringify(name)}: one of ${Object.keys(SCENARIOS).join(', ')}`)
   if (args.length !== scenario[1]) throw new Error(`${name} takes ${scenario[1]} file argument(s)`)
   base = await serveWeb()
-  browser = await launchBrowser(opts.chromium)
+  // The context's ignoreHTTPSErrors does not cover Service Worker scripts: the switch does.
+  browser = await launchBrowser(opts.chromium, opts['ignore-https-errors'] ? ['--ignore-certificate-errors'] : [])
   emit('ready', { base, chromium: browser.version() })
-  await scenario[0](args.map(a => path.resolve(a)))
+  await scenario[0](scenario[2]?.link ? args : args.map(a => path.resolve(a)))
   emit('done', { scenario: name })
   await finish('done', 0)
 } catch (e) {

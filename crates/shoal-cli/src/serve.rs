@@ -24,6 +24,8 @@ use crate::output::{CliError, Context};
 use crate::stream::range::{self, RangeRequest};
 use crate::{transfer, WebRtcArgs};
 
+mod tls_listener;
+
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 }
@@ -53,6 +55,14 @@ pub struct ServeArgs {
     /// Address to accept incoming peer connections (TCP) on.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// PEM certificate chain: with --tls-key, the app, the web seed and the HTTP and
+    /// WebSocket trackers speak TLS (https://, wss://); pages served over https need it, and
+    /// browsers outside localhost need https for Service Workers and SubtleCrypto.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
@@ -70,7 +80,7 @@ struct Shared {
 }
 
 struct AppState {
-    /// The ws:// URL the app's pages announce to.
+    /// The ws:// (or wss://) URL the app's pages announce to.
     ws_tracker: String,
     shared: Vec<Shared>,
 }
@@ -80,6 +90,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .await
         .with_context(|| format!("cannot listen on {}", args.http))?;
     let http_addr = listener.local_addr().context("no local address")?;
+    // Read the certificate before anything starts, so a bad one is the only message.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(shoal_tracker::tls_acceptor(cert, key).map_err(|e| CliError::msg(e.to_string()))?)
+        }
+        _ => None,
+    };
+    let (http_scheme, ws_scheme) = if tls.is_some() { ("https", "wss") } else { ("http", "ws") };
     let next = |n: u16| match args.http.port() {
         0 => SocketAddr::new(args.http.ip(), 0),
         p => SocketAddr::new(args.http.ip(), p.saturating_add(n)),
@@ -90,16 +108,18 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         ws: Some(tracker_ws),
         http: Some(tracker_classic),
         udp: Some(tracker_classic),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
         ..shoal_tracker::Config::default()
     })
     .await
     .context("cannot start the tracker")?;
     let host = args.public_host.clone().unwrap_or_else(|| host_of(http_addr.ip()));
     let port_of = |a: Option<SocketAddr>| a.map_or(0, |a| a.port());
-    let ws_url = format!("ws://{host}:{}", port_of(tracker.ws_addr));
-    let http_tracker = format!("http://{host}:{}/announce", port_of(tracker.http_addr));
+    let ws_url = format!("{ws_scheme}://{host}:{}", port_of(tracker.ws_addr));
+    let http_tracker = format!("{http_scheme}://{host}:{}/announce", port_of(tracker.http_addr));
     let udp_tracker = format!("udp://{host}:{}", port_of(tracker.udp_addr));
-    let base = format!("http://{host}:{}", http_addr.port());
+    let base = format!("{http_scheme}://{host}:{}", http_addr.port());
 
     // With nothing given, the sample video, written where it can be seeded from.
     let sample_dir = std::env::temp_dir().join(format!("shoal-serve-{}", std::process::id()));
@@ -181,9 +201,21 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .route("/webseed/{index}/{*path}", get(web_seed).head(web_seed))
         .fallback(get(asset))
         .with_state(state);
-    let server =
-        axum::serve(listener, app).with_graceful_shutdown(crate::tracker::wait_for_signal());
-    let result = server.await.context("the HTTP server failed");
+    let result = match tls {
+        Some(acceptor) => {
+            let listener = tls_listener::TlsListener::new(listener, acceptor)
+                .context("cannot listen with TLS")?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(crate::tracker::wait_for_signal())
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(crate::tracker::wait_for_signal())
+                .await
+        }
+    };
+    let result = result.context("the HTTP server failed");
     eprintln!("shoal serve: shutting down");
     for handle in handles {
         handle.shutdown().await;

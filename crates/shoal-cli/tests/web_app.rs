@@ -7,12 +7,15 @@
 //! Like the other browser tests, each runs in a private network namespace with our WebSocket
 //! tracker; the app is served from 127.0.0.1 there (a secure context) with `?tracker=`.
 //!
+//! And the app as `shoal serve --tls-cert` serves it, over https and wss.
+//!
 //! `SHOAL_SCREENSHOT=docs/screenshot.png` makes the screenshot test write the committed
 //! screenshot (relative to the repository); otherwise it goes to a temporary folder.
 
 mod interop_support;
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -32,10 +35,17 @@ fn in_netns_web(test: &str, body: impl FnOnce(&str)) {
 /// Runs scenario `name` of the UI driver with `files`; returns its `step` events by name once
 /// it printed `done`. Panics with the driver's output if it failed.
 fn run_scenario(name: &str, files: &[&Path], ws: &str) -> HashMap<String, Value> {
+    let mut args: Vec<OsString> = files.iter().map(|f| f.as_os_str().to_owned()).collect();
+    args.extend(["--tracker".into(), ws.into()]);
+    run_scenario_args(name, &args)
+}
+
+/// [`run_scenario`] with the driver's arguments as given.
+fn run_scenario_args(name: &str, args: &[OsString]) -> HashMap<String, Value> {
     let web = shoal_testkit::browser::web_dir();
     let mut cmd = Command::new("node");
     cmd.current_dir(&web).arg(web.join("shoal_app_ui.mjs")).arg(name);
-    cmd.args(files).args(["--tracker", ws, "--step-timeout", STEP_TIMEOUT_SECS]);
+    cmd.args(args).args(["--step-timeout", STEP_TIMEOUT_SECS]);
     cmd.arg("--max-seconds").arg(SCENARIO_TIMEOUT.as_secs().to_string());
     if let Some(chromium) = std::env::var_os("CHROMIUM") {
         cmd.arg("--chromium").arg(chromium);
@@ -185,5 +195,40 @@ fn webtorrent_in_chromium_downloads_from_a_shoal_tab() {
         assert_eq!(sha1_file(&out.join("payload.bin")).unwrap(), sha1_file(&file).unwrap());
         drop(leech);
         drop(tab);
+    });
+}
+
+/// `shoal serve --tls-cert --tls-key`: the app, its engine, the web seed and the trackers over
+/// https and wss (a test CA's certificate, ignored by Chromium, trusted by the hybrid peer); a tab opening the
+/// printed link is a secure context, plays, seeks and completes with the right bytes.
+#[test]
+fn app_plays_from_shoal_serve_over_https() {
+    if let Err(e) = require_media_tools() {
+        return println!("SKIP: {e}");
+    }
+    in_netns_web("app_plays_from_shoal_serve_over_https", |_ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = test_certificate(dir.path()).expect("a test certificate");
+        let file = dir.path().join("served over tls.mp4");
+        make_mp4_moov_at_end(&file, 12, 600).expect("ffmpeg makes the MP4");
+        let want = sha1_file(&file).unwrap();
+        // The hybrid peer announces to its own wss:// tracker: it trusts the test CA.
+        let tls_args = [arg("--tls-cert"), arg(&tls.cert), arg("--tls-key"), arg(&tls.key)];
+        let (mut serve, serving) =
+            spawn_shoal_serve("shoal-serve-tls", &file, &tls_args, &[("SSL_CERT_FILE", &tls.ca)]);
+        let url = serving["url"].as_str().unwrap_or_default();
+        assert!(url.starts_with("https://"), "{serving}");
+        assert!(serving["tracker"]["ws"].as_str().is_some_and(|u| u.starts_with("wss://")));
+        assert!(serving["tracker"]["http"].as_str().is_some_and(|u| u.starts_with("https://")));
+        let link = serving["files"][0]["app_url"].as_str().expect("an app link").to_owned();
+        let steps = run_scenario_args("open-link", &[link.into(), "--ignore-https-errors".into()]);
+        let opened = step(&steps, "opened");
+        assert_eq!(opened["secureContext"], Value::Bool(true), "{opened}");
+        assert!(opened["origin"].as_str().is_some_and(|o| o.starts_with("https://")));
+        let played = step(&steps, "played");
+        assert!(played["afterSeek"].as_f64() > played["seekTarget"].as_f64(), "{played}");
+        let saved = step(&steps, "saved");
+        assert_eq!(saved["sha1"].as_str(), Some(want.as_str()), "{saved}");
+        serve.stop();
     });
 }

@@ -174,19 +174,7 @@ fn shoal_web_plays_from_shoal_serve() {
         let file = dir.path().join("served.webm");
         make_webm(&file, 12, 600).expect("ffmpeg makes the WebM");
         let want = sha1_file(&file).unwrap();
-        let mut serve = spawn_shoal(
-            "shoal-serve",
-            &[
-                arg("serve"),
-                arg(&file),
-                arg("--http"),
-                arg("127.0.0.1:0"),
-                arg("--listen"),
-                arg("127.0.0.1:0"),
-            ],
-        );
-        let serving = serve.wait_event("serving", SEED_START_TIMEOUT).expect("shoal serve starts");
-        println!("serving: {serving}");
+        let (mut serve, serving) = spawn_shoal_serve("shoal-serve", &file, &[], &[]);
         assert_eq!(serving["engine_built"].as_bool(), Some(true), "{serving}");
         let url = serving["url"].as_str().expect("the app's URL").to_owned();
         let ws = serving["tracker"]["ws"].as_str().expect("its WebSocket tracker").to_owned();

@@ -39,6 +39,7 @@ pub mod paths;
 pub mod payload;
 pub mod peers;
 pub mod process;
+pub mod tls;
 pub mod torrent;
 pub mod tracker;
 pub mod tree;
@@ -65,6 +66,7 @@ pub use peers::{
     start_peer, transmission_leech, transmission_seed, Peer, PeerKind, PeerOpts, Role,
 };
 pub use process::{event_name, run_for_json, spawn_and_wait_for_json_line, ChildGuard};
+pub use tls::{test_certificate, TestCert};
 pub use torrent::{make_torrent, TorrentFile, TorrentInfo, TorrentOpts};
 pub use tracker::{opentracker, opentracker_on, Tracker};
 pub use tree::{

@@ -38,4 +38,4 @@ pub mod ws;
 pub use config::{Config, ConfigError};
 pub use server::{start, RunningTracker, TrackerError};
 pub use stats::StatsSnapshot;
-pub use tls::TlsError;
+pub use tls::{acceptor as tls_acceptor, TlsError};

@@ -19,6 +19,7 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
 }
 
+/// A TLS acceptor for HTTP/1.1 with the certificate chain and key in these PEM files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let certs = CertificateDer::pem_file_iter(cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())

@@ -109,9 +109,12 @@ export async function launchBrowser (executable, extraArgs = []) {
   return browser
 }
 
-/** A new tab in a context of its own, its console logged with `label`. */
-export async function openTab (browser, label, viewport = { width: 1280, height: 860 }) {
-  const context = await browser.newContext({ viewport, acceptDownloads: true })
+/**
+ * A new tab in a context of its own, its console logged with `label`; `ignoreHTTPSErrors`
+ * accepts a self-signed certificate (the https test of `shoal serve`).
+ */
+export async function openTab (browser, label, { viewport = { width: 1280, height: 860 }, ignoreHTTPSErrors = false } = {}) {
+  const context = await browser.newContext({ viewport, acceptDownloads: true, ignoreHTTPSErrors })
   const page = await context.newPage()
   page.on('console', m => {
     log(`[${label} ${m.type()}]`, m.text())

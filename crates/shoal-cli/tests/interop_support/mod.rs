@@ -95,7 +95,13 @@ pub fn shoal_path() -> PathBuf {
 
 /// `shoal ARGS... --json`, started (not waited for).
 pub fn spawn_shoal(name: &str, args: &[OsString]) -> ChildGuard {
+    spawn_shoal_with_env(name, args, &[])
+}
+
+/// [`spawn_shoal`] with more environment variables (e.g. `SSL_CERT_FILE` for a test CA).
+pub fn spawn_shoal_with_env(name: &str, args: &[OsString], env: &[(&str, &Path)]) -> ChildGuard {
     let mut cmd = Command::new(shoal_path());
+    cmd.envs(env.iter().copied());
     cmd.args(args).arg("--json");
     // The engine's debug lines are few (connections and why they end, announces) and are
     // what a failure message needs; plain text, since they end up in a test log.
@@ -104,6 +110,23 @@ pub fn spawn_shoal(name: &str, args: &[OsString]) -> ChildGuard {
     }
     cmd.env("NO_COLOR", "1");
     ChildGuard::spawn(name, cmd).expect("starting shoal")
+}
+
+/// `shoal serve FILE` on free loopback ports with `extra` arguments and environment; returns
+/// it with its `serving` event once it is up.
+pub fn spawn_shoal_serve(
+    name: &str,
+    file: &Path,
+    extra: &[OsString],
+    env: &[(&str, &Path)],
+) -> (ChildGuard, serde_json::Value) {
+    let mut args = vec![arg("serve"), arg(file)];
+    args.extend([arg("--http"), arg("127.0.0.1:0"), arg("--listen"), arg("127.0.0.1:0")]);
+    args.extend(extra.iter().cloned());
+    let mut serve = spawn_shoal_with_env(name, &args, env);
+    let serving = serve.wait_event("serving", SEED_START_TIMEOUT).expect("shoal serve starts");
+    println!("serving: {serving}");
+    (serve, serving)
 }
 
 /// Turns anything path- or string-like into one command-line argument.

@@ -3,7 +3,7 @@
 //! ```text
 //! loadgen udp 127.0.0.1:6969 [--secs 20] [--sockets 16] [--window 64] [--torrents 1000000]
 //!                            [--peers 2000000] [--scrape-every 50] [--max-requests N]
-//! loadgen ws  wss://127.0.0.1:8000 [--secs 20] [--conns 256] [--window 4] [--offers 10]
+//! loadgen ws  wss://127.0.0.1:8000 [--secs 20] [--conns 256] [--window 16] [--offers 10]
 //!                            [--torrents 10000] [--scrape-every 20] [--max-requests N]
 //! ```
 //!
@@ -90,7 +90,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let url = WsUrl::parse(target)?;
             let cfg = WsCfg {
                 conns: opt("--conns", 256)?.clamp(1, 100_000) as usize,
-                window: opt("--window", 4)?.clamp(1, 1024) as u32,
+                window: opt("--window", 16)?.clamp(1, 1024) as u32,
                 offers: opt("--offers", 10)?.min(50) as usize,
                 torrents: opt("--torrents", 10_000)?.max(1),
                 scrape_every: opt("--scrape-every", 20)?,
@@ -1172,10 +1172,10 @@ mod ws {
         s: &mut S,
         url: &WsUrl,
     ) -> io::Result<Vec<u8>> {
-        // The key only has to be 16 bytes in base64; a tracker does not care which.
+        // The key must be 16 bytes in base64 (the `ws` package checks); which ones does not matter.
         let req = format!(
             "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Key: c2hvYWwtbG9hZGdlbi1rZXk=\r\nSec-WebSocket-Version: 13\r\n\r\n",
+             Sec-WebSocket-Key: c2hvYWwgbG9hZGdlbiAxNg==\r\nSec-WebSocket-Version: 13\r\n\r\n",
             url.path,
             url.host,
             url.addr.port()

@@ -393,8 +393,12 @@ mod udp {
                 1 if pkt.len() >= 20 && (pkt.len() - 20).is_multiple_of(6) => K_ANNOUNCE,
                 2 if pkt.len() >= 8 && (pkt.len() - 8).is_multiple_of(12) => K_SCRAPE,
                 3 => {
-                    // Most likely an expired connection id: connect again.
-                    self.conn_id = None;
+                    // An expired connection id (every tracker says "connect" or "connection"
+                    // in that message): connect again. Other refusals (a full swarm) keep it.
+                    let text = String::from_utf8_lossy(&pkt[8..]).to_ascii_lowercase();
+                    if text.contains("connect") {
+                        self.conn_id = None;
+                    }
                     K_ERROR
                 }
                 _ => K_INVALID,

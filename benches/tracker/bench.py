@@ -4,11 +4,15 @@ bittorrent-tracker. Started by run.sh (which builds Shoal first); see README.md.
 
   benches/tracker/bench.py --shoal BIN [--secs 30] [--rounds 1] [--only udp,wss,memory]
                            [--servers shoal,aquatic,bittorrent-tracker] [--conns 1000,10000]
+                           [--loadgen aquatic|shoal --loadgen-bin BIN]
 
-Throughput: each server pinned to core 0 (`taskset -c 0`, one thread or worker), aquatic's load
-tester pinned to core 1 with the same config for every server, one server after the other, the
-order repeated `--rounds` times. The figure is the load tester's "Average responses per
-second"; the server's CPU time during the run is read from /proc as well.
+Throughput: each server pinned to core 0 (`taskset -c 0`, one thread or worker), the load
+generator pinned to core 1 with the same config for every server, one server after the other,
+the order repeated `--rounds` times. The load generator is aquatic's load testers (figure: their
+"Average responses per second") or, with `--loadgen shoal`, our pipelining one
+(crates/shoal-tracker/examples/loadgen.rs, figure: its `responses_per_sec`), which keeps many
+requests in flight so that the server, not the generator, runs out of core first. The
+server's CPU time during the run is read from /proc as well.
 
 Memory: ws_idle.py (our own generator, also on core 1) opens TLS WebSocket connections that
 each announce once and then stay idle; the server's RSS growth divided by the connections is
@@ -148,10 +152,11 @@ def edit_toml(text, **keys):
 
 def shoal_cmd(args, work, proto, port):
     # The load testers send as fast as answers come back and pick torrents at random: lift the
-    # per-connection limits meant for the open internet (aquatic has none of them).
+    # per-connection limits meant for the open internet (aquatic has none of them), and the
+    # 10,000 peers per swarm that the most popular torrents of our generator's skew reach.
     cfg = write(os.path.join(work, "shoal.toml"),
                 "ws_messages_per_sec = 0\nws_max_torrents_per_connection = 1000000\n"
-                "max_swarms = 10000000\nws_outbox_len = 1024\n")
+                "max_swarms = 10000000\nmax_peers_per_swarm = 10000000\nws_outbox_len = 1024\n")
     cmd = [args.shoal, "--threads", "1", "--config", cfg]
     if proto == "udp":
         return cmd + ["--udp", "127.0.0.1:%d" % port]
@@ -213,6 +218,37 @@ def load_config(proto, args, work, port):
     return "aquatic_ws_load_test", write(os.path.join(work, "ws_load.toml"), text)
 
 
+# Our generator's load, the same for every server: as aquatic's WS tester's shape (256
+# connections, 10 offers per announce, 10,000 torrents) plus 16 requests in flight on each and
+# a scrape in every 20 requests; UDP 16 sockets of 64 announces in flight each (a scrape in 50),
+# aquatic's 1M torrents and 2M peers. See the generator's source for what each flag means.
+SHOAL_LOAD = {
+    "udp": ["--sockets", "16", "--window", "64", "--torrents", "1000000", "--peers", "2000000",
+            "--scrape-every", "50"],
+    "wss": ["--conns", "256", "--window", "16", "--offers", "10", "--torrents", "10000",
+            "--scrape-every", "20"],
+}
+
+
+def shoal_load_cmd(proto, args, port):
+    target = "127.0.0.1:%d" % port if proto == "udp" else "wss://localhost:%d" % port
+    return [args.loadgen_bin, "udp" if proto == "udp" else "ws", target,
+            "--secs", str(args.secs)] + SHOAL_LOAD[proto]
+
+
+def parse_shoal_load(text):
+    """The last JSON line our generator printed: responses/s and per-kind rates."""
+    for line in reversed(text.splitlines()):
+        if line.startswith("{"):
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            return {"responses_per_sec": r["responses_per_sec"], "by_kind": r["by_kind"],
+                    "generator": r.get("config", {})}
+    return {}
+
+
 def parse_load(text):
     """The load tester's final average, and the mean of its periodic per-kind figures."""
     out = {}
@@ -231,19 +267,29 @@ def parse_load(text):
 
 def throughput(proto, name, make_cmd, args, work, outdir, tag):
     port = next(PORTS)
-    tool, cfg = load_config(proto, args, work, port)
+    if args.loadgen == "shoal":
+        load_cmd = shoal_load_cmd(proto, args, port)
+    else:
+        tool, cfg = load_config(proto, args, work, port)
+        load_cmd = [tool, "-c", cfg]
     with Server(name, make_cmd(args, work, port), outdir, port, proto == "udp") as server:
         pid = server.proc.pid
         t0, c0 = time.time(), cpu_ticks(pid)
+        # The generator is the only child waited for here: its CPU time says whether it, not
+        # the server, was the limit (a share near 1.0 of core 1).
+        g0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         out_path = os.path.join(outdir, "%s-%s-%s.txt" % (proto, name, tag))
         with open(out_path, "w") as f:
-            subprocess.run(["taskset", "-c", "1", "timeout", str(args.secs + 60), tool, "-c", cfg],
+            subprocess.run(["taskset", "-c", "1", "timeout", str(args.secs + 60)] + load_cmd,
                            stdout=f, stderr=subprocess.STDOUT)
         wall, cpu = time.time() - t0, (cpu_ticks(pid) - c0) / CLK_TCK
+        g1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        gen_cpu = g1.ru_utime + g1.ru_stime - g0.ru_utime - g0.ru_stime
         rss = rss_kib(pid)
     with open(out_path, errors="replace") as f:
-        result = parse_load(f.read())
-    result.update(server_cpu_share=round(cpu / wall, 2), server_rss_kib=rss, log=os.path.basename(out_path))
+        result = (parse_shoal_load if args.loadgen == "shoal" else parse_load)(f.read())
+    result.update(server_cpu_share=round(cpu / wall, 2), loadgen_cpu_share=round(gen_cpu / wall, 2),
+                  server_rss_kib=rss, log=os.path.basename(out_path))
     if "responses_per_sec" in result and cpu > 0:
         # Under a busy machine the server may not get all of core 0: responses per CPU second
         # moves less with other load than responses per wall second.
@@ -302,8 +348,8 @@ def fmt(x):
 
 
 def table(results):
-    lines = ["| protocol | server | responses/s (median) | Shoal ÷ this | responses per server CPU s | errors/s | server RSS MiB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| protocol | server | responses/s (median) | Shoal ÷ this | responses per server CPU s | server CPU share | load generator CPU share | errors/s | server RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for proto in ("udp", "wss"):
         runs = results.get(proto, {})
         med = {n: statistics.median([r["responses_per_sec"] for r in rs if "responses_per_sec" in r] or [0])
@@ -311,15 +357,17 @@ def table(results):
         for name, rs in runs.items():
             ok = [r for r in rs if "responses_per_sec" in r]
             if not ok:
-                lines.append("| %s | %s | failed | | | | |" % (proto, name))
+                lines.append("| %s | %s | failed | | | | | | |" % (proto, name))
                 continue
             base = med.get("shoal") or 0
             cpu = statistics.median([r.get("responses_per_cpu_sec", 0) for r in ok])
+            share = statistics.median([r.get("server_cpu_share", 0) for r in ok])
+            gen = statistics.median([r.get("loadgen_cpu_share", 0) for r in ok])
             err = statistics.median([r["by_kind"].get("error", 0) for r in ok])
             rss = statistics.median([r["server_rss_kib"] for r in ok]) / 1024
             ratio = base / med[name] if med[name] else None
-            lines.append("| %s | %s | %s | %s | %s | %s | %.1f |" % (
-                proto, name, fmt(med[name]), fmt(ratio), fmt(cpu), fmt(err), rss))
+            lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %.1f |" % (
+                proto, name, fmt(med[name]), fmt(ratio), fmt(cpu), fmt(share), fmt(gen), fmt(err), rss))
     mem = results.get("memory", {})
     if mem:
         lines += ["", "| server | connections | RSS growth MiB | bytes per connection |", "|---|---|---|---|"]
@@ -340,10 +388,15 @@ def main():
     ap.add_argument("--only", default="udp,wss,memory", help="parts to run (default udp,wss,memory)")
     ap.add_argument("--servers", default="shoal,aquatic,bittorrent-tracker", help="servers to run")
     ap.add_argument("--conns", default="1000,10000", help="idle connection counts for the memory part")
+    ap.add_argument("--loadgen", choices=("aquatic", "shoal"), default="aquatic",
+                    help="load generator of the throughput parts (default aquatic)")
+    ap.add_argument("--loadgen-bin", help="our load generator (the loadgen example; run.sh builds it)")
     target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
     ap.add_argument("--out", default=os.path.join(target, "bench-tracker"),
                     help="results folder (default: target/bench-tracker)")
     args = ap.parse_args()
+    if args.loadgen == "shoal" and not (args.loadgen_bin and os.access(args.loadgen_bin, os.X_OK)):
+        ap.error("--loadgen shoal needs --loadgen-bin (the loadgen example binary)")
     only, servers = set(args.only.split(",")), set(args.servers.split(","))
     # SIGTERM unwinds like an error, so the server and load tester in flight are stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("tracker-bench: terminated"))
@@ -365,11 +418,13 @@ def main():
     subprocess.run(["openssl", "pkcs8", "-topk8", "-nocrypt", "-in", args.key, "-out", args.key8], check=True)
 
     results = {"started": stamp, "command": sys.argv, "secs": args.secs, "rounds": args.rounds,
-               "machine": machine(), "versions": versions(args)}
+               "loadgen": args.loadgen, "machine": machine(), "versions": versions(args)}
+    if args.loadgen == "shoal":
+        results["loadgen_args"] = SHOAL_LOAD
     for proto, tool in (("udp", "aquatic_udp_load_test"), ("wss", "aquatic_ws_load_test")):
         if proto not in only:
             continue
-        if not have(tool):
+        if args.loadgen == "aquatic" and not have(tool):
             log("SKIP: %s not installed (%s runs)" % (tool, proto))
             continue
         runs = results.setdefault(proto, {})

@@ -199,8 +199,9 @@ fn webtorrent_in_chromium_downloads_from_a_shoal_tab() {
 }
 
 /// `shoal serve --tls-cert --tls-key`: the app, its engine, the web seed and the trackers over
-/// https and wss (a test CA's certificate, ignored by Chromium, trusted by the hybrid peer); a tab opening the
-/// printed link is a secure context, plays, seeks and completes with the right bytes.
+/// https and wss (a test CA's certificate: Chromium ignores the error, the hybrid peer trusts
+/// the CA); a tab opening the printed link is a secure context, plays, seeks and completes
+/// with the right bytes.
 #[test]
 fn app_plays_from_shoal_serve_over_https() {
     if let Err(e) = require_media_tools() {

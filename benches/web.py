@@ -56,6 +56,9 @@ def parse_args():
     ap.add_argument("--shoal", default=None, help="shoal binary [$CARGO_TARGET_DIR/release/shoal]")
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--hard-limit", type=float, default=1800)
+    ap.add_argument("--idle-ms", type=int, default=0,
+                    help="each leecher's client exists this long before the magnet is added (a page "
+                         "where someone pastes a link); 0 = added at once")
     return ap.parse_args()
 
 
@@ -136,7 +139,8 @@ def main():
             for s in seeders:
                 order = LEECHERS if rep % 2 == 0 else tuple(reversed(LEECHERS))
                 for leecher in order:
-                    rows.append(leech(leecher, s, magnets[s], files[s][1], ws, rep, log_dir, work))
+                    rows.append(leech(leecher, s, magnets[s], files[s][1], ws, rep, log_dir, work,
+                                      args.idle_ms))
     finally:
         for p in reversed(procs):
             p.stop()
@@ -175,15 +179,14 @@ def main():
     sys.exit(0 if all(r["ok"] for r in rows) else 1)
 
 
-def leech(leecher, seeder, magnet, want, ws, rep, log_dir, work):
+def leech(leecher, seeder, magnet, want, ws, rep, log_dir, work, idle_ms):
     name = "%s-from-%s-%d" % (leecher, seeder, rep)
+    common = ["--announce", ws, "--play", "--timeout", "120", "--max-seconds", "300", "--idle-ms", str(idle_ms)]
     if leecher == "shoal-app":
-        argv = ["node", os.path.join(WEB, "shoal_app_peer.mjs"), "leech", magnet, "--announce", ws, "--play",
-                "--timeout", "120", "--max-seconds", "300"]
+        argv = ["node", os.path.join(WEB, "shoal_app_peer.mjs"), "leech", magnet] + common
     else:
         out = os.path.join(work, name)
-        argv = ["node", os.path.join(WEB, "browser_peer.mjs"), "leech", magnet, out, "--announce", ws, "--play",
-                "--timeout", "120", "--max-seconds", "300"]
+        argv = ["node", os.path.join(WEB, "browser_peer.mjs"), "leech", magnet, out] + common
     p = Proc(name, argv, log_dir, 320, cwd=WEB)
     row = {"seeder": seeder, "leecher": leecher, "rep": rep, "ok": False, "first_byte": None, "canplay": None}
     try:

@@ -11,6 +11,12 @@ export interface ClientOptions {
   offersPerAnnounce?: number
   /** Connections per torrent (default 40). */
   maxConnections?: number
+  /**
+   * Offers the client keeps gathered while idle (default: offersPerAnnounce; 0 turns it off),
+   * so an added torrent announces without waiting for ICE gathering. Each is an open
+   * RTCPeerConnection, renewed every 25 s.
+   */
+  readyOffers?: number
   /** Register the Service Worker at start (default true). */
   serviceWorker?: boolean
 }

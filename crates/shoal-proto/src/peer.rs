@@ -250,6 +250,13 @@ impl Peer {
             (rate as f64 * queue_time.as_secs_f64() / f64::from(crate::picker::BLOCK_SIZE)) as u32;
         if streaming {
             covering = covering.max(STREAMING_MIN_QUEUE);
+            if self.download.total() == 0 {
+                // Nothing delivered yet: the first block is what playback waits for, and a
+                // peer handed many requests at once may read them all before it sends any
+                // (WebTorrent in Chromium: 64 requests, first block after 130 ms; 8, 25 ms).
+                self.queue_target = STREAMING_FIRST_QUEUE.min(self.max_requests.max(1));
+                return;
+            }
         }
         let cap = self.max_requests.clamp(1, MAX_QUEUE_TARGET);
         // Until the rate has been measured for a while, keep the initial depth; after that the
@@ -298,6 +305,8 @@ pub const STREAMING_MIN_QUEUE_TIME: Duration = Duration::from_millis(20);
 /// ...and at least this many blocks (1 MiB): small enough to wait behind, large enough that
 /// a fast peer on a short path is never idle.
 pub const STREAMING_MIN_QUEUE: u32 = 64;
+/// While streaming, the requests a peer gets before it delivered its first block.
+pub const STREAMING_FIRST_QUEUE: u32 = 8;
 /// A peer's request queue size when it does not say (`reqq`), as libtorrent assumes.
 pub const DEFAULT_PEER_REQQ: u32 = 250;
 /// Requests kept queued at a new peer before its rate is known.

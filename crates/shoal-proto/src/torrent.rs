@@ -328,6 +328,13 @@ impl Torrent {
         self.started
     }
 
+    /// Connections this torrent would still take, over any transport: what a driver checks
+    /// before it spends a WebRTC negotiation on an offer (the check that counts is the one in
+    /// [`Torrent::on_incoming`]).
+    pub fn connection_room(&self) -> usize {
+        self.config.max_connections.saturating_sub(self.peers.len() + self.connecting.len())
+    }
+
     /// True once every wanted piece is verified.
     pub fn is_complete(&self) -> bool {
         self.picker.as_ref().is_some_and(Picker::is_complete)

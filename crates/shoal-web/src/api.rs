@@ -19,6 +19,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::clock::Clock;
+use crate::offer_pool::OfferPool;
 use crate::timer::Interval;
 use crate::torrent::{DriverConfig, TorrentDriver, DEFAULT_READAHEAD};
 use crate::tracker::Hub;
@@ -37,6 +38,8 @@ struct ClientOptions {
     max_memory: Option<f64>,
     offers_per_announce: Option<u32>,
     max_connections: Option<u32>,
+    /// Offers kept gathered while idle (default: one announce's worth).
+    ready_offers: Option<u32>,
 }
 
 struct ClientInner {
@@ -58,7 +61,7 @@ pub struct WasmClient {
 #[wasm_bindgen]
 impl WasmClient {
     /// `options`: `{ trackers?: string[], iceServers?: string[], maxMemory?: number,
-    /// offersPerAnnounce?: number, maxConnections?: number }`.
+    /// offersPerAnnounce?: number, maxConnections?: number, readyOffers?: number }`.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<WasmClient, JsError> {
         let options: ClientOptions = if options.is_undefined() || options.is_null() {
@@ -86,10 +89,12 @@ impl WasmClient {
         }
         let clock = Clock::new();
         let peer_id = PeerId::generate(crate::random::bytes());
+        let ready_offers = options.ready_offers.unwrap_or(config.offers_per_announce);
+        let offers = OfferPool::new(clock, config.ice_servers.clone(), ready_offers as usize);
         let inner = Rc::new(ClientInner {
             clock,
             peer_id,
-            hub: Hub::new(clock, peer_id),
+            hub: Hub::new(clock, peer_id, offers),
             config: Rc::new(config),
             trackers,
             torrents: RefCell::new(HashMap::new()),

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod conn;
 pub mod framing;
 pub mod hash;
+pub mod offer_pool;
 pub mod random;
 pub mod rtc;
 pub mod store;

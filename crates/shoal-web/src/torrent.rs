@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
+use crate::offer_pool::{OfferPool, PooledOffer};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use shoal_proto::bitfield::Bitfield;
@@ -586,6 +587,29 @@ impl TorrentDriver {
 
     /// Makes one offer for an announce: a connection waiting for whoever answers.
     async fn make_offer(me: Weak<RefCell<TorrentDriver>>) -> Option<(OfferId, String)> {
+        let pool = {
+            let rc = me.upgrade()?;
+            let d = rc.try_borrow().ok()?;
+            if d.destroyed || !d.has_room() {
+                return None;
+            }
+            d.hub.upgrade().map(|hub| hub.borrow().offer_pool())
+        };
+        if let Some(pooled) = match pool {
+            Some(pool) => OfferPool::take(&pool).await,
+            None => None,
+        } {
+            let rc = me.upgrade();
+            let Some(mut d) = rc.as_ref().and_then(|rc| rc.try_borrow_mut().ok()) else {
+                pooled.close();
+                return None;
+            };
+            if d.destroyed || !d.has_room() {
+                pooled.close();
+                return None;
+            }
+            return Some(d.adopt_offer(pooled));
+        }
         let rc = me.upgrade()?;
         let (id, pc) = {
             let mut d = rc.try_borrow_mut().ok()?;
@@ -620,6 +644,20 @@ impl TorrentDriver {
                 None
             }
         }
+    }
+
+    /// Makes a pooled offer (gathered before it was needed) one of this torrent's.
+    fn adopt_offer(&mut self, pooled: PooledOffer) -> (OfferId, String) {
+        let offer_id = OfferId(crate::random::bytes());
+        let id = self.new_conn_id();
+        let now = self.clock.now();
+        let sink = self.conn_sink();
+        let mut conn = Conn::new(pooled.pc, ConnState::Offered { offer_id: offer_id.0 }, now);
+        conn.watch_connection(id, sink.clone());
+        conn.attach_channel(id, pooled.channel, sink);
+        self.conns.insert(id, conn);
+        self.offers.insert(offer_id, id);
+        (offer_id, pooled.sdp)
     }
 
     /// The tracker relayed an answer to our offer.

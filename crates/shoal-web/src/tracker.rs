@@ -17,6 +17,7 @@ use web_sys::{MessageEvent, WebSocket};
 
 use crate::clock::Clock;
 use crate::log;
+use crate::offer_pool::OfferPool;
 use crate::torrent::TorrentDriver;
 
 /// Offers from other peers being answered at once, over all sockets: each is a new
@@ -40,10 +41,16 @@ pub struct Hub {
     sockets: HashMap<String, Socket>,
     torrents: HashMap<InfoHash, Weak<RefCell<TorrentDriver>>>,
     answering: usize,
+    offers: Rc<RefCell<OfferPool>>,
 }
 
 impl Hub {
-    pub fn new(clock: Clock, peer_id: shoal_proto::PeerId) -> Rc<RefCell<Hub>> {
+    /// `offers`: the pool announces draw their offers from.
+    pub fn new(
+        clock: Clock,
+        peer_id: shoal_proto::PeerId,
+        offers: Rc<RefCell<OfferPool>>,
+    ) -> Rc<RefCell<Hub>> {
         Rc::new_cyclic(|me| {
             RefCell::new(Hub {
                 me: me.clone(),
@@ -52,8 +59,14 @@ impl Hub {
                 sockets: HashMap::new(),
                 torrents: HashMap::new(),
                 answering: 0,
+                offers,
             })
         })
+    }
+
+    /// The pool that announces draw their offers from.
+    pub fn offer_pool(&self) -> Rc<RefCell<OfferPool>> {
+        self.offers.clone()
     }
 
     pub fn add_torrent(&mut self, info_hash: InfoHash, torrent: Weak<RefCell<TorrentDriver>>) {
@@ -119,6 +132,9 @@ impl Hub {
     pub fn tick(hub: &Rc<RefCell<Hub>>) {
         let routed: Vec<(String, Vec<Routed>)> = {
             let Ok(mut h) = hub.try_borrow_mut() else { return };
+            if let Ok(mut offers) = h.offers.try_borrow_mut() {
+                offers.tick();
+            }
             let now = h.clock.now();
             let urls: Vec<String> = h.sockets.keys().cloned().collect();
             urls.into_iter()
@@ -327,6 +343,9 @@ impl Hub {
 
     /// Closes every socket.
     pub fn close(&mut self) {
+        if let Ok(mut offers) = self.offers.try_borrow_mut() {
+            offers.close();
+        }
         for (_, socket) in self.sockets.drain() {
             if let Some(ws) = socket.ws {
                 ws.set_onopen(None);

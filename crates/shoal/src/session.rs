@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -88,7 +89,18 @@ pub struct AddTorrent {
     pub web_seeds: Vec<String>,
 }
 
-type Routes = Arc<Mutex<HashMap<InfoHash, mpsc::UnboundedSender<Command>>>>;
+/// Where connections for a torrent go, and how many more it would take.
+#[derive(Clone)]
+struct Route {
+    commands: mpsc::UnboundedSender<Command>,
+    room: Arc<AtomicUsize>,
+}
+
+type Routes = Arc<Mutex<HashMap<InfoHash, Route>>>;
+
+fn route(routes: &Routes, info_hash: &InfoHash) -> Option<Route> {
+    routes.lock().unwrap_or_else(|e| e.into_inner()).get(info_hash).cloned()
+}
 
 pub struct Session {
     config: SessionConfig,
@@ -127,7 +139,13 @@ impl Session {
             Some(rtc) => {
                 let endpoint = webrtc::start(rtc).await?;
                 let (peers_tx, peers_rx) = mpsc::unbounded_channel();
-                let ws = WsTrackers::new(endpoint.clone(), peer_id, peers_tx);
+                let admission_routes = routes.clone();
+                let room = move |info_hash: &InfoHash| {
+                    route(&admission_routes, info_hash)
+                        .filter(|r| !r.commands.is_closed())
+                        .map_or(0, |r| r.room.load(Ordering::Relaxed))
+                };
+                let ws = WsTrackers::new(endpoint.clone(), peer_id, peers_tx, Arc::new(room));
                 tracker_client.enable_websocket(Arc::new(ws));
                 tokio::spawn(route_webrtc_peers(peers_rx, routes.clone()));
                 Some(endpoint)
@@ -194,12 +212,12 @@ impl Session {
         if !self.tracker_client.websocket_enabled() {
             // Without WebRTC a WebSocket tracker has nothing to offer us.
             for tier in &mut trackers {
-                tier.retain(|url| !is_websocket_url(url));
+                tier.retain(|url| !crate::tracker::is_websocket(url));
             }
         }
         trackers.retain(|tier| !tier.is_empty());
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
-        if routes.get(&info_hash).is_some_and(|tx| !tx.is_closed()) {
+        if routes.get(&info_hash).is_some_and(|r| !r.commands.is_closed()) {
             return Err(SessionError::Duplicate);
         }
         let mut config = self.config.torrent.clone();
@@ -207,7 +225,9 @@ impl Session {
         let random_seed: u64 = rand::random();
         let core = Torrent::new(config, info_hash, self.peer_id, info_bytes, random_seed)?;
         let shared = Arc::new(StreamShared::default());
+        let room = Arc::new(AtomicUsize::new(core.connection_room()));
         let (commands, status) = torrent_task::spawn(TorrentSetup {
+            room: room.clone(),
             core,
             target: add.target,
             only_files: add.only_files,
@@ -222,7 +242,7 @@ impl Session {
             web_seeds,
             web_seed_client: self.web_seed_client.clone(),
         });
-        routes.insert(info_hash, commands.clone());
+        routes.insert(info_hash, Route { commands: commands.clone(), room });
         Ok(TorrentHandle { info_hash, name, commands, status, shared })
     }
 }
@@ -257,24 +277,17 @@ async fn accept_loop(listener: TcpListener, routes: Routes) {
 /// Reads the handshake of an incoming connection and hands the socket to its torrent.
 async fn route_incoming(mut stream: TcpStream, addr: SocketAddr, routes: Routes) {
     let Ok(handshake) = read_handshake(&mut stream, addr).await else { return };
-    let route = routes.lock().unwrap_or_else(|e| e.into_inner()).get(&handshake.info_hash).cloned();
-    if let Some(tx) = route {
-        let _ = tx.send(Command::Incoming { stream, addr, handshake });
+    if let Some(route) = route(&routes, &handshake.info_hash) {
+        let _ = route.commands.send(Command::Incoming { stream, addr, handshake });
     }
-}
-
-fn is_websocket_url(url: &str) -> bool {
-    let scheme = url.split_once("://").map_or("", |(s, _)| s);
-    scheme.eq_ignore_ascii_case("ws") || scheme.eq_ignore_ascii_case("wss")
 }
 
 /// Hands peers that reached us over WebRTC to their torrent.
 async fn route_webrtc_peers(mut peers: mpsc::UnboundedReceiver<WebRtcPeer>, routes: Routes) {
     while let Some(peer) = peers.recv().await {
-        let route = routes.lock().unwrap_or_else(|e| e.into_inner()).get(&peer.info_hash).cloned();
-        if let Some(tx) = route {
+        if let Some(route) = route(&routes, &peer.info_hash) {
             let WebRtcPeer { channel, handshake, .. } = peer;
-            let _ = tx.send(Command::IncomingWebRtc { channel, handshake });
+            let _ = route.commands.send(Command::IncomingWebRtc { channel, handshake });
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,6 +143,8 @@ pub(crate) struct TorrentSetup {
     /// Web seed URLs (BEP 19).
     pub web_seeds: Vec<String>,
     pub web_seed_client: Arc<WebSeedClient>,
+    /// Where the task publishes [`Torrent::connection_room`] for the session's signalling.
+    pub room: Arc<AtomicUsize>,
 }
 
 /// How often the status snapshot is republished while data moves.
@@ -220,6 +223,7 @@ pub(crate) fn spawn(
         shared: setup.shared,
         storage: None,
         bounded: None,
+        room: setup.room,
     };
     tokio::spawn(task.run(commands, peer_rx, disk_rx, bg_rx));
     (commands_tx, status_rx)
@@ -258,6 +262,7 @@ struct TorrentTask {
     web_seed_client: Arc<WebSeedClient>,
     /// Web seed fetches under way, by fetch id, so shutdown can stop them.
     web_fetches: HashMap<u64, tokio::task::AbortHandle>,
+    room: Arc<AtomicUsize>,
     /// Web seed answers waiting for the disk to catch up.
     held_web_data: VecDeque<(PeerKey, u64, Result<Bytes, WebSeedError>)>,
 }
@@ -328,6 +333,7 @@ impl TorrentTask {
             self.drain_actions();
             self.release_parked_reads();
             self.release_web_seed_data();
+            self.room.store(self.core.connection_room(), Ordering::Relaxed);
             if last_status.elapsed() >= STATUS_INTERVAL {
                 last_status = tokio::time::Instant::now();
                 self.publish();
@@ -686,6 +692,12 @@ impl TorrentTask {
         while let Some(job) = self.announcer.poll(now) {
             let mut req = self.announce_request(job.event);
             req.tracker_id = job.tracker_id.clone();
+            if crate::tracker::is_websocket(&job.url) && req.num_want.is_none() {
+                // There `numwant` is the number of WebRTC offers we make: no more than the
+                // connections we would still take.
+                let room = self.core.connection_room();
+                req.num_want = Some(room.min(crate::tracker::ws::DEFAULT_OFFERS as usize) as u32);
+            }
             let client = self.tracker_client.clone();
             let bg = self.bg_tx.clone();
             tokio::spawn(async move {

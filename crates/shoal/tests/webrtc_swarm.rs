@@ -105,3 +105,76 @@ async fn a_magnet_downloads_over_webrtc_from_a_seeder_found_by_the_websocket_tra
     assert_eq!(leech_session.webrtc_connections(), 0);
     assert_eq!(seed_session.webrtc_connections(), 0);
 }
+
+/// A seeder that takes one connection answers no more offers than that: the other leechers'
+/// offers are dropped before any WebRTC negotiation, not refused after one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offers_beyond_the_connection_limit_are_not_answered() {
+    let (_tracker, url) = tracker().await;
+    let data = pseudo_random(2 * 1024 * 1024, 11);
+    let meta = torrent(&data, 256 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("video.bin"), &data).unwrap();
+
+    let mut config = webrtc_only();
+    config.torrent.max_connections = 1;
+    let seed_session = Session::new(config).await.unwrap();
+    let seed = seed_session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Metainfo(Box::new(meta.clone())),
+            target: StorageTarget::Dir(dir.path().to_path_buf()),
+            only_files: None,
+            peers: vec![],
+            extra_trackers: vec![url.clone()],
+            web_seeds: vec![],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, seed.wait_complete()).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let mut leechers = Vec::new();
+    for _ in 0..3 {
+        let session = Session::new(webrtc_only()).await.unwrap();
+        let mut magnet = Magnet::new(meta.info_hash);
+        magnet.trackers.push(url.clone());
+        let handle = session
+            .add_torrent(AddTorrent {
+                source: TorrentSource::Magnet(magnet),
+                target: StorageTarget::Memory,
+                only_files: None,
+                peers: vec![],
+                extra_trackers: vec![],
+                web_seeds: vec![],
+            })
+            .unwrap();
+        leechers.push((session, handle));
+    }
+
+    // Each leecher offers five connections; the seeder may hold its one peer plus at most
+    // one connection it is still negotiating (an answer made before the first peer counted).
+    let mut most_connections = 0;
+    let mut most_peers = 0;
+    let until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < until {
+        most_connections = most_connections.max(seed_session.webrtc_connections());
+        most_peers = most_peers.max(seed.status().stats.peers);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(most_peers, 1, "the seeder's limit is one peer");
+    assert!(most_connections <= 2, "the seeder negotiated {most_connections} connections");
+
+    // The leecher that got in finishes (the others wait for their next announce).
+    let finished = async {
+        loop {
+            if leechers.iter().any(|(_, h)| h.status().phase == Phase::Seeding) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(TIMEOUT, finished).await.expect("the admitted leecher completes");
+    for (_, handle) in leechers {
+        handle.shutdown().await;
+    }
+    seed.shutdown().await;
+}

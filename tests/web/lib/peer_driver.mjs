@@ -19,6 +19,8 @@ import { chromium } from 'playwright-core'
 
 const OPTIONS_USAGE = `options: --announce URL (repeatable)  --max-seconds S (600)  --timeout S (leech, 120)
          --keep-seeding (leech)  --play (leech: stream into a <video>, report canplay)  --piece-length BYTES (seed)  --ready-timeout S (60)
+         --idle-ms MS (leech: the client exists this long before the torrent is added, as in a page
+         where someone pastes a magnet; default 0)
          --chromium PATH ($CHROMIUM or /usr/bin/chromium)  --chromium-arg ARG (repeatable)
          --no-stdin  --help`
 
@@ -182,7 +184,7 @@ async function leech (cfg) {
   const base = await serve({ ...cfg, outDir: outDir ? path.resolve(outDir) : null })
   const { page } = await launch(base, cfg)
   const started = Date.now()
-  const download = page.evaluate(([src, announce, o]) => window.peerLeech(src, announce, o), [input, opts.announce, { play: opts.play, upload: Boolean(outDir) }])
+  const download = page.evaluate(([src, announce, o]) => window.peerLeech(src, announce, o), [input, opts.announce, { play: opts.play, upload: Boolean(outDir), idleMs: Number(opts['idle-ms'] ?? 0) }])
   emit('ready', { port: null, source })
   const progress = setInterval(async () => {
     const p = await page.evaluate(() => window.progress?.()).catch(() => null)
@@ -224,6 +226,7 @@ export async function runPeerDriver (cfg) {
         'ready-timeout': { type: 'string', default: '60' },
         'keep-seeding': { type: 'boolean', default: false },
         play: { type: 'boolean', default: false },
+        'idle-ms': { type: 'string' },
         'piece-length': { type: 'string' },
         chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
         'chromium-arg': { type: 'string', multiple: true, default: [] },

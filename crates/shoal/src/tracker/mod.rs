@@ -202,6 +202,11 @@ pub async fn scrape(
     client.scrape(url, info_hashes).await
 }
 
+/// Whether `url` is a WebSocket (WebRTC signalling) tracker: `ws://` or `wss://`.
+pub fn is_websocket(url: &str) -> bool {
+    matches!(scheme(url), Some(Scheme::Ws))
+}
+
 enum Scheme {
     Http,
     Udp,

@@ -47,6 +47,10 @@ const MAX_CONCURRENT_ANSWERS: usize = 32;
 /// Beyond the client's own announce timeout: only a socket task stuck in a write hits this.
 const ANNOUNCE_GRACE: Duration = Duration::from_secs(5);
 
+/// How many more connections the torrent with this info hash would take (0 for a torrent the
+/// session does not have). Offers are answered only while there is room.
+pub type ConnectionRoom = Arc<dyn Fn(&InfoHash) -> usize + Send + Sync>;
+
 /// A peer that reached us over WebRTC: the open channel, its handshake already read.
 pub struct WebRtcPeer {
     pub info_hash: InfoHash,
@@ -59,6 +63,7 @@ pub struct WsTrackers {
     endpoint: Endpoint,
     peer_id: PeerId,
     peers: mpsc::UnboundedSender<WebRtcPeer>,
+    room: ConnectionRoom,
     sockets: Mutex<HashMap<String, mpsc::UnboundedSender<ToSocket>>>,
 }
 
@@ -69,13 +74,14 @@ enum ToSocket {
 }
 
 impl WsTrackers {
-    /// Connections that open are sent to `peers`.
+    /// Connections that open are sent to `peers`; `room` says whether a torrent takes more.
     pub fn new(
         endpoint: Endpoint,
         peer_id: PeerId,
         peers: mpsc::UnboundedSender<WebRtcPeer>,
+        room: ConnectionRoom,
     ) -> Self {
-        WsTrackers { endpoint, peer_id, peers, sockets: Mutex::default() }
+        WsTrackers { endpoint, peer_id, peers, room, sockets: Mutex::default() }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -137,6 +143,8 @@ impl WsTrackers {
             offers: HashMap::new(),
             replies: HashMap::new(),
             answering: Arc::new(Semaphore::new(MAX_CONCURRENT_ANSWERS)),
+            room: self.room.clone(),
+            answering_for: Arc::default(),
             answers_tx,
             answers_rx,
         };
@@ -179,6 +187,9 @@ struct SocketTask {
     /// Who waits for each announce the client has not finished.
     replies: HashMap<AnnounceTicket, Reply>,
     answering: Arc<Semaphore>,
+    room: ConnectionRoom,
+    /// Answers under way per torrent: they take room the torrent does not count yet.
+    answering_for: Arc<Mutex<HashMap<InfoHash, usize>>>,
     answers_tx: mpsc::UnboundedSender<MadeAnswer>,
     answers_rx: mpsc::UnboundedReceiver<MadeAnswer>,
 }
@@ -379,6 +390,11 @@ impl SocketTask {
 
     /// Makes an answer in a task of its own; it comes back as [`Wake::Answer`].
     fn answer_offer(&mut self, info_hash: InfoHash, from: PeerId, offer_id: OfferId, sdp: String) {
+        let Some(claim) = RoomClaim::take(&self.answering_for, info_hash, (self.room)(&info_hash))
+        else {
+            tracing::debug!(url = %self.url, "an offer for a torrent with no room; dropped");
+            return;
+        };
         let Ok(permit) = self.answering.clone().try_acquire_owned() else {
             tracing::debug!(url = %self.url, "too many offers being answered; one dropped");
             return;
@@ -398,8 +414,42 @@ impl SocketTask {
                 return endpoint.close(pending.id);
             }
             open_and_handshake(info_hash, our_id, pending.opened, peers).await;
-            drop(permit);
+            drop((permit, claim));
         });
+    }
+}
+
+/// One answer's share of a torrent's room, given back when the answer's task ends.
+struct RoomClaim {
+    claims: Arc<Mutex<HashMap<InfoHash, usize>>>,
+    info_hash: InfoHash,
+}
+
+impl RoomClaim {
+    /// Claims a connection if the torrent's `room` is more than the answers already under way.
+    fn take(
+        claims: &Arc<Mutex<HashMap<InfoHash, usize>>>,
+        info_hash: InfoHash,
+        room: usize,
+    ) -> Option<RoomClaim> {
+        let mut map = claims.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(&info_hash).copied().unwrap_or(0) >= room {
+            return None;
+        }
+        *map.entry(info_hash).or_insert(0) += 1;
+        Some(RoomClaim { claims: claims.clone(), info_hash })
+    }
+}
+
+impl Drop for RoomClaim {
+    fn drop(&mut self) {
+        let mut map = self.claims.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = map.get_mut(&self.info_hash) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.info_hash);
+            }
+        }
     }
 }
 

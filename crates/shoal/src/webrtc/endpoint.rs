@@ -3,9 +3,10 @@
 //! A single task owns the socket and all str0m [`Rtc`] instances. Incoming datagrams are
 //! matched to their connection by source address (cached) or, for a new address, by asking
 //! each `Rtc` whether it [`accepts`](Rtc::accepts) the packet: ICE checks carry the ufrag of
-//! the connection they belong to. After every mutation of an `Rtc` its output is drained to
-//! the next timeout, as str0m requires; only the touched connection is polled, plus those
-//! whose timer fired.
+//! the connection they belong to. After a mutation of an `Rtc` its output is drained to the
+//! next timeout, as str0m requires; only the touched connections are polled, plus those whose
+//! timer fired. Datagrams that arrive together are all handed in before that poll, because
+//! each poll costs sctp-proto a walk of everything in flight.
 //!
 //! Connections start either from an offer we make ([`Endpoint::create_offer`], answered
 //! through a tracker with [`Endpoint::accept_answer`]) or from a remote offer
@@ -45,6 +46,11 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 const RECV_BUFFER: usize = 2048;
 /// Commands handled between two looks at the socket, so a busy writer cannot starve input.
 const COMMAND_BATCH: usize = 64;
+/// Datagrams read from the socket before the connections they touched are polled.
+const RECV_BATCH: usize = 64;
+/// Datagrams one connection takes before it must be polled: its DTLS layer queues what it
+/// has not handed on, and refuses more than 30 (dimpl's `max_queue_rx`).
+const MAX_UNPOLLED: u32 = 16;
 
 /// What the caller of `create_offer` / `accept_offer` receives.
 pub struct PendingConn {
@@ -112,6 +118,7 @@ impl Endpoint {
             connect_timeout: config.connect_timeout,
             live: live.clone(),
             send_drops: 0,
+            unpolled: Vec::new(),
         };
         tokio::spawn(task.run(rx));
         Ok(Endpoint { commands, local, live, connect_timeout: config.connect_timeout })
@@ -188,6 +195,8 @@ struct Conn {
     outq: VecDeque<Bytes>,
     outq_bytes: usize,
     remote: Option<SocketAddr>,
+    /// Datagrams handed to `rtc` since it was last polled (see [`MAX_UNPOLLED`]).
+    unpolled: u32,
     /// The addresses the remote's SDP offered (see [`EndpointTask::collides`]).
     remote_candidates: Vec<SocketAddr>,
 }
@@ -205,6 +214,8 @@ struct EndpointTask {
     connect_timeout: Duration,
     live: Arc<AtomicUsize>,
     send_drops: u64,
+    /// Connections that took datagrams in this receive batch and wait for their poll.
+    unpolled: Vec<ConnId>,
 }
 
 impl EndpointTask {
@@ -215,7 +226,19 @@ impl EndpointTask {
             tokio::select! {
                 biased;
                 received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((n, source)) => self.on_datagram(&buf[..n], source),
+                    Ok((n, source)) => {
+                        self.on_datagram(&buf[..n], source);
+                        // Whatever else is waiting goes in before anyone is polled: every
+                        // poll walks sctp-proto's whole in-flight queue, so one poll per
+                        // batch of acknowledgements instead of one per packet.
+                        for _ in 1..RECV_BATCH {
+                            match self.socket.try_recv_from(&mut buf) {
+                                Ok((n, source)) => self.on_datagram(&buf[..n], source),
+                                Err(_) => break,
+                            }
+                        }
+                        self.drive_unpolled();
+                    }
                     Err(e) => {
                         // ICMP port unreachable and friends surface here; not fatal.
                         tracing::trace!("webrtc socket: {e}");
@@ -328,6 +351,7 @@ impl EndpointTask {
                 outq: VecDeque::new(),
                 outq_bytes: 0,
                 remote: None,
+                unpolled: 0,
                 remote_candidates: Vec::new(),
             },
         );
@@ -444,7 +468,27 @@ impl EndpointTask {
                 id
             }
         };
-        self.drive(id, Some(input));
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        if let Err(e) = conn.rtc.handle_input(input) {
+            tracing::debug!(?id, "webrtc input: {e}");
+            return self.remove(id, "protocol error");
+        }
+        conn.unpolled += 1;
+        if conn.unpolled == 1 {
+            self.unpolled.push(id);
+        }
+        if conn.unpolled >= MAX_UNPOLLED {
+            self.drive(id, None);
+        }
+    }
+
+    /// Polls every connection that took datagrams since its last poll.
+    fn drive_unpolled(&mut self) {
+        for id in std::mem::take(&mut self.unpolled) {
+            if self.conns.get(&id).is_some_and(|c| c.unpolled > 0) {
+                self.drive(id, None);
+            }
+        }
     }
 
     fn on_timers(&mut self, now: Instant) {
@@ -479,6 +523,7 @@ impl EndpointTask {
     /// drains the `Rtc` to its next timeout, acting on what comes out.
     fn drive(&mut self, id: ConnId, input: Option<Input<'_>>) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
+        conn.unpolled = 0;
         if let Some(input) = input {
             if let Err(e) = conn.rtc.handle_input(input) {
                 tracing::debug!(?id, "webrtc input: {e}");

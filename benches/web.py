@@ -2,7 +2,7 @@
 """Browser playback benchmark (issue 6): magnet to first byte and to `canplay`, the Shoal web
 engine against WebTorrent 3's page, side by side in one run, same seeder, same video.
 
-  /usr/bin/python3 benches/web.py [--runs 5] [--seeders webtorrent,shoal] [--json-out FILE]
+  /usr/bin/python3 benches/web.py [--runs 5] [--seeders webtorrent,shoal] [--idle-ms MS] [--json-out FILE]
 
 The video: a 30 s H.264/AAC MP4 at ~1 Mbit/s with its moov first (+faststart, as sites publish
 video), made with ffmpeg. It is seeded by
@@ -14,7 +14,8 @@ and played, one fresh Chromium at a time, rounds interleaved, by
               Service Worker and the wasm engine; web/pkg must be built: scripts/build-web.sh);
   wt-page     WebTorrent 3's page (tests/web/browser_peer.mjs leech --play: file.streamTo with
               WebTorrent's own Service Worker).
-Both leechers find the seeder through one `shoal tracker --ws` and nothing else. Times are
+Both leechers find the seeder through one `shoal tracker --ws` and nothing else. Both create
+their client first (--idle-ms before the add: a page someone pastes a magnet into). Times are
 measured in the page from the call that adds the magnet (browser start-up excluded): first byte
 = first payload byte received, canplay = the <video>'s `canplay` event. Medians per (seeder,
 leecher), and the ratio shoal-app / wt-page per seeder. Every download is also checked by SHA-1.

@@ -2,10 +2,13 @@
 //! in-process), connect with data channels, and the core treats them as ordinary peers. No TCP
 //! listener anywhere, so every byte went over WebRTC.
 
+use std::path::Path;
 use std::time::Duration;
 
 use shoal::webrtc::WebRtcConfig;
-use shoal::{AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentSource};
+use shoal::{
+    AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentHandle, TorrentSource,
+};
 use shoal_proto::create::TorrentBuilder;
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
@@ -43,6 +46,36 @@ async fn tracker() -> (shoal_tracker::RunningTracker, String) {
     (running, url)
 }
 
+/// Seeds `meta` from the file in `dir`, announcing to `url`.
+fn add_seed(session: &Session, meta: &Metainfo, dir: &Path, url: &str) -> TorrentHandle {
+    session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Metainfo(Box::new(meta.clone())),
+            target: StorageTarget::Dir(dir.to_path_buf()),
+            only_files: None,
+            peers: vec![],
+            extra_trackers: vec![url.to_owned()],
+            web_seeds: vec![],
+        })
+        .unwrap()
+}
+
+/// Downloads `meta` into memory from its magnet, whose only tracker is `url`.
+fn add_magnet(session: &Session, meta: &Metainfo, url: &str) -> TorrentHandle {
+    let mut magnet = Magnet::new(meta.info_hash);
+    magnet.trackers.push(url.to_owned());
+    session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Magnet(magnet),
+            target: StorageTarget::Memory,
+            only_files: None,
+            peers: vec![],
+            extra_trackers: vec![],
+            web_seeds: vec![],
+        })
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_magnet_downloads_over_webrtc_from_a_seeder_found_by_the_websocket_tracker() {
     let (_tracker, url) = tracker().await;
@@ -52,33 +85,13 @@ async fn a_magnet_downloads_over_webrtc_from_a_seeder_found_by_the_websocket_tra
     std::fs::write(dir.path().join("video.bin"), &data).unwrap();
 
     let seed_session = Session::new(webrtc_only()).await.unwrap();
-    let seed = seed_session
-        .add_torrent(AddTorrent {
-            source: TorrentSource::Metainfo(Box::new(meta.clone())),
-            target: StorageTarget::Dir(dir.path().to_path_buf()),
-            only_files: None,
-            peers: vec![],
-            extra_trackers: vec![url.clone()],
-            web_seeds: vec![],
-        })
-        .unwrap();
+    let seed = add_seed(&seed_session, &meta, dir.path(), &url);
     tokio::time::timeout(TIMEOUT, seed.wait_complete()).await.unwrap().unwrap();
     // Let the seeder's announce reach the tracker before the leecher offers.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let leech_session = Session::new(webrtc_only()).await.unwrap();
-    let mut magnet = Magnet::new(meta.info_hash);
-    magnet.trackers.push(url.clone());
-    let leech = leech_session
-        .add_torrent(AddTorrent {
-            source: TorrentSource::Magnet(magnet),
-            target: StorageTarget::Memory,
-            only_files: None,
-            peers: vec![],
-            extra_trackers: vec![],
-            web_seeds: vec![],
-        })
-        .unwrap();
+    let leech = add_magnet(&leech_session, &meta, &url);
     tokio::time::timeout(TIMEOUT, leech.wait_complete())
         .await
         .expect("download over WebRTC timed out")
@@ -119,34 +132,14 @@ async fn offers_beyond_the_connection_limit_are_not_answered() {
     let mut config = webrtc_only();
     config.torrent.max_connections = 1;
     let seed_session = Session::new(config).await.unwrap();
-    let seed = seed_session
-        .add_torrent(AddTorrent {
-            source: TorrentSource::Metainfo(Box::new(meta.clone())),
-            target: StorageTarget::Dir(dir.path().to_path_buf()),
-            only_files: None,
-            peers: vec![],
-            extra_trackers: vec![url.clone()],
-            web_seeds: vec![],
-        })
-        .unwrap();
+    let seed = add_seed(&seed_session, &meta, dir.path(), &url);
     tokio::time::timeout(TIMEOUT, seed.wait_complete()).await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let mut leechers = Vec::new();
     for _ in 0..3 {
         let session = Session::new(webrtc_only()).await.unwrap();
-        let mut magnet = Magnet::new(meta.info_hash);
-        magnet.trackers.push(url.clone());
-        let handle = session
-            .add_torrent(AddTorrent {
-                source: TorrentSource::Magnet(magnet),
-                target: StorageTarget::Memory,
-                only_files: None,
-                peers: vec![],
-                extra_trackers: vec![],
-                web_seeds: vec![],
-            })
-            .unwrap();
+        let handle = add_magnet(&session, &meta, &url);
         leechers.push((session, handle));
     }
 

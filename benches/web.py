@@ -194,6 +194,8 @@ def leech(leecher, seeder, magnet, want, ws, rep, log_dir, work, idle_ms):
         _, done = p.wait_event(["done"], 300)
         row["first_byte"] = done.get("first_byte_seconds")
         row["canplay"] = done.get("canplay_seconds")
+        if done.get("timeline"):
+            row["timeline"] = done["timeline"]  # [ms, bytes, readyState] until canplay
         row["ok"] = done.get("sha1") == want and row["canplay"] is not None
         if done.get("sha1") != want:
             row["error"] = "sha1 %s != %s" % (done.get("sha1"), want)

@@ -29,6 +29,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{ChannelShared, DataChannel, HIGH_WATER, LOW_WATER, MAX_INBOUND};
+use super::pacer::Pacer;
 use super::{WebRtcConfig, WebRtcError};
 
 /// Identifies one connection of the endpoint.
@@ -199,6 +200,8 @@ struct Conn {
     unpolled: u32,
     /// The addresses the remote's SDP offered (see [`EndpointTask::collides`]).
     remote_candidates: Vec<SocketAddr>,
+    /// Outgoing datagrams beyond the burst the remote can take at once.
+    pacer: Pacer,
 }
 
 struct EndpointTask {
@@ -253,6 +256,7 @@ impl EndpointTask {
                             Err(_) => break,
                         }
                     }
+                    self.drive_unpolled();
                 }
                 _ = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
                     self.on_timers(Instant::now());
@@ -272,10 +276,13 @@ impl EndpointTask {
         let far = Instant::now() + Duration::from_secs(3600);
         self.conns
             .values()
-            .map(|c| match c.state {
-                ConnState::Open => c.wake_at,
-                ConnState::Closing { deadline } => c.wake_at.min(deadline),
-                _ => c.wake_at.min(c.give_up_at),
+            .map(|c| {
+                let wake = match c.state {
+                    ConnState::Open => c.wake_at,
+                    ConnState::Closing { deadline } => c.wake_at.min(deadline),
+                    _ => c.wake_at.min(c.give_up_at),
+                };
+                c.pacer.next_release().map_or(wake, |at| wake.min(at))
             })
             .min()
             .unwrap_or(far)
@@ -302,7 +309,9 @@ impl EndpointTask {
                     conn.outq_bytes += chunk.len();
                     conn.outq.push_back(chunk);
                 }
-                self.drive(id, None);
+                // Polled once after the whole command batch (see `run`): a poll walks
+                // sctp-proto's in-flight queue, and writes come in runs of several.
+                self.mark_unpolled(id);
             }
             Cmd::Close { id, flush } => {
                 let Some(conn) = self.conns.get_mut(&id) else { return };
@@ -353,6 +362,7 @@ impl EndpointTask {
                 remote: None,
                 unpolled: 0,
                 remote_candidates: Vec::new(),
+                pacer: Pacer::new(Instant::now()),
             },
         );
         self.live.store(self.conns.len(), Ordering::Relaxed);
@@ -469,10 +479,18 @@ impl EndpointTask {
             }
         };
         let Some(conn) = self.conns.get_mut(&id) else { return };
+        conn.pacer.on_remote_packet();
         if let Err(e) = conn.rtc.handle_input(input) {
             tracing::debug!(?id, "webrtc input: {e}");
             return self.remove(id, "protocol error");
         }
+        self.mark_unpolled(id);
+    }
+
+    /// Notes that connection `id` has new input or writes to act on; it is polled at the end
+    /// of the batch, or now once it has taken `MAX_UNPOLLED` (dimpl's queue is bounded).
+    fn mark_unpolled(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get_mut(&id) else { return };
         conn.unpolled += 1;
         if conn.unpolled == 1 {
             self.unpolled.push(id);
@@ -497,6 +515,7 @@ impl EndpointTask {
             .iter()
             .filter(|(_, c)| {
                 c.wake_at <= now
+                    || c.pacer.next_release().is_some_and(|at| at <= now)
                     || match c.state {
                         ConnState::Open => false,
                         ConnState::Closing { deadline } => deadline <= now,
@@ -531,6 +550,13 @@ impl EndpointTask {
                 return;
             }
         }
+        let now = Instant::now();
+        // What the pacer held back goes first, as far as the budget allows.
+        while let Some((to, datagram)) = conn.pacer.release(now) {
+            if self.socket.try_send_to(&datagram, to).is_err() {
+                self.send_drops += 1;
+            }
+        }
         let mut failure: Option<&'static str> = None;
         loop {
             match conn.rtc.poll_output() {
@@ -543,7 +569,12 @@ impl EndpointTask {
                     break;
                 }
                 Ok(Output::Transmit(t)) => {
-                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
+                    let Some((to, datagram)) =
+                        conn.pacer.send(now, t.destination, t.contents.into())
+                    else {
+                        continue;
+                    };
+                    if self.socket.try_send_to(&datagram, to).is_err() {
                         // A full socket buffer drops the datagram, as the network would;
                         // SCTP and ICE retransmit.
                         self.send_drops += 1;
@@ -585,6 +616,9 @@ impl EndpointTask {
             (conn.channel, &conn.state)
         {
             conn.rtc.direct_api().close_data_channel(channel);
+            for (to, datagram) in conn.pacer.drain() {
+                let _ = self.socket.try_send_to(&datagram, to);
+            }
             for _ in 0..64 {
                 match conn.rtc.poll_output() {
                     Ok(Output::Transmit(t)) => {
@@ -595,6 +629,7 @@ impl EndpointTask {
                 }
             }
         }
+        self.send_drops += conn.pacer.dropped();
         conn.rtc.disconnect();
         conn.shared.close();
         if let Some(opened) = conn.opened.take() {

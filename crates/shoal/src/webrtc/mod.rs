@@ -11,6 +11,7 @@
 
 mod channel;
 pub mod endpoint;
+mod pacer;
 mod stun;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -20,6 +20,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::clock::Clock;
 use crate::offer_pool::OfferPool;
+use crate::rtc;
 use crate::timer::Interval;
 use crate::torrent::{DriverConfig, TorrentDriver, DEFAULT_READAHEAD};
 use crate::tracker::Hub;
@@ -87,6 +88,8 @@ impl WasmClient {
         for url in &trackers {
             check_tracker(url)?;
         }
+        // Before any connection exists, so that they all share one (see `rtc`).
+        wasm_bindgen_futures::spawn_local(rtc::prepare_certificate());
         let clock = Clock::new();
         let peer_id = PeerId::generate(crate::random::bytes());
         let ready_offers = options.ready_offers.unwrap_or(config.offers_per_announce);

@@ -1,9 +1,10 @@
 //! Offers gathered ahead of need.
 //!
 //! Every announce to a WebSocket tracker carries offers with their ICE candidates (no
-//! trickle), and gathering them is the longest wait between a pasted magnet and its first
+//! trickle), and gathering them was the longest wait between a pasted magnet and its first
 //! peer: ~150 ms in Chromium for an announce's five at once, longer than signalling, the
-//! connection and the metadata together. So the client keeps a few offers gathered while it
+//! connection and the metadata together (~35 ms in a fresh page since [`crate::rtc`] sends
+//! an SDP once its host candidates are in). So the client keeps a few offers gathered while it
 //! is idle, and an announce takes them and goes out at once.
 //!
 //! An offer carries no info hash, so one pool serves every torrent of the client. A pooled
@@ -129,6 +130,8 @@ impl OfferPool {
             let me = self.me.clone();
             let ice_servers = self.ice_servers.clone();
             wasm_bindgen_futures::spawn_local(async move {
+                // The first offers of a page would each generate a certificate otherwise.
+                rtc::prepare_certificate().await;
                 let made = match rtc::peer_connection(&ice_servers) {
                     Ok(pc) => rtc::make_offer(&pc).await.map(|(channel, sdp)| (pc, channel, sdp)),
                     Err(e) => Err(e),

@@ -30,6 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{ChannelShared, DataChannel, HIGH_WATER, LOW_WATER, MAX_INBOUND};
 use super::pacer::Pacer;
+use super::probe::TailProbe;
 use super::{WebRtcConfig, WebRtcError};
 
 /// Identifies one connection of the endpoint.
@@ -202,6 +203,19 @@ struct Conn {
     remote_candidates: Vec<SocketAddr>,
     /// Outgoing datagrams beyond the burst the remote can take at once.
     pacer: Pacer,
+    /// The tail of the last flight, sent again if the connection goes quiet with data
+    /// unacknowledged.
+    probe: TailProbe,
+}
+
+impl Conn {
+    /// When the tail-loss probe wants to look at this connection: only once data flows.
+    fn probe_due(&self) -> Option<Instant> {
+        match self.state {
+            ConnState::Open | ConnState::Closing { .. } => self.probe.due(),
+            _ => None,
+        }
+    }
 }
 
 struct EndpointTask {
@@ -282,7 +296,8 @@ impl EndpointTask {
                     ConnState::Closing { deadline } => c.wake_at.min(deadline),
                     _ => c.wake_at.min(c.give_up_at),
                 };
-                c.pacer.next_release().map_or(wake, |at| wake.min(at))
+                let wake = c.pacer.next_release().map_or(wake, |at| wake.min(at));
+                c.probe_due().map_or(wake, |at| wake.min(at))
             })
             .min()
             .unwrap_or(far)
@@ -363,6 +378,7 @@ impl EndpointTask {
                 unpolled: 0,
                 remote_candidates: Vec::new(),
                 pacer: Pacer::new(Instant::now()),
+                probe: TailProbe::new(),
             },
         );
         self.live.store(self.conns.len(), Ordering::Relaxed);
@@ -480,6 +496,7 @@ impl EndpointTask {
         };
         let Some(conn) = self.conns.get_mut(&id) else { return };
         conn.pacer.on_remote_packet();
+        conn.probe.on_heard(Instant::now());
         if let Err(e) = conn.rtc.handle_input(input) {
             tracing::debug!(?id, "webrtc input: {e}");
             return self.remove(id, "protocol error");
@@ -516,6 +533,7 @@ impl EndpointTask {
             .filter(|(_, c)| {
                 c.wake_at <= now
                     || c.pacer.next_release().is_some_and(|at| at <= now)
+                    || c.probe_due().is_some_and(|at| at <= now)
                     || match c.state {
                         ConnState::Open => false,
                         ConnState::Closing { deadline } => deadline <= now,
@@ -533,7 +551,10 @@ impl EndpointTask {
                 ConnState::Offered(_) | ConnState::Connecting if conn.give_up_at <= now => {
                     self.remove(id, "did not connect in time");
                 }
-                _ => self.drive(id, Some(Input::Timeout(now))),
+                _ => {
+                    self.probe_tail(id, now);
+                    self.drive(id, Some(Input::Timeout(now)));
+                }
             }
         }
     }
@@ -556,6 +577,7 @@ impl EndpointTask {
             if self.socket.try_send_to(&datagram, to).is_err() {
                 self.send_drops += 1;
             }
+            conn.probe.on_sent(now, to, datagram);
         }
         let mut failure: Option<&'static str> = None;
         loop {
@@ -579,6 +601,7 @@ impl EndpointTask {
                         // SCTP and ICE retransmit.
                         self.send_drops += 1;
                     }
+                    conn.probe.on_sent(now, to, datagram);
                 }
                 Ok(Output::Event(event)) => {
                     if let Some(reason) = on_event(conn, id, event, &self.commands) {
@@ -607,9 +630,32 @@ impl EndpointTask {
         }
     }
 
+    /// Sends the tail of connection `id`'s last flight again if it has been quiet too long
+    /// with data unacknowledged (see `probe.rs`).
+    fn probe_tail(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        if conn.probe_due().is_none_or(|at| at > now) {
+            return;
+        }
+        let outstanding = conn
+            .channel
+            .and_then(|c| conn.rtc.channel(c))
+            .is_some_and(|mut ch| ch.buffered_amount() > 0);
+        let Some(tail) = conn.probe.probe(now, outstanding) else { return };
+        for (to, datagram) in tail {
+            // Not counted as activity: the quiet period goes on until the remote answers.
+            let _ = self.socket.try_send_to(datagram, *to);
+        }
+    }
+
     fn remove(&mut self, id: ConnId, reason: &str) {
         let Some(mut conn) = self.conns.remove(&id) else { return };
-        tracing::debug!(?id, remote = ?conn.remote, "webrtc connection gone: {reason}");
+        tracing::debug!(
+            ?id,
+            remote = ?conn.remote,
+            resent = conn.probe.resent(),
+            "webrtc connection gone: {reason}"
+        );
         // Tell the peer (an SCTP stream reset closes its channel at once) rather than leave
         // it waiting for ICE to time out. Best effort: one drain, whatever got out got out.
         if let (Some(channel), ConnState::Open | ConnState::Closing { .. }) =

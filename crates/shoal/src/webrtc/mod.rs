@@ -4,7 +4,9 @@
 //! - [`endpoint`]: the socket task that owns every connection;
 //! - [`channel`]: an open data channel as an `AsyncRead + AsyncWrite` byte stream, over which
 //!   the ordinary BitTorrent wire protocol runs (handshake included);
-//! - [`stun`]: one binding request to learn our public address (server-reflexive candidate).
+//! - [`stun`]: one binding request to learn our public address (server-reflexive candidate);
+//! - `pacer` and `probe`: per-connection pacing of outgoing datagrams, and a tail-loss probe
+//!   that repairs lost packets sooner than sctp-proto's one-second retransmission timer.
 //!
 //! Signalling (who offers to whom) is the WebSocket tracker's job: see
 //! [`crate::tracker::ws`].
@@ -12,6 +14,7 @@
 mod channel;
 pub mod endpoint;
 mod pacer;
+mod probe;
 mod stun;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

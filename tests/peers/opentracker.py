@@ -11,8 +11,8 @@ Run as root, opentracker chroots into DIR and drops to user "nobody", so DIR mus
 readable and the list is named relative to the chroot; as another user it just runs in DIR.
 
 Events (see peerlib.py): {"event":"ready","port":N,"ip":IP,"announce":"http://IP:N/announce",
-"udp":"udp://IP:N"} once the TCP port listens; {"event":"allowed","info_hash":...} after a
-reload; "error" and "exit". The same port serves HTTP (TCP) and UDP announces.
+"udp":"udp://IP:N"} once the TCP port listens; {"event":"allowed","info_hash":...} once the
+reloaded tracker accepts announces for it; "error" and "exit". The same port serves HTTP (TCP) and UDP announces.
 """
 
 import argparse
@@ -23,6 +23,8 @@ import signal
 import sys
 import tempfile
 import time
+import urllib.parse
+import urllib.request
 
 import peerlib
 from peerlib import emit, fail, log
@@ -36,6 +38,39 @@ def write_whitelist(path, hashes):
         f.write("".join(h.lower() + "\n" for h in sorted(hashes)))
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)  # opentracker never sees a half-written list
+
+
+def announce(ip, port, info_hash, event):
+    query = urllib.parse.urlencode({
+        "info_hash": bytes.fromhex(info_hash), "peer_id": b"-SHOALPROBE-" + b"0" * 8,
+        "port": 1, "uploaded": 0, "downloaded": 0, "left": 0, "event": event, "numwant": 0,
+    }, quote_via=urllib.parse.quote)  # opentracker does not read "+" as a space
+    with urllib.request.urlopen("http://%s:%d/announce?%s" % (ip, port, query), timeout=2) as r:
+        return r.read()
+
+
+def authorized(ip, port, info_hash):
+    """True when opentracker takes an announce for info_hash instead of refusing it.
+
+    opentracker checks its list only for announces that add a peer ("stopped" always passes),
+    so the probe announces a peer id no one uses with numwant=0 and at once withdraws it."""
+    try:
+        if b"failure reason" in announce(ip, port, info_hash, "started"):
+            return False
+        announce(ip, port, info_hash, "stopped")
+        return True
+    except OSError as e:
+        log("opentracker probe:", e)
+        return False
+
+
+def wait_authorized(ip, port, info_hash, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if authorized(ip, port, info_hash):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def main():
@@ -82,8 +117,10 @@ def main():
                     allowed.add(h.lower())
                     write_whitelist(listfile, allowed)
                     proc.send_signal(signal.SIGHUP)
-                    # the reload runs on opentracker's own thread: give it a moment
-                    time.sleep(0.2)
+                    # The reload runs on opentracker's own thread, some time after the signal:
+                    # say "allowed" only once the tracker itself answers for the hash.
+                    if not wait_authorized(a.ip, a.port, h.lower(), timeout=10):
+                        fail("opentracker still refuses %s 10 s after the reload" % h.lower())
                     emit("allowed", info_hash=h.lower())
                 else:
                     log("opentracker driver: unsupported command", c)

@@ -3,6 +3,7 @@
 
   /usr/bin/python3 benches/webrtc.py [--runs 3] [--size 50M] [--only shoal,lt21,browser]
                                      [--piece-kib 256] [--json-out FILE] [--no-warmup]
+                                     [--shoal-arg=--webrtc-mtu=1450]
 
 The same random file (50 MiB) is seeded by
   shoal    `shoal seed T -o DIR --tracker WS --listen 127.0.0.1:0 --json` (T made by `shoal create
@@ -79,6 +80,8 @@ def parse_args():
     ap.add_argument("--lt21-python", default=None, help="python of a venv with PyPI libtorrent 2.1")
     ap.add_argument("--json-out", default=None)
     ap.add_argument("--no-warmup", action="store_true")
+    ap.add_argument("--shoal-arg", action="append", default=[],
+                    help="extra flag for `shoal seed`, e.g. --shoal-arg=--webrtc-mtu=1450")
     ap.add_argument("--chromium-arg", action="append", default=[], help="extra flag for the leecher's Chromium")
     ap.add_argument("--hard-limit", type=float, default=1800, help="bound on the whole run (s)")
     return ap.parse_args()
@@ -334,7 +337,7 @@ class Bench:
             subprocess.run([self.shoal, "create", f, "-o", torrent, "--piece-size", "%dKiB" % self.args.piece_kib],
                            check=True, timeout=120, stdout=subprocess.DEVNULL)
             p = self.spawn("seed-shoal", [self.shoal, "seed", torrent, "-o", os.path.dirname(f), "--tracker", self.ws,
-                                          "--listen", "127.0.0.1:0", "--json"], limit)
+                                          "--listen", "127.0.0.1:0", "--json"] + self.args.shoal_arg, limit)
             _, started = p.wait_event(("started",), 60)
             p.wait_event(("seeding",), 120)
             magnet = started["magnet"]

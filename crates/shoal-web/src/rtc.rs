@@ -11,7 +11,6 @@
 //! ([`gathered_sdp`]) rather than when gathering is complete.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::closure::Closure;
@@ -169,8 +168,7 @@ async fn gathered_sdp(pc: &RtcPeerConnection) -> Result<String, JsValue> {
         let resolve = resolve.ok_or_else(|| JsValue::from_str("Promise executor did not run"))?;
         let window = web_sys::window();
         let settle = {
-            let (resolve, window, armed) =
-                (resolve.clone(), window.clone(), Rc::new(Cell::new(false)));
+            let (resolve, window, armed) = (resolve.clone(), window.clone(), Cell::new(false));
             move || {
                 if !armed.replace(true) {
                     if let Some(window) = &window {

@@ -10,13 +10,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 
-async fn endpoint() -> Endpoint {
-    let config = WebRtcConfig {
+fn config() -> WebRtcConfig {
+    WebRtcConfig {
         bind: SocketAddr::from(([127, 0, 0, 1], 0)),
         connect_timeout: Duration::from_secs(10),
         ..WebRtcConfig::default()
-    };
-    webrtc::start(&config).await.expect("endpoint starts")
+    }
+}
+
+async fn endpoint() -> Endpoint {
+    webrtc::start(&config()).await.expect("endpoint starts")
 }
 
 /// Connects `a` (offerer) to `b` (answerer) and returns both ends of the channel.
@@ -65,6 +68,34 @@ async fn a_channel_carries_a_byte_stream_both_ways() {
     let read = tokio::time::timeout(Duration::from_secs(15), y.read_to_end(&mut rest)).await;
     assert!(read.expect("EOF in time").is_ok());
     assert!(rest.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mtu_is_bounded_and_both_extremes_carry_data() {
+    for bad in [0, 575, 1501, 65_536] {
+        let err = webrtc::start(&WebRtcConfig { mtu: bad, ..config() }).await.err();
+        assert!(matches!(err, Some(WebRtcError::Mtu(m)) if m == bad), "mtu {bad}: {err:?}");
+    }
+    // Endpoints with different MTUs talk to each other: each side's packets fit its own.
+    let small = webrtc::start(&WebRtcConfig { mtu: 576, ..config() }).await.expect("starts");
+    let large = webrtc::start(&WebRtcConfig { mtu: 1500, ..config() }).await.expect("starts");
+    let (mut x, mut y) = connect(&small, &large).await;
+    let (up, down) = (payload(512 * 1024 + 5, 7), payload(512 * 1024 + 9, 8));
+    let (up2, down2) = (up.clone(), down.clone());
+    let small_side = tokio::spawn(async move {
+        x.write_all(&up2).await.unwrap();
+        let mut got = vec![0u8; down2.len()];
+        x.read_exact(&mut got).await.unwrap();
+        assert!(got == down2, "bytes from the 1500-byte side differ");
+    });
+    y.write_all(&down).await.unwrap();
+    let mut got = vec![0u8; up.len()];
+    tokio::time::timeout(Duration::from_secs(30), y.read_exact(&mut got))
+        .await
+        .expect("in time")
+        .unwrap();
+    assert!(got == up, "bytes from the 576-byte side differ");
+    tokio::time::timeout(Duration::from_secs(30), small_side).await.expect("in time").unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

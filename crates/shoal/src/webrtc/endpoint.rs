@@ -118,6 +118,7 @@ impl Endpoint {
             next_id: 0,
             max_connections: config.max_connections,
             connect_timeout: config.connect_timeout,
+            mtu: config.mtu,
             live: live.clone(),
             send_drops: 0,
             unpolled: Vec::new(),
@@ -229,6 +230,8 @@ struct EndpointTask {
     next_id: u64,
     max_connections: usize,
     connect_timeout: Duration,
+    /// Largest datagram a connection sends (checked against str0m's bounds in `start`).
+    mtu: usize,
     live: Arc<AtomicUsize>,
     send_drops: u64,
     /// Connections that took datagrams in this receive batch and wait for their poll.
@@ -341,8 +344,11 @@ impl EndpointTask {
     }
 
     fn new_rtc(&self) -> Rtc {
-        let mut rtc =
-            Rtc::builder().set_sctp_max_buffered_amount(SCTP_SEND_BUFFER).build(Instant::now());
+        let mut rtc = Rtc::builder()
+            .set_sctp_max_buffered_amount(SCTP_SEND_BUFFER)
+            // Warn only about datagrams above both the target and str0m's usual threshold.
+            .set_mtu(self.mtu..=self.mtu.max(str0m::DATAGRAM_MTU_WARN))
+            .build(Instant::now());
         for candidate in &self.candidates {
             // Only fails for duplicates, which we never add.
             let _ = rtc.add_local_candidate(candidate.clone());

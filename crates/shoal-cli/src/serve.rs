@@ -132,7 +132,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         args.files.clone()
     };
 
-    let session = transfer::start_session(args.listen, args.webrtc.config()).await?;
+    let session = transfer::start_session(args.listen, args.webrtc.config(), false).await?;
     let mut shared = Vec::new();
     let mut handles = Vec::new();
     for (index, path) in files.iter().enumerate() {

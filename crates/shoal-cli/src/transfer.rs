@@ -83,20 +83,23 @@ pub async fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, CliError
     Ok(out)
 }
 
+/// `streaming`: a player reads the torrents, so each file's ends come before rarest-first.
 pub async fn start_session(
     listen: Option<SocketAddr>,
     webrtc: Option<shoal::webrtc::WebRtcConfig>,
+    streaming: bool,
 ) -> Result<Session, CliError> {
     // Any port by default: a fixed one would collide with other clients on the machine.
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let config = SessionConfig { listen: Some(listen), webrtc, ..SessionConfig::default() };
+    let mut config = SessionConfig { listen: Some(listen), webrtc, ..SessionConfig::default() };
+    config.torrent.file_ends_first = streaming;
     Session::new(config).await.map_err(|e| CliError::with_source("cannot start the session", e))
 }
 
 /// Runs a torrent to completion (and beyond, when seeding).
 pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), CliError> {
     let peers = resolve_peers(&options.peers).await?;
-    let session = start_session(options.listen, options.webrtc.clone()).await?;
+    let session = start_session(options.listen, options.webrtc.clone(), false).await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,

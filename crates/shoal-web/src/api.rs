@@ -268,6 +268,8 @@ impl WasmClient {
         let config = TorrentConfig {
             max_connections: self.inner.config.max_connections,
             client_name: concat!("Shoal web ", env!("CARGO_PKG_VERSION")).to_owned(),
+            // A page mostly plays what it adds: the head of each file is wanted first.
+            file_ends_first: true,
             ..TorrentConfig::default()
         };
         let seed = u64::from_le_bytes(crate::random::bytes::<8>());

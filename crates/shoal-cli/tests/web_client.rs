@@ -44,12 +44,7 @@ fn check_played(done: &Value, want_sha1: &str) {
 }
 
 fn native_seed(file: &std::path::Path, ws: &str) -> (ChildGuard, String) {
-    let mut seed = spawn_shoal(
-        "shoal-seed",
-        &[arg("seed"), arg(file), arg("--listen"), arg("127.0.0.1:0"), arg("--tracker"), arg(ws)],
-    );
-    let started = seed.wait_event("started", SEED_START_TIMEOUT).expect("shoal seed starts");
-    seed.wait_event("seeding", SEED_START_TIMEOUT).expect("shoal seed is seeding");
+    let (seed, started) = shoal_ws_seed(file, ws);
     let magnet = started["magnet"].as_str().expect("a magnet").to_owned();
     (seed, magnet)
 }

@@ -20,19 +20,7 @@ fn webtorrent_in_chromium_downloads_from_shoal_seed() {
         write_random_file(&file, (5 << 20) + 4321, 11).unwrap();
         let want = sha1_file(&file).unwrap();
         // No TCP peer can reach the browser: whatever it gets came over WebRTC.
-        let mut seed = spawn_shoal(
-            "shoal-seed",
-            &[
-                arg("seed"),
-                arg(&file),
-                arg("--listen"),
-                arg("127.0.0.1:0"),
-                arg("--tracker"),
-                arg(ws),
-            ],
-        );
-        let started = seed.wait_event("started", SEED_START_TIMEOUT).expect("shoal seed starts");
-        seed.wait_event("seeding", SEED_START_TIMEOUT).expect("shoal seed is seeding");
+        let (mut seed, started) = shoal_ws_seed(&file, ws);
         let magnet = started["magnet"].as_str().expect("a magnet").to_owned();
         assert!(started["webrtc"].is_string(), "WebRTC is on by default: {started}");
 

@@ -19,6 +19,7 @@ pub fn status_json(handle: &TorrentHandle, files: &[ServedFile]) -> Value {
         "download_rate": s.download_rate,
         "upload_rate": s.upload_rate,
         "peers": s.peers,
+        "webrtc_peers": status.webrtc_peers,
         "seeds": s.seeds,
         "pieces_have": s.pieces_have,
         "pieces_total": s.pieces_total,
@@ -105,7 +106,7 @@ async function refresh() {{
     const s = await (await fetch('/api/status')).json();
     const p = document.getElementById('progress');
     p.max = Math.max(1, s.pieces_total); p.value = s.pieces_have;
-    let text = `${{s.phase}} · ${{s.pieces_have}}/${{s.pieces_total}} pieces · ${{s.peers}} peers · ` +
+    let text = `${{s.phase}} · ${{s.pieces_have}}/${{s.pieces_total}} pieces · ${{s.peers}} peers (${{s.webrtc_peers}} WebRTC) · ` +
       `↓ ${{size(s.download_rate)}}/s · ↑ ${{size(s.upload_rate)}}/s · ${{s.readers}} readers`;
     if (s.memory) text += ` · memory ${{size(s.memory.resident)}} of ${{size(s.memory.budget)}}`;
     if (s.error) text += ` · error: ${{s.error}}`;

@@ -112,6 +112,18 @@ pub fn spawn_shoal_with_env(name: &str, args: &[OsString], env: &[(&str, &Path)]
     ChildGuard::spawn(name, cmd).expect("starting shoal")
 }
 
+/// `shoal seed FILE` announced to the WebSocket tracker `ws` only (TCP on a loopback port
+/// nobody is told about), waited on until it seeds; returns it with its `started` event.
+pub fn shoal_ws_seed(file: &Path, ws: &str) -> (ChildGuard, Value) {
+    let mut seed = spawn_shoal(
+        "shoal-seed",
+        &[arg("seed"), arg(file), arg("--listen"), arg("127.0.0.1:0"), arg("--tracker"), arg(ws)],
+    );
+    let started = seed.wait_event("started", SEED_START_TIMEOUT).expect("shoal seed starts");
+    seed.wait_event("seeding", SEED_START_TIMEOUT).expect("shoal seed is seeding");
+    (seed, started)
+}
+
 /// `shoal serve FILE` on free loopback ports with `extra` arguments and environment; returns
 /// it with its `serving` event once it is up.
 pub fn spawn_shoal_serve(

@@ -208,8 +208,8 @@ pub struct WebRtcArgs {
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_webrtc")]
     pub stun: Option<String>,
     /// Largest UDP payload WebRTC connections send, 576-1500 [default: 1150, safe on any
-    /// path]. Raise it (e.g. 1400) only where the path MTU is known: fewer, larger packets
-    /// cost both ends less CPU, but packets above the path's MTU are lost.
+    /// path]. Raise it (e.g. 1400) only where the path MTU is known: fewer, larger packets,
+    /// but packets above the path's MTU are lost.
     #[arg(long, value_name = "BYTES", conflicts_with = "no_webrtc")]
     pub webrtc_mtu: Option<usize>,
 }

@@ -65,10 +65,9 @@ pub struct WebRtcConfig {
     /// The largest UDP payload a connection sends (DTLS record with SCTP packet inside).
     /// The default, str0m's 1150 bytes, fits any path a browser's WebRTC works on (tunnels and
     /// TURN included). On a network whose MTU is known, say a LAN with 1500-byte Ethernet,
-    /// 1400-1472 sends a fifth fewer packets: measured into Chromium at 1450, its network
-    /// and WebRTC threads spent 15-20 % less CPU per MB and our endpoint a third less
-    /// (docs/BENCHMARKS.md). Nothing probes the path (sctp-proto has no PLPMTUD): a value
-    /// above the path's MTU loses packets.
+    /// 1400-1472 sends fewer packets (17 % fewer at 1450 into Chromium; its CPU per MB did
+    /// not measurably change, docs/BENCHMARKS.md). Nothing probes the path (sctp-proto has
+    /// no PLPMTUD): a value above the path's MTU loses packets.
     pub mtu: usize,
 }
 

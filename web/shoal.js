@@ -10,9 +10,13 @@
 // promises, and answers the Service Worker (sw.js) that turns a <video>'s Range requests into
 // reads of the torrent. Types: shoal.d.ts.
 
-import init, { WasmClient } from './pkg/shoal_web.js'
+import init, { WasmClient, adoptCertificate } from './pkg/shoal_web.js'
 
 let engine = null
+// The page's DTLS certificate (one for all its connections), started now so that it is made
+// while the engine downloads and compiles: the first offers would wait for it otherwise.
+const certificate = globalThis.RTCPeerConnection?.generateCertificate?.({ name: 'ECDSA', namedCurve: 'P-256' })
+  .catch(() => null) ?? null
 const torrents = new Map() // info hash -> Torrent, for the Service Worker's requests
 // Bytes per Service Worker chunk. The first of a response is small, so the player gets its
 // first bytes as soon as the first piece under them is verified; later ones are larger.
@@ -22,17 +26,19 @@ const PROGRESS_MS = 500
 
 /** Loads the engine (once) and makes a client. */
 export async function createClient (options = {}) {
-  engine ??= init({ module_or_path: new URL('./pkg/shoal_web_bg.wasm', import.meta.url) })
-  await engine
   if (typeof RTCPeerConnection === 'undefined') {
     throw new Error('This browser has no WebRTC: Shoal cannot reach peers here.')
   }
   listenToServiceWorker()
-  // Registering the Service Worker takes a while on a fresh profile: start it now, while
-  // peers are being found, so a file is ready to stream the moment its data arrives.
+  // Registering the Service Worker takes a while on a fresh profile (~150 ms in a Chromium
+  // that has just started): start it first, beside the engine's download and while peers are
+  // being found, so a file is ready to stream the moment its data arrives.
   if (options.serviceWorker !== false && 'serviceWorker' in navigator && window.isSecureContext) {
     registerServiceWorker().catch(e => console.warn('Shoal: no Service Worker:', e.message))
   }
+  engine ??= init({ module_or_path: new URL('./pkg/shoal_web_bg.wasm', import.meta.url) })
+  await engine
+  if (certificate) adoptCertificate(certificate)
   return new Client(new WasmClient(options))
 }
 

@@ -123,6 +123,37 @@ fn a_shoal_tab_feeds_another_tab_and_native_shoal() {
     });
 }
 
+/// A tab added right as its client starts has no offers gathered yet: its first announce
+/// leaves with the first one, and when the tracker's answer counts three seeders, a second
+/// announce carries offers for the others. The tab must reach all three, not just the one the
+/// first offer went to (the regular re-announce is minutes away).
+#[test]
+fn a_tab_that_starts_cold_reaches_every_seeder() {
+    in_netns_web("a_tab_that_starts_cold_reaches_every_seeder", |ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("swarm.bin");
+        write_random_file(&file, 24 << 20, 31).unwrap();
+        let want = sha1_file(&file).unwrap();
+        let seeds: Vec<_> = (0..3).map(|_| native_seed(&file, ws)).collect();
+        let btih = |magnet: &str| magnet.split('&').next().map(str::to_owned);
+        assert!(
+            seeds.iter().all(|(_, m)| btih(m) == btih(&seeds[0].1)),
+            "one torrent, three seeders"
+        );
+        let opts = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
+        let mut leech = shoal_web_leech(&seeds[0].1, None, &opts).expect("the page starts");
+        let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
+        assert_eq!(done["sha1"].as_str(), Some(want.as_str()), "the bytes the page read");
+        let connected =
+            leech.process().events().iter().filter(|e| e["event"] == "peer_connected").count();
+        assert!(connected >= 3, "the tab connected to {connected} of the 3 seeders: {done}");
+        drop(leech);
+        for (mut seed, _) in seeds {
+            seed.stop();
+        }
+    });
+}
+
 #[test]
 fn shoal_web_plays_from_a_web_seed_alone() {
     if let Err(e) = require_media_tools() {

@@ -103,6 +103,14 @@ impl WasmClient {
             torrents: RefCell::new(HashMap::new()),
             ticker: RefCell::new(None),
         });
+        // The client's own trackers are known now: their sockets open while the page is idle
+        // (or the first offers are gathered), not after the first magnet arrives.
+        {
+            let mut hub = inner.hub.borrow_mut();
+            for url in &inner.trackers {
+                hub.prepare(url);
+            }
+        }
         let weak = Rc::downgrade(&inner);
         let ticker = Interval::new(TICK_MS, move || {
             if let Some(inner) = weak.upgrade() {

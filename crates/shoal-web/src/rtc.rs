@@ -7,8 +7,9 @@
 //! connection of a page generates its DTLS certificate (~85 ms before the first offer), and
 //! ICE gathering reports "complete" ~120 ms after the host candidates, which arrive ~10 ms
 //! after `setLocalDescription`. So the page makes one certificate for all its connections
-//! ([`prepare_certificate`]), and an SDP is sent once the candidates worth sending are in
-//! ([`gathered_sdp`]) rather than when gathering is complete.
+//! ([`prepare_certificate`]; `shoal.js` starts it at import, beside the engine's download,
+//! and hands it over with [`adopt_certificate`]), and an SDP is sent once the candidates worth
+//! sending are in ([`gathered_sdp`]) rather than when gathering is complete.
 
 use std::cell::{Cell, RefCell};
 
@@ -24,9 +25,11 @@ use web_sys::{
 /// How long we wait for ICE gathering before sending what we have (STUN servers that do not
 /// answer must not hold an announce up forever).
 const GATHER_TIMEOUT_MS: i32 = 5_000;
-/// After the first candidate worth sending, how long its siblings get (the same kind on the
-/// page's other interfaces and address families comes within a few milliseconds).
-const SETTLE_MS: i32 = 20;
+/// After the first candidate worth sending, how long its siblings get: the same kind on the
+/// page's other interfaces and address families. Measured in Chromium 156 on a host with an
+/// IPv4 and an IPv6 address, with and without mDNS names: the second host candidate came
+/// 0.1-0.9 ms after the first, so 5 ms leaves a wide margin and every announce waits less.
+const SETTLE_MS: i32 = 5;
 
 thread_local! {
     /// The page's DTLS certificate, shared by all its connections: generating one per
@@ -41,6 +44,19 @@ enum Certificate {
     Ready(JsValue),
     /// The browser would not make one: every connection makes its own, as by default.
     Unavailable,
+}
+
+/// Takes the certificate `shoal.js` started generating when it was imported, so that it is
+/// made while the engine downloads and compiles, not after: a promise of an `RTCCertificate`
+/// (or of `null` when the browser refused). Ignored once the page has one.
+#[wasm_bindgen::prelude::wasm_bindgen(js_name = adoptCertificate)]
+pub fn adopt_certificate(pending: Promise) {
+    CERTIFICATE.with(|c| {
+        let mut c = c.borrow_mut();
+        if matches!(*c, Certificate::NotStarted) {
+            *c = Certificate::Pending(pending);
+        }
+    });
 }
 
 /// Generates the page's certificate if nobody has yet and waits for it; connections made
@@ -70,7 +86,8 @@ pub async fn prepare_certificate() {
         let mut c = c.borrow_mut();
         if matches!(*c, Certificate::Pending(_)) {
             *c = match result {
-                Ok(certificate) => Certificate::Ready(certificate),
+                Ok(certificate) if certificate.is_object() => Certificate::Ready(certificate),
+                Ok(_) => Certificate::Unavailable,
                 Err(e) => {
                     crate::log(&format!("no shared DTLS certificate: {e:?}"));
                     Certificate::Unavailable

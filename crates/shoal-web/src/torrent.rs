@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
-use crate::offer_pool::{OfferPool, PooledOffer};
+use crate::offer_pool::{OfferPool, PooledOffer, Shortfall};
 use bytes::Bytes;
 use futures_channel::oneshot;
 use shoal_proto::bitfield::Bitfield;
@@ -31,7 +31,7 @@ use crate::clock::Clock;
 use crate::conn::{sink_to, Conn, ConnEvent, ConnId, ConnState};
 use crate::framing::Inbound;
 use crate::store::PieceStore;
-use crate::tracker::Hub;
+use crate::tracker::{AnnounceKind, Hub};
 use crate::{hash, log, rtc};
 
 /// Tunables shared by a client's torrents.
@@ -80,6 +80,8 @@ pub struct TorrentDriver {
     announcer: Announcer,
     /// Tracker URLs with an announce under way (offers being made or sent).
     announcing: HashSet<String>,
+    /// Per tracker URL, the offers its announce under way went out without.
+    shortfalls: HashMap<String, Shortfall>,
     announce_key: u32,
     next_reader: u64,
     destroyed: bool,
@@ -144,6 +146,7 @@ impl TorrentDriver {
                 listener: None,
                 announcer,
                 announcing: HashSet::new(),
+                shortfalls: HashMap::new(),
                 announce_key: (seed >> 32) as u32,
                 next_reader: 1,
                 destroyed: false,
@@ -764,40 +767,101 @@ impl TorrentDriver {
             let me = self.me.clone();
             let hub = self.hub.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                // All offers gather their ICE candidates at once: one after the other, each
-                // wait would delay the announce (and the first peer) by another gathering.
-                let pending: Vec<_> = (0..offers)
-                    .map(|_| {
-                        let (tx, rx) = oneshot::channel();
-                        let me = me.clone();
-                        wasm_bindgen_futures::spawn_local(async move {
-                            let _ = tx.send(TorrentDriver::make_offer(me).await);
-                        });
-                        rx
-                    })
-                    .collect();
-                let mut made = Vec::new();
-                for rx in pending {
-                    if let Ok(Some(offer)) = rx.await {
-                        made.push(offer);
+                // The offers the pool has ready go at once. With none ready (a client that
+                // has just started), the announce goes with the first one gathered, and the
+                // rest follow if the tracker's answer shows peers they could reach.
+                let mut made = TorrentDriver::take_ready_offers(&me, offers as usize);
+                if made.is_empty() && offers > 0 {
+                    made.extend(TorrentDriver::make_offer(me.clone()).await);
+                }
+                let lacking = (offers as usize).saturating_sub(made.len());
+                if let Some(rc) = me.upgrade().filter(|_| lacking > 0) {
+                    if let Ok(mut d) = rc.try_borrow_mut() {
+                        d.shortfalls
+                            .insert(job.url.clone(), Shortfall { lacking, sent: made.len() });
                     }
                 }
                 let Some(hub) = hub.upgrade() else { return };
-                Hub::announce(&hub, &job.url, &req, made);
+                Hub::announce(&hub, &job.url, &req, made, AnnounceKind::Scheduled);
             });
         }
+    }
+
+    /// Up to `max` of the offers the client's pool has ready, made this torrent's.
+    fn take_ready_offers(me: &Weak<RefCell<TorrentDriver>>, max: usize) -> Vec<(OfferId, String)> {
+        let mut made = Vec::new();
+        let rc = me.upgrade();
+        let Some(mut d) = rc.as_ref().and_then(|rc| rc.try_borrow_mut().ok()) else { return made };
+        let hub = d.hub.upgrade();
+        let Some(pool) = hub.as_ref().and_then(|h| h.try_borrow().ok()).map(|h| h.offer_pool())
+        else {
+            return made;
+        };
+        while made.len() < max && !d.destroyed && d.has_room() {
+            let Some(pooled) = pool.try_borrow_mut().ok().and_then(|mut p| p.take_ready()) else {
+                break;
+            };
+            made.push(d.adopt_offer(pooled));
+        }
+        made
+    }
+
+    /// A second announce to `url` with `count` more offers, made side by side (one after the
+    /// other, each would wait for the gathering before it).
+    fn announce_more_offers(&mut self, url: &str, count: usize) {
+        let req = self.announce_request(AnnounceEvent::None);
+        let (me, hub, url) = (self.me.clone(), self.hub.clone(), url.to_owned());
+        wasm_bindgen_futures::spawn_local(async move {
+            let pending: Vec<_> = (0..count)
+                .map(|_| {
+                    let (tx, rx) = oneshot::channel();
+                    let me = me.clone();
+                    wasm_bindgen_futures::spawn_local(async move {
+                        let _ = tx.send(TorrentDriver::make_offer(me).await);
+                    });
+                    rx
+                })
+                .collect();
+            let mut made = Vec::new();
+            for rx in pending {
+                if let Ok(Some(offer)) = rx.await {
+                    made.push(offer);
+                }
+            }
+            let Some(hub) = hub.upgrade().filter(|_| !made.is_empty()) else { return };
+            Hub::announce(&hub, &url, &req, made, AnnounceKind::MoreOffers);
+        });
     }
 
     /// The tracker at `url` answered (or failed) an announce.
     pub fn on_announced(&mut self, url: &str, result: Result<AnnounceResponse, String>) {
         let now = self.clock.now();
         self.announcing.remove(url);
+        let shortfall = self.shortfalls.remove(url);
         match result {
-            Ok(response) => self.announcer.on_response(url, &response, now),
+            Ok(response) => {
+                self.announcer.on_response(url, &response, now);
+                let more = shortfall.map_or(0, |s| s.worth_sending(&response));
+                if more > 0 && !self.destroyed {
+                    self.announce_more_offers(url, more);
+                }
+            }
             Err(e) => {
                 log(&format!("announce to {url} failed: {e}"));
                 self.announcer.on_failure(url, &e, now);
             }
+        }
+    }
+
+    /// The tracker answered (or failed) an announce of [`AnnounceKind::MoreOffers`]: the
+    /// regular schedule does not move for it.
+    pub fn on_more_offers_announced(
+        &mut self,
+        url: &str,
+        result: Result<AnnounceResponse, String>,
+    ) {
+        if let Err(e) = result {
+            log(&format!("announce with more offers to {url} failed: {e}"));
         }
     }
 
@@ -867,7 +931,7 @@ impl TorrentDriver {
             wasm_bindgen_futures::spawn_local(async move {
                 let Some(hub) = hub.upgrade() else { return };
                 for url in urls {
-                    Hub::announce(&hub, &url, &req, Vec::new());
+                    Hub::announce(&hub, &url, &req, Vec::new(), AnnounceKind::Scheduled);
                 }
             });
         }

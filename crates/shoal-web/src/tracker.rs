@@ -4,12 +4,14 @@
 //! module only moves frames and routes the client's events to torrents.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::rc::{Rc, Weak};
 
 use shoal_proto::{InfoHash, Instant};
 use shoal_tracker_proto::types::AnnounceRequest;
-use shoal_tracker_proto::ws::client::{OfferId, Reconnect, WsClient, WsClientConfig, WsEvent};
+use shoal_tracker_proto::ws::client::{
+    AnnounceTicket, OfferId, Reconnect, WsClient, WsClientConfig, WsEvent,
+};
 use shoal_tracker_proto::ws::MAX_MESSAGE_LEN;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -33,6 +35,14 @@ struct Socket {
     handlers: Vec<Closure<dyn FnMut(JsValue)>>,
 }
 
+/// Why a torrent announces: the announcer's schedule, or to send offers that its scheduled
+/// announce went without (which must not move the schedule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AnnounceKind {
+    Scheduled,
+    MoreOffers,
+}
+
 /// The client's tracker sockets and the torrents they carry.
 pub struct Hub {
     me: Weak<RefCell<Hub>>,
@@ -42,6 +52,8 @@ pub struct Hub {
     torrents: HashMap<InfoHash, Weak<RefCell<TorrentDriver>>>,
     answering: usize,
     offers: Rc<RefCell<OfferPool>>,
+    /// Announces of [`AnnounceKind::MoreOffers`] not answered yet.
+    more_offers: HashSet<AnnounceTicket>,
 }
 
 impl Hub {
@@ -60,6 +72,7 @@ impl Hub {
                 torrents: HashMap::new(),
                 answering: 0,
                 offers,
+                more_offers: HashSet::new(),
             })
         })
     }
@@ -83,6 +96,7 @@ impl Hub {
         url: &str,
         req: &AnnounceRequest,
         offers: Vec<(OfferId, String)>,
+        kind: AnnounceKind,
     ) {
         let refused = {
             let Ok(mut h) = hub.try_borrow_mut() else {
@@ -90,13 +104,16 @@ impl Hub {
                 let (hub, url, req) = (Rc::downgrade(hub), url.to_owned(), req.clone());
                 wasm_bindgen_futures::spawn_local(async move {
                     if let Some(hub) = hub.upgrade() {
-                        Hub::announce(&hub, &url, &req, offers);
+                        Hub::announce(&hub, &url, &req, offers, kind);
                     }
                 });
                 return;
             };
             let now = h.clock.now();
             let announcement = h.socket(url).client.announce(now, req, offers);
+            if kind == AnnounceKind::MoreOffers {
+                h.more_offers.insert(announcement.ticket);
+            }
             h.connect_if_needed(url, now, false);
             h.pump(url)
                 .into_iter()
@@ -274,12 +291,18 @@ impl Hub {
                     }
                 }
                 Routed::Refused(..) => {}
-                Routed::Event(WsEvent::AnnounceDone { info_hash, result, .. }) => {
-                    let torrent = hub.borrow().torrent(&info_hash);
+                Routed::Event(WsEvent::AnnounceDone { ticket, info_hash, result }) => {
+                    let (torrent, more_offers) = {
+                        let mut h = hub.borrow_mut();
+                        (h.torrent(&info_hash), h.more_offers.remove(&ticket))
+                    };
                     if let Some(t) = torrent {
                         let url = url.to_owned();
                         let result = result.map_err(|e| e.to_string());
-                        TorrentDriver::dispatch(&t, move |d| d.on_announced(&url, result));
+                        TorrentDriver::dispatch(&t, move |d| match more_offers {
+                            true => d.on_more_offers_announced(&url, result),
+                            false => d.on_announced(&url, result),
+                        });
                     }
                 }
                 Routed::Event(WsEvent::Answer { offer_id, info_hash, sdp, .. }) => {

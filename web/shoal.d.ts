@@ -65,7 +65,7 @@ declare class Emitter {
   once (name: string, fn: Listener): this
 }
 
-export interface SeedFile { name: string, data: ArrayBuffer | Uint8Array }
+export interface SeedFile { name: string, data: ArrayBuffer | ArrayBufferView }
 
 export declare class Client extends Emitter {
   readonly peerId: string

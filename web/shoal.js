@@ -42,6 +42,16 @@ export async function createClient (options = {}) {
   return new Client(new WasmClient(options))
 }
 
+/** A file's bytes as a Uint8Array, without copying what already is one. */
+async function bytesOf (file) {
+  if (file instanceof Blob) return new Uint8Array(await file.arrayBuffer())
+  const { data } = file
+  if (data instanceof Uint8Array) return data
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  throw new Error(`${file.name ?? 'a file'}: data must be a Blob, an ArrayBuffer or a typed array`)
+}
+
 class Emitter {
   #handlers = new Map()
   on (name, fn) { (this.#handlers.get(name) ?? this.#handlers.set(name, new Set()).get(name)).add(fn); return this }
@@ -73,7 +83,7 @@ export class Client extends Emitter {
     const entries = await Promise.all(list.map(async f => ({
       // A folder picked with <input webkitdirectory> gives "folder/sub/name".
       path: (f.webkitRelativePath || f.name).split('/').filter(Boolean),
-      data: f instanceof Blob ? new Uint8Array(await f.arrayBuffer()) : new Uint8Array(f.data)
+      data: await bytesOf(f)
     })))
     let name = options.name
     if (entries.length === 1) {
@@ -85,7 +95,7 @@ export class Client extends Emitter {
       name ||= (shared ? top : 'files')
     }
     const inner = entries.map(e => ({ path: e.path.join('/'), data: e.data }))
-    const wasm = this.#wasm.seedFiles(name, inner, { pieceLength: options.pieceLength, trackers: options.trackers })
+    const wasm = await this.#wasm.seedFiles(name, inner, { pieceLength: options.pieceLength, trackers: options.trackers })
     return this.#wrap(wasm)
   }
 

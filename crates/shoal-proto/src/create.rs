@@ -53,6 +53,8 @@ pub enum CreateError {
     TooManyPieces(u64),
     #[error("content was {fed} bytes but the files add up to {declared}")]
     LengthMismatch { fed: u64, declared: u64 },
+    #[error("{given} piece hashes for a layout of {expected} pieces")]
+    PieceHashCount { given: usize, expected: u64 },
 }
 
 /// A power of two between 16 KiB and 16 MiB giving at most 2000 pieces (so between 1000 and
@@ -259,6 +261,25 @@ impl TorrentHasher {
         Ok(())
     }
 
+    /// Pieces of the layout (the last may be short).
+    pub fn piece_count(&self) -> u64 {
+        self.total.div_ceil(u64::from(self.piece_length))
+    }
+
+    /// The bencoded torrent for piece hashes computed elsewhere, one per piece in order,
+    /// instead of content fed here (a browser hashes with SubtleCrypto, off its main thread).
+    pub fn finish_with_hashes(mut self, hashes: &[[u8; 20]]) -> Result<Vec<u8>, CreateError> {
+        if self.fed != 0 {
+            return Err(CreateError::LengthMismatch { fed: self.fed, declared: 0 });
+        }
+        let expected = self.piece_count();
+        if hashes.len() as u64 != expected {
+            return Err(CreateError::PieceHashCount { given: hashes.len(), expected });
+        }
+        self.hashes = hashes.concat();
+        Ok(self.encode())
+    }
+
     /// The bencoded torrent, keys sorted. Fails if fewer bytes were fed than declared.
     pub fn finish(mut self) -> Result<Vec<u8>, CreateError> {
         if self.fed != self.total {
@@ -422,6 +443,23 @@ mod tests {
         assert_eq!(paths, vec!["dir/b", "dir/a/empty", "dir/a/x"]);
         assert_eq!(m.info.piece_hashes, vec![<[u8; 20]>::from(Sha1::digest(b"bbbxx"))]);
         assert!(m.trackers.is_empty());
+    }
+
+    #[test]
+    fn hashes_made_elsewhere_give_the_same_torrent() {
+        let content: Vec<u8> = (0..40_000u32).map(|i| (i % 241) as u8).collect();
+        let builder = || TorrentBuilder::single_file("f.bin", 40_000).unwrap().creation_date(1);
+        let mut fed = builder().start().unwrap();
+        fed.update(&content).unwrap();
+        let hashes: Vec<[u8; 20]> =
+            content.chunks(16384).map(|piece| Sha1::digest(piece).into()).collect();
+        let given = builder().start().unwrap();
+        assert_eq!(given.piece_count(), 3);
+        assert_eq!(given.finish_with_hashes(&hashes).unwrap(), fed.finish().unwrap());
+        assert_eq!(
+            builder().start().unwrap().finish_with_hashes(&hashes[..2]),
+            Err(CreateError::PieceHashCount { given: 2, expected: 3 })
+        );
     }
 
     #[test]

@@ -97,6 +97,9 @@ export declare class Torrent extends Emitter {
 export interface Reader {
   /** Bytes start..end (end exclusive, at most 16 MiB), once verified. */
   read (start: number, end: number): Promise<Uint8Array>
+  /** Some of bytes start..end, as soon as the piece under start is verified: those verified
+   * in a row from start (at least one byte). For streaming. */
+  readSome (start: number, end: number): Promise<Uint8Array>
   close (): void
 }
 

@@ -18,9 +18,9 @@ let engine = null
 const certificate = globalThis.RTCPeerConnection?.generateCertificate?.({ name: 'ECDSA', namedCurve: 'P-256' })
   .catch(() => null) ?? null
 const torrents = new Map() // info hash -> Torrent, for the Service Worker's requests
-// Bytes per Service Worker chunk. The first of a response is small, so the player gets its
-// first bytes as soon as the first piece under them is verified; later ones are larger.
-const FIRST_CHUNK = 32 * 1024
+// Most bytes per Service Worker chunk. A chunk holds what is verified in a row from where the
+// response is, so the player gets each piece as soon as it is there (behind a seeder that
+// trickles, waiting for whole 256 KiB chunks held the demuxer back).
 const STREAM_CHUNK = 256 * 1024
 const PROGRESS_MS = 500
 
@@ -259,8 +259,8 @@ async function answerStream ({ infoHash, file, method, range }, port) {
     if (data?.type === 'cancel') return finish()
     if (data?.type !== 'pull' || closed) return
     try {
-      const size = at === start ? FIRST_CHUNK : STREAM_CHUNK
-      const chunk = await reader.read(at, Math.min(end, at + size))
+      // readSome: the bytes verified in a row from `at`, as soon as there is one piece.
+      const chunk = await reader.readSome(at, Math.min(end, at + STREAM_CHUNK))
       at += chunk.length
       port.postMessage({ chunk: chunk.buffer, done: at >= end }, [chunk.buffer])
       if (at >= end) finish()

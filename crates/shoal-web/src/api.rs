@@ -22,7 +22,7 @@ use crate::clock::Clock;
 use crate::offer_pool::OfferPool;
 use crate::rtc;
 use crate::timer::Interval;
-use crate::torrent::{DriverConfig, TorrentDriver, DEFAULT_READAHEAD};
+use crate::torrent::{DriverConfig, ReadRequest, TorrentDriver, DEFAULT_READAHEAD};
 use crate::tracker::Hub;
 
 /// How often torrents and tracker sockets look at their timers.
@@ -441,7 +441,7 @@ impl WasmTorrent {
     pub fn read(&self, index: u32, start: f64, end: f64) -> Promise {
         let reader = self.create_reader(index);
         future_to_promise(async move {
-            let result = reader.read_now(start, end).await;
+            let result = reader.read_now(start, end, false).await;
             reader.close();
             result
         })
@@ -482,7 +482,18 @@ impl WasmReader {
     pub fn read(&self, start: f64, end: f64) -> Promise {
         let reader =
             WasmReader { driver: self.driver.clone(), id: self.id, file: self.file, closed: false };
-        future_to_promise(async move { reader.read_now(start, end).await })
+        future_to_promise(async move { reader.read_now(start, end, false).await })
+    }
+
+    /// Some of bytes `start..end`: as soon as the piece under `start` is verified, the bytes
+    /// from there that are verified in a row (at least one, at most `end - start`). What a
+    /// stream to a media element wants: the demuxer starts on the first piece rather than
+    /// waiting for a whole chunk behind a slow seeder.
+    #[wasm_bindgen(js_name = readSome)]
+    pub fn read_some(&self, start: f64, end: f64) -> Promise {
+        let reader =
+            WasmReader { driver: self.driver.clone(), id: self.id, file: self.file, closed: false };
+        future_to_promise(async move { reader.read_now(start, end, true).await })
     }
 
     /// Frees the reader's place in the deadlines.
@@ -496,7 +507,7 @@ impl WasmReader {
 }
 
 impl WasmReader {
-    async fn read_now(&self, start: f64, end: f64) -> Result<JsValue, JsValue> {
+    async fn read_now(&self, start: f64, end: f64, partial: bool) -> Result<JsValue, JsValue> {
         if !(start >= 0.0 && end >= start && end.is_finite()) {
             return Err(JsError::new("read(start, end) needs 0 <= start <= end").into());
         }
@@ -518,13 +529,14 @@ impl WasmReader {
         if end - start > MAX_READ {
             return Err(JsError::new("read at most 16 MiB at once").into());
         }
-        let (offset, len, file_end) =
-            (file_offset + start, (end - start) as usize, file_offset + file_len);
+        let read =
+            ReadRequest { offset: file_offset + start, len: (end - start) as usize, partial };
+        let file_end = file_offset + file_len;
         loop {
             let rc = self.driver.upgrade().ok_or_else(|| JsError::new("the torrent is gone"))?;
             let step = rc
                 .borrow_mut()
-                .try_read(self.id, offset, len, file_end, DEFAULT_READAHEAD)
+                .try_read(self.id, read, file_end, DEFAULT_READAHEAD)
                 .map_err(|e| JsError::new(&e))?;
             drop(rc);
             match step {

@@ -143,6 +143,18 @@ impl PieceStore {
 
     /// `len` bytes at torrent offset `offset`, when every piece they touch is verified.
     pub fn read(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
+        self.read_verified(offset, len).filter(|out| out.len() == len)
+    }
+
+    /// The verified bytes at torrent offset `offset`, at most `max_len`: as far as the pieces
+    /// from there on are verified, one after the other; `None` while the first one is not.
+    /// What a stream hands its consumer: each piece as soon as it is there.
+    pub fn read_prefix(&self, offset: u64, max_len: usize) -> Option<Vec<u8>> {
+        self.read_verified(offset, max_len).filter(|out| !out.is_empty() || max_len == 0)
+    }
+
+    /// Bytes from `offset`, up to `len`, until the first piece that is not verified.
+    fn read_verified(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
         let end = offset.checked_add(len as u64)?;
         if end > self.total_length || self.piece_length == 0 {
             return None;
@@ -152,7 +164,7 @@ impl PieceStore {
         let mut at = offset;
         while at < end {
             let piece = (at / plen) as u32;
-            let data = self.verified.get(&piece)?;
+            let Some(data) = self.verified.get(&piece) else { break };
             let from = (at - u64::from(piece) * plen) as usize;
             let to = ((end - u64::from(piece) * plen) as usize).min(data.len());
             out.extend_from_slice(data.get(from..to)?);
@@ -225,6 +237,22 @@ mod tests {
         assert_eq!(store.read(9, 1).expect("last byte"), vec![9]);
         assert_eq!(store.read(9, 2), None, "past the end");
         assert!(store.has_range(0, 10));
+    }
+
+    #[test]
+    fn a_prefix_read_stops_at_the_first_missing_piece() {
+        // 4 pieces of 4 bytes; 0, 1 and 3 verified, 2 missing
+        let mut store = PieceStore::new(4, 16, None);
+        for piece in [0u32, 1, 3] {
+            store.verified(piece, vec![piece as u8; 4].into());
+        }
+        assert_eq!(store.read_prefix(2, 100), None, "past the end of the torrent");
+        assert_eq!(store.read_prefix(2, 12).expect("two pieces"), vec![0, 0, 1, 1, 1, 1]);
+        assert_eq!(store.read(2, 12), None, "a whole read waits for piece 2");
+        assert_eq!(store.read_prefix(5, 2).expect("within piece 1"), vec![1, 1]);
+        assert_eq!(store.read_prefix(8, 4), None, "the first piece is missing");
+        assert_eq!(store.read_prefix(12, 4).expect("the last piece"), vec![3; 4]);
+        assert_eq!(store.read_prefix(8, 0), Some(Vec::new()), "nothing asked, nothing to wait for");
     }
 
     #[test]

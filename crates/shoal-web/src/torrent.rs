@@ -63,6 +63,15 @@ const MAX_UNSENT: usize = 2 * 1024 * 1024;
 /// Read-ahead of a reader unless the caller asks otherwise.
 pub const DEFAULT_READAHEAD: u64 = 8 * 1024 * 1024;
 
+/// Bytes a reader asks for at torrent offset `offset`: all `len` of them, or (`partial`) as
+/// many of them as are verified in a row from there, at least one.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadRequest {
+    pub offset: u64,
+    pub len: usize,
+    pub partial: bool,
+}
+
 pub struct TorrentDriver {
     me: Weak<RefCell<TorrentDriver>>,
     hub: Weak<RefCell<Hub>>,
@@ -890,11 +899,11 @@ impl TorrentDriver {
     pub fn try_read(
         &mut self,
         reader: ReaderId,
-        offset: u64,
-        len: usize,
+        read: ReadRequest,
         end: u64,
         readahead: u64,
     ) -> Result<Result<Vec<u8>, oneshot::Receiver<()>>, String> {
+        let ReadRequest { offset, len, partial } = read;
         if self.destroyed {
             return Err("the torrent was destroyed".into());
         }
@@ -907,7 +916,11 @@ impl TorrentDriver {
         let readahead = store.max_readahead().map_or(readahead, |m| readahead.min(m));
         let now = self.clock.now();
         self.core.set_reader(now, reader, ReaderWindow { position: offset, end, readahead });
-        if let Some(bytes) = store.read(offset, len) {
+        let bytes = match partial {
+            true => store.read_prefix(offset, len),
+            false => store.read(offset, len),
+        };
+        if let Some(bytes) = bytes {
             return Ok(Ok(bytes));
         }
         let (tx, rx) = oneshot::channel();

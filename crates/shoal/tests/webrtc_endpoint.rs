@@ -87,6 +87,9 @@ async fn the_mtu_is_bounded_and_both_extremes_carry_data() {
         let mut got = vec![0u8; down2.len()];
         x.read_exact(&mut got).await.unwrap();
         assert!(got == down2, "bytes from the 1500-byte side differ");
+        // Handed back, not dropped: dropping a channel aborts it, and the other side may
+        // still be reading what this one wrote.
+        x
     });
     y.write_all(&down).await.unwrap();
     let mut got = vec![0u8; up.len()];
@@ -95,7 +98,9 @@ async fn the_mtu_is_bounded_and_both_extremes_carry_data() {
         .expect("in time")
         .unwrap();
     assert!(got == up, "bytes from the 576-byte side differ");
-    tokio::time::timeout(Duration::from_secs(30), small_side).await.expect("in time").unwrap();
+    let mut x =
+        tokio::time::timeout(Duration::from_secs(30), small_side).await.expect("in time").unwrap();
+    x.shutdown().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

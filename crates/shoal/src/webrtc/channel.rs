@@ -61,6 +61,11 @@ impl ChannelShared {
 }
 
 /// An open, reliable and ordered data channel.
+///
+/// `shutdown` closes it gracefully: the endpoint delivers what is still unacknowledged (for
+/// up to 5 s) before it closes the connection. Dropping it without a shutdown aborts at once,
+/// like a TCP reset, and what the remote has not yet received is lost: the engine drops the
+/// channels of peers it is done with.
 pub struct DataChannel {
     id: ConnId,
     remote: SocketAddr,

@@ -132,7 +132,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         args.files.clone()
     };
 
-    let session = transfer::start_session(args.listen, args.webrtc.config(), false).await?;
+    let session = transfer::start_session(
+        args.listen,
+        args.webrtc.config(),
+        transfer::SessionPurpose::Transfer,
+    )
+    .await?;
     let mut shared = Vec::new();
     let mut handles = Vec::new();
     for (index, path) in files.iter().enumerate() {

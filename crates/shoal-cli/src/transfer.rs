@@ -83,23 +83,33 @@ pub async fn resolve_peers(peers: &[String]) -> Result<Vec<SocketAddr>, CliError
     Ok(out)
 }
 
-/// `streaming`: a player reads the torrents, so each file's ends come before rarest-first.
+/// What a session's torrents are for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionPurpose {
+    /// Downloading or seeding whole torrents: rarest first.
+    Transfer,
+    /// A player reads the torrents: each file's first and last pieces come before rarest-first.
+    Streaming,
+}
+
+/// The session of one command, listening on `listen` (any port when `None`).
 pub async fn start_session(
     listen: Option<SocketAddr>,
     webrtc: Option<shoal::webrtc::WebRtcConfig>,
-    streaming: bool,
+    purpose: SessionPurpose,
 ) -> Result<Session, CliError> {
     // Any port by default: a fixed one would collide with other clients on the machine.
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let mut config = SessionConfig { listen: Some(listen), webrtc, ..SessionConfig::default() };
-    config.torrent.file_ends_first = streaming;
+    config.torrent.file_ends_first = purpose == SessionPurpose::Streaming;
     Session::new(config).await.map_err(|e| CliError::with_source("cannot start the session", e))
 }
 
 /// Runs a torrent to completion (and beyond, when seeding).
 pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), CliError> {
     let peers = resolve_peers(&options.peers).await?;
-    let session = start_session(options.listen, options.webrtc.clone(), false).await?;
+    let session =
+        start_session(options.listen, options.webrtc.clone(), SessionPurpose::Transfer).await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,

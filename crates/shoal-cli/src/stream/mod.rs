@@ -40,7 +40,12 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
     let http_addr = listener
         .local_addr()
         .map_err(|e| CliError::with_source("cannot read the HTTP address", e))?;
-    let session = transfer::start_session(args.listen, args.webrtc.config(), true).await?;
+    let session = transfer::start_session(
+        args.listen,
+        args.webrtc.config(),
+        transfer::SessionPurpose::Streaming,
+    )
+    .await?;
     let target = match &args.output {
         Some(dir) => StorageTarget::Dir(dir.clone()),
         None => StorageTarget::BoundedMemory {

@@ -15,14 +15,25 @@ import init, { WasmClient, adoptCertificate } from './pkg/shoal_web.js'
 let engine = null
 // The page's DTLS certificate (one for all its connections), started now so that it is made
 // while the engine downloads and compiles: the first offers would wait for it otherwise.
-const certificate = globalThis.RTCPeerConnection?.generateCertificate?.({ name: 'ECDSA', namedCurve: 'P-256' })
-  .catch(() => null) ?? null
+// A browser that cannot make one here gets null, and each connection then makes its own.
+const certificate = startCertificate()
 const torrents = new Map() // info hash -> Torrent, for the Service Worker's requests
 // Most bytes per Service Worker chunk. A chunk holds what is verified in a row from where the
 // response is, so the player gets each piece as soon as it is there (behind a seeder that
 // trickles, waiting for whole 256 KiB chunks held the demuxer back).
 const STREAM_CHUNK = 256 * 1024
 const PROGRESS_MS = 500
+
+function startCertificate () {
+  try {
+    // The spec rejects on an unsupported algorithm, but a browser that throws instead must
+    // not break this module's import.
+    return globalThis.RTCPeerConnection?.generateCertificate?.({ name: 'ECDSA', namedCurve: 'P-256' })
+      ?.catch(() => null) ?? null
+  } catch {
+    return null
+  }
+}
 
 /** Loads the engine (once) and makes a client. */
 export async function createClient (options = {}) {

@@ -261,6 +261,31 @@ pub fn lt_leech(source: impl AsRef<OsStr>, out_dir: &Path, opts: &PeerOpts) -> R
     start_peer(PeerKind::Libtorrent, Role::Leech, source.as_ref(), out_dir, opts)
 }
 
+/// libtorrent downloading `source` into `out_dir` until it is done, within `timeout`.
+///
+/// Where libtorrent is not what a test is about (a tracker's test, say), a leecher that Debian's
+/// 2.0 binding crashed (SIGSEGV) gets one more try; what it verified before stays in
+/// `out_dir` and is checked again on start.
+pub fn lt_download(
+    source: impl AsRef<OsStr>,
+    out_dir: &Path,
+    opts: &PeerOpts,
+    timeout: Duration,
+) -> Result<Peer> {
+    let mut crashed = false;
+    loop {
+        let started = lt_leech(source.as_ref(), out_dir, opts);
+        let done = started.and_then(|mut peer| peer.wait_done(timeout).map(|_| peer));
+        match done {
+            Err(Error::Exited { status, .. }) if status.contains("signal") && !crashed => {
+                eprintln!("libtorrent leecher crashed ({status}); starting it again");
+                crashed = true;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// libtorrent 2.1 seeding `torrent` from `data_dir`, announcing to `opts.trackers` (give it a
 /// `ws://` tracker to meet WebRTC peers). Extra driver options (`--no-tcp`, `--stun`,
 /// `--max-offers`) go in `opts.extra_args`. WebRTC needs a network namespace

@@ -21,6 +21,8 @@
 //! ws_messages_per_sec = 50
 //! ws_message_burst = 200
 //! ws_max_torrents_per_connection = 256
+//! ws_outbox_len = 32
+//! ws_send_buffer = 0             # bytes of kernel send buffer per ws connection; 0: autotuned
 //! per_ip_requests_per_sec = 0    # 0: no per-IP limit
 //! per_ip_burst = 0
 //! allow_list = ["<40 hex digits>"]   # absent: every torrent is tracked
@@ -88,6 +90,11 @@ pub struct Config {
     pub ws_max_torrents_per_connection: u32,
     /// Relayed messages waiting for a slow WebSocket peer; more are dropped.
     pub ws_outbox_len: usize,
+    /// The kernel's send buffer for each WebSocket connection, in bytes; 0 keeps the system's
+    /// autotuning. Relays to a peer that stops reading sit first in this buffer and only then
+    /// in the outbox, so a small one bounds kernel memory per stalled peer (Linux doubles the
+    /// value and enforces a floor of a few KiB).
+    pub ws_send_buffer: u32,
     /// A WebSocket connection that sends nothing for this long is closed.
     pub ws_idle_timeout_secs: u32,
     /// Time allowed for the TLS and WebSocket handshakes.
@@ -131,6 +138,7 @@ impl Default for Config {
             ws_message_burst: 200,
             ws_max_torrents_per_connection: 256,
             ws_outbox_len: 32,
+            ws_send_buffer: 0,
             ws_idle_timeout_secs: 600,
             handshake_timeout_secs: 10,
             per_ip_requests_per_sec: 0,

@@ -40,6 +40,12 @@ pub(crate) async fn run(
         if !state.config.trust_x_forwarded_for && !state.rate_ok(peer.ip().to_canonical()) {
             continue;
         }
+        if state.config.ws_send_buffer > 0 {
+            let size = state.config.ws_send_buffer as usize;
+            if let Err(e) = socket2::SockRef::from(&tcp).set_send_buffer_size(size) {
+                tracing::debug!("ws send buffer of {size} bytes refused: {e}");
+            }
+        }
         Counters::bump(&c.ws_connections_accepted);
         c.ws_connections_open.fetch_add(1, Relaxed);
         tokio::spawn(conn::serve(state.clone(), tcp, peer, tls.clone(), shutdown.clone()));

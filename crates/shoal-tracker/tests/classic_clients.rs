@@ -131,8 +131,7 @@ fn transmission_seeds_libtorrent_leeches(proto: Proto, seed: u64) {
     // Transmission announces some time after it listens.
     wait_seeders(&swarm.tracker, 1, Duration::from_secs(60));
     let opts = via.clone().timeout(Duration::from_secs(120));
-    let mut lt = lt_leech(&fx.torrent.magnet, &fx.out(), &opts).unwrap();
-    lt.wait_done(Duration::from_secs(150)).unwrap();
+    let lt = lt_download(&fx.torrent.magnet, &fx.out(), &opts, Duration::from_secs(150)).unwrap();
     assert_trees_equal(&fx.data().join("share"), &fx.out().join("share"));
     swarm.finish(proto, (lt, transmission));
 }

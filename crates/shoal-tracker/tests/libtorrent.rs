@@ -30,9 +30,8 @@ fn find_each_other(tracker_url: impl Fn(&shoal_tracker::RunningTracker) -> Strin
     assert_eq!(seed.ready_event()["tracker"], "ok", "the seed announced to {url}");
     // No `connect`: the tracker's peer list is the only way to the seed.
     let out = dir.path().join("out");
-    let mut leech =
-        lt_leech(&torrent.magnet, &out, &via_tracker.timeout(Duration::from_secs(90))).unwrap();
-    leech.wait_done(Duration::from_secs(120)).unwrap();
+    let opts = via_tracker.timeout(Duration::from_secs(90));
+    let _leech = lt_download(&torrent.magnet, &out, &opts, Duration::from_secs(120)).unwrap();
     assert_trees_equal(&data.join("share"), &out.join("share"));
     let stats = tracker.stats();
     println!("{}", stats.to_json());

@@ -11,10 +11,26 @@ use shoal_tracker::ws::frame;
 use shoal_tracker::Config;
 
 fn announce(hash: &[u8; 20], peer: &[u8; 20], left: &str, offers: usize) -> String {
+    announce_offers(hash, peer, left, offers, |i| format!("sdp-{i}"))
+}
+
+/// A leecher's announce whose offers each carry `sdp`.
+fn announce_with_sdp(hash: &[u8; 20], peer: &[u8; 20], offers: usize, sdp: &str) -> String {
+    announce_offers(hash, peer, "null", offers, |_| sdp.to_owned())
+}
+
+fn announce_offers(
+    hash: &[u8; 20],
+    peer: &[u8; 20],
+    left: &str,
+    offers: usize,
+    sdp: impl Fn(usize) -> String,
+) -> String {
     let offers: Vec<String> = (0..offers)
         .map(|i| {
             let id = [i as u8 + 1; 20];
-            format!(r#"{{"offer":{{"type":"offer","sdp":"sdp-{i}"}},"offer_id":{}}}"#, bin(&id))
+            let sdp = sdp(i);
+            format!(r#"{{"offer":{{"type":"offer","sdp":"{sdp}"}},"offer_id":{}}}"#, bin(&id))
         })
         .collect();
     format!(
@@ -178,6 +194,9 @@ async fn an_offer_flood_is_capped_and_then_cut_off() {
         max_offers_per_announce: 2,
         ws_outbox_len: 4,
         ws_message_burst: 100,
+        // On loopback the kernel would otherwise buffer megabytes for each quiet peer and the
+        // outbox bound would never be reached.
+        ws_send_buffer: 4096,
         ..Config::default()
     };
     let t = tracker(config).await;
@@ -186,15 +205,17 @@ async fn an_offer_flood_is_capped_and_then_cut_off() {
     // Five quiet peers that never read.
     let mut quiet = Vec::new();
     for i in 0..5u8 {
-        let mut c = WsClient::connect(addr).await;
+        let mut c = WsClient::connect_with_recv_buffer(addr, 4096).await;
         c.send(&announce(&hash, &[100 + i; 20], "null", 0)).await;
         assert!(c.json().await["interval"].is_u64());
         quiet.push(c);
     }
     let mut flood = WsClient::connect(addr).await;
-    let msg = announce(&hash, &[1; 20], "null", 50);
+    // Offers of 4 KiB: the ~200 relayed before the rate limit are ~800 KiB, far more than
+    // the quiet peers' buffers and outboxes hold.
+    let msg = announce_with_sdp(&hash, &[1; 20], 2, &"v=0 ".repeat(1024));
     let mut closed = None;
-    for _ in 0..1000 {
+    for _ in 0..300 {
         flood.send(&msg).await;
     }
     // Responses come back until the rate limit closes the socket (1008).

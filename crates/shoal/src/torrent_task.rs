@@ -575,6 +575,9 @@ impl TorrentTask {
                         );
                         self.links.insert(key, link);
                         self.webrtc_peers.insert(key);
+                        // A new browser peer is news to whoever shows the swarm; do not
+                        // make it wait for the next periodic snapshot.
+                        self.publish();
                     }
                     Err(refusal) => tracing::debug!(?remote, ?refusal, "WebRTC peer refused"),
                 }

@@ -92,12 +92,30 @@ async fn a_magnet_downloads_over_webrtc_from_a_seeder_found_by_the_websocket_tra
 
     let leech_session = Session::new(webrtc_only()).await.unwrap();
     let leech = add_magnet(&leech_session, &meta, &url);
+    // Once both are seeds they may drop each other, so the WebRTC count is watched while
+    // the download runs rather than read after it.
+    let most_webrtc_peers = tokio::spawn({
+        let mut status = leech.watch();
+        async move {
+            let mut most = status.borrow().webrtc_peers;
+            while status.changed().await.is_ok() {
+                let now = status.borrow().clone();
+                most = most.max(now.webrtc_peers);
+                if now.phase == Phase::Seeding {
+                    break;
+                }
+            }
+            most
+        }
+    });
     tokio::time::timeout(TIMEOUT, leech.wait_complete())
         .await
         .expect("download over WebRTC timed out")
         .unwrap();
     assert_eq!(leech.status().phase, Phase::Seeding);
-    assert!(leech.status().webrtc_peers >= 1, "the peer is counted as WebRTC");
+    let most_webrtc_peers =
+        tokio::time::timeout(TIMEOUT, most_webrtc_peers).await.unwrap().unwrap();
+    assert!(most_webrtc_peers >= 1, "the peer is counted as WebRTC");
 
     // The bytes, read back through the streaming reader.
     use tokio::io::AsyncReadExt;

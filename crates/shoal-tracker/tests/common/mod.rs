@@ -77,7 +77,20 @@ pub enum Incoming {
 
 impl WsClient {
     pub async fn connect(addr: SocketAddr) -> WsClient {
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        WsClient::handshake(tcp, addr).await
+    }
+
+    /// A client whose kernel receive buffer is `bytes` (set before connecting, so the window
+    /// it advertises is small from the start): one that never reads soon stops the server.
+    pub async fn connect_with_recv_buffer(addr: SocketAddr, bytes: u32) -> WsClient {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(bytes).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        WsClient::handshake(tcp, addr).await
+    }
+
+    async fn handshake(mut tcp: TcpStream, addr: SocketAddr) -> WsClient {
         let req = format!(
             "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"

@@ -207,6 +207,20 @@ struct Conn {
     /// The tail of the last flight, sent again if the connection goes quiet with data
     /// unacknowledged.
     probe: TailProbe,
+    /// For the debug line at the end of the connection.
+    counters: ConnCounters,
+}
+
+/// What one connection cost, logged when it goes: how often its `Rtc` was driven and polled
+/// (each poll may walk sctp-proto's in-flight queue) against what it carried.
+#[derive(Debug, Default)]
+struct ConnCounters {
+    /// Data-channel messages and their bytes handed to str0m.
+    messages_sent: u64,
+    bytes_sent: u64,
+    datagrams_in: u64,
+    drives: u64,
+    polls: u64,
 }
 
 impl Conn {
@@ -385,6 +399,7 @@ impl EndpointTask {
                 remote_candidates: Vec::new(),
                 pacer: Pacer::new(Instant::now()),
                 probe: TailProbe::new(),
+                counters: ConnCounters::default(),
             },
         );
         self.live.store(self.conns.len(), Ordering::Relaxed);
@@ -502,6 +517,7 @@ impl EndpointTask {
         };
         let Some(conn) = self.conns.get_mut(&id) else { return };
         conn.pacer.on_remote_packet();
+        conn.counters.datagrams_in += 1;
         conn.probe.on_heard(Instant::now());
         if let Err(e) = conn.rtc.handle_input(input) {
             tracing::debug!(?id, "webrtc input: {e}");
@@ -558,10 +574,28 @@ impl EndpointTask {
                     self.remove(id, "did not connect in time");
                 }
                 _ => {
+                    let rtc_due = conn.wake_at <= now;
                     self.probe_tail(id, now);
-                    self.drive(id, Some(Input::Timeout(now)));
+                    if rtc_due {
+                        self.drive(id, Some(Input::Timeout(now)));
+                    } else {
+                        // Only the pacer is due. A drive would cost sctp-proto a few walks
+                        // of everything in flight, at the pacer's rate of wake-ups.
+                        self.release_paced(id, now);
+                    }
                 }
             }
+        }
+    }
+
+    /// Sends what connection `id`'s pacer lets go now.
+    fn release_paced(&mut self, id: ConnId, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&id) else { return };
+        while let Some((to, datagram)) = conn.pacer.release(now) {
+            if self.socket.try_send_to(&datagram, to).is_err() {
+                self.send_drops += 1;
+            }
+            conn.probe.on_sent(now, to, datagram);
         }
     }
 
@@ -570,6 +604,7 @@ impl EndpointTask {
     fn drive(&mut self, id: ConnId, input: Option<Input<'_>>) {
         let Some(conn) = self.conns.get_mut(&id) else { return };
         conn.unpolled = 0;
+        conn.counters.drives += 1;
         if let Some(input) = input {
             if let Err(e) = conn.rtc.handle_input(input) {
                 tracing::debug!(?id, "webrtc input: {e}");
@@ -579,14 +614,11 @@ impl EndpointTask {
         }
         let now = Instant::now();
         // What the pacer held back goes first, as far as the budget allows.
-        while let Some((to, datagram)) = conn.pacer.release(now) {
-            if self.socket.try_send_to(&datagram, to).is_err() {
-                self.send_drops += 1;
-            }
-            conn.probe.on_sent(now, to, datagram);
-        }
+        self.release_paced(id, now);
+        let Some(conn) = self.conns.get_mut(&id) else { return };
         let mut failure: Option<&'static str> = None;
         loop {
+            conn.counters.polls += 1;
             match conn.rtc.poll_output() {
                 Ok(Output::Timeout(at)) => {
                     // Writes are a mutation too: after one, drain again.
@@ -660,6 +692,7 @@ impl EndpointTask {
             ?id,
             remote = ?conn.remote,
             resent = conn.probe.resent(),
+            counters = ?conn.counters,
             "webrtc connection gone: {reason}"
         );
         // Tell the peer (an SCTP stream reset closes its channel at once) rather than leave
@@ -726,6 +759,8 @@ fn pump(conn: &mut Conn) -> bool {
     while let Some(front) = conn.outq.front() {
         match channel.write(true, front) {
             Ok(true) => {
+                conn.counters.messages_sent += 1;
+                conn.counters.bytes_sent += front.len() as u64;
                 conn.outq_bytes -= front.len();
                 conn.outq.pop_front();
                 moved = true;

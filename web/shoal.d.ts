@@ -12,6 +12,12 @@ export interface ClientOptions {
   /** Connections per torrent (default 40). */
   maxConnections?: number
   /**
+   * RTCPeerConnections the client holds at once over all its torrents and its ready offers
+   * (default 200, at most 400). Chromium refuses a page's 501st, closed ones included until
+   * they are garbage-collected; past this bound torrents get fewer peers instead.
+   */
+  maxPeerConnections?: number
+  /**
    * Offers the client keeps gathered while idle (default: offersPerAnnounce; 0 turns it off),
    * so an added torrent announces without waiting for ICE gathering. Each is an open
    * RTCPeerConnection, renewed every 25 s.

@@ -49,6 +49,24 @@ fn native_seed(file: &std::path::Path, ws: &str) -> (ChildGuard, String) {
     (seed, magnet)
 }
 
+/// `count` native seeders of one random file of `len` bytes (in `dir`): their magnet, the
+/// file's SHA-1 and the seeders.
+fn native_swarm(
+    dir: &std::path::Path,
+    len: u64,
+    count: usize,
+    ws: &str,
+) -> (String, String, Vec<ChildGuard>) {
+    let file = dir.join("swarm.bin");
+    write_random_file(&file, len, 31).unwrap();
+    let want = sha1_file(&file).unwrap();
+    let seeds: Vec<_> = (0..count).map(|_| native_seed(&file, ws)).collect();
+    let btih = |magnet: &str| magnet.split('&').next().map(str::to_owned);
+    assert!(seeds.iter().all(|(_, m)| btih(m) == btih(&seeds[0].1)), "one torrent");
+    let magnet = seeds[0].1.clone();
+    (magnet, want, seeds.into_iter().map(|(seed, _)| seed).collect())
+}
+
 #[test]
 fn shoal_web_plays_an_mp4_from_shoal_seed() {
     if let Err(e) = require_media_tools() {
@@ -131,24 +149,38 @@ fn a_shoal_tab_feeds_another_tab_and_native_shoal() {
 fn a_tab_that_starts_cold_reaches_every_seeder() {
     in_netns_web("a_tab_that_starts_cold_reaches_every_seeder", |ws| {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("swarm.bin");
-        write_random_file(&file, 24 << 20, 31).unwrap();
-        let want = sha1_file(&file).unwrap();
-        let seeds: Vec<_> = (0..3).map(|_| native_seed(&file, ws)).collect();
-        let btih = |magnet: &str| magnet.split('&').next().map(str::to_owned);
-        assert!(
-            seeds.iter().all(|(_, m)| btih(m) == btih(&seeds[0].1)),
-            "one torrent, three seeders"
-        );
+        let (magnet, want, seeds) = native_swarm(dir.path(), 24 << 20, 3, ws);
         let opts = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
-        let mut leech = shoal_web_leech(&seeds[0].1, None, &opts).expect("the page starts");
+        let mut leech = shoal_web_leech(&magnet, None, &opts).expect("the page starts");
         let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
         assert_eq!(done["sha1"].as_str(), Some(want.as_str()), "the bytes the page read");
         let connected =
             leech.process().events().iter().filter(|e| e["event"] == "peer_connected").count();
         assert!(connected >= 3, "the tab connected to {connected} of the 3 seeders: {done}");
         drop(leech);
-        for (mut seed, _) in seeds {
+        for mut seed in seeds {
+            seed.stop();
+        }
+    });
+}
+
+/// A client's `RTCPeerConnection`s are bounded over all it does (Chromium refuses a page's
+/// 501st): with room for two, the tab meets two of the three seeders and still completes.
+#[test]
+fn a_tab_holds_no_more_connections_than_its_budget() {
+    in_netns_web("a_tab_holds_no_more_connections_than_its_budget", |ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let (magnet, want, seeds) = native_swarm(dir.path(), 8 << 20, 3, ws);
+        let mut opts = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
+        opts.client_options = Some(serde_json::json!({ "maxPeerConnections": 2 }));
+        let mut leech = shoal_web_leech(&magnet, None, &opts).expect("the page starts");
+        let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
+        assert_eq!(done["sha1"].as_str(), Some(want.as_str()), "the bytes the page read");
+        let connected =
+            leech.process().events().iter().filter(|e| e["event"] == "peer_connected").count();
+        assert!((1..=2).contains(&connected), "{connected} peers within a budget of 2: {done}");
+        drop(leech);
+        for mut seed in seeds {
             seed.stop();
         }
     });

@@ -151,6 +151,8 @@ pub struct BrowserOpts {
     /// Shoal web leech: also stream the first media file into a `<video>` while it
     /// downloads, and seek near its end (events `canplay`, `playing`, `seeked`).
     pub play: bool,
+    /// Shoal web peer: a JSON object merged into `createClient`'s options.
+    pub client_options: Option<serde_json::Value>,
 }
 
 impl Default for BrowserOpts {
@@ -164,6 +166,7 @@ impl Default for BrowserOpts {
             max_lifetime: Duration::from_secs(600),
             chromium_args: Vec::new(),
             play: false,
+            client_options: None,
         }
     }
 }
@@ -333,6 +336,9 @@ fn start(
     }
     if let (Role::Seed, Some(len)) = (role, opts.piece_length) {
         cmd.arg("--piece-length").arg(len.to_string());
+    }
+    if let (Driver::ShoalWeb, Some(options)) = (driver, &opts.client_options) {
+        cmd.arg("--client-options").arg(options.to_string());
     }
     let mut process = ChildGuard::spawn(format!("{}-{role_arg}", driver.label()), cmd)?;
     // The driver applies `ready_timeout` to the page load and to the seed's announce in turn.

@@ -18,6 +18,7 @@ use shoal_proto::{InfoHash, PeerId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::budget::{self, ConnectionBudget};
 use crate::clock::Clock;
 use crate::offer_pool::OfferPool;
 use crate::rtc;
@@ -46,6 +47,8 @@ struct ClientOptions {
     max_memory: Option<f64>,
     offers_per_announce: Option<u32>,
     max_connections: Option<u32>,
+    /// `RTCPeerConnection`s the client holds at most, over all its torrents.
+    max_peer_connections: Option<u32>,
     /// Offers kept gathered while idle (default: one announce's worth).
     ready_offers: Option<u32>,
 }
@@ -55,6 +58,7 @@ struct ClientInner {
     peer_id: PeerId,
     hub: Rc<RefCell<Hub>>,
     config: Rc<DriverConfig>,
+    budget: Rc<ConnectionBudget>,
     trackers: Vec<String>,
     torrents: RefCell<HashMap<InfoHash, Rc<RefCell<TorrentDriver>>>>,
     ticker: RefCell<Option<Interval>>,
@@ -69,7 +73,8 @@ pub struct WasmClient {
 #[wasm_bindgen]
 impl WasmClient {
     /// `options`: `{ trackers?: string[], iceServers?: string[], maxMemory?: number,
-    /// offersPerAnnounce?: number, maxConnections?: number, readyOffers?: number }`.
+    /// offersPerAnnounce?: number, maxConnections?: number, maxPeerConnections?: number,
+    /// readyOffers?: number }`.
     #[wasm_bindgen(constructor)]
     pub fn new(options: JsValue) -> Result<WasmClient, JsError> {
         let options: ClientOptions = if options.is_undefined() || options.is_null() {
@@ -100,11 +105,21 @@ impl WasmClient {
         let clock = Clock::new();
         let peer_id = PeerId::generate(crate::random::bytes());
         let ready_offers = options.ready_offers.unwrap_or(config.offers_per_announce);
-        let offers = OfferPool::new(clock, config.ice_servers.clone(), ready_offers as usize);
+        let max_peer_connections = options
+            .max_peer_connections
+            .map_or(budget::DEFAULT_MAX, |n| (n as usize).clamp(1, budget::DEFAULT_MAX * 2));
+        let budget = ConnectionBudget::new(max_peer_connections);
+        let offers = OfferPool::new(
+            clock,
+            config.ice_servers.clone(),
+            budget.clone(),
+            ready_offers as usize,
+        );
         let inner = Rc::new(ClientInner {
             clock,
             peer_id,
             hub: Hub::new(clock, peer_id, offers),
+            budget,
             config: Rc::new(config),
             trackers,
             torrents: RefCell::new(HashMap::new()),
@@ -330,6 +345,7 @@ impl WasmClient {
             Rc::downgrade(&self.inner.hub),
             self.inner.clock,
             self.inner.config.clone(),
+            self.inner.budget.clone(),
             seed,
         );
         if let Some(pieces) = pieces {

@@ -12,6 +12,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{MessageEvent, RtcDataChannel, RtcDataChannelType, RtcPeerConnection};
 
+use crate::budget::Slot;
 use crate::framing::{StreamReader, StreamWriter};
 
 /// Identifies a connection within its torrent, from the offer on.
@@ -43,6 +44,8 @@ pub enum ConnState {
 
 pub struct Conn {
     pub pc: RtcPeerConnection,
+    /// Its share of the client's connection budget, given back when the connection goes.
+    _slot: Slot,
     pub channel: Option<RtcDataChannel>,
     pub state: ConnState,
     pub reader: StreamReader,
@@ -61,9 +64,10 @@ pub struct Conn {
 pub type Sink = Box<dyn Fn(ConnId, ConnEvent)>;
 
 impl Conn {
-    pub fn new(pc: RtcPeerConnection, state: ConnState, now: Instant) -> Conn {
+    pub fn new(pc: RtcPeerConnection, slot: Slot, state: ConnState, now: Instant) -> Conn {
         Conn {
             pc,
+            _slot: slot,
             channel: None,
             state,
             reader: StreamReader::default(),

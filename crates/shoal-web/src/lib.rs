@@ -13,6 +13,7 @@
 //! `cargo test`; everything that touches the browser is exercised by the Chromium tests.
 
 pub mod api;
+pub mod budget;
 pub mod clock;
 pub mod conn;
 pub mod framing;

@@ -25,6 +25,7 @@ use shoal_proto::Instant;
 use shoal_tracker_proto::types::AnnounceResponse;
 use web_sys::{RtcDataChannel, RtcPeerConnection};
 
+use crate::budget::{ConnectionBudget, Slot};
 use crate::clock::Clock;
 use crate::{log, rtc};
 
@@ -68,6 +69,7 @@ impl Shortfall {
 /// An offer ready to announce: its connection, the data channel it will open, and its SDP.
 pub struct PooledOffer {
     pub pc: RtcPeerConnection,
+    pub slot: Slot,
     pub channel: RtcDataChannel,
     pub sdp: String,
     made: Instant,
@@ -84,6 +86,7 @@ pub struct OfferPool {
     me: Weak<RefCell<OfferPool>>,
     clock: Clock,
     ice_servers: Vec<String>,
+    budget: Rc<ConnectionBudget>,
     target: usize,
     ready: VecDeque<PooledOffer>,
     /// Offers being gathered for the pool now.
@@ -97,12 +100,18 @@ pub struct OfferPool {
 impl OfferPool {
     /// A pool that keeps `target` offers ready (0: none, every offer is made when needed),
     /// and starts gathering them now.
-    pub fn new(clock: Clock, ice_servers: Vec<String>, target: usize) -> Rc<RefCell<OfferPool>> {
+    pub fn new(
+        clock: Clock,
+        ice_servers: Vec<String>,
+        budget: Rc<ConnectionBudget>,
+        target: usize,
+    ) -> Rc<RefCell<OfferPool>> {
         let pool = Rc::new_cyclic(|me| {
             RefCell::new(OfferPool {
                 me: me.clone(),
                 clock,
                 ice_servers,
+                budget,
                 target: target.min(MAX_TARGET),
                 ready: VecDeque::new(),
                 gathering: 0,
@@ -173,23 +182,30 @@ impl OfferPool {
         // started, five gathered side by side were all ready only after ~85 ms, one alone
         // after 25-35 ms, and an announce can leave with the first (see `TorrentDriver`).
         let first_alone = self.ready.is_empty() && self.gathering == 0;
-        while !self.closed && self.ready.len() + self.gathering < self.target {
+        // A client at its connection budget keeps what slots it has for peers.
+        while !self.closed
+            && self.ready.len() + self.gathering < self.target
+            && self.budget.has_room()
+        {
             if first_alone && self.gathering == 1 {
                 break;
             }
             self.gathering += 1;
             let me = self.me.clone();
             let ice_servers = self.ice_servers.clone();
+            let budget = self.budget.clone();
             wasm_bindgen_futures::spawn_local(async move {
                 // The first offers of a page would each generate a certificate otherwise.
                 rtc::prepare_certificate().await;
-                let made = match rtc::peer_connection(&ice_servers) {
-                    Ok(pc) => rtc::make_offer(&pc).await.map(|(channel, sdp)| (pc, channel, sdp)),
+                let made = match rtc::peer_connection(&ice_servers, &budget) {
+                    Ok((pc, slot)) => {
+                        rtc::make_offer(&pc).await.map(|(channel, sdp)| (pc, slot, channel, sdp))
+                    }
                     Err(e) => Err(e),
                 };
                 let pool = me.upgrade();
                 let Some(mut pool) = pool.as_ref().and_then(|p| p.try_borrow_mut().ok()) else {
-                    if let Ok((pc, channel, _)) = made {
+                    if let Ok((pc, _, channel, _)) = made {
                         channel.close();
                         pc.close();
                     }
@@ -197,8 +213,8 @@ impl OfferPool {
                 };
                 pool.gathering -= 1;
                 match made {
-                    Ok((pc, channel, sdp)) => {
-                        let offer = PooledOffer { pc, channel, sdp, made: pool.clock.now() };
+                    Ok((pc, slot, channel, sdp)) => {
+                        let offer = PooledOffer { pc, slot, channel, sdp, made: pool.clock.now() };
                         if pool.closed {
                             return offer.close();
                         }

@@ -12,6 +12,7 @@
 //! sending are in ([`gathered_sdp`]) rather than when gathering is complete.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::closure::Closure;
@@ -21,6 +22,8 @@ use web_sys::{
     RtcConfiguration, RtcDataChannel, RtcDataChannelInit, RtcIceGatheringState, RtcPeerConnection,
     RtcSdpType, RtcSessionDescriptionInit,
 };
+
+use crate::budget::{ConnectionBudget, Slot};
 
 /// How long we wait for ICE gathering before sending what we have (STUN servers that do not
 /// answer must not hold an announce up forever).
@@ -107,8 +110,18 @@ fn generate_certificate() -> Result<Promise, JsValue> {
     generate.call1(&class, &algorithm)?.dyn_into()
 }
 
-/// A new connection with the ICE servers given (`urls` strings such as `stun:host:port`).
-pub fn peer_connection(ice_servers: &[String]) -> Result<RtcPeerConnection, JsValue> {
+/// A new connection with the ICE servers given (`urls` strings such as `stun:host:port`),
+/// counted against `budget`: fails when the client holds as many as it may.
+pub fn peer_connection(
+    ice_servers: &[String],
+    budget: &Rc<ConnectionBudget>,
+) -> Result<(RtcPeerConnection, Slot), JsValue> {
+    let Some(slot) = budget.claim() else {
+        return Err(JsValue::from_str(&format!(
+            "the client holds {} connections, its most",
+            budget.max()
+        )));
+    };
     let config = RtcConfiguration::new();
     let servers = Array::new();
     for url in ice_servers {
@@ -123,7 +136,7 @@ pub fn peer_connection(ice_servers: &[String]) -> Result<RtcPeerConnection, JsVa
         }
         _ => Ok(()),
     })?;
-    RtcPeerConnection::new_with_configuration(&config)
+    Ok((RtcPeerConnection::new_with_configuration(&config)?, slot))
 }
 
 /// Makes the offer side: the data channel and the offer's full SDP.

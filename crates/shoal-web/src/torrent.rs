@@ -27,6 +27,7 @@ use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::RtcDataChannelEvent;
 
+use crate::budget::ConnectionBudget;
 use crate::clock::Clock;
 use crate::conn::{sink_to, Conn, ConnEvent, ConnId, ConnState};
 use crate::framing::Inbound;
@@ -77,6 +78,8 @@ pub struct TorrentDriver {
     hub: Weak<RefCell<Hub>>,
     clock: Clock,
     config: Rc<DriverConfig>,
+    /// The client's connection budget, shared with its other torrents and the offer pool.
+    budget: Rc<ConnectionBudget>,
     core: Torrent,
     store: Option<PieceStore>,
     conns: HashMap<ConnId, Conn>,
@@ -133,6 +136,7 @@ impl TorrentDriver {
         hub: Weak<RefCell<Hub>>,
         clock: Clock,
         config: Rc<DriverConfig>,
+        budget: Rc<ConnectionBudget>,
         seed: u64,
     ) -> Rc<RefCell<TorrentDriver>> {
         let announcer = Announcer::new(
@@ -145,6 +149,7 @@ impl TorrentDriver {
                 hub,
                 clock,
                 config,
+                budget,
                 core,
                 store: None,
                 conns: HashMap::new(),
@@ -594,7 +599,7 @@ impl TorrentDriver {
     }
 
     fn has_room(&self) -> bool {
-        self.conns.len() < self.config.max_connections
+        self.conns.len() < self.config.max_connections && self.budget.has_room()
     }
 
     /// Makes one offer for an announce: a connection waiting for whoever answers.
@@ -628,12 +633,13 @@ impl TorrentDriver {
             if d.destroyed || !d.has_room() {
                 return None;
             }
-            let pc = rtc::peer_connection(&d.config.ice_servers).ok()?;
+            let (pc, slot) = rtc::peer_connection(&d.config.ice_servers, &d.budget).ok()?;
             let offer_id = OfferId(crate::random::bytes());
             let id = d.new_conn_id();
             let now = d.clock.now();
             let sink = d.conn_sink();
-            let mut conn = Conn::new(pc.clone(), ConnState::Offered { offer_id: offer_id.0 }, now);
+            let state = ConnState::Offered { offer_id: offer_id.0 };
+            let mut conn = Conn::new(pc.clone(), slot, state, now);
             conn.watch_connection(id, sink);
             d.conns.insert(id, conn);
             d.offers.insert(offer_id, id);
@@ -664,7 +670,8 @@ impl TorrentDriver {
         let id = self.new_conn_id();
         let now = self.clock.now();
         let sink = self.conn_sink();
-        let mut conn = Conn::new(pooled.pc, ConnState::Offered { offer_id: offer_id.0 }, now);
+        let state = ConnState::Offered { offer_id: offer_id.0 };
+        let mut conn = Conn::new(pooled.pc, pooled.slot, state, now);
         conn.watch_connection(id, sink.clone());
         conn.attach_channel(id, pooled.channel, sink);
         self.conns.insert(id, conn);
@@ -705,11 +712,11 @@ impl TorrentDriver {
             if d.destroyed || !d.has_room() {
                 return None;
             }
-            let pc = rtc::peer_connection(&d.config.ice_servers).ok()?;
+            let (pc, slot) = rtc::peer_connection(&d.config.ice_servers, &d.budget).ok()?;
             let id = d.new_conn_id();
             let now = d.clock.now();
             let sink = d.conn_sink();
-            let mut conn = Conn::new(pc.clone(), ConnState::Connecting, now);
+            let mut conn = Conn::new(pc.clone(), slot, ConnState::Connecting, now);
             conn.watch_connection(id, sink);
             // The offerer made the channel; it arrives here.
             let weak = d.me.clone();

@@ -21,6 +21,7 @@ const OPTIONS_USAGE = `options: --announce URL (repeatable)  --max-seconds S (60
          --keep-seeding (leech)  --play (leech: stream into a <video>, report canplay)  --piece-length BYTES (seed)  --ready-timeout S (60)
          --idle-ms MS (leech: the client exists this long before the torrent is added, as in a page
          where someone pastes a magnet; default 0)
+         --client-options JSON (Shoal: merged into createClient's options)
          --chromium PATH ($CHROMIUM or /usr/bin/chromium)  --chromium-arg ARG (repeatable)
          --no-stdin  --help`
 
@@ -30,7 +31,7 @@ export const log = (...parts) => process.stderr.write(parts.join(' ') + '\n')
 // ---- lifecycle: everything this driver started is undone in `stop`, exactly once -------------
 
 let stopping = null
-let opts, positionals, USAGE, readyTimeout, leechTimeout
+let opts, positionals, USAGE, readyTimeout, leechTimeout, clientOpts
 const cleanups = [] // run in reverse order on stop
 
 function stop (reason, code) {
@@ -162,7 +163,7 @@ async function seed (cfg) {
   const { page } = await launch(base, cfg)
   const pieceLength = opts['piece-length'] ? Number(opts['piece-length']) : undefined
   const info = await page.evaluate(([name, announce, o]) => window.peerSeed('/seed', name, announce, o),
-    [path.basename(file), opts.announce, cfg.seedOptions({ pieceLength, readyTimeout })])
+    [path.basename(file), opts.announce, { ...cfg.seedOptions({ pieceLength, readyTimeout }), client: clientOpts }])
   emit('ready', { ...info, port: null })
   await new Promise(() => {}) // seed until stopped
 }
@@ -184,7 +185,7 @@ async function leech (cfg) {
   const base = await serve({ ...cfg, outDir: outDir ? path.resolve(outDir) : null })
   const { page } = await launch(base, cfg)
   const started = Date.now()
-  const download = page.evaluate(([src, announce, o]) => window.peerLeech(src, announce, o), [input, opts.announce, { play: opts.play, upload: Boolean(outDir), idleMs: Number(opts['idle-ms'] ?? 0) }])
+  const download = page.evaluate(([src, announce, o]) => window.peerLeech(src, announce, o), [input, opts.announce, { play: opts.play, upload: Boolean(outDir), idleMs: Number(opts['idle-ms'] ?? 0), client: clientOpts }])
   emit('ready', { port: null, source })
   const progress = setInterval(async () => {
     const p = await page.evaluate(() => window.progress?.()).catch(() => null)
@@ -208,6 +209,17 @@ async function leech (cfg) {
   await new Promise(() => {})
 }
 
+/** `--client-options` as an object, or undefined when not given; throws on anything else. */
+function parseClientOptions (text) {
+  if (text === undefined) return undefined
+  let value
+  try { value = JSON.parse(text) } catch {}
+  if (!value || typeof value !== 'object' || Array.isArray(value)) {
+    throw new Error(`--client-options is not a JSON object: ${text}`)
+  }
+  return value
+}
+
 /**
  * Runs a driver: `cfg.usage` (its two usage lines), `cfg.page` the
  * page's file served at `cfg.pageUrl`, `cfg.routes(req, res, url)` more static routes (true when
@@ -228,6 +240,7 @@ export async function runPeerDriver (cfg) {
         play: { type: 'boolean', default: false },
         'idle-ms': { type: 'string' },
         'piece-length': { type: 'string' },
+        'client-options': { type: 'string' },
         chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
         'chromium-arg': { type: 'string', multiple: true, default: [] },
         'no-stdin': { type: 'boolean', default: false },
@@ -252,6 +265,12 @@ export async function runPeerDriver (cfg) {
   const maxSeconds = seconds('max-seconds')
   leechTimeout = seconds('timeout')
   readyTimeout = seconds('ready-timeout')
+  try {
+    clientOpts = parseClientOptions(opts['client-options'])
+  } catch (e) {
+    emit('error', { message: e.message })
+    process.exit(2)
+  }
 
   setTimeout(() => stop('max-seconds reached', 0), maxSeconds * 1000).unref()
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(sig, () => stop(`signal ${sig}`, 0))

@@ -9,14 +9,17 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::connect_info::Connected;
+use axum::extract::{ConnectInfo, Path as UrlPath, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::IncomingStream;
 use axum::Router;
 use clap::Args;
 use shoal::{AddTorrent, StorageTarget, TorrentSource};
 use shoal_proto::metainfo::Metainfo;
+use shoal_tracker::ws::WsHandoff;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::create::{share_in_place, SharedInPlace};
@@ -42,10 +45,11 @@ pub struct ServeArgs {
     /// The web app's (and the web seed's) HTTP listener; port 0 picks free ports for all.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
-    /// The WebSocket tracker's listener [default: the --http address, next port].
+    /// A listener of its own for the WebSocket tracker [default: none; browsers announce to
+    /// /announce on the --http address].
     #[arg(long, value_name = "ADDR")]
     pub tracker_ws: Option<SocketAddr>,
-    /// The HTTP and UDP tracker's listener [default: the --http address, port + 2].
+    /// The HTTP and UDP tracker's listener [default: the --http address, next port].
     #[arg(long, value_name = "ADDR")]
     pub tracker: Option<SocketAddr>,
     /// The host name (or IP) browsers and peers reach this machine at, for the links, the
@@ -82,6 +86,8 @@ struct Shared {
 struct AppState {
     /// The ws:// (or wss://) URL the app's pages announce to.
     ws_tracker: String,
+    /// Where `/announce` upgrades go: the tracker.
+    ws_handoff: WsHandoff,
     shared: Vec<Shared>,
 }
 
@@ -102,10 +108,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         0 => SocketAddr::new(args.http.ip(), 0),
         p => SocketAddr::new(args.http.ip(), p.saturating_add(n)),
     };
-    let tracker_ws = args.tracker_ws.unwrap_or_else(|| next(1));
-    let tracker_classic = args.tracker.unwrap_or_else(|| next(2));
+    let tracker_classic = args.tracker.unwrap_or_else(|| next(1));
     let tracker = shoal_tracker::start(shoal_tracker::Config {
-        ws: Some(tracker_ws),
+        ws: args.tracker_ws,
         http: Some(tracker_classic),
         udp: Some(tracker_classic),
         tls_cert: args.tls_cert.clone(),
@@ -116,7 +121,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     .context("cannot start the tracker")?;
     let host = args.public_host.clone().unwrap_or_else(|| host_of(http_addr.ip()));
     let port_of = |a: Option<SocketAddr>| a.map_or(0, |a| a.port());
-    let ws_url = format!("{ws_scheme}://{host}:{}", port_of(tracker.ws_addr));
+    // Browsers announce on the app's own port unless the tracker has a listener of its own:
+    // one port to open, proxy or put a certificate on.
+    let ws_url = match tracker.ws_addr {
+        Some(own) => format!("{ws_scheme}://{host}:{}", own.port()),
+        None => format!("{ws_scheme}://{host}:{}/announce", http_addr.port()),
+    };
     let http_tracker = format!("{http_scheme}://{host}:{}/announce", port_of(tracker.http_addr));
     let udp_tracker = format!("udp://{host}:{}", port_of(tracker.udp_addr));
     let base = format!("{http_scheme}://{host}:{}", http_addr.port());
@@ -198,9 +208,10 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         );
     }
 
-    let state = Arc::new(AppState { ws_tracker: ws_url, shared });
+    let state = Arc::new(AppState { ws_tracker: ws_url, ws_handoff: tracker.ws_handoff(), shared });
     let app = Router::new()
         .route("/", get(index))
+        .route("/announce", get(ws_announce))
         .route("/index.html", get(index))
         .route("/api/torrents", get(list))
         .route("/webseed/{index}/{*path}", get(web_seed).head(web_seed))
@@ -210,12 +221,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         Some(acceptor) => {
             let listener = tls_listener::TlsListener::new(listener, acceptor)
                 .context("cannot listen with TLS")?;
-            axum::serve(listener, app)
+            axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
                 .with_graceful_shutdown(crate::tracker::wait_for_signal())
                 .await
         }
         None => {
-            axum::serve(listener, app)
+            axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
                 .with_graceful_shutdown(crate::tracker::wait_for_signal())
                 .await
         }
@@ -270,6 +281,66 @@ async fn index(State(state): State<Arc<AppState>>) -> Response {
         page,
     )
         .into_response()
+}
+
+/// The client's address, plain or TLS, for the tracker's per-IP limits.
+#[derive(Clone, Copy, Debug)]
+struct PeerAddr(SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, tls_listener::TlsListener>> for PeerAddr {
+    fn connect_info(stream: IncomingStream<'_, tls_listener::TlsListener>) -> Self {
+        PeerAddr(*stream.remote_addr())
+    }
+}
+
+/// The WebSocket tracker on the app's port: the upgrade is answered here and the connection
+/// handed to the tracker, which applies its own limits.
+async fn ws_announce(
+    State(state): State<Arc<AppState>>,
+    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    mut request: Request,
+) -> Response {
+    let headers = request.headers();
+    let has_token = |name: header::HeaderName, token: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
+        return (StatusCode::UPGRADE_REQUIRED, "this is a WebSocket tracker\n").into_response();
+    }
+    let version_13 = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec());
+    let (Some(key), true) = (key, version_13) else {
+        return (StatusCode::BAD_REQUEST, "not a WebSocket version 13 upgrade\n").into_response();
+    };
+    let Some(admission) = state.ws_handoff.admit(peer) else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the tracker is full\n").into_response();
+    };
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        // A client that leaves before the upgrade completes gives its room back (drop).
+        if let Ok(upgraded) = upgrade.await {
+            admission.serve(hyper_util::rt::TokioIo::new(upgraded)).await;
+        }
+    });
+    let accept = WsHandoff::accept_token(&key);
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let h = response.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    response
 }
 
 /// What this server shares, for the app's start page.

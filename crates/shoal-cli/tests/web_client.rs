@@ -249,6 +249,10 @@ fn shoal_web_plays_from_shoal_serve() {
             let got = response.head.header("content-type").unwrap_or_default();
             assert!(got.starts_with(kind), "{path}: {got}");
         }
+        // Browsers signal on the app's own port; a plain GET there is told what it is.
+        assert_eq!(ws, format!("{}announce", url.replacen("http://", "ws://", 1)));
+        let response = stream_support::get(addr, "/announce", None);
+        assert_eq!(response.status(), 426, "{}", response.describe());
         let opts = {
             let mut o = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
             o.play = true;
@@ -257,6 +261,10 @@ fn shoal_web_plays_from_shoal_serve() {
         let mut leech = shoal_web_leech(&magnet, None, &opts).expect("the page starts");
         let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
         check_played(&done, &want);
+        // The hybrid peer was found through the tracker on the app's port, not only the web seed.
+        let connected =
+            leech.process().events().iter().filter(|e| e["event"] == "peer_connected").count();
+        assert!(connected >= 1, "the page met no peer: {done}");
         drop(leech);
         serve.stop();
     });

@@ -15,6 +15,7 @@ use crate::persist::{self, PersistError};
 use crate::state::State;
 use crate::stats::StatsSnapshot;
 use crate::tls::{self, TlsError};
+use crate::ws::WsHandoff;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
@@ -112,6 +113,12 @@ async fn housekeeping(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
 impl RunningTracker {
     pub fn stats(&self) -> StatsSnapshot {
         self.state.snapshot()
+    }
+
+    /// For serving WebSocket announces on another server's port (see [`WsHandoff`]); works
+    /// whether or not the tracker has a `ws` listener of its own.
+    pub fn ws_handoff(&self) -> WsHandoff {
+        WsHandoff { state: self.state.clone(), shutdown: self.shutdown.subscribe() }
     }
 
     /// Stops accepting, closes WebSocket connections with "going away" (waiting up to five

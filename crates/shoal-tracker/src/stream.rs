@@ -16,7 +16,13 @@ use tokio_rustls::TlsAcceptor;
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A connection another server accepted and upgraded (see [`crate::ws::WsHandoff`]).
+    Handed(Box<dyn HandedIo>),
 }
+
+/// What a handed-over connection must be.
+pub trait HandedIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> HandedIo for T {}
 
 /// The next connection on `listener` (Nagle off), or `None` once `shutdown` flips. A failed
 /// accept (out of file descriptors, most likely) pauses briefly so connections can close.
@@ -87,6 +93,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Handed(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -100,6 +107,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Handed(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -107,6 +115,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_flush(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Handed(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -114,6 +123,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Handed(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -237,6 +237,52 @@ async fn an_offer_flood_is_capped_and_then_cut_off() {
     t.shutdown().await.unwrap();
 }
 
+/// Connections another server upgraded (`shoal serve` on its app port) count against the same
+/// limit as the tracker's own, give their room back when unused, and speak the same protocol.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handed_over_connections_obey_the_limits_and_announce() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let t = tracker(Config { max_ws_connections: 1, ..Config::default() }).await;
+    let handoff = t.ws_handoff();
+    let peer = "127.0.0.1:40000".parse().unwrap();
+    let first = handoff.admit(peer).expect("room for one");
+    assert!(handoff.admit(peer).is_none(), "the limit holds for handed connections");
+    drop(first);
+    let admitted = handoff.admit(peer).expect("room again once the first went unused");
+
+    let (mut client, server) = tokio::io::duplex(64 * 1024);
+    let served = tokio::spawn(admitted.serve(server));
+    let mut out = Vec::new();
+    let hash = [0x42u8; 20];
+    let text = announce(&hash, &[0x43; 20], "0", 0);
+    frame::encode_frame(&mut out, frame::OP_TEXT, text.as_bytes(), Some([1, 2, 3, 4]));
+    client.write_all(&out).await.unwrap();
+    let mut buf = Vec::new();
+    let header = loop {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap();
+        assert!(n > 0, "the tracker closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(h) = frame::parse_header(&buf, false, 1 << 20).unwrap() {
+            if buf.len() >= h.header_len + h.payload_len {
+                break h;
+            }
+        }
+    };
+    let reply: serde_json::Value =
+        serde_json::from_slice(&buf[header.header_len..header.header_len + header.payload_len])
+            .unwrap();
+    assert!(reply["interval"].is_u64(), "an announce answer: {reply}");
+    assert_eq!(t.stats().counters["ws_connections_open"], 1);
+    drop(client);
+    tokio::time::timeout(Duration::from_secs(5), served).await.unwrap().unwrap();
+    assert_eq!(t.stats().counters["ws_connections_open"], 0, "closed means gone");
+    t.shutdown().await.unwrap();
+}
+
 /// The tracker as its own process (the `tracker` example, built by `cargo test`), so that its
 /// memory can be measured apart from the clients'.
 struct TrackerProcess {

@@ -32,7 +32,7 @@ const KEEP_BUFFER: usize = 4096;
 struct Close(u16, &'static str);
 
 /// Decrements the open-connection gauge however the task ends.
-struct OpenGuard(Arc<State>);
+pub(crate) struct OpenGuard(pub(crate) Arc<State>);
 impl Drop for OpenGuard {
     fn drop(&mut self) {
         self.0.counters.ws_connections_open.fetch_sub(1, Relaxed);
@@ -46,11 +46,23 @@ pub(crate) async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let _guard = OpenGuard(state.clone());
+    let guard = OpenGuard(state.clone());
     let deadline = state.config.handshake_timeout();
     let mut inbuf = Vec::new();
     let opened = tokio::time::timeout(deadline, open(&state, tcp, peer, tls, &mut inbuf)).await;
     let Ok(Some(stream)) = opened else { return };
+    serve_open(guard, state, stream, inbuf, shutdown).await;
+}
+
+/// A connection whose WebSocket handshake is done: its frames until it closes. `inbuf` holds
+/// what arrived after the handshake.
+pub(crate) async fn serve_open(
+    _guard: OpenGuard,
+    state: Arc<State>,
+    stream: Stream,
+    inbuf: Vec<u8>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut conn = Conn {
         outbox: Outbox::new(state.config.ws_outbox_len),
         bucket: Bucket::full(state.config.ws_message_burst, 0),

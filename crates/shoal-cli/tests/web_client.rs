@@ -86,18 +86,45 @@ fn shoal_web_plays_an_mp4_from_shoal_seed() {
     });
 }
 
-#[test]
-fn shoal_web_plays_a_webm_from_webtorrent_in_chromium() {
+/// The two containers the playback tests cover, made by ffmpeg.
+#[derive(Clone, Copy)]
+enum Media {
+    Mp4,
+    Webm,
+}
+
+impl Media {
+    /// Writes a 12 s clip named `stem` with this container's extension into `dir`.
+    fn make(self, dir: &std::path::Path, stem: &str) -> std::path::PathBuf {
+        match self {
+            Media::Mp4 => {
+                let file = dir.join(format!("{stem}.mp4"));
+                make_mp4_moov_at_end(&file, 12, 600).expect("ffmpeg makes the MP4");
+                file
+            }
+            Media::Webm => {
+                let file = dir.join(format!("{stem}.webm"));
+                make_webm(&file, 12, 600).expect("ffmpeg makes the WebM");
+                file
+            }
+        }
+    }
+}
+
+/// How a browser seeder starts: WebTorrent 3 in Chromium, or another Shoal tab.
+type BrowserSeeder = fn(&std::path::Path, &BrowserOpts) -> shoal_testkit::Result<BrowserPeer>;
+
+/// A Shoal tab plays `media` that a browser (`seeder`) seeds from another Chromium.
+fn plays_from_a_browser(test: &str, media: Media, seeder: BrowserSeeder) {
     if let Err(e) = require_media_tools() {
         return println!("SKIP: {e}");
     }
-    in_netns_web("shoal_web_plays_a_webm_from_webtorrent_in_chromium", |ws| {
+    in_netns_web(test, |ws| {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("clip.webm");
-        make_webm(&file, 12, 600).expect("ffmpeg makes the WebM");
+        let file = media.make(dir.path(), "clip");
         let want = sha1_file(&file).unwrap();
         let opts = BrowserOpts::default().announce(ws).timeout(BROWSER_TIMEOUT);
-        let seed = browser_seed(&file, &opts).expect("WebTorrent seeds");
+        let seed = seeder(&file, &opts).expect("the browser seeds");
         let magnet = seed.magnet().expect("the seed's magnet").to_owned();
         let mut leech = shoal_web_leech(&magnet, None, &leech_opts(ws)).expect("the page starts");
         let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
@@ -105,6 +132,28 @@ fn shoal_web_plays_a_webm_from_webtorrent_in_chromium() {
         drop(leech);
         drop(seed);
     });
+}
+
+#[test]
+fn shoal_web_plays_a_webm_from_webtorrent_in_chromium() {
+    let test = "shoal_web_plays_a_webm_from_webtorrent_in_chromium";
+    plays_from_a_browser(test, Media::Webm, browser_seed);
+}
+
+#[test]
+fn shoal_web_plays_an_mp4_from_webtorrent_in_chromium() {
+    let test = "shoal_web_plays_an_mp4_from_webtorrent_in_chromium";
+    plays_from_a_browser(test, Media::Mp4, browser_seed);
+}
+
+/// Tab A shares a WebM it was given; tab B plays it (the MP4 case is the test below).
+#[test]
+fn a_shoal_tab_plays_a_webm_another_tab_shares() {
+    plays_from_a_browser(
+        "a_shoal_tab_plays_a_webm_another_tab_shares",
+        Media::Webm,
+        shoal_web_seed,
+    );
 }
 
 #[test]

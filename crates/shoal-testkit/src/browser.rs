@@ -153,6 +153,9 @@ pub struct BrowserOpts {
     pub play: bool,
     /// Shoal web peer: a JSON object merged into `createClient`'s options.
     pub client_options: Option<serde_json::Value>,
+    /// Shoal web leech: how long the client exists before the torrent is added (an open page
+    /// where someone then pastes a magnet: its offer pool has filled).
+    pub idle_before_add: Duration,
 }
 
 impl Default for BrowserOpts {
@@ -167,6 +170,7 @@ impl Default for BrowserOpts {
             chromium_args: Vec::new(),
             play: false,
             client_options: None,
+            idle_before_add: Duration::ZERO,
         }
     }
 }
@@ -332,6 +336,9 @@ fn start(
         }
         if opts.play && driver == Driver::ShoalWeb {
             cmd.arg("--play");
+        }
+        if !opts.idle_before_add.is_zero() && driver == Driver::ShoalWeb {
+            cmd.arg("--idle-ms").arg(opts.idle_before_add.as_millis().to_string());
         }
     }
     if let (Role::Seed, Some(len)) = (role, opts.piece_length) {

@@ -6,7 +6,9 @@
 //! another, while a pause of 30 s let it make 450 more. Each torrent keeps to its own
 //! connection limit; this budget keeps their sum, plus the offer pool, under one bound for the
 //! page, so that a client with many torrents degrades to fewer peers per torrent instead of
-//! failing to connect at all.
+//! failing to connect at all. Offers in the pool hold slots too, but give them up first: the
+//! pool gathers only while more than one slot is free, and a connection that needs a slot
+//! when none is free closes a pooled offer for it.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -41,6 +43,11 @@ impl ConnectionBudget {
 
     pub fn has_room(&self) -> bool {
         self.live.get() < self.max
+    }
+
+    /// Slots not held now.
+    pub fn free(&self) -> usize {
+        self.max.saturating_sub(self.live.get())
     }
 
     /// Connections that hold a slot now.

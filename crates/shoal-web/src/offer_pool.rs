@@ -168,6 +168,18 @@ impl OfferPool {
         self.refill();
     }
 
+    /// Closes the oldest ready offer, so that its slot of the connection budget goes to a
+    /// connection that needs one now; false when none is ready.
+    pub fn yield_slot(&mut self) -> bool {
+        match self.ready.pop_front() {
+            Some(offer) => {
+                offer.close();
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Closes every pooled connection; the pool makes no more.
     pub fn close(&mut self) {
         self.closed = true;
@@ -182,10 +194,11 @@ impl OfferPool {
         // started, five gathered side by side were all ready only after ~85 ms, one alone
         // after 25-35 ms, and an announce can leave with the first (see `TorrentDriver`).
         let first_alone = self.ready.is_empty() && self.gathering == 0;
-        // A client at its connection budget keeps what slots it has for peers.
+        // Never the budget's last slot: that one is for a peer's offer or a torrent's own.
+        // Offers being gathered claim theirs only once their connection exists.
         while !self.closed
             && self.ready.len() + self.gathering < self.target
-            && self.budget.has_room()
+            && self.budget.free() > self.gathering + 1
         {
             if first_alone && self.gathering == 1 {
                 break;

@@ -598,8 +598,24 @@ impl TorrentDriver {
         id
     }
 
+    /// Under this torrent's own connection limit (enough to adopt a pooled offer, which
+    /// brings its slot of the client's budget with it).
+    fn under_limit(&self) -> bool {
+        self.conns.len() < self.config.max_connections
+    }
+
+    /// Room for a new `RTCPeerConnection`: under the limit, and a slot of the client's budget
+    /// is free or a pooled offer gives its up.
     fn has_room(&self) -> bool {
-        self.conns.len() < self.config.max_connections && self.budget.has_room()
+        if !self.under_limit() {
+            return false;
+        }
+        if self.budget.has_room() {
+            return true;
+        }
+        let pool = self.hub.upgrade().and_then(|h| h.try_borrow().ok().map(|h| h.offer_pool()));
+        pool.is_some_and(|p| p.try_borrow_mut().is_ok_and(|mut p| p.yield_slot()))
+            && self.budget.has_room()
     }
 
     /// Makes one offer for an announce: a connection waiting for whoever answers.
@@ -607,7 +623,7 @@ impl TorrentDriver {
         let pool = {
             let rc = me.upgrade()?;
             let d = rc.try_borrow().ok()?;
-            if d.destroyed || !d.has_room() {
+            if d.destroyed || !d.under_limit() {
                 return None;
             }
             d.hub.upgrade().map(|hub| hub.borrow().offer_pool())
@@ -621,7 +637,7 @@ impl TorrentDriver {
                 pooled.close();
                 return None;
             };
-            if d.destroyed || !d.has_room() {
+            if d.destroyed || !d.under_limit() {
                 pooled.close();
                 return None;
             }
@@ -813,7 +829,7 @@ impl TorrentDriver {
         else {
             return made;
         };
-        while made.len() < max && !d.destroyed && d.has_room() {
+        while made.len() < max && !d.destroyed && d.under_limit() {
             let Some(pooled) = pool.try_borrow_mut().ok().and_then(|mut p| p.take_ready()) else {
                 break;
             };

@@ -19,7 +19,7 @@ use axum::Router;
 use clap::Args;
 use shoal::{AddTorrent, StorageTarget, TorrentSource};
 use shoal_proto::metainfo::Metainfo;
-use shoal_tracker::ws::WsHandoff;
+use shoal_tracker::ws::{handshake, WsHandoff};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use crate::create::{share_in_place, SharedInPlace};
@@ -307,20 +307,15 @@ async fn ws_announce(
     mut request: Request,
 ) -> Response {
     let headers = request.headers();
-    let has_token = |name: header::HeaderName, token: &str| {
-        headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    };
-    if !has_token(header::UPGRADE, "websocket") || !has_token(header::CONNECTION, "upgrade") {
-        return (StatusCode::UPGRADE_REQUIRED, "this is a WebSocket tracker\n").into_response();
-    }
-    let version_13 = headers.get(header::SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let key = headers.get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec());
-    let (Some(key), true) = (key, version_13) else {
-        return (StatusCode::BAD_REQUEST, "not a WebSocket version 13 upgrade\n").into_response();
+    let accept = match handshake::upgrade(|name| headers.get(name).map(|v| v.as_bytes())) {
+        Ok(Some(accept)) => accept,
+        Ok(None) => {
+            return (StatusCode::UPGRADE_REQUIRED, "this is a WebSocket tracker\n").into_response()
+        }
+        Err(_) => {
+            return (StatusCode::BAD_REQUEST, "not a WebSocket version 13 upgrade\n")
+                .into_response()
+        }
     };
     let Some(admission) = state.ws_handoff.admit(peer) else {
         return (StatusCode::SERVICE_UNAVAILABLE, "the tracker is full\n").into_response();
@@ -332,7 +327,6 @@ async fn ws_announce(
             admission.serve(hyper_util::rt::TokioIo::new(upgraded)).await;
         }
     });
-    let accept = WsHandoff::accept_token(&key);
     let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h = response.headers_mut();
     h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));

@@ -86,11 +86,6 @@ impl WsHandoff {
         c.ws_connections_open.fetch_add(1, Relaxed);
         Some(WsAdmission { guard: conn::OpenGuard(self.state.clone()), handoff: self.clone() })
     }
-
-    /// The sub-protocol-free handshake answer for a client's `Sec-WebSocket-Key`.
-    pub fn accept_token(key: &[u8]) -> String {
-        handshake::accept_token(key)
-    }
 }
 
 impl WsAdmission {

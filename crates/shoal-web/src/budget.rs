@@ -42,17 +42,12 @@ impl ConnectionBudget {
     }
 
     pub fn has_room(&self) -> bool {
-        self.live.get() < self.max
+        self.free() > 0
     }
 
     /// Slots not held now.
     pub fn free(&self) -> usize {
         self.max.saturating_sub(self.live.get())
-    }
-
-    /// Connections that hold a slot now.
-    pub fn live(&self) -> usize {
-        self.live.get()
     }
 
     pub fn max(&self) -> usize {
@@ -77,11 +72,11 @@ mod tests {
         let a = budget.claim().expect("first");
         let b = budget.claim().expect("second");
         assert!(budget.claim().is_none(), "the third is refused");
-        assert_eq!(budget.live(), 2);
+        assert_eq!(budget.free(), 0);
         drop(a);
         assert!(budget.has_room());
         let c = budget.claim().expect("room again after a drop");
         drop((b, c));
-        assert_eq!(budget.live(), 0);
+        assert_eq!(budget.free(), 2);
     }
 }

@@ -32,24 +32,38 @@ pub fn parse(buf: &[u8]) -> Result<Option<(Head, usize)>, httparse::Error> {
     let header = |name: &str| {
         req.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
     };
+    let head = match upgrade(header) {
+        Ok(None) => Head::Get { path: req.path.unwrap_or("/").to_owned() },
+        Ok(Some(accept)) => {
+            let forwarded_for = header("x-forwarded-for").map(|v| v.to_vec());
+            Head::Upgrade { accept, forwarded_for }
+        }
+        Err(status) => Head::Refuse(status),
+    };
+    Ok(Some((head, len)))
+}
+
+/// What a GET's headers (looked up by lower-case name) ask for: `Ok(None)` is no upgrade,
+/// `Ok(Some(accept))` a valid one with the token to answer, `Err` a bad one with the status
+/// line to refuse it with. Shared by our own listener and servers that hand connections over.
+pub fn upgrade<'a>(
+    header: impl Fn(&str) -> Option<&'a [u8]>,
+) -> Result<Option<String>, &'static str> {
     let has_token = |name: &str, token: &str| {
         header(name)
             .and_then(|v| std::str::from_utf8(v).ok())
             .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
     };
     if !has_token("upgrade", "websocket") {
-        let path = req.path.unwrap_or("/").to_owned();
-        return Ok(Some((Head::Get { path }, len)));
+        return Ok(None);
     }
     if !has_token("connection", "upgrade") || header("sec-websocket-version") != Some(b"13") {
-        return Ok(Some((Head::Refuse("400 Bad Request"), len)));
+        return Err("400 Bad Request");
     }
     let Some(key) = header("sec-websocket-key").filter(|k| !k.is_empty() && k.len() <= 64) else {
-        return Ok(Some((Head::Refuse("400 Bad Request"), len)));
+        return Err("400 Bad Request");
     };
-    let accept = accept_token(key);
-    let forwarded_for = header("x-forwarded-for").map(|v| v.to_vec());
-    Ok(Some((Head::Upgrade { accept, forwarded_for }, len)))
+    Ok(Some(accept_token(key)))
 }
 
 pub fn accept_token(key: &[u8]) -> String {

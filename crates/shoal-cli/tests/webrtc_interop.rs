@@ -49,6 +49,17 @@ fn bare_magnet(info_hash: &str) -> String {
 /// peer the moment it becomes a seed, before `complete`. The other side tells the transport.
 #[track_caller]
 fn shoal_download_over_webrtc(magnet: &str, ws: &str, out: &Path) -> Vec<Value> {
+    shoal_download_over_webrtc_with_env(magnet, ws, out, &[])
+}
+
+/// [`shoal_download_over_webrtc`] with more environment variables (a test CA, say).
+#[track_caller]
+fn shoal_download_over_webrtc_with_env(
+    magnet: &str,
+    ws: &str,
+    out: &Path,
+    env: &[(&str, &Path)],
+) -> Vec<Value> {
     let args = [
         arg("download"),
         arg(magnet),
@@ -59,7 +70,7 @@ fn shoal_download_over_webrtc(magnet: &str, ws: &str, out: &Path) -> Vec<Value> 
         arg("--tracker"),
         arg(ws),
     ];
-    let mut shoal = spawn_shoal("shoal-download", &args);
+    let mut shoal = spawn_shoal_with_env("shoal-download", &args, env);
     let started = Instant::now();
     if let Err(e) = shoal.wait_success(WEBRTC_TIMEOUT) {
         panic!("`shoal download` over WebRTC did not succeed: {e}");
@@ -185,6 +196,60 @@ fn node_webtorrent_downloads_from_shoal_seed() {
         assert_eq!(sha1_file(&out.join("shoal.bin")).unwrap(), want, "what was written");
         assert_webrtc_wires(leech.process().events());
         drop(seed);
+    });
+}
+
+/// Two Shoal peers that can find each other only through a `wss://` tracker (TLS, with a
+/// test CA both trust through `SSL_CERT_FILE`): the seeder announces its offers over TLS, the
+/// downloader answers through it, and the bytes come over WebRTC.
+#[test]
+fn shoal_peers_meet_through_a_wss_tracker() {
+    let test = "shoal_peers_meet_through_a_wss_tracker";
+    in_netns_unless(test, None, |_plain_ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = test_certificate(dir.path()).expect("a test certificate");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let tracker = runtime
+            .block_on(shoal_tracker::start(shoal_tracker::Config {
+                ws: Some("127.0.0.1:0".parse().unwrap()),
+                tls_cert: Some(tls.cert.clone()),
+                tls_key: Some(tls.key.clone()),
+                ..shoal_tracker::Config::default()
+            }))
+            .expect("the TLS tracker starts");
+        let wss = format!("wss://127.0.0.1:{}", tracker.ws_addr.unwrap().port());
+        let env = [("SSL_CERT_FILE", tls.ca.as_path())];
+
+        let want = payload_file(dir.path(), "over-tls.bin", 41);
+        let seed_args = [
+            arg("seed"),
+            arg(dir.path().join("over-tls.bin")),
+            arg("--listen"),
+            arg("127.0.0.1:0"),
+            arg("--tracker"),
+            arg(&wss),
+        ];
+        let mut seed = spawn_shoal_with_env("shoal-seed-wss", &seed_args, &env);
+        let started = seed
+            .wait_event("started", Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("`shoal seed` did not start: {e}"));
+        seed.wait_event("seeding", Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("`shoal seed` did not reach seeding: {e}"));
+        let magnet = bare_magnet(started["info_hash"].as_str().expect("an info hash"));
+
+        let out = dir.path().join("got");
+        shoal_download_over_webrtc_with_env(&magnet, &wss, &out, &env);
+        assert_eq!(sha1_file(&out.join("over-tls.bin")).unwrap(), want);
+        let stats = tracker.stats();
+        println!("wss tracker: {}", stats.to_json());
+        let relayed = |name: &str| stats.counters.get(name).copied().unwrap_or(0);
+        assert!(
+            relayed("ws_offers_relayed") >= 1 && relayed("ws_answers_relayed") >= 1,
+            "the peers did not signal through the TLS tracker: {}",
+            stats.to_json()
+        );
+        seed.stop();
+        runtime.block_on(tracker.shutdown()).unwrap();
     });
 }
 

@@ -79,16 +79,26 @@ async fn the_mtu_is_bounded_and_both_extremes_carry_data() {
     // Endpoints with different MTUs talk to each other: each side's packets fit its own.
     let small = webrtc::start(&WebRtcConfig { mtu: 576, ..config() }).await.expect("starts");
     let large = webrtc::start(&WebRtcConfig { mtu: 1500, ..config() }).await.expect("starts");
-    let (mut x, mut y) = connect(&small, &large).await;
-    let (up, down) = (payload(512 * 1024 + 5, 7), payload(512 * 1024 + 9, 8));
+    let (x, y) = connect(&small, &large).await;
+    let (mut x, _y) = both_ways(x, y, 512 * 1024 + 5, 512 * 1024 + 9).await;
+    x.shutdown().await.unwrap();
+}
+
+/// Sends `up` random bytes from `x` to `y` and `down` from `y` to `x` at once, checks both,
+/// and hands the channels back (dropping one aborts it while the other may still read).
+async fn both_ways(
+    mut x: webrtc::DataChannel,
+    mut y: webrtc::DataChannel,
+    up: usize,
+    down: usize,
+) -> (webrtc::DataChannel, webrtc::DataChannel) {
+    let (up, down) = (payload(up, up as u64), payload(down, down as u64));
     let (up2, down2) = (up.clone(), down.clone());
-    let small_side = tokio::spawn(async move {
+    let x_side = tokio::spawn(async move {
         x.write_all(&up2).await.unwrap();
         let mut got = vec![0u8; down2.len()];
         x.read_exact(&mut got).await.unwrap();
-        assert!(got == down2, "bytes from the 1500-byte side differ");
-        // Handed back, not dropped: dropping a channel aborts it, and the other side may
-        // still be reading what this one wrote.
+        assert!(got == down2, "bytes from the second side differ");
         x
     });
     y.write_all(&down).await.unwrap();
@@ -97,10 +107,92 @@ async fn the_mtu_is_bounded_and_both_extremes_carry_data() {
         .await
         .expect("in time")
         .unwrap();
-    assert!(got == up, "bytes from the 576-byte side differ");
-    let mut x =
-        tokio::time::timeout(Duration::from_secs(30), small_side).await.expect("in time").unwrap();
-    x.shutdown().await.unwrap();
+    assert!(got == up, "bytes from the first side differ");
+    let x = tokio::time::timeout(Duration::from_secs(30), x_side).await.expect("in time").unwrap();
+    (x, y)
+}
+
+/// Points the `a=candidate` line for `from` at `to`.
+fn redirect_candidate(sdp: &str, from: SocketAddr, to: SocketAddr) -> String {
+    let (old, new) =
+        (format!(" {} {} typ", from.ip(), from.port()), format!(" {} {} typ", to.ip(), to.port()));
+    assert!(sdp.contains(&old), "no candidate for {from} in:\n{sdp}");
+    sdp.replace(&old, &new)
+}
+
+/// Largest datagram seen in each direction by [`relay`].
+#[derive(Default)]
+struct Largest {
+    to_offerer: std::sync::atomic::AtomicUsize,
+    to_answerer: std::sync::atomic::AtomicUsize,
+}
+
+/// A UDP relay between two endpoints that each see only the relay: `facing_answerer` stands
+/// in for the offerer, `facing_offerer` for the answerer. Records datagram sizes.
+async fn relay(
+    facing_answerer: tokio::net::UdpSocket,
+    facing_offerer: tokio::net::UdpSocket,
+    offerer: SocketAddr,
+    largest: std::sync::Arc<Largest>,
+) {
+    use std::sync::atomic::Ordering;
+    let (mut a, mut b) = (vec![0u8; 65_536], vec![0u8; 65_536]);
+    let mut answerer: Option<SocketAddr> = None;
+    loop {
+        tokio::select! {
+            got = facing_answerer.recv_from(&mut a) => {
+                let Ok((n, from)) = got else { return };
+                answerer = Some(from);
+                largest.to_offerer.fetch_max(n, Ordering::Relaxed);
+                let _ = facing_offerer.send_to(&a[..n], offerer).await;
+            }
+            got = facing_offerer.recv_from(&mut b) => {
+                let Ok((n, _)) = got else { return };
+                largest.to_answerer.fetch_max(n, Ordering::Relaxed);
+                if let Some(to) = answerer {
+                    let _ = facing_answerer.send_to(&b[..n], to).await;
+                }
+            }
+        }
+    }
+}
+
+/// An answerer whose remote is on this host sends the largest datagrams str0m allows; the
+/// offerer, which could not know who would answer, keeps the configured size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_on_this_host_gets_full_size_datagrams() {
+    let (a, b) = (endpoint().await, endpoint().await);
+    let facing_answerer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let facing_offerer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (stand_in_a, stand_in_b) =
+        (facing_answerer.local_addr().unwrap(), facing_offerer.local_addr().unwrap());
+    let largest = std::sync::Arc::new(Largest::default());
+    let relay =
+        tokio::spawn(relay(facing_answerer, facing_offerer, a.local_addr(), largest.clone()));
+
+    let offer = a.create_offer().await.expect("offer");
+    let answer = b
+        .accept_offer(redirect_candidate(&offer.sdp, a.local_addr(), stand_in_a))
+        .await
+        .expect("answer");
+    a.accept_answer(offer.id, redirect_candidate(&answer.sdp, b.local_addr(), stand_in_b))
+        .await
+        .expect("answer accepted");
+    let limit = Duration::from_secs(15);
+    let x = tokio::time::timeout(limit, offer.opened).await.expect("opens").unwrap().unwrap();
+    let y = tokio::time::timeout(limit, answer.opened).await.expect("opens").unwrap().unwrap();
+    let _channels = both_ways(x, y, 256 * 1024 + 3, 256 * 1024 + 5).await;
+    relay.abort();
+
+    use std::sync::atomic::Ordering;
+    let (from_answerer, from_offerer) =
+        (largest.to_offerer.load(Ordering::Relaxed), largest.to_answerer.load(Ordering::Relaxed));
+    let default = WebRtcConfig::default().mtu;
+    assert!(from_offerer <= default, "the offerer sent {from_offerer} bytes, over {default}");
+    assert!(
+        from_answerer > default && from_answerer <= 1500,
+        "the answerer's largest datagram was {from_answerer} bytes"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

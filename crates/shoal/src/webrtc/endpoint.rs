@@ -53,6 +53,11 @@ const RECV_BATCH: usize = 64;
 /// Datagrams one connection takes before it must be polled: its DTLS layer queues what it
 /// has not handed on, and refuses more than 30 (dimpl's `max_queue_rx`).
 const MAX_UNPOLLED: u32 = 16;
+/// The datagram size for a peer on this host: the loopback path takes 64 KiB, so the largest
+/// str0m allows. Each datagram costs both sides per-packet work (sctp-proto's walks of its
+/// in-flight queue on ours, DTLS and dcSCTP on a browser's), and a third fewer of them than
+/// at the cross-network default is measurable (docs/BENCHMARKS.md, session 13).
+const SAME_HOST_MTU: usize = str0m::DATAGRAM_MTU_TARGET_MAX;
 
 /// What the caller of `create_offer` / `accept_offer` receives.
 pub struct PendingConn {
@@ -219,6 +224,9 @@ struct ConnCounters {
     messages_sent: u64,
     bytes_sent: u64,
     datagrams_in: u64,
+    /// The largest datagram str0m gave us to send (its MTU for this connection, once full
+    /// packets flow).
+    largest_datagram: usize,
     drives: u64,
     polls: u64,
 }
@@ -357,11 +365,13 @@ impl EndpointTask {
         }
     }
 
-    fn new_rtc(&self) -> Rtc {
+    /// A connection's `Rtc`, its datagrams at most `mtu` bytes (str0m fixes that for the
+    /// connection's life).
+    fn new_rtc(&self, mtu: usize) -> Rtc {
         let mut rtc = Rtc::builder()
             .set_sctp_max_buffered_amount(SCTP_SEND_BUFFER)
             // Warn only about datagrams above both the target and str0m's usual threshold.
-            .set_mtu(self.mtu..=self.mtu.max(str0m::DATAGRAM_MTU_WARN))
+            .set_mtu(mtu..=mtu.max(str0m::DATAGRAM_MTU_WARN))
             .build(Instant::now());
         for candidate in &self.candidates {
             // Only fails for duplicates, which we never add.
@@ -408,7 +418,8 @@ impl EndpointTask {
 
     fn create_offer(&mut self) -> Result<PendingConn, WebRtcError> {
         let id = self.admit()?;
-        let mut rtc = self.new_rtc();
+        // Whoever answers is not known yet, so the path could be any: the configured size.
+        let mut rtc = self.new_rtc(self.mtu);
         let mut api = rtc.sdp_api();
         // WebTorrent's peers (simple-peer) open one ordered, reliable channel; the label is
         // not checked by anyone, so any short name works.
@@ -435,7 +446,11 @@ impl EndpointTask {
             return Err(WebRtcError::AlreadyConnected);
         }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
-        let mut rtc = self.new_rtc();
+        let mtu = match on_this_host(&candidates, self.local) {
+            true => self.mtu.max(SAME_HOST_MTU),
+            false => self.mtu,
+        };
+        let mut rtc = self.new_rtc(mtu);
         let answer =
             rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
         let sdp = answer.to_sdp_string();
@@ -629,6 +644,8 @@ impl EndpointTask {
                     break;
                 }
                 Ok(Output::Transmit(t)) => {
+                    conn.counters.largest_datagram =
+                        conn.counters.largest_datagram.max(t.contents.len());
                     let Some((to, datagram)) =
                         conn.pacer.send(now, t.destination, t.contents.into())
                     else {
@@ -743,6 +760,15 @@ fn sdp_candidates(sdp: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// Whether a remote that offered `candidates` is a process on this host: it offered at
+/// least one literal address and every one is loopback or our own socket's address. Any
+/// other address (a server-reflexive one included) means the path may leave the host, and
+/// a peer that hides its addresses behind mDNS names is not known to be here.
+fn on_this_host(candidates: &[SocketAddr], local: SocketAddr) -> bool {
+    !candidates.is_empty()
+        && candidates.iter().all(|c| c.ip().is_loopback() || c.ip() == local.ip())
+}
+
 struct PendingConnParts {
     opened: oneshot::Receiver<Result<DataChannel, WebRtcError>>,
 }
@@ -855,5 +881,21 @@ mod tests {
         assert_eq!(got, want);
         let many = "a=candidate:1 1 udp 1 10.0.0.1 1 typ host\r\n".repeat(1000);
         assert_eq!(sdp_candidates(&many).len(), 32);
+    }
+
+    #[test]
+    fn only_loopback_and_our_own_address_are_this_host() {
+        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|a| a.parse().unwrap()).collect()
+        };
+        let local: SocketAddr = "198.18.0.1:40000".parse().unwrap();
+        assert!(on_this_host(&addrs(&["198.18.0.1:50000"]), local));
+        assert!(on_this_host(&addrs(&["127.0.0.1:50000", "[::1]:50001"]), local));
+        assert!(on_this_host(&addrs(&["198.18.0.1:50000", "127.0.0.2:9"]), local));
+        // Nothing literal (mDNS names only): unknown, so not here.
+        assert!(!on_this_host(&[], local));
+        // A second address, e.g. the remote's public one: the path may leave the host.
+        assert!(!on_this_host(&addrs(&["198.18.0.1:50000", "203.0.113.9:40000"]), local));
+        assert!(!on_this_host(&addrs(&["198.18.0.2:50000"]), local));
     }
 }

@@ -67,7 +67,9 @@ pub struct WebRtcConfig {
     /// TURN included). On a network whose MTU is known, say a LAN with 1500-byte Ethernet,
     /// 1400-1472 sends fewer packets (17 % fewer at 1450 into Chromium; its CPU per MB did
     /// not measurably change, docs/BENCHMARKS.md). Nothing probes the path (sctp-proto has
-    /// no PLPMTUD): a value above the path's MTU loses packets.
+    /// no PLPMTUD): a value above the path's MTU loses packets. An answer to a peer on this
+    /// host (every address it offered is loopback or ours) uses 1500 whatever this says: the
+    /// path cannot lose it, and the offer we answer already says who is on the other end.
     pub mtu: usize,
 }
 

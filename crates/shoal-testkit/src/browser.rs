@@ -148,6 +148,9 @@ pub struct BrowserOpts {
     pub max_lifetime: Duration,
     /// Extra Chromium flags.
     pub chromium_args: Vec<String>,
+    /// Let Chromium hide its host addresses behind mDNS names, as it does for users (the
+    /// harness turns that off by default: nobody in a test namespace resolves the names).
+    pub mdns: bool,
     /// Shoal web leech: also stream the first media file into a `<video>` while it
     /// downloads, and seek near its end (events `canplay`, `playing`, `seeked`).
     pub play: bool,
@@ -168,6 +171,7 @@ impl Default for BrowserOpts {
             piece_length: None,
             max_lifetime: Duration::from_secs(600),
             chromium_args: Vec::new(),
+            mdns: false,
             play: false,
             client_options: None,
             idle_before_add: Duration::ZERO,
@@ -327,6 +331,9 @@ fn start(
         cmd.arg("--chromium").arg(chromium());
         for flag in &opts.chromium_args {
             cmd.arg(format!("--chromium-arg={flag}"));
+        }
+        if opts.mdns {
+            cmd.arg("--mdns");
         }
     }
     if role == Role::Leech {

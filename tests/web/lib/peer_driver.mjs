@@ -23,6 +23,7 @@ const OPTIONS_USAGE = `options: --announce URL (repeatable)  --max-seconds S (60
          where someone pastes a magnet; default 0)
          --client-options JSON (Shoal: merged into createClient's options)
          --chromium PATH ($CHROMIUM or /usr/bin/chromium)  --chromium-arg ARG (repeatable)
+         --mdns (keep Chromium's default of hiding host addresses behind mDNS names)
          --no-stdin  --help`
 
 export const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + '\n')
@@ -115,10 +116,12 @@ function serve ({ seedFile, outDir, page, pageUrl, routes }) {
 
 const CHROMIUM_ARGS = [
   '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  // host candidates with real addresses, not mDNS names nobody in the namespace resolves
-  '--disable-features=WebRtcHideLocalIpsWithMdns'
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'
 ]
+// Host candidates with real addresses, not mDNS names nobody in the namespace resolves. Users'
+// browsers do hide them; `--mdns` keeps that, and the peer on the other side then learns the
+// browser's address from its connectivity checks (a peer-reflexive candidate).
+const NO_MDNS_ARGS = ['--disable-features=WebRtcHideLocalIpsWithMdns']
 
 async function launch (base, { pageUrl, warningLabel }) {
   if (!fs.existsSync(opts.chromium)) throw new Error(`no Chromium at ${opts.chromium} (scripts/install-test-deps.sh)`)
@@ -131,7 +134,7 @@ async function launch (base, { pageUrl, warningLabel }) {
   const ctx = await chromium.launchPersistentContext(profile, {
     executablePath: fs.existsSync('/usr/bin/setpriv') ? wrapper : opts.chromium,
     headless: true,
-    args: [...CHROMIUM_ARGS, ...opts['chromium-arg']],
+    args: [...CHROMIUM_ARGS, ...(opts.mdns ? [] : NO_MDNS_ARGS), ...opts['chromium-arg']],
     handleSIGINT: false,
     handleSIGTERM: false,
     handleSIGHUP: false
@@ -146,6 +149,24 @@ async function launch (base, { pageUrl, warningLabel }) {
     if (ev?.event === 'error') return fatal(ev.message)
     if (ev?.event === 'warning') return log(`${warningLabel} warning:`, ev.message)
     emit(ev.event, Object.fromEntries(Object.entries(ev).filter(([k]) => k !== 'event')))
+  })
+  // Report what the page's own host candidates look like (an mDNS name or an address), so a
+  // test can tell which kind the other peer had to deal with. The first few only.
+  await ctx.addInitScript(() => {
+    const Native = window.RTCPeerConnection
+    if (!Native) return
+    let reported = 0
+    window.RTCPeerConnection = class extends Native {
+      constructor (...args) {
+        super(...args)
+        this.addEventListener('icecandidate', e => {
+          const c = e.candidate
+          if (!c || c.type !== 'host' || reported >= 8) return
+          reported++
+          window.shoalEmit?.({ event: 'local_candidate', kind: c.address?.endsWith('.local') ? 'mdns' : 'address' })
+        })
+      }
+    }
   })
   await page.goto(new URL(pageUrl, base).href)
   await page.waitForFunction(() => window.peerReady === true, null, { timeout: readyTimeout * 1000 })
@@ -243,6 +264,7 @@ export async function runPeerDriver (cfg) {
         'client-options': { type: 'string' },
         chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
         'chromium-arg': { type: 'string', multiple: true, default: [] },
+        mdns: { type: 'boolean', default: false },
         'no-stdin': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false }
       }

@@ -5,7 +5,8 @@
 #   sudo scripts/install-test-deps.sh
 #
 # Reference peers for interop tests (see tests/peers/): libtorrent (python3-libtorrent 2.0),
-# Transmission 3.00, aria2 1.36, opentracker, qBittorrent; nginx as a web seed; ffmpeg for media payloads; GNU time
+# Transmission 3.00, aria2 1.36, opentracker, qBittorrent; nginx as a web seed; coturn as a STUN
+# server; ffmpeg for media payloads; GNU time
 # for peak-RSS figures; iproute2/util-linux for private network namespaces. WebRTC peers: PyPI
 # libtorrent 2.1 in a virtualenv of its own, WebTorrent in node with @roamhq/wrtc (npm).
 set -euo pipefail
@@ -26,6 +27,8 @@ APT_PACKAGES=(
     nginx
     # self-signed certificates for the https/wss tests (shoal_testkit::test_certificate)
     openssl
+    # a real STUN server for `--stun` (webrtc_interop.rs, run in STUN-only mode)
+    coturn
     # the virtualenv holding PyPI libtorrent 2.1 (ensurepip is packaged apart in Debian)
     python3-venv
     # The npm side of the tracker and browser tests (tests/web): bittorrent-tracker's client,

@@ -190,6 +190,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             "tracker": {"ws": ws_url, "http": http_tracker, "udp": udp_tracker},
             "listen": session.listen_addr().map(|a| a.to_string()),
             "webrtc": session.webrtc_addr().map(|a| a.to_string()),
+            "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
             "engine_built": engine_built,
             "files": files,
         });

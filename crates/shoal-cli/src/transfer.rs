@@ -133,6 +133,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
             "info_hash": handle.info_hash().to_hex(),
             "listen": listen.map(|a| a.to_string()),
             "webrtc": session.webrtc_addr().map(|a| a.to_string()),
+            "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
             "magnet": magnet,
         });
         println!("{line}");

@@ -12,6 +12,8 @@
 //! having no TCP at all, node WebTorrent by its wires' type). Bytes are
 //! checked by SHA-1 on both sides.
 //!
+//! Also: `--stun` against coturn (Debian's STUN/TURN server), and signalling over `wss://`.
+//!
 //! Each test re-executes itself in a private network namespace (WebRTC gathers no candidates
 //! on loopback alone) holding the tracker (in-process), `shoal` and the other peer. Skipped
 //! (`SKIP:`) only where that peer is not installed (scripts/install-test-deps.sh installs both)
@@ -251,6 +253,74 @@ fn shoal_peers_meet_through_a_wss_tracker() {
         seed.stop();
         runtime.block_on(tracker.shutdown()).unwrap();
     });
+}
+
+/// `--stun` against coturn, the STUN server people deploy (Debian's, standalone STUN mode):
+/// `shoal seed` reports the address the server saw, which, with no NAT in the namespace, is
+/// its own WebRTC socket. A server that never answers costs a warning, not the seed.
+#[test]
+fn shoal_seed_learns_its_address_from_coturn() {
+    let test = "shoal_seed_learns_its_address_from_coturn";
+    let missing = require_tool("turnserver").err().map(|e| format!("coturn: {e}"));
+    in_netns_unless(test, missing, |ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = std::net::Ipv4Addr::LOCALHOST;
+        let port = free_port(ip).expect("a free port");
+        let mut turnserver = std::process::Command::new("turnserver");
+        turnserver
+            .args([
+                "-n",
+                "--stun-only",
+                "--no-cli",
+                "--no-tls",
+                "--no-dtls",
+                "--log-file",
+                "stdout",
+            ])
+            .arg(format!("--listening-ip={ip}"))
+            .arg(format!("--listening-port={port}"))
+            .arg("--pidfile")
+            .arg(dir.path().join("turnserver.pid"))
+            .arg("--userdb")
+            .arg(dir.path().join("turndb"));
+        let mut coturn = ChildGuard::spawn("coturn", turnserver).expect("coturn starts");
+        wait_for_stun_server(std::net::SocketAddr::from((ip, port)), &coturn);
+
+        payload_file(dir.path(), "stun.bin", 43);
+        let seed_with = |stun: String| {
+            let args = [arg("--tracker"), arg(ws), arg("--stun"), arg(stun)];
+            shoal_seed(&dir.path().join("stun.bin"), ip, &args)
+        };
+        let seed = seed_with(format!("{ip}:{port}"));
+        let (ours, seen) = (&seed.started["webrtc"], &seed.started["webrtc_stun"]);
+        assert!(ours.is_string(), "{}", seed.started);
+        assert_eq!(seen, ours, "coturn saw another address than our socket's: {}", seed.started);
+        drop(seed);
+
+        coturn.stop();
+        let seed = seed_with(format!("{ip}:{port}"));
+        assert!(seed.started["webrtc_stun"].is_null(), "no server, no address: {}", seed.started);
+        assert!(seed.started["webrtc"].is_string(), "WebRTC still on: {}", seed.started);
+    });
+}
+
+/// Waits (bounded) until a STUN server at `server` answers a binding request.
+#[track_caller]
+fn wait_for_stun_server(server: std::net::SocketAddr, process: &ChildGuard) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    // RFC 5389 binding request: type, length 0, magic cookie, transaction id.
+    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+    request.extend_from_slice(b"shoal-test-1");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 512];
+    while Instant::now() < deadline {
+        let _ = socket.send_to(&request, server);
+        if socket.recv_from(&mut buf).is_ok_and(|(n, _)| n >= 20 && buf[..2] == [0x01, 0x01]) {
+            return;
+        }
+    }
+    panic!("no STUN answer from {server}:\n{}", process.output_tail());
 }
 
 /// Node WebTorrent's `peer_connected` events: at least one, all of them WebRTC.

@@ -171,6 +171,11 @@ impl Session {
         self.webrtc.as_ref().map(Endpoint::local_addr)
     }
 
+    /// Our WebRTC address as the STUN server saw it, when one was configured and answered.
+    pub fn webrtc_stun_address(&self) -> Option<SocketAddr> {
+        self.webrtc.as_ref().and_then(Endpoint::stun_address)
+    }
+
     /// WebRTC connections pending or open, across all torrents.
     pub fn webrtc_connections(&self) -> usize {
         self.webrtc.as_ref().map_or(0, Endpoint::live_connections)

@@ -55,8 +55,10 @@ const RECV_BATCH: usize = 64;
 const MAX_UNPOLLED: u32 = 16;
 /// The datagram size for a peer on this host: the loopback path takes 64 KiB, so the largest
 /// str0m allows. Each datagram costs both sides per-packet work (sctp-proto's walks of its
-/// in-flight queue on ours, DTLS and dcSCTP on a browser's), and a third fewer of them than
-/// at the cross-network default is measurable (docs/BENCHMARKS.md, session 13).
+/// in-flight queue on ours, DTLS and dcSCTP on a browser's); a quarter fewer of them than at
+/// the cross-network default cut our seeder's CPU (docs/BENCHMARKS.md, session 13). Browsers
+/// that hide their addresses behind mDNS names are not recognised as local and keep the
+/// default.
 const SAME_HOST_MTU: usize = str0m::DATAGRAM_MTU_TARGET_MAX;
 
 /// What the caller of `create_offer` / `accept_offer` receives.
@@ -98,6 +100,7 @@ pub(crate) enum Cmd {
 pub struct Endpoint {
     commands: mpsc::UnboundedSender<Cmd>,
     local: SocketAddr,
+    stun_address: Option<SocketAddr>,
     live: Arc<AtomicUsize>,
     connect_timeout: Duration,
 }
@@ -105,9 +108,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// Binds the socket and starts the task. `candidates` are the addresses we advertise: the
     /// socket's own (host) and, if a STUN server told us, our public one (server reflexive).
+    /// `stun_address` is what the STUN server saw, if one was asked and answered.
     pub(crate) fn start(
         socket: UdpSocket,
         candidates: Vec<Candidate>,
+        stun_address: Option<SocketAddr>,
         config: &WebRtcConfig,
     ) -> Result<Endpoint, WebRtcError> {
         let local = socket.local_addr().map_err(WebRtcError::Socket)?;
@@ -129,7 +134,20 @@ impl Endpoint {
             unpolled: Vec::new(),
         };
         tokio::spawn(task.run(rx));
-        Ok(Endpoint { commands, local, live, connect_timeout: config.connect_timeout })
+        Ok(Endpoint {
+            commands,
+            local,
+            stun_address,
+            live,
+            connect_timeout: config.connect_timeout,
+        })
+    }
+
+    /// Our address as the STUN server saw it (`WebRtcConfig::stun`): the server-reflexive
+    /// candidate when it differs from [`local_addr`](Self::local_addr). `None` without a
+    /// server, or when it did not answer.
+    pub fn stun_address(&self) -> Option<SocketAddr> {
+        self.stun_address
     }
 
     /// The UDP address connections run on.

@@ -103,21 +103,25 @@ pub async fn start(config: &WebRtcConfig) -> Result<Endpoint, WebRtcError> {
     let mut candidates = Vec::new();
     let host = Candidate::host(local, "udp").map_err(|e| WebRtcError::Sdp(e.to_string()))?;
     candidates.push(host);
+    let mut stun_address = None;
     if let Some(server) = &config.stun {
         match stun::public_address(&socket, server).await {
-            Ok(public) if public != local => {
-                match Candidate::server_reflexive(public, local, "udp") {
-                    Ok(c) => candidates.push(c),
-                    Err(e) => tracing::warn!("STUN gave an unusable address {public}: {e}"),
+            Ok(public) => {
+                stun_address = Some(public);
+                // Not behind a NAT: the host candidate already is that address.
+                if public != local {
+                    match Candidate::server_reflexive(public, local, "udp") {
+                        Ok(c) => candidates.push(c),
+                        Err(e) => tracing::warn!("STUN gave an unusable address {public}: {e}"),
+                    }
                 }
             }
-            Ok(_) => {}
             // Host candidates still work on the local network: warn, do not fail.
             Err(e) => tracing::warn!("STUN server {server}: {e}"),
         }
     }
     tracing::debug!(%local, candidates = candidates.len(), "webrtc endpoint");
-    Endpoint::start(socket, candidates, config)
+    Endpoint::start(socket, candidates, stun_address, config)
 }
 
 /// The source address the system would use to reach the internet, found without sending a

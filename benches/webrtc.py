@@ -16,6 +16,9 @@ and downloaded from each, one download at a time, by a fresh WebTorrent 3 in hea
 `shoal tracker --ws` and nothing else. Each seeder seeds a copy of the file under its own name
 (so the three torrents differ and a leecher meets exactly one seeder); all use 256 KiB pieces.
 Runs are interleaved (the order rotates every round) after one untimed download per seeder.
+The leecher's Chromium shows its addresses (no mDNS names), so `shoal seed` sees a peer on this
+host and answers it with 1500-byte datagrams; `--shoal-arg=--webrtc-mtu=1150` forces the size a
+peer across a network gets (an explicit `--webrtc-mtu` applies to every peer).
 
 Per download: `seconds` from the leecher adding the magnet to its last piece verified (tracker
 announce, WebRTC set-up, metadata and data all count), MB/s = bytes / 10^6 / seconds (as the

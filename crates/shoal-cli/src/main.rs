@@ -208,8 +208,9 @@ pub struct WebRtcArgs {
     #[arg(long, value_name = "HOST:PORT", conflicts_with = "no_webrtc")]
     pub stun: Option<String>,
     /// Largest UDP payload WebRTC connections send, 576-1500 [default: 1150, safe on any
-    /// path]. Raise it (e.g. 1400) only where the path MTU is known: fewer, larger packets,
-    /// but packets above the path's MTU are lost.
+    /// path; 1500 for a peer on this machine]. Raise it (e.g. 1400) only where the path MTU
+    /// is known: fewer, larger packets, but packets above the path's MTU are lost. When given,
+    /// it applies to every peer, local ones included.
     #[arg(long, value_name = "BYTES", conflicts_with = "no_webrtc")]
     pub webrtc_mtu: Option<usize>,
 }
@@ -227,6 +228,8 @@ impl WebRtcArgs {
         config.stun = self.stun.clone();
         if let Some(mtu) = self.webrtc_mtu {
             config.mtu = mtu;
+            // The size asked for is the size used, peers on this host included.
+            config.full_size_on_this_host = false;
         }
         Some(config)
     }

@@ -298,9 +298,20 @@ fn shoal_seed_learns_its_address_from_coturn() {
         drop(seed);
 
         coturn.stop();
+        // A server that takes the request and never answers.
+        let silent = std::net::UdpSocket::bind((ip, port)).expect("the port again");
         let seed = seed_with(format!("{ip}:{port}"));
-        assert!(seed.started["webrtc_stun"].is_null(), "no server, no address: {}", seed.started);
+        let mut buf = [0u8; 512];
+        silent.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        assert!(silent.recv_from(&mut buf).is_ok(), "shoal did not ask the silent server");
+        assert!(seed.started["webrtc_stun"].is_null(), "no answer, no address: {}", seed.started);
         assert!(seed.started["webrtc"].is_string(), "WebRTC still on: {}", seed.started);
+        let warning = format!("no answer from {ip}:{port}");
+        assert!(
+            seed.process.output_tail().contains(&warning),
+            "no warning {warning:?} in:\n{}",
+            seed.process.output_tail()
+        );
     });
 }
 

@@ -61,6 +61,9 @@ const MAX_UNPOLLED: u32 = 16;
 /// default.
 const SAME_HOST_MTU: usize = str0m::DATAGRAM_MTU_TARGET_MAX;
 
+/// Candidates we read from one SDP.
+const MAX_SDP_CANDIDATES: usize = 32;
+
 /// What the caller of `create_offer` / `accept_offer` receives.
 pub struct PendingConn {
     pub id: ConnId,
@@ -129,6 +132,7 @@ impl Endpoint {
             max_connections: config.max_connections,
             connect_timeout: config.connect_timeout,
             mtu: config.mtu,
+            full_size_on_this_host: config.full_size_on_this_host,
             live: live.clone(),
             send_drops: 0,
             unpolled: Vec::new(),
@@ -143,9 +147,10 @@ impl Endpoint {
         })
     }
 
-    /// Our address as the STUN server saw it (`WebRtcConfig::stun`): the server-reflexive
-    /// candidate when it differs from [`local_addr`](Self::local_addr). `None` without a
-    /// server, or when it did not answer.
+    /// Our address as the STUN server reported it (`WebRtcConfig::stun`), whether or not it
+    /// became a server-reflexive candidate (it does when it differs from
+    /// [`local_addr`](Self::local_addr) and str0m takes it). `None` without a server, or when
+    /// it did not answer.
     pub fn stun_address(&self) -> Option<SocketAddr> {
         self.stun_address
     }
@@ -225,6 +230,8 @@ struct Conn {
     unpolled: u32,
     /// The addresses the remote's SDP offered (see [`EndpointTask::collides`]).
     remote_candidates: Vec<SocketAddr>,
+    /// Its offer said it is on this host, so its datagrams are [`SAME_HOST_MTU`] bytes.
+    same_host: bool,
     /// Outgoing datagrams beyond the burst the remote can take at once.
     pacer: Pacer,
     /// The tail of the last flight, sent again if the connection goes quiet with data
@@ -272,6 +279,9 @@ struct EndpointTask {
     connect_timeout: Duration,
     /// Largest datagram a connection sends (checked against str0m's bounds in `start`).
     mtu: usize,
+    /// Whether answers to peers on this host use [`SAME_HOST_MTU`]; turned off for good once
+    /// a peer that claimed to be here sends from elsewhere.
+    full_size_on_this_host: bool,
     live: Arc<AtomicUsize>,
     send_drops: u64,
     /// Connections that took datagrams in this receive batch and wait for their poll.
@@ -425,6 +435,7 @@ impl EndpointTask {
                 remote: None,
                 unpolled: 0,
                 remote_candidates: Vec::new(),
+                same_host: false,
                 pacer: Pacer::new(Instant::now()),
                 probe: TailProbe::new(),
                 counters: ConnCounters::default(),
@@ -464,10 +475,8 @@ impl EndpointTask {
             return Err(WebRtcError::AlreadyConnected);
         }
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
-        let mtu = match on_this_host(&candidates, self.local) {
-            true => self.mtu.max(SAME_HOST_MTU),
-            false => self.mtu,
-        };
+        let same_host = self.full_size_on_this_host && on_this_host(sdp, self.local);
+        let mtu = if same_host { self.mtu.max(SAME_HOST_MTU) } else { self.mtu };
         let mut rtc = self.new_rtc(mtu);
         let answer =
             rtc.sdp_api().accept_offer(offer).map_err(|e| WebRtcError::Sdp(e.to_string()))?;
@@ -475,6 +484,7 @@ impl EndpointTask {
         let parts = self.insert(id, rtc, ConnState::Connecting);
         if let Some(conn) = self.conns.get_mut(&id) {
             conn.remote_candidates = candidates;
+            conn.same_host = same_host;
         }
         self.drive(id, None);
         Ok(PendingConn { id, sdp, opened: parts.opened })
@@ -541,6 +551,17 @@ impl EndpointTask {
                 else {
                     return;
                 };
+                if self.conns.get(&id).is_some_and(|c| c.same_host)
+                    && !is_this_host(source.ip(), self.local)
+                {
+                    // Its offer named only this host's addresses, yet its packets come from
+                    // elsewhere (another host reusing our private address, through a NAT):
+                    // full-size datagrams could be lost on that path. Trust such claims no more.
+                    tracing::warn!(%source, "a peer that claimed to be on this host is not");
+                    self.full_size_on_this_host = false;
+                    self.remove(id, "not on this host after all");
+                    return;
+                }
                 self.by_remote.insert(source, id);
                 if let Some(conn) = self.conns.get_mut(&id) {
                     conn.remote.get_or_insert(source);
@@ -764,7 +785,6 @@ impl EndpointTask {
 /// The `ip port` of every `a=candidate` line with a literal address (mDNS names skipped),
 /// bounded like everything taken from a peer.
 fn sdp_candidates(sdp: &str) -> Vec<SocketAddr> {
-    const MAX_CANDIDATES: usize = 32;
     sdp.lines()
         .filter_map(|line| line.trim().strip_prefix("a=candidate:"))
         .filter_map(|rest| {
@@ -774,17 +794,38 @@ fn sdp_candidates(sdp: &str) -> Vec<SocketAddr> {
             let port = fields.next()?.parse().ok()?;
             Some(SocketAddr::new(ip, port))
         })
-        .take(MAX_CANDIDATES)
+        .take(MAX_SDP_CANDIDATES)
         .collect()
 }
 
-/// Whether a remote that offered `candidates` is a process on this host: it offered at
-/// least one literal address and every one is loopback or our own socket's address. Any
-/// other address (a server-reflexive one included) means the path may leave the host, and
-/// a peer that hides its addresses behind mDNS names is not known to be here.
-fn on_this_host(candidates: &[SocketAddr], local: SocketAddr) -> bool {
-    !candidates.is_empty()
-        && candidates.iter().all(|c| c.ip().is_loopback() || c.ip() == local.ip())
+/// Whether the remote whose SDP is `sdp` says it is a process on this host: it offers host
+/// candidates only, at least one, every one a literal address that is loopback or our own
+/// socket's. A server-reflexive, relayed or peer-reflexive candidate means the path may leave
+/// the host; an mDNS name does not say where the peer is; a list longer than we read is not
+/// judged. The claim is checked against where its packets come from (`on_datagram`).
+fn on_this_host(sdp: &str, local: SocketAddr) -> bool {
+    if local.ip().is_unspecified() {
+        return false;
+    }
+    let mut seen = 0;
+    for rest in sdp.lines().filter_map(|line| line.trim().strip_prefix("a=candidate:")) {
+        seen += 1;
+        // foundation component transport priority address port "typ" type ...
+        let fields: Vec<&str> = rest.split_ascii_whitespace().take(8).collect();
+        let local_host = fields.len() == 8
+            && fields[6] == "typ"
+            && fields[7] == "host"
+            && fields[4].parse::<std::net::IpAddr>().is_ok_and(|ip| is_this_host(ip, local));
+        if !local_host || seen > MAX_SDP_CANDIDATES {
+            return false;
+        }
+    }
+    seen > 0
+}
+
+/// Loopback, or the address our socket is bound to.
+fn is_this_host(ip: std::net::IpAddr, local: SocketAddr) -> bool {
+    ip.is_loopback() || ip == local.ip()
 }
 
 struct PendingConnParts {
@@ -902,18 +943,31 @@ mod tests {
     }
 
     #[test]
-    fn only_loopback_and_our_own_address_are_this_host() {
-        let addrs = |list: &[&str]| -> Vec<SocketAddr> {
-            list.iter().map(|a| a.parse().unwrap()).collect()
-        };
+    fn only_host_candidates_on_loopback_or_our_address_are_this_host() {
         let local: SocketAddr = "198.18.0.1:40000".parse().unwrap();
-        assert!(on_this_host(&addrs(&["198.18.0.1:50000"]), local));
-        assert!(on_this_host(&addrs(&["127.0.0.1:50000", "[::1]:50001"]), local));
-        assert!(on_this_host(&addrs(&["198.18.0.1:50000", "127.0.0.2:9"]), local));
-        // Nothing literal (mDNS names only): unknown, so not here.
-        assert!(!on_this_host(&[], local));
-        // A second address, e.g. the remote's public one: the path may leave the host.
-        assert!(!on_this_host(&addrs(&["198.18.0.1:50000", "203.0.113.9:40000"]), local));
-        assert!(!on_this_host(&addrs(&["198.18.0.2:50000"]), local));
+        let sdp = |lines: &[&str]| -> String {
+            lines.iter().map(|l| format!("a=candidate:1 1 udp 2130706431 {l}\r\n")).collect()
+        };
+        let here = |lines: &[&str]| on_this_host(&sdp(lines), local);
+        assert!(here(&["198.18.0.1 50000 typ host"]));
+        assert!(here(&["127.0.0.1 50000 typ host", "::1 50001 typ host generation 0"]));
+        // Nothing, or nothing literal (mDNS names only): unknown, so not here.
+        assert!(!here(&[]));
+        assert!(!here(&["0b6e8d0f-1c2a.local 50002 typ host"]));
+        assert!(!here(&["198.18.0.1 50000 typ host", "0b6e8d0f-1c2a.local 50002 typ host"]));
+        // Another address, or a path through a NAT or a relay, even to one of our addresses.
+        assert!(!here(&["198.18.0.2 50000 typ host"]));
+        assert!(!here(&["198.18.0.1 50000 typ host", "203.0.113.9 40000 typ srflx"]));
+        assert!(!here(&["198.18.0.1 3478 typ relay raddr 203.0.113.9 rport 1"]));
+        assert!(!here(&["198.18.0.1 50000 typ prflx"]));
+        assert!(!here(&["::ffff:127.0.0.1 50000 typ host"]));
+        assert!(!here(&["198.18.0.1 50000"]));
+        // More than we read: the rest could name anything.
+        let many = vec!["127.0.0.1 1 typ host"; MAX_SDP_CANDIDATES + 1];
+        assert!(!here(&many));
+        assert!(here(&many[..MAX_SDP_CANDIDATES]));
+        // An endpoint bound to no address in particular cannot tell.
+        let unbound: SocketAddr = "0.0.0.0:40000".parse().unwrap();
+        assert!(!on_this_host(&sdp(&["0.0.0.0 50000 typ host"]), unbound));
     }
 }

@@ -67,10 +67,14 @@ pub struct WebRtcConfig {
     /// TURN included). On a network whose MTU is known, say a LAN with 1500-byte Ethernet,
     /// 1400-1472 sends fewer packets (17 % fewer at 1450 into Chromium; its CPU per MB did
     /// not measurably change, docs/BENCHMARKS.md). Nothing probes the path (sctp-proto has
-    /// no PLPMTUD): a value above the path's MTU loses packets. An answer to a peer on this
-    /// host (every address it offered is loopback or ours) uses 1500 whatever this says: the
-    /// path cannot lose it, and the offer we answer already says who is on the other end.
+    /// no PLPMTUD): a value above the path's MTU loses packets.
     pub mtu: usize,
+    /// Answer a peer on this host with 1500-byte datagrams whatever `mtu` says: its offer
+    /// names only host candidates on loopback or our own address, and its packets must then
+    /// come from one of those (one that does not is dropped, and the rule is off from then
+    /// on). Loopback carries 64 KiB. Browsers that hide their addresses behind mDNS names are
+    /// not recognised. On by default; an explicit `--webrtc-mtu` turns it off.
+    pub full_size_on_this_host: bool,
 }
 
 impl Default for WebRtcConfig {
@@ -82,6 +86,7 @@ impl Default for WebRtcConfig {
             // WebTorrent gives up on its offers after 50 s.
             connect_timeout: Duration::from_secs(50),
             mtu: str0m::DATAGRAM_MTU_TARGET,
+            full_size_on_this_host: true,
         }
     }
 }

@@ -121,8 +121,9 @@ pub async fn start(config: &WebRtcConfig) -> Result<Endpoint, WebRtcError> {
                     }
                 }
             }
-            // Host candidates still work on the local network: warn, do not fail.
-            Err(e) => tracing::warn!("STUN server {server}: {e}"),
+            // Host candidates still work on the local network: warn, do not fail. The error
+            // names the server.
+            Err(e) => tracing::warn!("{e}"),
         }
     }
     tracing::debug!(%local, candidates = candidates.len(), "webrtc endpoint");

@@ -52,11 +52,20 @@ async fn claims_are_checked() {
     // The rule is off for good: the same claim now gets the configured size, and connects.
     let second = connect_through_relay(&config, &answerer).await;
     let mut channel = second.opened.expect("the second attempt connects");
-    use tokio::io::AsyncWriteExt;
-    channel.write_all(&vec![7u8; 256 * 1024]).await.expect("writes");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut far_end = second.offerer_channel.expect("the offerer's channel");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = vec![7u8; 256 * 1024];
+    let mut got = vec![0u8; data.len()];
+    let (wrote, read) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(channel.write_all(&data), far_end.read_exact(&mut got))
+    })
+    .await
+    .expect("the data crosses in time");
+    wrote.expect("writes");
+    read.expect("reads");
+    assert!(got == data, "the bytes through the relay differ");
     let sent = second.largest.load(Ordering::Relaxed);
-    assert!(sent > 0 && sent <= MOST, "the answerer's largest datagram: {sent} bytes");
+    assert!(sent <= MOST, "the answerer's largest datagram: {sent} bytes");
 }
 
 /// The largest datagram at the default size: str0m aims at 1150 bytes and stays under its
@@ -67,6 +76,8 @@ const MOST: usize = 1280;
 struct Attempt {
     /// The answerer's channel, or why it failed.
     opened: Result<webrtc::DataChannel, String>,
+    /// The offerer's end of the channel, when it opened.
+    offerer_channel: Option<webrtc::DataChannel>,
     /// The largest datagram the answerer sent.
     largest: Arc<AtomicUsize>,
     /// Kept so that the offerer's side lives as long as the attempt.
@@ -95,7 +106,14 @@ async fn connect_through_relay(config: &WebRtcConfig, answerer: &webrtc::Endpoin
         .expect("settles in time")
         .expect("a result")
         .map_err(|e| e.to_string());
-    Attempt { opened, largest, _offerer: offerer }
+    let offerer_channel = match opened {
+        Ok(_) => {
+            let theirs = tokio::time::timeout(Duration::from_secs(15), offer.opened).await;
+            Some(theirs.expect("opens in time").expect("a result").expect("the offerer's channel"))
+        }
+        Err(_) => None,
+    };
+    Attempt { opened, offerer_channel, largest, _offerer: offerer }
 }
 
 /// Forwards the answerer's datagrams (to `claimed` or `elsewhere`) to the offerer from

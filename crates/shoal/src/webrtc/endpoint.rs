@@ -785,17 +785,22 @@ impl EndpointTask {
 /// The `ip port` of every `a=candidate` line with a literal address (mDNS names skipped),
 /// bounded like everything taken from a peer.
 fn sdp_candidates(sdp: &str) -> Vec<SocketAddr> {
-    sdp.lines()
-        .filter_map(|line| line.trim().strip_prefix("a=candidate:"))
-        .filter_map(|rest| {
-            // foundation component transport priority address port typ ...
-            let mut fields = rest.split_ascii_whitespace();
-            let ip = fields.nth(4)?.parse().ok()?;
-            let port = fields.next()?.parse().ok()?;
+    candidate_fields(sdp)
+        .filter_map(|fields| {
+            let ip = fields.get(4)?.parse().ok()?;
+            let port = fields.get(5)?.parse().ok()?;
             Some(SocketAddr::new(ip, port))
         })
         .take(MAX_SDP_CANDIDATES)
         .collect()
+}
+
+/// The first fields of each `a=candidate` line: foundation, component, transport, priority,
+/// address, port, "typ", type (extensions after those are not needed).
+fn candidate_fields(sdp: &str) -> impl Iterator<Item = Vec<&str>> {
+    sdp.lines()
+        .filter_map(|line| line.trim().strip_prefix("a=candidate:"))
+        .map(|rest| rest.split_ascii_whitespace().take(8).collect())
 }
 
 /// Whether the remote whose SDP is `sdp` says it is a process on this host: it offers host
@@ -808,10 +813,8 @@ fn on_this_host(sdp: &str, local: SocketAddr) -> bool {
         return false;
     }
     let mut seen = 0;
-    for rest in sdp.lines().filter_map(|line| line.trim().strip_prefix("a=candidate:")) {
+    for fields in candidate_fields(sdp) {
         seen += 1;
-        // foundation component transport priority address port "typ" type ...
-        let fields: Vec<&str> = rest.split_ascii_whitespace().take(8).collect();
         let local_host = fields.len() == 8
             && fields[6] == "typ"
             && fields[7] == "host"

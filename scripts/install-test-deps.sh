@@ -6,7 +6,7 @@
 #
 # Reference peers for interop tests (see tests/peers/): libtorrent (python3-libtorrent 2.0),
 # Transmission 3.00, aria2 1.36, opentracker, qBittorrent; nginx as a web seed; coturn as a STUN
-# server; ffmpeg for media payloads; GNU time
+# server; nftables for NAT routers in namespaces; ffmpeg for media payloads; GNU time
 # for peak-RSS figures; iproute2/util-linux for private network namespaces. WebRTC peers: PyPI
 # libtorrent 2.1 in a virtualenv of its own, WebTorrent in node with @roamhq/wrtc (npm).
 set -euo pipefail
@@ -27,8 +27,10 @@ APT_PACKAGES=(
     nginx
     # self-signed certificates for the https/wss tests (shoal_testkit::test_certificate)
     openssl
-    # a real STUN server for `--stun` (webrtc_interop.rs, run in STUN-only mode)
+    # a real STUN server for `--stun` (webrtc_interop.rs, webrtc_nat.rs; STUN-only mode)
     coturn
+    # the NAT routers of webrtc_nat.rs (masquerade and a stateful filter, shoal_testkit::nat)
+    nftables
     # the virtualenv holding PyPI libtorrent 2.1 (ensurepip is packaged apart in Debian)
     python3-venv
     # The npm side of the tracker and browser tests (tests/web): bittorrent-tracker's client,

@@ -261,30 +261,11 @@ fn shoal_peers_meet_through_a_wss_tracker() {
 #[test]
 fn shoal_seed_learns_its_address_from_coturn() {
     let test = "shoal_seed_learns_its_address_from_coturn";
-    let missing = require_tool("turnserver").err().map(|e| format!("coturn: {e}"));
-    in_netns_unless(test, missing, |ws| {
+    in_netns_unless(test, coturn_unavailable(), |ws| {
         let dir = tempfile::tempdir().unwrap();
         let ip = std::net::Ipv4Addr::LOCALHOST;
         let port = free_port(ip).expect("a free port");
-        let mut turnserver = std::process::Command::new("turnserver");
-        turnserver
-            .args([
-                "-n",
-                "--stun-only",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                "--log-file",
-                "stdout",
-            ])
-            .arg(format!("--listening-ip={ip}"))
-            .arg(format!("--listening-port={port}"))
-            .arg("--pidfile")
-            .arg(dir.path().join("turnserver.pid"))
-            .arg("--userdb")
-            .arg(dir.path().join("turndb"));
-        let mut coturn = ChildGuard::spawn("coturn", turnserver).expect("coturn starts");
-        wait_for_stun_server(std::net::SocketAddr::from((ip, port)), &coturn);
+        let mut coturn = start_coturn(dir.path(), ip.into(), port);
 
         payload_file(dir.path(), "stun.bin", 43);
         let seed_with = |stun: String| {
@@ -313,25 +294,6 @@ fn shoal_seed_learns_its_address_from_coturn() {
             seed.process.output_tail()
         );
     });
-}
-
-/// Waits (bounded) until a STUN server at `server` answers a binding request.
-#[track_caller]
-fn wait_for_stun_server(server: std::net::SocketAddr, process: &ChildGuard) {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
-    // RFC 5389 binding request: type, length 0, magic cookie, transaction id.
-    let mut request = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
-    request.extend_from_slice(b"shoal-test-1");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut buf = [0u8; 512];
-    while Instant::now() < deadline {
-        let _ = socket.send_to(&request, server);
-        if socket.recv_from(&mut buf).is_ok_and(|(n, _)| n >= 20 && buf[..2] == [0x01, 0x01]) {
-            return;
-        }
-    }
-    panic!("no STUN answer from {server}:\n{}", process.output_tail());
 }
 
 /// Node WebTorrent's `peer_connected` events: at least one, all of them WebRTC.

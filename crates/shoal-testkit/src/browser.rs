@@ -154,6 +154,12 @@ pub struct BrowserOpts {
     /// Shoal web leech: also stream the first media file into a `<video>` while it
     /// downloads, and seek near its end (events `canplay`, `playing`, `seeked`).
     pub play: bool,
+    /// `HOST:PORT` of a STUN server every `RTCPeerConnection` of the page uses (none by
+    /// default: host candidates only).
+    pub stun: Option<String>,
+    /// Program and arguments the driver runs under (`nsenter -t PID -n --` to put it and its
+    /// Chromium on a [`crate::nat::NatHost`]); empty to run it directly.
+    pub launcher: Vec<std::ffi::OsString>,
     /// Shoal web peer: a JSON object merged into `createClient`'s options.
     pub client_options: Option<serde_json::Value>,
     /// Shoal web leech: how long the client exists before the torrent is added (an open page
@@ -172,6 +178,8 @@ impl Default for BrowserOpts {
             max_lifetime: Duration::from_secs(600),
             chromium_args: Vec::new(),
             mdns: false,
+            stun: None,
+            launcher: Vec::new(),
             play: false,
             client_options: None,
             idle_before_add: Duration::ZERO,
@@ -315,7 +323,14 @@ fn start(
         Role::Leech => "leech",
     };
     let secs = |d: Duration| format!("{:.1}", d.as_secs_f64().max(1.0));
-    let mut cmd = Command::new("node");
+    let mut cmd = match opts.launcher.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg("node");
+            cmd
+        }
+        None => Command::new("node"),
+    };
     cmd.current_dir(web_dir())
         .arg(web_dir().join(driver.script()))
         .arg(role_arg)
@@ -334,6 +349,9 @@ fn start(
         }
         if opts.mdns {
             cmd.arg("--mdns");
+        }
+        if let Some(stun) = &opts.stun {
+            cmd.arg("--stun").arg(stun);
         }
     }
     if role == Role::Leech {

@@ -33,6 +33,7 @@
 pub mod browser;
 pub mod error;
 pub mod media;
+pub mod nat;
 pub mod net;
 pub mod netns;
 pub mod paths;

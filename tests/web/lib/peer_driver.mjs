@@ -24,6 +24,8 @@ const OPTIONS_USAGE = `options: --announce URL (repeatable)  --max-seconds S (60
          --client-options JSON (Shoal: merged into createClient's options)
          --chromium PATH ($CHROMIUM or /usr/bin/chromium)  --chromium-arg ARG (repeatable)
          --mdns (keep Chromium's default of hiding host addresses behind mDNS names)
+         --stun HOST:PORT (every RTCPeerConnection of the page asks this STUN server for its
+         public address: a server-reflexive candidate, for a peer behind a NAT)
          --no-stdin  --help`
 
 export const emit = (event, fields = {}) => process.stdout.write(JSON.stringify({ event, ...fields }) + '\n')
@@ -150,24 +152,31 @@ async function launch (base, { pageUrl, warningLabel }) {
     if (ev?.event === 'warning') return log(`${warningLabel} warning:`, ev.message)
     emit(ev.event, Object.fromEntries(Object.entries(ev).filter(([k]) => k !== 'event')))
   })
-  // Report what the page's own host candidates look like (an mDNS name or an address), so a
-  // test can tell which kind the other peer had to deal with. The first few only.
-  await ctx.addInitScript(() => {
+  // Report what the page's own candidates look like (a host candidate's mDNS name or address,
+  // a server-reflexive one's address), so a test can tell which kind the other peer had to deal
+  // with. The first few only. With --stun, every connection the page makes (whichever engine
+  // runs in it) gets that server, as a site would configure it.
+  await ctx.addInitScript(({ stun }) => {
     const Native = window.RTCPeerConnection
     if (!Native) return
     let reported = 0
     window.RTCPeerConnection = class extends Native {
-      constructor (...args) {
-        super(...args)
+      constructor (config, ...rest) {
+        super(stun ? { ...config, iceServers: [{ urls: `stun:${stun}` }] } : config, ...rest)
         this.addEventListener('icecandidate', e => {
           const c = e.candidate
-          if (!c || c.type !== 'host' || reported >= 8) return
-          reported++
-          window.shoalEmit?.({ event: 'local_candidate', kind: c.address?.endsWith('.local') ? 'mdns' : 'address' })
+          if (!c || reported >= 8) return
+          if (c.type === 'host') {
+            reported++
+            window.shoalEmit?.({ event: 'local_candidate', kind: c.address?.endsWith('.local') ? 'mdns' : 'address' })
+          } else if (c.type === 'srflx') {
+            reported++
+            window.shoalEmit?.({ event: 'local_candidate', kind: 'srflx', address: c.address })
+          }
         })
       }
     }
-  })
+  }, { stun: opts.stun ?? null })
   await page.goto(new URL(pageUrl, base).href)
   await page.waitForFunction(() => window.peerReady === true, null, { timeout: readyTimeout * 1000 })
   return { ctx, page, version: ctx.browser()?.version() ?? null }
@@ -265,6 +274,7 @@ export async function runPeerDriver (cfg) {
         chromium: { type: 'string', default: process.env.CHROMIUM || '/usr/bin/chromium' },
         'chromium-arg': { type: 'string', multiple: true, default: [] },
         mdns: { type: 'boolean', default: false },
+        stun: { type: 'string' },
         'no-stdin': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false }
       }

@@ -5,6 +5,10 @@
 //! Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
 
+mod stun;
+#[allow(unused_imports)] // not every test binary starts coturn
+pub use stun::*;
+
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -102,6 +106,12 @@ pub fn spawn_shoal(name: &str, args: &[OsString]) -> ChildGuard {
 pub fn spawn_shoal_with_env(name: &str, args: &[OsString], env: &[(&str, &Path)]) -> ChildGuard {
     let mut cmd = Command::new(shoal_path());
     cmd.envs(env.iter().copied());
+    spawn_shoal_through(name, cmd, args)
+}
+
+/// [`spawn_shoal`] through `cmd`, a command that runs the shoal binary (plainly, or wrapped:
+/// `nsenter ... shoal` on a NAT host).
+pub fn spawn_shoal_through(name: &str, mut cmd: Command, args: &[OsString]) -> ChildGuard {
     cmd.args(args).arg("--json");
     // The engine's debug lines are few (connections and why they end, announces) and are
     // what a failure message needs; plain text, since they end up in a test log.

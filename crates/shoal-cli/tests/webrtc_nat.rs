@@ -1,0 +1,263 @@
+//! Peers behind two different NAT routers meet over WebRTC through the addresses a STUN
+//! server saw (server-reflexive candidates): what `--stun` is for. Two Shoal peers, and
+//! WebTorrent in Chromium (given the same STUN server, as a site would) downloading from
+//! `shoal seed`.
+//!
+//! The test's network namespace plays the internet, with the WebSocket tracker and coturn on
+//! it; each peer runs on a host behind a masquerading router with a stateful filter
+//! (`shoal_testkit::nat`), and both hosts have the same private address, 192.168.1.2. A
+//! peer's host candidate is therefore useless to the other, and the only way through is each
+//! side's public mapping, learnt from STUN, with ICE checks from both ends opening the
+//! routers' filters. Without `--stun` on one side the same two peers cannot meet: that run
+//! shows the NAT is real and the first one went through it.
+//!
+//! Skipped (`SKIP:`) without coturn, nftables (scripts/install-test-deps.sh installs both),
+//! root, or for the browser test Chromium.
+
+mod interop_support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use interop_support::*;
+use serde_json::Value;
+use shoal_testkit::nat::{self, NatHost};
+use shoal_testkit::*;
+
+/// Bound on the transfer of [`PAYLOAD`] bytes (seconds when it works).
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long the peers get to meet when they cannot: several rounds of offers and ICE checks,
+/// where the run that works connects within a second or two.
+const CANNOT_MEET_WAIT: Duration = Duration::from_secs(20);
+/// Some hundred pieces, and a short last piece.
+const PAYLOAD: u64 = (4 << 20) + 1234;
+/// The seeded file's name (and the torrent's).
+const FILE_NAME: &str = "behind-nat.bin";
+
+#[test]
+fn shoal_peers_behind_two_nats_meet_through_stun() {
+    let test = "shoal_peers_behind_two_nats_meet_through_stun";
+    let missing = coturn_unavailable().or_else(nat::unavailable);
+    in_netns_unless(test, missing, |_loopback_ws| {
+        let net = Internet::new();
+        let (seed_host, mut seed, magnet, want) = net.seed_behind_nat(1, 51);
+        let leech_host = NatHost::new(2).expect("the downloader's NAT");
+
+        // Both sides with STUN: through both NATs.
+        let out = net.dir.path().join("got");
+        let mut leech = download_behind(&leech_host, &magnet, &out, &net.ws, Some(&net.stun));
+        let started = Instant::now();
+        if let Err(e) = leech.wait_success(TRANSFER_TIMEOUT) {
+            panic!(
+                "the download behind a NAT did not succeed: {e}\n--- seed ---\n{}\n\
+                 --- seed's router ---\n{}\n--- downloader's router ---\n{}",
+                seed.output_tail(),
+                seed_host.router_state(),
+                leech_host.router_state()
+            );
+        }
+        println!("through two NATs in {:.1?}", started.elapsed());
+        let leech_started = event(&leech, "started");
+        assert_public(&leech_started, &leech_host);
+        assert_only_webrtc_peers(leech.events());
+        assert_eq!(sha1_file(&out.join(FILE_NAME)).unwrap(), want);
+
+        // The downloader without STUN: only its private host candidate to offer.
+        let out = net.dir.path().join("not-got");
+        let mut stuck = download_behind(&leech_host, &magnet, &out, &net.ws, None);
+        let met = stuck.wait_for("a WebRTC peer", CANNOT_MEET_WAIT, |e| {
+            event_name(e) == Some("complete") || e["webrtc_peers"].as_u64().unwrap_or(0) > 0
+        });
+        match met {
+            Err(Error::Timeout { .. }) => {}
+            Ok(e) => panic!(
+                "a peer with no public address reached a peer behind another NAT, so the \
+                 routers do not filter: {e}\n{}\n{}",
+                seed_host.router_state(),
+                leech_host.router_state()
+            ),
+            Err(e) => panic!("the downloader without STUN: {e}"),
+        }
+        stuck.stop();
+        seed.stop();
+        net.stop();
+    });
+}
+
+/// WebTorrent in Chromium behind one NAT, configured with the same STUN server (as a site
+/// would), downloads from `shoal seed` behind another.
+#[test]
+fn webtorrent_in_chromium_behind_a_nat_downloads_from_shoal_behind_another() {
+    let test = "webtorrent_in_chromium_behind_a_nat_downloads_from_shoal_behind_another";
+    let missing = browser_unavailable().or_else(coturn_unavailable).or_else(nat::unavailable);
+    in_netns_unless(test, missing, |_loopback_ws| {
+        let net = Internet::new();
+        let (seed_host, mut seed, magnet, want) = net.seed_behind_nat(1, 52);
+        let browser_host = NatHost::new(2).expect("the browser's NAT");
+
+        let opts = BrowserOpts {
+            stun: Some(net.stun.clone()),
+            launcher: browser_host.launcher(),
+            ..BrowserOpts::default().announce(&net.ws).timeout(BROWSER_TIMEOUT)
+        };
+        let out = net.dir.path().join("browser-out");
+        let mut leech = browser_leech(&magnet, &out, &opts).expect("the browser starts");
+        let done = match leech.wait_done(BROWSER_TIMEOUT) {
+            Ok(done) => done,
+            Err(e) => panic!(
+                "the browser behind a NAT did not complete: {e}\n--- seed ---\n{}\n\
+                 --- seed's router ---\n{}\n--- browser's router ---\n{}",
+                seed.output_tail(),
+                seed_host.router_state(),
+                browser_host.router_state()
+            ),
+        };
+        println!("browser done: {done}");
+        let public = browser_host.public_addr().to_string();
+        let srflx = leech.process().events().iter().any(|e| {
+            event_name(e) == Some("local_candidate")
+                && e["kind"] == "srflx"
+                && e["address"].as_str() == Some(public.as_str())
+        });
+        assert!(srflx, "the browser had no server-reflexive candidate at {public}");
+        assert_eq!(done["sha1"].as_str(), Some(want.as_str()), "what WebTorrent verified");
+        assert_eq!(sha1_file(&out.join(FILE_NAME)).unwrap(), want, "what was written");
+        drop(leech);
+        seed.stop();
+        net.stop();
+    });
+}
+
+/// The test namespace as the internet: a WebSocket tracker and coturn on
+/// `nat::internet_servers()`.
+struct Internet {
+    dir: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    tracker: shoal_tracker::RunningTracker,
+    ws: String,
+    stun: String,
+    _coturn: ChildGuard,
+}
+
+impl Internet {
+    fn new() -> Internet {
+        let dir = tempfile::tempdir().unwrap();
+        let ip = nat::internet_servers().expect("an address for the servers");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let tracker = runtime
+            .block_on(shoal_tracker::start(shoal_tracker::Config {
+                ws: Some((ip, 0).into()),
+                ..shoal_tracker::Config::default()
+            }))
+            .expect("tracker starts");
+        let ws = format!("ws://{}", tracker.ws_addr.unwrap());
+        let stun_port = free_port(ip).expect("a free port");
+        let coturn = start_coturn(dir.path(), ip.into(), stun_port);
+        Internet { dir, runtime, tracker, ws, stun: format!("{ip}:{stun_port}"), _coturn: coturn }
+    }
+
+    /// A random file of [`PAYLOAD`] bytes seeded by `shoal seed` on NAT host `index`; returns
+    /// the host, the seed, a bare magnet (nothing but the info hash) and the file's SHA-1.
+    fn seed_behind_nat(
+        &self,
+        index: u8,
+        payload_seed: u64,
+    ) -> (NatHost, ChildGuard, String, String) {
+        let host = NatHost::new(index).expect("the seed's NAT");
+        let file = self.dir.path().join(FILE_NAME);
+        write_random_file(&file, PAYLOAD, payload_seed).expect("writing the payload");
+        let want = sha1_file(&file).expect("hashing the payload");
+        let (seed, started) = seed_behind(&host, &file, &self.ws, &self.stun);
+        let magnet = format!("magnet:?xt=urn:btih:{}", started["info_hash"].as_str().unwrap());
+        (host, seed, magnet, want)
+    }
+
+    fn stop(self) {
+        println!("tracker: {}", self.tracker.stats().to_json());
+        self.runtime.block_on(self.tracker.shutdown()).unwrap();
+    }
+}
+
+/// `shoal seed FILE` on `host`, announcing to `ws` with STUN from `stun`; returns it once it
+/// seeds, with its `started` event, which must show the router's public address.
+fn seed_behind(host: &NatHost, file: &Path, ws: &str, stun: &str) -> (ChildGuard, Value) {
+    let args = [
+        arg("seed"),
+        arg(file),
+        arg("--listen"),
+        arg(format!("{}:0", host.lan_addr())),
+        arg("--tracker"),
+        arg(ws),
+        arg("--stun"),
+        arg(stun),
+    ];
+    let mut seed = spawn_shoal_through("shoal-seed", host.command(shoal_path()), &args);
+    let started = seed.wait_event("started", SEED_START_TIMEOUT).expect("shoal seed starts");
+    seed.wait_event("seeding", SEED_START_TIMEOUT).expect("shoal seed is seeding");
+    assert_public(&started, host);
+    (seed, started)
+}
+
+/// `shoal download MAGNET` on `host` into `out`, through `ws` only, with `stun` if given;
+/// started, not waited for.
+fn download_behind(
+    host: &NatHost,
+    magnet: &str,
+    out: &Path,
+    ws: &str,
+    stun: Option<&str>,
+) -> ChildGuard {
+    let mut args = vec![
+        arg("download"),
+        arg(magnet),
+        arg("-o"),
+        arg(out),
+        arg("--listen"),
+        arg(format!("{}:0", host.lan_addr())),
+        arg("--tracker"),
+        arg(ws),
+    ];
+    if let Some(stun) = stun {
+        args.extend([arg("--stun"), arg(stun)]);
+    }
+    spawn_shoal_through("shoal-download", host.command(shoal_path()), &args)
+}
+
+/// A `started` event of a peer on `host` with STUN: its WebRTC socket is on the LAN and the
+/// STUN server saw the router's address.
+#[track_caller]
+fn assert_public(started: &Value, host: &NatHost) {
+    let ip_of = |key: &str| {
+        started[key]
+            .as_str()
+            .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+            .map(|a| a.ip())
+            .unwrap_or_else(|| panic!("no {key} address in {started}"))
+    };
+    assert_eq!(ip_of("webrtc"), std::net::IpAddr::from(host.lan_addr()), "{started}");
+    assert_eq!(ip_of("webrtc_stun"), std::net::IpAddr::from(host.public_addr()), "{started}");
+}
+
+/// The first event called `name` that `process` printed.
+#[track_caller]
+fn event(process: &ChildGuard, name: &str) -> Value {
+    process
+        .events()
+        .iter()
+        .find(|e| event_name(e) == Some(name))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {name:?} event:\n{}", process.output_tail()))
+}
+
+/// No progress line (nor `complete`) counts a peer other than a WebRTC one: nothing but
+/// WebRTC can cross the NATs (no TCP address was ever published), so this checks the counts.
+#[track_caller]
+fn assert_only_webrtc_peers(events: &[Value]) {
+    let count = |e: &Value, key: &str| e[key].as_u64().unwrap_or(0);
+    let counted = |e: &&Value| matches!(event_name(e), Some("progress" | "complete"));
+    if let Some(e) =
+        events.iter().filter(counted).find(|e| count(e, "peers") > count(e, "webrtc_peers"))
+    {
+        panic!("a peer that was not a WebRTC one: {e}");
+    }
+}

@@ -165,7 +165,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         } else {
             eprintln!("seeding; press Ctrl-C to stop");
         }
-        seed_until_interrupted(&handle, options.json).await;
+        seed_until_interrupted(&session, &handle, options.json).await;
     }
     handle.shutdown().await;
     Ok(())
@@ -207,7 +207,7 @@ async fn watch_until_done(
     }
 }
 
-async fn seed_until_interrupted(handle: &TorrentHandle, json: bool) {
+async fn seed_until_interrupted(session: &Session, handle: &TorrentHandle, json: bool) {
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
     let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
@@ -220,6 +220,8 @@ async fn seed_until_interrupted(handle: &TorrentHandle, json: bool) {
                     println!("{}", serde_json::json!({
                         "event": "stats", "uploaded": s.uploaded, "upload_rate": s.upload_rate, "peers": s.peers,
                         "webrtc_peers": status.webrtc_peers,
+                        // Current: the endpoint asks the STUN server again and again.
+                        "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
                     }));
                 }
             }

@@ -8,8 +8,9 @@
 //! (`shoal_testkit::nat`), and both hosts have the same private address, 192.168.1.2. A
 //! peer's host candidate is therefore useless to the other, and the only way through is each
 //! side's public mapping, learnt from STUN, with ICE checks from both ends opening the
-//! routers' filters. Without `--stun` on one side the same two peers cannot meet: that run
-//! shows the NAT is real and the first one went through it.
+//! routers' filters. When the seed's router gets a new public address, the seed learns it
+//! from its next STUN request and is reached there. Without `--stun` on one side the same two
+//! peers cannot meet: that run shows the NAT is real and the first ones went through it.
 //!
 //! Skipped (`SKIP:`) without coturn, nftables (scripts/install-test-deps.sh installs both),
 //! root, or for the browser test Chromium.
@@ -29,6 +30,9 @@ const TRANSFER_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long the peers get to meet when they cannot: several rounds of offers and ICE checks,
 /// where the run that works connects within a second or two.
 const CANNOT_MEET_WAIT: Duration = Duration::from_secs(20);
+/// Bound on the seed noticing a new public address: its STUN refresh (every 25 s) and a
+/// `stats` line (every 5 s).
+const ADDRESS_CHANGE_WAIT: Duration = Duration::from_secs(60);
 /// Some hundred pieces, and a short last piece.
 const PAYLOAD: u64 = (4 << 20) + 1234;
 /// The seeded file's name (and the torrent's).
@@ -40,7 +44,7 @@ fn shoal_peers_behind_two_nats_meet_through_stun() {
     let missing = coturn_unavailable().or_else(nat::unavailable);
     in_netns_unless(test, missing, |_loopback_ws| {
         let net = Internet::new();
-        let (seed_host, mut seed, magnet, want) = net.seed_behind_nat(1, 51);
+        let (mut seed_host, mut seed, magnet, want) = net.seed_behind_nat(1, 51);
         let leech_host = NatHost::new(2).expect("the downloader's NAT");
 
         // Both sides with STUN: through both NATs.
@@ -60,6 +64,28 @@ fn shoal_peers_behind_two_nats_meet_through_stun() {
         let leech_started = event(&leech, "started");
         assert_public(&leech_started, &leech_host);
         assert_only_webrtc_peers(leech.events());
+        assert_eq!(sha1_file(&out.join(FILE_NAME)).unwrap(), want);
+
+        // The seed's router gets a new public address. The seed's next STUN request finds
+        // it, its tracker socket (broken by the change) is noticed dead and reopened, and a
+        // new downloader reaches the seed at the new address.
+        let moved = seed_host.renumber().expect("a new public address");
+        let prefix = format!("{moved}:");
+        let noticed = seed.wait_for("the new public address", ADDRESS_CHANGE_WAIT, |e| {
+            event_name(e) == Some("stats")
+                && e["webrtc_stun"].as_str().is_some_and(|a| a.starts_with(&prefix))
+        });
+        if let Err(e) = noticed {
+            panic!("the seed did not learn its new address {moved}: {e}");
+        }
+        let out = net.dir.path().join("got-after-the-change");
+        let mut leech = download_behind(&leech_host, &magnet, &out, &net.ws, Some(&net.stun));
+        if let Err(e) = leech.wait_success(TRANSFER_TIMEOUT) {
+            panic!(
+                "no download after the seed's address changed: {e}\n--- seed ---\n{}",
+                seed.output_tail()
+            );
+        }
         assert_eq!(sha1_file(&out.join(FILE_NAME)).unwrap(), want);
 
         // The downloader without STUN: only its private host candidate to offer.
@@ -147,6 +173,9 @@ impl Internet {
         let tracker = runtime
             .block_on(shoal_tracker::start(shoal_tracker::Config {
                 ws: Some((ip, 0).into()),
+                // The shortest a client takes: after the seed's address changes, its next
+                // announce brings fresh offers with the new one.
+                ws_interval_secs: 60,
                 ..shoal_tracker::Config::default()
             }))
             .expect("tracker starts");

@@ -76,6 +76,8 @@ pub fn unavailable() -> Option<String> {
 /// A host behind its own NAT router (see the module documentation).
 pub struct NatHost {
     index: u8,
+    /// The last byte of the router's public address (198.18.<index>.<public>).
+    public: u8,
     host: Namespace,
     router: Namespace,
 }
@@ -89,8 +91,8 @@ impl NatHost {
         }
         let router = Namespace::new(&format!("nat router {index}"))?;
         let host = Namespace::new(&format!("nat host {index}"))?;
-        let (outside, inside, public) =
-            (Self::link_name(index), Self::internet_side(index), Self::public(index));
+        let (outside, inside) = (Self::link_name(index), Self::internet_side(index));
+        let public = Ipv4Addr::new(198, 18, index, 2);
 
         run(Command::new("sysctl").args(["-qw", "net.ipv4.ip_forward=1"]))?;
         run(Command::new("ip")
@@ -114,12 +116,32 @@ impl NatHost {
         run(host.command("ip").args(["addr", "add", &format!("{LAN_HOST}/24"), "dev", "eth0"]))?;
         run(host.command("ip").args(["link", "set", "eth0", "up"]))?;
         run(host.command("ip").args(["route", "add", "default", "via", &LAN_ROUTER.to_string()]))?;
-        Ok(NatHost { index, host, router })
+        Ok(NatHost { index, public: 2, host, router })
     }
 
     /// The address the outside sees this host's flows come from: the router's.
     pub fn public_addr(&self) -> Ipv4Addr {
-        Self::public(self.index)
+        Ipv4Addr::new(198, 18, self.index, self.public)
+    }
+
+    /// Gives the router a new public address (the next one up), as an ISP does when a lease
+    /// ends or the line reconnects; returns it. Removing the old address makes the kernel
+    /// forget every mapping masqueraded to it, so the host's flows come out from the new one.
+    pub fn renumber(&mut self) -> Result<Ipv4Addr> {
+        if self.public == 254 {
+            return Err(Error::Setup("no public address left to move to".into()));
+        }
+        let old = self.public_addr();
+        self.public += 1;
+        let new = self.public_addr();
+        let router = &self.router;
+        // Old first: deleting a primary address takes its secondaries with it.
+        run(router.command("ip").args(["addr", "del", &format!("{old}/24"), "dev", "wan"]))?;
+        run(router.command("ip").args(["addr", "add", &format!("{new}/24"), "dev", "wan"]))?;
+        // The default route went with the old address's subnet route.
+        let gateway = Self::internet_side(self.index).to_string();
+        run(router.command("ip").args(["route", "replace", "default", "via", &gateway]))?;
+        Ok(new)
     }
 
     /// This host's address on its LAN ([`LAN_HOST`], the same for every host).
@@ -153,10 +175,6 @@ impl NatHost {
             Ok(out) => String::from_utf8_lossy(&out.stdout).into_owned(),
             Err(e) => format!("nft list ruleset: {e}"),
         }
-    }
-
-    fn public(index: u8) -> Ipv4Addr {
-        Ipv4Addr::new(198, 18, index, 2)
     }
 
     fn link_name(index: u8) -> String {

@@ -15,6 +15,7 @@
 //! for it (up to the announce timeout), and with torrents joined it reconnects without waiting
 //! for one.
 
+mod keepalive;
 mod transport;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 pub use shoal_tracker_proto::ws::{DEFAULT_OFFERS, MAX_OFFERS_PER_ANNOUNCE};
 
+use self::keepalive::{Keepalive, Quiet, PONG_WAIT};
 use self::transport::{connect, WsUrl};
 use super::TrackerError;
 use crate::clock::Clock;
@@ -259,27 +261,47 @@ impl SocketTask {
         self.reconnect.connected(now);
         self.client.connected(now);
         self.drain_events();
+        let mut keepalive = Keepalive::new(tokio::time::Instant::now());
         loop {
             while let Some(text) = self.client.poll_transmit() {
                 if let Err(e) = sink.send(WsMessage::text(text)).await {
                     return Some(format!("send failed: {e}"));
                 }
             }
-            match self.wake(requests, stream.next()).await {
-                Wake::Other(message) => match message {
-                    Some(Ok(WsMessage::Text(text))) => {
-                        self.client.handle_text(self.clock.now(), text.as_str());
-                        self.drain_events();
+            let next = tokio::time::timeout_at(keepalive.deadline(), stream.next());
+            match self.wake(requests, next).await {
+                Wake::Other(Err(_quiet)) => {
+                    match keepalive.on_deadline(tokio::time::Instant::now()) {
+                        Quiet::SendPing => {
+                            if let Err(e) = sink.send(WsMessage::Ping(Default::default())).await {
+                                return Some(format!("ping failed: {e}"));
+                            }
+                        }
+                        Quiet::Dead => {
+                            return Some(format!("no answer to a ping within {PONG_WAIT:?}"))
+                        }
                     }
-                    Some(Ok(WsMessage::Binary(_))) => {
-                        tracing::debug!(url = %self.url, "binary frame from a WebSocket tracker; ignored");
+                }
+                Wake::Other(Ok(message)) => {
+                    if matches!(message, Some(Ok(_))) {
+                        keepalive.heard(tokio::time::Instant::now());
                     }
-                    Some(Ok(WsMessage::Close(_))) | None => {
-                        return Some("closed by the tracker".into())
+                    match message {
+                        Some(Ok(WsMessage::Text(text))) => {
+                            self.client.handle_text(self.clock.now(), text.as_str());
+                            self.drain_events();
+                        }
+                        Some(Ok(WsMessage::Binary(_))) => {
+                            tracing::debug!(url = %self.url, "binary frame from a WebSocket tracker; ignored");
+                        }
+                        Some(Ok(WsMessage::Close(_))) | None => {
+                            return Some("closed by the tracker".into())
+                        }
+                        // ping/pong: tungstenite answers pings itself; a pong answers ours
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => return Some(format!("read failed: {e}")),
                     }
-                    Some(Ok(_)) => {} // ping/pong: tungstenite answers pings itself
-                    Some(Err(e)) => return Some(format!("read failed: {e}")),
-                },
+                }
                 Wake::Request(None) => {
                     // Send what the last requests queued (a stop, say) before closing.
                     while let Some(text) = self.client.poll_transmit() {

@@ -17,21 +17,22 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use super::channel::{ChannelShared, DataChannel, HIGH_WATER, LOW_WATER, MAX_INBOUND};
 use super::pacer::Pacer;
 use super::probe::TailProbe;
-use super::{WebRtcConfig, WebRtcError};
+use super::stun::{StunAnswer, StunRefresh};
+use super::{server_reflexive, WebRtcConfig, WebRtcError};
 
 /// Identifies one connection of the endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -103,7 +104,8 @@ pub(crate) enum Cmd {
 pub struct Endpoint {
     commands: mpsc::UnboundedSender<Cmd>,
     local: SocketAddr,
-    stun_address: Option<SocketAddr>,
+    /// What the STUN server last said, kept current by the task.
+    stun_address: Arc<Mutex<Option<SocketAddr>>>,
     live: Arc<AtomicUsize>,
     connect_timeout: Duration,
 }
@@ -111,20 +113,23 @@ pub struct Endpoint {
 impl Endpoint {
     /// Binds the socket and starts the task. `candidates` are the addresses we advertise: the
     /// socket's own (host) and, if a STUN server told us, our public one (server reflexive).
-    /// `stun_address` is what the STUN server saw, if one was asked and answered.
-    pub(crate) fn start(
+    /// `stun` asks that server again from now on, with what its first answer said, if any.
+    pub(super) fn start(
         socket: UdpSocket,
         candidates: Vec<Candidate>,
-        stun_address: Option<SocketAddr>,
+        stun: Option<StunRefresh>,
         config: &WebRtcConfig,
     ) -> Result<Endpoint, WebRtcError> {
         let local = socket.local_addr().map_err(WebRtcError::Socket)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicUsize::new(0));
+        let stun_address = Arc::new(Mutex::new(stun.as_ref().and_then(StunRefresh::public)));
         let task = EndpointTask {
             socket,
             local,
             candidates,
+            stun,
+            stun_address: stun_address.clone(),
             commands: commands.downgrade(),
             conns: HashMap::new(),
             by_remote: HashMap::new(),
@@ -147,12 +152,12 @@ impl Endpoint {
         })
     }
 
-    /// Our address as the STUN server reported it (`WebRtcConfig::stun`), whether or not it
-    /// became a server-reflexive candidate (it does when it differs from
-    /// [`local_addr`](Self::local_addr) and str0m takes it). `None` without a server, or when
-    /// it did not answer.
+    /// Our address as the STUN server last reported it (`WebRtcConfig::stun`), whether or not
+    /// it became a server-reflexive candidate (it does when it differs from
+    /// [`local_addr`](Self::local_addr) and str0m takes it). `None` without a server, or
+    /// until it answers.
     pub fn stun_address(&self) -> Option<SocketAddr> {
-        self.stun_address
+        self.stun_address.lock().ok().and_then(|a| *a)
     }
 
     /// The UDP address connections run on.
@@ -269,7 +274,11 @@ impl Conn {
 struct EndpointTask {
     socket: UdpSocket,
     local: SocketAddr,
+    /// What new connections advertise: host, and server reflexive once STUN found it.
     candidates: Vec<Candidate>,
+    /// The periodic binding request, with `--stun`.
+    stun: Option<StunRefresh>,
+    stun_address: Arc<Mutex<Option<SocketAddr>>>,
     /// For channels' command senders; weak so that the task ends when the last user is gone.
     commands: mpsc::WeakUnboundedSender<Cmd>,
     conns: HashMap<ConnId, Conn>,
@@ -352,6 +361,7 @@ impl EndpointTask {
                 let wake = c.pacer.next_release().map_or(wake, |at| wake.min(at));
                 c.probe_due().map_or(wake, |at| wake.min(at))
             })
+            .chain(self.stun.as_ref().map(StunRefresh::due))
             .min()
             .unwrap_or(far)
     }
@@ -536,7 +546,29 @@ impl EndpointTask {
 
     // ---- network ----
 
+    /// STUN says our public address is now `new`: connections made from now on advertise it.
+    /// Those already made keep what they had (ICE restarts are not supported), and a peer
+    /// that has our old address in an offer tries it and fails, like any stale offer.
+    fn on_public_address(&mut self, old: Option<SocketAddr>, new: SocketAddr) {
+        match old {
+            Some(old) => tracing::info!(%old, %new, "STUN: our public address changed"),
+            None => tracing::info!(%new, "STUN: our public address"),
+        }
+        self.candidates.retain(|c| c.kind() != CandidateKind::ServerReflexive);
+        self.candidates.extend(server_reflexive(new, self.local));
+        if let Ok(mut shared) = self.stun_address.lock() {
+            *shared = Some(new);
+        }
+    }
+
     fn on_datagram(&mut self, data: &[u8], source: SocketAddr) {
+        if let Some(stun) = self.stun.as_mut().filter(|s| s.server() == source) {
+            match stun.on_datagram(data) {
+                StunAnswer::NotOurs => {}
+                StunAnswer::Unchanged => return,
+                StunAnswer::Changed { old, new } => return self.on_public_address(old, new),
+            }
+        }
         let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, data) else {
             return; // not STUN, DTLS or SRTP: noise
         };
@@ -603,6 +635,12 @@ impl EndpointTask {
     }
 
     fn on_timers(&mut self, now: Instant) {
+        if let Some(stun) = &mut self.stun {
+            if let Some(request) = stun.poll_request(now) {
+                // Lost is fine: the next one follows.
+                let _ = self.socket.try_send_to(&request, stun.server());
+            }
+        }
         let due: Vec<ConnId> = self
             .conns
             .iter()

@@ -4,7 +4,8 @@
 //! - [`endpoint`]: the socket task that owns every connection;
 //! - [`channel`]: an open data channel as an `AsyncRead + AsyncWrite` byte stream, over which
 //!   the ordinary BitTorrent wire protocol runs (handshake included);
-//! - [`stun`]: one binding request to learn our public address (server-reflexive candidate);
+//! - [`stun`]: binding requests to learn our public address (server-reflexive candidate) and
+//!   keep the NAT's mapping for our socket;
 //! - `pacer` and `probe`: per-connection pacing of outgoing datagrams, and a tail-loss probe
 //!   that repairs lost packets sooner than sctp-proto's one-second retransmission timer.
 //!
@@ -108,26 +109,44 @@ pub async fn start(config: &WebRtcConfig) -> Result<Endpoint, WebRtcError> {
     let mut candidates = Vec::new();
     let host = Candidate::host(local, "udp").map_err(|e| WebRtcError::Sdp(e.to_string()))?;
     candidates.push(host);
-    let mut stun_address = None;
+    let mut refresh = None;
     if let Some(server) = &config.stun {
-        match stun::public_address(&socket, server).await {
-            Ok(public) => {
-                stun_address = Some(public);
-                // Not behind a NAT: the host candidate already is that address.
-                if public != local {
-                    match Candidate::server_reflexive(public, local, "udp") {
-                        Ok(c) => candidates.push(c),
-                        Err(e) => tracing::warn!("STUN gave an unusable address {public}: {e}"),
+        match stun::resolve(server, local).await {
+            Ok(target) => {
+                let public = match stun::public_address(&socket, target).await {
+                    Ok(public) => {
+                        candidates.extend(server_reflexive(public, local));
+                        Some(public)
                     }
-                }
+                    // Host candidates still work on the local network, and the endpoint
+                    // asks again: warn, do not fail. The error names the server.
+                    Err(e) => {
+                        tracing::warn!("{e}");
+                        None
+                    }
+                };
+                refresh = Some(stun::StunRefresh::new(target, public, std::time::Instant::now()));
             }
-            // Host candidates still work on the local network: warn, do not fail. The error
-            // names the server.
             Err(e) => tracing::warn!("{e}"),
         }
     }
     tracing::debug!(%local, candidates = candidates.len(), "webrtc endpoint");
-    Endpoint::start(socket, candidates, stun_address, config)
+    Endpoint::start(socket, candidates, refresh, config)
+}
+
+/// The server-reflexive candidate for `public`, the address a STUN server saw our socket
+/// `local` at; none when that is `local` itself (no NAT: the host candidate says it all).
+pub(crate) fn server_reflexive(public: SocketAddr, local: SocketAddr) -> Option<Candidate> {
+    if public == local {
+        return None;
+    }
+    match Candidate::server_reflexive(public, local, "udp") {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!("STUN gave an unusable address {public}: {e}");
+            None
+        }
+    }
 }
 
 /// The source address the system would use to reach the internet, found without sending a

@@ -238,7 +238,27 @@ async fn hostile_signalling_and_peers_are_dropped_and_leave_nothing_behind() {
         .unwrap();
     let mut tracker = FakeTracker { ws: tokio_tungstenite::accept_async(tcp).await.unwrap() };
     let again = tokio::time::timeout(Duration::from_secs(30), tracker.recv()).await;
-    assert!(matches!(again, Ok(WsRequest::Announce(_))), "it announces again");
+    let Ok(WsRequest::Announce(rejoin)) = again else { panic!("it announces again: {again:?}") };
+    // With fresh offers, as an announce carries them: a peer that announced while the socket
+    // was down meets the session through one of them, now.
+    assert!(!rejoin.offers.is_empty(), "the rejoin carries offers");
+    assert_eq!(rejoin.numwant, Some(rejoin.offers.len() as u32));
+    let late = webrtc::start(&rtc_config()).await.unwrap();
+    let late_id = PeerId(*b"-XX0001-latecomer123");
+    let offer: serde_json::Value = serde_json::from_str(rejoin.offers[0].offer.get()).unwrap();
+    let pending = late.accept_offer(offer["sdp"].as_str().unwrap().to_owned()).await.unwrap();
+    let answer = format!(
+        "{{\"action\":\"announce\",\"info_hash\":{},\"peer_id\":{},\"offer_id\":{},\"answer\":{}}}",
+        json_binary(&info_hash.0),
+        json_binary(&late_id.0),
+        json_binary(&rejoin.offers[0].offer_id),
+        serde_json::json!({"type": "answer", "sdp": pending.sdp}),
+    );
+    tracker.send(answer).await;
+    let mut channel = tokio::time::timeout(STEP, pending.opened).await.unwrap().unwrap().unwrap();
+    let theirs =
+        webrtc::exchange_handshakes(&mut channel, &Handshake::new(info_hash, late_id)).await;
+    assert_eq!(theirs.expect("the session's handshake").peer_id, session_id);
 
     // 7. And a well-behaved peer still gets through: a handshake comes back.
     let good = webrtc::start(&rtc_config()).await.unwrap();

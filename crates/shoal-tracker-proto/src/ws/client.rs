@@ -8,6 +8,7 @@
 //!
 //! ```text
 //! socket open:   client.connected(now)        socket gone:  client.disconnected(now, why)
+//!     (or, with offers for client.rejoining(): client.connected_with_offers(now, offers))
 //! announce:      client.announce(now, &req, offers)  -> ticket (+ offers refused at once)
 //! text frame:    client.handle_text(now, text)
 //! answer made:   client.send_answer(info_hash, to, offer_id, sdp)
@@ -17,8 +18,8 @@
 //! ```
 //!
 //! What it remembers: the torrents announced on the socket (only their incoming offers are
-//! passed on) with their last announce, sent again without offers after a reconnect so the
-//! tracker keeps relaying offers to us; our offers by offer id until answered or expired; and
+//! passed on) with their last announce, sent again after a reconnect (with fresh offers when
+//! the driver made some) so the tracker keeps relaying offers to us; our offers by offer id until answered or expired; and
 //! the announces waiting for the tracker's answer. Everything from the tracker is checked:
 //! answers must match an offer of ours and its torrent, SDPs are bounded, intervals clamped.
 
@@ -167,10 +168,32 @@ impl WsClient {
 
     /// The socket is open: rejoins go out first, then the announces made while it was down.
     pub fn connected(&mut self, now: Instant) {
+        self.connected_with_offers(now, Vec::new());
+    }
+
+    /// The torrents [`connected`](Self::connected) would rejoin: announced on this socket, not
+    /// stopped, and with no announce of their own waiting to go out. A driver that can make
+    /// offers before it reports the socket open makes them for these.
+    pub fn rejoining(&self) -> Vec<InfoHash> {
+        let waiting = self.announces.unsent_torrents();
+        self.joined.keys().filter(|h| !waiting.contains(h)).copied().collect()
+    }
+
+    /// [`connected`](Self::connected), with `offers` (per torrent, as
+    /// [`announce`](Self::announce) takes them) sent with those torrents' rejoins, as a fresh
+    /// announce carries them: a peer that announced while we were away learns of us now
+    /// rather than at our next announce, minutes later. Returns the offers refused (for a
+    /// torrent not rejoined, or beyond the limits).
+    pub fn connected_with_offers(
+        &mut self,
+        now: Instant,
+        mut offers: Vec<(InfoHash, Vec<(OfferId, String)>)>,
+    ) -> Vec<(OfferId, OfferDrop)> {
         self.connected = true;
         self.transmit.clear();
         let unsent = self.announces.take_unsent();
         let deadline = now + self.config.announce_timeout;
+        let expires = now + self.config.offer_timeout;
         let rejoins: Vec<WsAnnounce> = self
             .joined
             .values()
@@ -178,10 +201,22 @@ impl WsClient {
             .filter(|a| !unsent.iter().any(|u| u.announce.info_hash == a.info_hash))
             .cloned()
             .collect();
-        for rejoin in rejoins {
+        let mut refused = Vec::new();
+        for mut rejoin in rejoins {
+            let mine = offers.iter().position(|(h, _)| *h == rejoin.info_hash);
+            for (id, sdp) in mine.map(|i| offers.remove(i).1).unwrap_or_default() {
+                match self.add_offer(&rejoin, id, &sdp, expires) {
+                    Ok(offer) => rejoin.offers.push(offer),
+                    Err(why) => refused.push((id, why)),
+                }
+            }
+            rejoin.numwant = Some(rejoin.offers.len() as u32);
             self.announces.push_sent(rejoin.info_hash, None, deadline);
             self.transmit.push_back(encode_request(&WsRequest::Announce(rejoin)));
         }
+        refused.extend(
+            offers.into_iter().flat_map(|(_, o)| o).map(|(id, _)| (id, OfferDrop::NotSent)),
+        );
         for Unsent { ticket, deadline, mut announce } in unsent {
             // Offers may have expired while waiting for the socket.
             announce.offers.retain(|o| self.offers.contains(&OfferId(o.offer_id)));
@@ -189,6 +224,7 @@ impl WsClient {
             self.announces.push_sent(announce.info_hash, Some(ticket), deadline);
             self.transmit.push_back(encode_request(&WsRequest::Announce(announce)));
         }
+        refused
     }
 
     /// The socket closed, or an attempt to open it failed: every waiting announce fails with

@@ -13,7 +13,8 @@
 //!
 //! The socket reconnects with backoff ([`Reconnect`]); announces made while it is down wait
 //! for it (up to the announce timeout), and with torrents joined it reconnects without waiting
-//! for one.
+//! for one and rejoins them with fresh offers. A socket quiet for a while is pinged, and one
+//! that does not answer is taken as dead (`keepalive.rs`).
 
 mod keepalive;
 mod transport;
@@ -27,8 +28,8 @@ use futures_util::{SinkExt, StreamExt};
 use shoal_proto::wire::Handshake;
 use shoal_proto::{InfoHash, PeerId};
 use shoal_tracker_proto::ws::{
-    offer_count, AnnounceError, AnnounceTicket, OfferId, Reconnect, WsClient, WsClientConfig,
-    WsEvent,
+    offer_count, AnnounceError, AnnounceTicket, OfferDrop, OfferId, Reconnect, WsClient,
+    WsClientConfig, WsEvent,
 };
 use shoal_tracker_proto::{AnnounceRequest, AnnounceResponse};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -257,9 +258,21 @@ impl SocketTask {
     {
         tracing::debug!(url = %self.url, "WebSocket tracker connected");
         let (mut sink, mut stream) = ws.split();
+        // Fresh offers go with the rejoins, as with any announce: peers that announced while
+        // we were away reach us now, not at our next announce.
+        let offers = self.rejoin_offers().await;
+        let sdps = offers
+            .iter()
+            .map(|(info_hash, made)| {
+                (*info_hash, made.iter().map(|(id, p)| (*id, p.sdp.clone())).collect())
+            })
+            .collect();
         let now = self.clock.now();
         self.reconnect.connected(now);
-        self.client.connected(now);
+        let refused = self.client.connected_with_offers(now, sdps);
+        for (info_hash, made) in offers {
+            self.keep_offers(info_hash, made, &refused);
+        }
         self.drain_events();
         let mut keepalive = Keepalive::new(tokio::time::Instant::now());
         loop {
@@ -363,16 +376,51 @@ impl SocketTask {
         let sdps = offers.iter().map(|(id, pending)| (*id, pending.sdp.clone())).collect();
         let announced = self.client.announce(self.clock.now(), &req, sdps);
         self.replies.insert(announced.ticket, reply);
+        self.keep_offers(req.info_hash, offers, &announced.refused);
+    }
+
+    /// Our offers for `info_hash` that the client took: kept until answered or dropped, each
+    /// waiting for its channel. Those in `refused` are closed.
+    fn keep_offers(
+        &mut self,
+        info_hash: InfoHash,
+        offers: Vec<(OfferId, PendingConn)>,
+        refused: &[(OfferId, OfferDrop)],
+    ) {
         for (id, pending) in offers {
-            if announced.refused.iter().any(|(refused, _)| *refused == id) {
+            if refused.iter().any(|(refused, _)| *refused == id) {
                 self.endpoint.close(pending.id);
                 continue;
             }
             self.offers.insert(id, pending.id);
             let peers = self.peers.clone();
             let our_id = self.client.peer_id();
-            tokio::spawn(open_and_handshake(req.info_hash, our_id, pending.opened, peers));
+            tokio::spawn(open_and_handshake(info_hash, our_id, pending.opened, peers));
         }
+    }
+
+    /// Fresh offers for each torrent a reconnect rejoins, as many as an announce makes by
+    /// default, within the room the client has for offers and the torrent for connections.
+    async fn rejoin_offers(&self) -> Vec<(InfoHash, Vec<(OfferId, PendingConn)>)> {
+        let mut room = self.client.pending_offer_room();
+        let mut all = Vec::new();
+        for info_hash in self.client.rejoining() {
+            let wanted = (DEFAULT_OFFERS as usize).min((self.room)(&info_hash)).min(room);
+            let mut made = Vec::new();
+            for _ in 0..wanted {
+                match self.endpoint.create_offer().await {
+                    Ok(pending) => made.push((OfferId(rand::random()), pending)),
+                    // At the endpoint's connection limit: rejoin with what we have.
+                    Err(e) => {
+                        tracing::debug!("no more offers: {e}");
+                        break;
+                    }
+                }
+            }
+            room -= made.len();
+            all.push((info_hash, made));
+        }
+        all
     }
 
     /// Carries out everything the client asked for.

@@ -82,6 +82,11 @@ impl Announces {
         !self.unsent.is_empty()
     }
 
+    /// The torrents with an announce waiting for the socket.
+    pub(super) fn unsent_torrents(&self) -> Vec<InfoHash> {
+        self.unsent.iter().map(|u| u.announce.info_hash).collect()
+    }
+
     /// Every unsent announce, oldest first.
     pub(super) fn take_unsent(&mut self) -> Vec<Unsent> {
         std::mem::take(&mut self.unsent)

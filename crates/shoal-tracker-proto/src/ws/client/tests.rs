@@ -480,6 +480,48 @@ fn a_reconnect_fails_waiting_announces_and_rejoins_without_offers() {
 }
 
 #[test]
+fn a_rejoin_carries_the_offers_made_for_it() {
+    let (mut c, _) = joined_with_offers(1);
+    // B waits for the socket with an announce of its own: it is not rejoined.
+    c.disconnected(at(1), "reset");
+    let _ = events(&mut c);
+    c.announce(at(1), &request(B, AnnounceEvent::Started), offers(20, 1));
+    assert_eq!(c.rejoining(), [A]);
+
+    let refused = c.connected_with_offers(
+        at(2),
+        vec![(A, offers(10, 2)), (B, offers(30, 1)), (InfoHash([0xcc; 20]), offers(40, 1))],
+    );
+    assert_eq!(
+        refused,
+        [(offer_id(30), OfferDrop::NotSent), (offer_id(40), OfferDrop::NotSent)],
+        "offers only go with rejoins"
+    );
+    let [rejoin, b] = announces(&mut c).try_into().unwrap();
+    assert_eq!((rejoin.info_hash, rejoin.event), (A, AnnounceEvent::None));
+    let ids: Vec<OfferId> = rejoin.offers.iter().map(|o| OfferId(o.offer_id)).collect();
+    assert_eq!(ids, [offer_id(10), offer_id(11)]);
+    assert_eq!(rejoin.numwant, Some(2), "as many peers as offers");
+    assert_eq!((b.info_hash, b.offers.len()), (B, 1), "B's own announce, as it was");
+
+    // An answer to a rejoin's offer is matched like any other.
+    c.handle_text(at(3), &answer_frame(A, offer_id(11), "answer", "v=0\r\n"));
+    assert!(
+        matches!(events(&mut c)[..], [WsEvent::Answer { offer_id: id, .. }] if id == offer_id(11))
+    );
+    // And they expire like any other.
+    c.handle_timeout(at(2) + WsClientConfig::default().offer_timeout);
+    let expired: Vec<OfferId> = events(&mut c)
+        .into_iter()
+        .filter_map(|e| match e {
+            WsEvent::OfferDropped { offer_id, reason: OfferDrop::Expired } => Some(offer_id),
+            _ => None,
+        })
+        .collect();
+    assert!(expired.contains(&offer_id(10)), "{expired:?}");
+}
+
+#[test]
 fn a_rejoin_is_reannounced_with_the_latest_counts() {
     let (mut c, _) = joined_with_offers(0);
     let later =

@@ -321,3 +321,120 @@ fn shoal_web_plays_from_shoal_serve() {
         serve.stop();
     });
 }
+
+/// A tab whose tracker connection drops: a native peer that announces while the tab is away
+/// meets it once the tab's socket is back, through the offers the tab sends when it rejoins.
+/// The scheduled re-announces (the tab's and the peer's) are two minutes away, and the
+/// download is bounded well below that.
+#[test]
+fn a_tab_back_on_its_tracker_meets_a_peer_that_announced_meanwhile() {
+    let test = "a_tab_back_on_its_tracker_meets_a_peer_that_announced_meanwhile";
+    in_netns_web(test, |_ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let (tracker, direct_url) = start_ws_tracker(&runtime, "127.0.0.1:0".parse().unwrap());
+        let direct = tracker.ws_addr.unwrap();
+        // The tab reaches the tracker through a relay that can be cut; the native peer
+        // goes straight to it.
+        let relay = runtime.block_on(TcpRelay::start(direct));
+        let file = dir.path().join("rejoin.bin");
+        write_random_file(&file, 4 << 20, 61).unwrap();
+        let want = sha1_file(&file).unwrap();
+        let opts = BrowserOpts::default()
+            .announce(format!("ws://{}", relay.addr))
+            .timeout(BROWSER_TIMEOUT);
+        let mut tab = shoal_web_seed(&file, &opts).expect("the tab shares the file");
+        let info_hash = tab.ready_event()["info_hash"].as_str().expect("an info hash").to_owned();
+        let counter = |name: &str| tracker.stats().counters.get(name).copied().unwrap_or(0);
+        let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+            while !done() {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: {}",
+                    tracker.stats().to_json()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        };
+
+        relay.cut();
+        wait_for("the tab's socket closes", &|| counter("ws_connections_open") == 0);
+        let announced = counter("ws_announces");
+        let out = dir.path().join("got");
+        let mut download = spawn_shoal(
+            "shoal-download",
+            &[
+                arg("download"),
+                arg(format!("magnet:?xt=urn:btih:{info_hash}")),
+                arg("-o"),
+                arg(&out),
+                arg("--listen"),
+                arg("127.0.0.1:0"),
+                arg("--tracker"),
+                arg(&direct_url),
+            ],
+        );
+        wait_for("the downloader announces", &|| counter("ws_announces") > announced);
+        assert_eq!(counter("ws_connections_open"), 1, "the tab is still away");
+        relay.reopen();
+        if let Err(e) = download.wait_success(AFTER_REJOIN_TIMEOUT) {
+            panic!(
+                "the peers did not meet after the tab rejoined: {e}\n--- tab ---\n{}",
+                tab.process().output_tail()
+            );
+        }
+        assert_eq!(sha1_file(&out.join("rejoin.bin")).unwrap(), want);
+        drop(tab);
+        runtime.block_on(tracker.shutdown()).unwrap();
+    });
+}
+
+/// Bound on the download once the tab's socket is back: well below the two-minute announce
+/// interval, so only the offers sent on rejoining can bring the peers together in time.
+const AFTER_REJOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A TCP relay to one address that can drop every connection and refuse new ones for a while
+/// (a tracker socket lost, then back).
+struct TcpRelay {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl TcpRelay {
+    async fn start(to: std::net::SocketAddr) -> TcpRelay {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let relay = TcpRelay { addr, open: Default::default(), conns: Default::default() };
+        relay.open.store(true, Ordering::Relaxed);
+        let (open, conns) = (relay.open.clone(), relay.conns.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !open.load(Ordering::Relaxed) {
+                    continue; // dropped: closed at once
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                conns.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        relay
+    }
+
+    /// Drops every connection; new ones are closed at once until [`TcpRelay::reopen`].
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::Relaxed);
+        for conn in self.conns.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+
+    fn reopen(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

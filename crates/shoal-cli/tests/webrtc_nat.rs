@@ -200,13 +200,7 @@ impl Internet {
         let dir = tempfile::tempdir().unwrap();
         let ip = nat::internet_servers().expect("an address for the servers");
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let tracker = runtime
-            .block_on(shoal_tracker::start(shoal_tracker::Config {
-                ws: Some((ip, 0).into()),
-                ..shoal_tracker::Config::default()
-            }))
-            .expect("tracker starts");
-        let ws = format!("ws://{}", tracker.ws_addr.unwrap());
+        let (tracker, ws) = start_ws_tracker(&runtime, (ip, 0).into());
         let stun_port = free_port(ip).expect("a free port");
         let coturn = start_coturn(dir.path(), ip.into(), stun_port);
         Internet { dir, runtime, tracker, ws, stun: format!("{ip}:{stun_port}"), _coturn: coturn }

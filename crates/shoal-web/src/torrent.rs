@@ -885,6 +885,17 @@ impl TorrentDriver {
         }
     }
 
+    /// `url`'s socket reopened and rejoined us without offers: peers that announced while it
+    /// was down would meet us only at our next announce, minutes away, so fresh offers go out
+    /// now (as WebTorrent's client announces with offers after a reconnect; Shoal's native
+    /// driver sends them with the rejoin itself).
+    pub fn on_rejoined(&mut self, url: &str) {
+        let count = self.config.offers_per_announce as usize;
+        if count > 0 && !self.destroyed && self.under_limit() {
+            self.announce_more_offers(url, count);
+        }
+    }
+
     /// The tracker answered (or failed) an announce of [`AnnounceKind::MoreOffers`]: the
     /// regular schedule does not move for it.
     pub fn on_more_offers_announced(

@@ -227,9 +227,11 @@ impl Hub {
             };
             let now = h.clock.now();
             let Some(socket) = h.sockets.get_mut(url) else { return };
+            let mut rejoined = Vec::new();
             match event {
                 SocketEvent::Open => {
                     socket.reconnect.connected(now);
+                    rejoined = socket.client.rejoining();
                     socket.client.connected(now);
                 }
                 SocketEvent::Text(text) if text.len() <= MAX_MESSAGE_LEN => {
@@ -253,7 +255,9 @@ impl Hub {
                     socket.client.disconnected(now, "the tracker closed the connection");
                 }
             }
-            h.pump(url)
+            let mut routed = h.pump(url);
+            routed.extend(rejoined.into_iter().map(Routed::Rejoined));
+            routed
         };
         Hub::deliver(hub, url, routed);
     }
@@ -291,6 +295,13 @@ impl Hub {
                     }
                 }
                 Routed::Refused(..) => {}
+                Routed::Rejoined(info_hash) => {
+                    let torrent = hub.borrow().torrent(&info_hash);
+                    if let Some(t) = torrent {
+                        let url = url.to_owned();
+                        TorrentDriver::dispatch(&t, move |d| d.on_rejoined(&url));
+                    }
+                }
                 Routed::Event(WsEvent::AnnounceDone { ticket, info_hash, result }) => {
                     let (torrent, more_offers) = {
                         let mut h = hub.borrow_mut();
@@ -393,4 +404,7 @@ enum Routed {
     Event(WsEvent),
     /// Offers an announce refused at once, to drop in the torrent that made them.
     Refused(InfoHash, Vec<OfferId>),
+    /// The socket reopened and rejoined this torrent (without offers: a browser makes them
+    /// asynchronously), so the torrent follows with an announce that carries some.
+    Rejoined(InfoHash),
 }

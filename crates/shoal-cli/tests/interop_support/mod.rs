@@ -457,15 +457,25 @@ pub fn in_netns_unless(test: &str, missing: Option<String>, body: impl FnOnce(&s
         Err(e) => panic!("{e}"),
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let tracker = runtime
-        .block_on(shoal_tracker::start(shoal_tracker::Config {
-            ws: Some("127.0.0.1:0".parse().unwrap()),
-            ..shoal_tracker::Config::default()
-        }))
-        .expect("tracker starts");
-    let ws = format!("ws://{}", tracker.ws_addr.unwrap());
+    let (tracker, ws) = start_ws_tracker(&runtime, "127.0.0.1:0".parse().unwrap());
     body(&ws);
     let stats = tracker.stats();
     println!("tracker: {}", stats.to_json());
     runtime.block_on(tracker.shutdown()).unwrap();
+}
+
+/// Our tracker with only its WebSocket listener, on `addr` (port 0 for any), and its
+/// `ws://` URL.
+pub fn start_ws_tracker(
+    runtime: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+) -> (shoal_tracker::RunningTracker, String) {
+    let tracker = runtime
+        .block_on(shoal_tracker::start(shoal_tracker::Config {
+            ws: Some(addr),
+            ..shoal_tracker::Config::default()
+        }))
+        .expect("tracker starts");
+    let ws = format!("ws://{}", tracker.ws_addr.expect("a WebSocket listener"));
+    (tracker, ws)
 }

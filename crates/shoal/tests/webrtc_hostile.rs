@@ -5,13 +5,14 @@
 //! answers to offers it never made, garbage frames. Then it connects real WebRTC peers (our own
 //! endpoint) that open the channel and send garbage, or nothing. The session must answer only
 //! what deserves an answer, drop the rest, and end with no connection left; a well-behaved peer
-//! must still get through afterwards.
+//! must still get through afterwards. And a tracker that goes silent on an open connection is
+//! noticed (the keepalive's unanswered ping) and left for a new connection.
 
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use shoal::webrtc::{self, WebRtcConfig};
-use shoal::{AddTorrent, Session, SessionConfig, StorageTarget, TorrentSource};
+use shoal::{AddTorrent, Session, SessionConfig, StorageTarget, TorrentHandle, TorrentSource};
 use shoal_proto::create::TorrentBuilder;
 use shoal_proto::metainfo::Metainfo;
 use shoal_proto::wire::Handshake;
@@ -79,11 +80,16 @@ fn raw(json: serde_json::Value) -> Box<serde_json::value::RawValue> {
     serde_json::value::RawValue::from_string(json.to_string()).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hostile_signalling_and_peers_are_dropped_and_leave_nothing_behind() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
+/// A session seeding a small torrent, announced to the (fake) tracker at `url` only; what
+/// must outlive the test's use of it, and the torrent's info hash.
+struct Seeding {
+    session: Session,
+    torrent: TorrentHandle,
+    info_hash: InfoHash,
+    _dir: tempfile::TempDir,
+}
 
+async fn seeding_session(url: String) -> Seeding {
     let data = common::pseudo_random(300_000, 5);
     let builder = TorrentBuilder::single_file("x.bin", data.len() as u64).unwrap();
     let mut hasher = builder.piece_length(32 * 1024).start().unwrap();
@@ -107,6 +113,49 @@ async fn hostile_signalling_and_peers_are_dropped_and_leave_nothing_behind() {
         })
         .unwrap();
     tokio::time::timeout(STEP, torrent.wait_complete()).await.unwrap().unwrap();
+    Seeding { session, torrent, info_hash, _dir: dir }
+}
+
+/// A tracker whose connection stays open but that stops reading (a route gone dead under an
+/// open TCP connection looks the same from our side: nothing comes back, not even a pong).
+/// The session pings it after a quiet spell, gives up on it when no answer comes, reconnects
+/// and rejoins, with offers. Without the keepalive it would wait for its next announce,
+/// minutes away; the wait here is bounded below that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tracker_that_goes_silent_is_left_and_rejoined() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let seeding = seeding_session(url).await;
+    let (tcp, _) = tokio::time::timeout(STEP, listener.accept()).await.unwrap().unwrap();
+    let mut tracker = FakeTracker { ws: tokio_tungstenite::accept_async(tcp).await.unwrap() };
+    let WsRequest::Announce(first) = tracker.recv().await else { panic!("an announce first") };
+    tracker.send(encode_announce_response(&seeding.info_hash, 120, 1, 0)).await;
+
+    // From here on the old connection is held open and never read.
+    let silent = tracker;
+    let (tcp, _) = tokio::time::timeout(SILENT_TRACKER_WAIT, listener.accept())
+        .await
+        .expect("the session gives up on the silent tracker and reconnects")
+        .unwrap();
+    let mut tracker = FakeTracker { ws: tokio_tungstenite::accept_async(tcp).await.unwrap() };
+    let WsRequest::Announce(rejoin) = tracker.recv().await else { panic!("it rejoins") };
+    assert_eq!((rejoin.info_hash, rejoin.peer_id), (seeding.info_hash, first.peer_id));
+    assert!(!rejoin.offers.is_empty(), "the rejoin carries offers");
+    drop(silent);
+    drop(seeding.torrent);
+    drop(seeding.session);
+}
+
+/// Bound on noticing a silent tracker: its quiet spell and the ping's wait (45 s) with room
+/// to spare, and below the two-minute announce interval that would otherwise be the next
+/// time the session writes to it.
+const SILENT_TRACKER_WAIT: Duration = Duration::from_secs(75);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_signalling_and_peers_are_dropped_and_leave_nothing_behind() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let Seeding { session, torrent, info_hash, _dir } = seeding_session(url).await;
 
     let (tcp, _) = tokio::time::timeout(STEP, listener.accept()).await.unwrap().unwrap();
     let ws = tokio_tungstenite::accept_async(tcp).await.unwrap();

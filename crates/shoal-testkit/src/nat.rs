@@ -36,8 +36,8 @@ const LAN_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 
 /// Where servers on the "internet" listen: an address of the test namespace's own (on `lo`,
 /// so it exists before any link does), reached from every NAT host through its router's
-/// default route.
-pub const INTERNET_SERVERS: Ipv4Addr = Ipv4Addr::new(198, 18, 100, 1);
+/// default route. Outside 198.18.0.0/16, where the links are.
+pub const INTERNET_SERVERS: Ipv4Addr = Ipv4Addr::new(198, 19, 0, 1);
 
 /// Adds [`INTERNET_SERVERS`] to the calling process's namespace (once; again is a no-op) and
 /// returns it. Call it inside the test's namespace, before servers bind it.
@@ -58,8 +58,8 @@ pub fn internet_servers() -> Result<Ipv4Addr> {
     Ok(INTERNET_SERVERS)
 }
 
-/// Why NAT hosts cannot be made here, or `None` when they can. Call it inside the test's
-/// namespace.
+/// Why NAT hosts cannot be made here, or `None` when they can (the tools are installed and we
+/// are root: `nsenter` into namespaces made from a user namespace is not supported).
 pub fn unavailable() -> Option<String> {
     for tool in ["nsenter", "nft", "unshare", "ip", "sysctl"] {
         if let Err(e) = require_tool(tool) {

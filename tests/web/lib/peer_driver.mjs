@@ -159,20 +159,18 @@ async function launch (base, { pageUrl, warningLabel }) {
   await ctx.addInitScript(({ stun }) => {
     const Native = window.RTCPeerConnection
     if (!Native) return
-    let reported = 0
+    // Counted apart: a page's first connections gather many host candidates (UDP and TCP,
+    // several connections at once) before any server-reflexive one.
+    const reported = { host: 0, srflx: 0 }
     window.RTCPeerConnection = class extends Native {
       constructor (config, ...rest) {
         super(stun ? { ...config, iceServers: [{ urls: `stun:${stun}` }] } : config, ...rest)
         this.addEventListener('icecandidate', e => {
           const c = e.candidate
-          if (!c || reported >= 8) return
-          if (c.type === 'host') {
-            reported++
-            window.shoalEmit?.({ event: 'local_candidate', kind: c.address?.endsWith('.local') ? 'mdns' : 'address' })
-          } else if (c.type === 'srflx') {
-            reported++
-            window.shoalEmit?.({ event: 'local_candidate', kind: 'srflx', address: c.address })
-          }
+          if (!c || !(c.type in reported) || reported[c.type] >= 8) return
+          reported[c.type]++
+          const kind = c.type === 'srflx' ? 'srflx' : c.address?.endsWith('.local') ? 'mdns' : 'address'
+          window.shoalEmit?.({ event: 'local_candidate', kind, ...(c.type === 'srflx' ? { address: c.address } : {}) })
         })
       }
     }

@@ -49,6 +49,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_CONCURRENT_ANSWERS: usize = 32;
 /// Beyond the client's own announce timeout: only a socket task stuck in a write hits this.
 const ANNOUNCE_GRACE: Duration = Duration::from_secs(5);
+/// Offers one reconnect's rejoins carry at most, over all torrents. They are made only while
+/// more than half of the endpoint's connections are free: a tracker that keeps dropping us
+/// must not fill the endpoint with offers nobody answers (earlier connections' offers live
+/// until they expire), leaving no room to answer peers.
+const MAX_REJOIN_OFFERS: usize = 20;
+/// A write the socket has not taken in this long ends the connection: on a route that drops
+/// everything the kernel's buffer fills and a send would wait for TCP to give up (minutes),
+/// with the keepalive unable to run meanwhile.
+const SEND_STALL: Duration = keepalive::PONG_WAIT;
 
 /// How many more connections the torrent with this info hash would take (0 for a torrent the
 /// session does not have). Offers are answered only while there is room.
@@ -166,6 +175,13 @@ struct MadeAnswer {
     conn: ConnId,
 }
 
+/// What an open connection heard: a frame (or the keepalive's deadline passing without one),
+/// or a new public address from STUN.
+enum Heard<F> {
+    Frame(Result<F, tokio::time::error::Elapsed>),
+    PublicAddress,
+}
+
 /// What woke the socket task.
 enum Wake<T> {
     /// An announce from the session; `None` when the session is gone.
@@ -275,19 +291,38 @@ impl SocketTask {
         }
         self.drain_events();
         let mut keepalive = Keepalive::new(tokio::time::Instant::now());
+        // A new public IP means this connection's packets now leave from an address the
+        // tracker does not know: it is as good as dead, and the rejoin on a new one carries
+        // offers with the new address.
+        let mut public = self.endpoint.stun_address_changes();
+        let mut public_ip = public.borrow_and_update().map(|a| a.ip());
         loop {
             while let Some(text) = self.client.poll_transmit() {
-                if let Err(e) = sink.send(WsMessage::text(text)).await {
-                    return Some(format!("send failed: {e}"));
+                if let Err(e) = send_bounded(&mut sink, WsMessage::text(text)).await {
+                    return Some(e);
                 }
             }
             let next = tokio::time::timeout_at(keepalive.deadline(), stream.next());
-            match self.wake(requests, next).await {
-                Wake::Other(Err(_quiet)) => {
+            let heard = async {
+                tokio::select! {
+                    frame = next => Heard::Frame(frame),
+                    Ok(()) = public.changed() => Heard::PublicAddress,
+                }
+            };
+            match self.wake(requests, heard).await {
+                Wake::Other(Heard::PublicAddress) => {
+                    let now_ip = public.borrow_and_update().map(|a| a.ip());
+                    if public_ip.is_some() && now_ip != public_ip {
+                        return Some("our public address changed".into());
+                    }
+                    public_ip = now_ip;
+                }
+                Wake::Other(Heard::Frame(Err(_quiet))) => {
                     match keepalive.on_deadline(tokio::time::Instant::now()) {
                         Quiet::SendPing => {
-                            if let Err(e) = sink.send(WsMessage::Ping(Default::default())).await {
-                                return Some(format!("ping failed: {e}"));
+                            let ping = WsMessage::Ping(Default::default());
+                            if let Err(e) = send_bounded(&mut sink, ping).await {
+                                return Some(e);
                             }
                         }
                         Quiet::Dead => {
@@ -295,7 +330,7 @@ impl SocketTask {
                         }
                     }
                 }
-                Wake::Other(Ok(message)) => {
+                Wake::Other(Heard::Frame(Ok(message))) => {
                     if matches!(message, Some(Ok(_))) {
                         keepalive.heard(tokio::time::Instant::now());
                     }
@@ -318,9 +353,9 @@ impl SocketTask {
                 Wake::Request(None) => {
                     // Send what the last requests queued (a stop, say) before closing.
                     while let Some(text) = self.client.poll_transmit() {
-                        let _ = sink.send(WsMessage::text(text)).await;
+                        let _ = send_bounded(&mut sink, WsMessage::text(text)).await;
                     }
-                    let _ = sink.close().await;
+                    let _ = tokio::time::timeout(SEND_STALL, sink.close()).await;
                     return None;
                 }
                 wake => {
@@ -400,9 +435,14 @@ impl SocketTask {
     }
 
     /// Fresh offers for each torrent a reconnect rejoins, as many as an announce makes by
-    /// default, within the room the client has for offers and the torrent for connections.
+    /// default, within the room the client has for offers and the torrent for connections,
+    /// and within [`MAX_REJOIN_OFFERS`] and the free half of the endpoint.
     async fn rejoin_offers(&self) -> Vec<(InfoHash, Vec<(OfferId, PendingConn)>)> {
-        let mut room = self.client.pending_offer_room();
+        let endpoint_spare = {
+            let (max, live) = (self.endpoint.max_connections(), self.endpoint.live_connections());
+            max.saturating_sub(live).saturating_sub(max / 2)
+        };
+        let mut room = self.client.pending_offer_room().min(MAX_REJOIN_OFFERS).min(endpoint_spare);
         let mut all = Vec::new();
         for info_hash in self.client.rejoining() {
             let wanted = (DEFAULT_OFFERS as usize).min((self.room)(&info_hash)).min(room);
@@ -550,5 +590,19 @@ async fn open_and_handshake(
         }
         Ok(_) => tracing::debug!("WebRTC peer sent another torrent's handshake"),
         Err(e) => tracing::debug!("WebRTC handshake: {e}"),
+    }
+}
+
+/// Sends `message`, waiting at most [`SEND_STALL`] for the socket to take it; the error says
+/// why the connection ends.
+async fn send_bounded<S>(sink: &mut S, message: WsMessage) -> Result<(), String>
+where
+    S: futures_util::Sink<WsMessage> + Unpin,
+    S::Error: std::fmt::Display,
+{
+    match tokio::time::timeout(SEND_STALL, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("send failed: {e}")),
+        Err(_) => Err(format!("a send waited more than {SEND_STALL:?}")),
     }
 }

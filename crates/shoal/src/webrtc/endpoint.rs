@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, CandidateKind, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::channel::{ChannelShared, DataChannel, HIGH_WATER, LOW_WATER, MAX_INBOUND};
 use super::pacer::Pacer;
@@ -105,8 +105,9 @@ pub struct Endpoint {
     commands: mpsc::UnboundedSender<Cmd>,
     local: SocketAddr,
     /// What the STUN server last said, kept current by the task.
-    stun_address: Arc<Mutex<Option<SocketAddr>>>,
+    stun_address: watch::Receiver<Option<SocketAddr>>,
     live: Arc<AtomicUsize>,
+    max_connections: usize,
     connect_timeout: Duration,
 }
 
@@ -123,13 +124,13 @@ impl Endpoint {
         let local = socket.local_addr().map_err(WebRtcError::Socket)?;
         let (commands, rx) = mpsc::unbounded_channel();
         let live = Arc::new(AtomicUsize::new(0));
-        let stun_address = Arc::new(Mutex::new(stun.as_ref().and_then(StunRefresh::public)));
+        let (stun_tx, stun_address) = watch::channel(stun.as_ref().and_then(StunRefresh::public));
         let task = EndpointTask {
             socket,
             local,
             candidates,
             stun,
-            stun_address: stun_address.clone(),
+            stun_address: stun_tx,
             commands: commands.downgrade(),
             conns: HashMap::new(),
             by_remote: HashMap::new(),
@@ -148,6 +149,7 @@ impl Endpoint {
             local,
             stun_address,
             live,
+            max_connections: config.max_connections,
             connect_timeout: config.connect_timeout,
         })
     }
@@ -157,7 +159,13 @@ impl Endpoint {
     /// [`local_addr`](Self::local_addr) and str0m takes it). `None` without a server, or
     /// until it answers.
     pub fn stun_address(&self) -> Option<SocketAddr> {
-        self.stun_address.lock().ok().and_then(|a| *a)
+        *self.stun_address.borrow()
+    }
+
+    /// [`stun_address`](Self::stun_address) as it changes: tracker sockets reconnect when our
+    /// public address moves, since their TCP connections went with the old one.
+    pub fn stun_address_changes(&self) -> watch::Receiver<Option<SocketAddr>> {
+        self.stun_address.clone()
     }
 
     /// The UDP address connections run on.
@@ -174,6 +182,11 @@ impl Endpoint {
     /// failed attempts leave nothing behind.
     pub fn live_connections(&self) -> usize {
         self.live.load(Ordering::Relaxed)
+    }
+
+    /// The most connections the endpoint holds at once (`WebRtcConfig::max_connections`).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// Makes an offer (full SDP with our candidates, no trickle) with one data channel.
@@ -278,7 +291,7 @@ struct EndpointTask {
     candidates: Vec<Candidate>,
     /// The periodic binding request, with `--stun`.
     stun: Option<StunRefresh>,
-    stun_address: Arc<Mutex<Option<SocketAddr>>>,
+    stun_address: watch::Sender<Option<SocketAddr>>,
     /// For channels' command senders; weak so that the task ends when the last user is gone.
     commands: mpsc::WeakUnboundedSender<Cmd>,
     conns: HashMap<ConnId, Conn>,
@@ -556,9 +569,7 @@ impl EndpointTask {
         }
         self.candidates.retain(|c| c.kind() != CandidateKind::ServerReflexive);
         self.candidates.extend(server_reflexive(new, self.local));
-        if let Ok(mut shared) = self.stun_address.lock() {
-            *shared = Some(new);
-        }
+        self.stun_address.send_replace(Some(new));
     }
 
     fn on_datagram(&mut self, data: &[u8], source: SocketAddr) {

@@ -127,7 +127,8 @@ pub async fn start(config: &WebRtcConfig) -> Result<Endpoint, WebRtcError> {
                 };
                 refresh = Some(stun::StunRefresh::new(target, public, std::time::Instant::now()));
             }
-            Err(e) => tracing::warn!("{e}"),
+            // Without an address there is nothing to ask again.
+            Err(e) => tracing::warn!("{e}; STUN is off"),
         }
     }
     tracing::debug!(%local, candidates = candidates.len(), "webrtc endpoint");

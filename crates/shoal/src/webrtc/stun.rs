@@ -3,7 +3,8 @@
 //! starts ([`public_address`]), so the offers of a torrent announced at once already carry
 //! it; from then on the endpoint's task asks again every [`REFRESH`] ([`StunRefresh`]) on
 //! the same socket, which keeps the NAT's mapping for it alive and notices when our public
-//! address changes (the router got a new one) or appears (the server did not answer at first).
+//! address changes (the router got a new one) or appears (the server did not answer at first;
+//! a server name that does not resolve at start turns STUN off).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};

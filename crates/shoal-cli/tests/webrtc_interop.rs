@@ -85,14 +85,7 @@ fn shoal_download_over_webrtc_with_env(
         "no \"complete\" event: {}",
         shoal.output_tail()
     );
-    let count = |e: &Value, key: &str| e[key].as_u64().unwrap_or(0);
-    let counted = |e: &&Value| matches!(event_name(e), Some("progress" | "complete"));
-    if let Some(e) =
-        events.iter().filter(counted).find(|e| count(e, "peers") > count(e, "webrtc_peers"))
-    {
-        panic!("shoal had a peer that was not a WebRTC one: {e}");
-    }
-    let most = events.iter().filter(counted).map(|e| count(e, "webrtc_peers")).max();
+    let most = assert_only_webrtc_peers(&events);
     println!("most WebRTC peers in shoal's progress: {most:?}");
     events
 }

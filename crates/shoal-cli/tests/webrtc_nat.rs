@@ -316,16 +316,3 @@ fn event(process: &ChildGuard, name: &str) -> Value {
         .cloned()
         .unwrap_or_else(|| panic!("no {name:?} event:\n{}", process.output_tail()))
 }
-
-/// No progress line (nor `complete`) counts a peer other than a WebRTC one: nothing but
-/// WebRTC can cross the NATs (no TCP address was ever published), so this checks the counts.
-#[track_caller]
-fn assert_only_webrtc_peers(events: &[Value]) {
-    let count = |e: &Value, key: &str| e[key].as_u64().unwrap_or(0);
-    let counted = |e: &&Value| matches!(event_name(e), Some("progress" | "complete"));
-    if let Some(e) =
-        events.iter().filter(counted).find(|e| count(e, "peers") > count(e, "webrtc_peers"))
-    {
-        panic!("a peer that was not a WebRTC one: {e}");
-    }
-}

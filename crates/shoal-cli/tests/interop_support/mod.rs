@@ -479,3 +479,17 @@ pub fn start_ws_tracker(
     let ws = format!("ws://{}", tracker.ws_addr.expect("a WebSocket listener"));
     (tracker, ws)
 }
+
+/// Checks that no `progress` line of a `shoal download` (nor its `complete`) counts a peer
+/// other than a WebRTC one; returns the most WebRTC peers one counted.
+#[track_caller]
+pub fn assert_only_webrtc_peers(events: &[Value]) -> Option<u64> {
+    let count = |e: &Value, key: &str| e[key].as_u64().unwrap_or(0);
+    let counted = |e: &&Value| matches!(event_name(e), Some("progress" | "complete"));
+    if let Some(e) =
+        events.iter().filter(counted).find(|e| count(e, "peers") > count(e, "webrtc_peers"))
+    {
+        panic!("shoal had a peer that was not a WebRTC one: {e}");
+    }
+    events.iter().filter(counted).map(|e| count(e, "webrtc_peers")).max()
+}

@@ -43,6 +43,8 @@ pub async fn run(args: DownloadArgs) -> Result<(), CliError> {
         keep_seeding: args.seed,
         require_complete: false,
         print_magnet: None,
+        spread: false,
+        max_upload_rate: args.max_upload_rate,
     };
     transfer::run(options, source).await
 }

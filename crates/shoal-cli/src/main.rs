@@ -123,6 +123,10 @@ pub struct DownloadArgs {
     /// torrent's name for multi-file torrents), besides the torrent's own. Repeat for several.
     #[arg(long = "web-seed", value_name = "URL")]
     pub web_seeds: Vec<String>,
+    /// Cap on everything sent to peers (TCP and WebRTC together), per second, e.g. 2MiB
+    /// [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
 }
@@ -148,6 +152,14 @@ pub struct SeedArgs {
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Answer every request, even for pieces the peers could pass on to each other (by
+    /// default each piece is sent about once and the swarm shares it).
+    #[arg(long)]
+    pub no_spread: bool,
+    /// Cap on everything sent to peers (TCP and WebRTC together), per second, e.g. 2MiB
+    /// [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
 }
@@ -190,6 +202,10 @@ pub struct StreamArgs {
     /// Print JSON lines (the URLs once ready, then progress) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Cap on everything sent to peers (TCP and WebRTC together), per second, e.g. 2MiB
+    /// [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
 }
@@ -254,6 +270,13 @@ fn parse_size(text: &str) -> Result<u64, String> {
         .and_then(|n| n.checked_mul(multiplier))
         .filter(|&n| n > 0)
         .ok_or_else(|| format!("{text:?} is not a size"))
+}
+
+/// A rate in bytes per second: a size (`2MiB`, `500k`), optionally followed by `/s`.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let size = trimmed.strip_suffix("/s").unwrap_or(trimmed);
+    parse_size(size).map_err(|_| format!("{text:?} is not a rate (e.g. 2MiB, 500KiB/s)"))
 }
 
 /// `16384`, `256KiB`, `256k`, `1MiB`, `1M`: piece sizes are always binary, so `KB` and `MB`
@@ -334,6 +357,22 @@ mod tests {
         assert!(parse_size("0").is_err());
         assert!(parse_size("12 parsecs").is_err());
         assert!(parse_size("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn rates_parse() {
+        assert_eq!(parse_rate("2MiB"), Ok(2 << 20));
+        assert_eq!(parse_rate("500KiB/s"), Ok(500 << 10));
+        assert_eq!(parse_rate(" 1000 "), Ok(1000));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("fast").is_err());
+        let err = Cli::try_parse_from(["shoal", "seed", "f", "--max-upload-rate", "fast"]);
+        assert!(err.is_err_and(|e| e.to_string().contains("is not a rate")));
+        let cli = Cli::try_parse_from(["shoal", "seed", "f", "--max-upload-rate", "2MiB"]);
+        match cli.map(|c| c.command) {
+            Ok(Command::Seed(args)) => assert_eq!(args.max_upload_rate, Some(2 << 20)),
+            other => panic!("parsed as {other:?}"),
+        }
     }
 
     #[test]

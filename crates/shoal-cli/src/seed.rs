@@ -50,6 +50,8 @@ pub async fn run(args: SeedArgs) -> Result<(), CliError> {
         keep_seeding: true,
         require_complete: true,
         print_magnet: Some(magnet),
+        spread: !args.no_spread,
+        max_upload_rate: args.max_upload_rate,
     };
     transfer::run(options, TorrentSource::Metainfo(Box::new(meta))).await
 }

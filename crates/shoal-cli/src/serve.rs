@@ -70,6 +70,14 @@ pub struct ServeArgs {
     /// Print JSON lines instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Answer every request, even for pieces the audience could pass on to each other (by
+    /// default each piece is sent about once and viewers share it).
+    #[arg(long)]
+    pub no_spread: bool,
+    /// Cap on everything sent to peers (TCP, WebRTC) and web seed clients together, per
+    /// second, e.g. 2MiB [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = crate::parse_rate)]
+    pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
 }
@@ -89,6 +97,8 @@ struct AppState {
     /// Where `/announce` upgrades go: the tracker.
     ws_handoff: WsHandoff,
     shared: Vec<Shared>,
+    /// The process's upload cap, which web seed answers wait on like peer connections.
+    upload_limit: Option<shoal::rate::UploadLimit>,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -142,12 +152,13 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         args.files.clone()
     };
 
-    let session = transfer::start_session(
-        args.listen,
-        args.webrtc.config(),
-        transfer::SessionPurpose::Transfer,
-    )
-    .await?;
+    let purpose = match args.no_spread {
+        false => transfer::SessionPurpose::Origin,
+        true => transfer::SessionPurpose::Transfer,
+    };
+    let session =
+        transfer::start_session(args.listen, args.webrtc.config(), purpose, args.max_upload_rate)
+            .await?;
     let mut shared = Vec::new();
     let mut handles = Vec::new();
     for (index, path) in files.iter().enumerate() {
@@ -209,7 +220,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         );
     }
 
-    let state = Arc::new(AppState { ws_tracker: ws_url, ws_handoff: tracker.ws_handoff(), shared });
+    let state = Arc::new(AppState {
+        ws_tracker: ws_url,
+        ws_handoff: tracker.ws_handoff(),
+        shared,
+        upload_limit: session.upload_limit(),
+    });
     let app = Router::new()
         .route("/", get(index))
         .route("/announce", get(ws_announce))
@@ -380,6 +396,9 @@ async fn asset(uri: axum::http::Uri) -> Response {
     ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], bytes).into_response()
 }
 
+/// Bytes a capped web seed answer sends per read (each waits its turn under the cap).
+const WEB_SEED_CHUNK: usize = 64 * 1024;
+
 /// The web seed (BEP 19): `/webseed/<n>/<torrent name>[/<path>]` answers with the file's
 /// bytes, with ranges. Only the torrent's own files are reachable, whatever the path says.
 async fn web_seed(
@@ -423,7 +442,14 @@ async fn web_seed(
         if let Err(e) = handle.seek(std::io::SeekFrom::Start(start)).await {
             return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
         }
-        body = Body::from_stream(tokio_util::io::ReaderStream::new(handle.take(end - start)));
+        let reader = handle.take(end - start);
+        body = match &state.upload_limit {
+            Some(limit) => Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+                limit.reader(reader),
+                WEB_SEED_CHUNK,
+            )),
+            None => Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
+        };
     }
     let mut response = Response::new(body);
     *response.status_mut() = status;

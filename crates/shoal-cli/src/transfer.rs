@@ -36,6 +36,10 @@ pub struct TransferOptions {
     pub require_complete: bool,
     /// Printed at start with our listen address added (`x.pe`), so a peer can join at once.
     pub print_magnet: Option<Magnet>,
+    /// Seed as an origin whose audience passes pieces on (`TorrentConfig::spread`).
+    pub spread: bool,
+    /// Bytes per second all peer connections together may send.
+    pub max_upload_rate: Option<u64>,
 }
 
 /// Reads a .torrent from a path or an http(s) URL, or parses a magnet.
@@ -90,26 +94,38 @@ pub enum SessionPurpose {
     Transfer,
     /// A player reads the torrents: each file's first and last pieces come before rarest-first.
     Streaming,
+    /// Seeding to an audience that serves itself (`seed`, `serve`): each piece is sent about
+    /// once and the peers pass it on (`TorrentConfig::spread`).
+    Origin,
 }
 
-/// The session of one command, listening on `listen` (any port when `None`).
+/// The session of one command, listening on `listen` (any port when `None`), sending at
+/// most `max_upload_rate` bytes per second to all peers together.
 pub async fn start_session(
     listen: Option<SocketAddr>,
     webrtc: Option<shoal::webrtc::WebRtcConfig>,
     purpose: SessionPurpose,
+    max_upload_rate: Option<u64>,
 ) -> Result<Session, CliError> {
     // Any port by default: a fixed one would collide with other clients on the machine.
     let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let mut config = SessionConfig { listen: Some(listen), webrtc, ..SessionConfig::default() };
+    let mut config =
+        SessionConfig { listen: Some(listen), webrtc, max_upload_rate, ..SessionConfig::default() };
     config.torrent.file_ends_first = purpose == SessionPurpose::Streaming;
+    config.torrent.spread = purpose == SessionPurpose::Origin;
     Session::new(config).await.map_err(|e| CliError::with_source("cannot start the session", e))
 }
 
 /// Runs a torrent to completion (and beyond, when seeding).
 pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), CliError> {
     let peers = resolve_peers(&options.peers).await?;
+    let purpose = match options.spread {
+        true => SessionPurpose::Origin,
+        false => SessionPurpose::Transfer,
+    };
     let session =
-        start_session(options.listen, options.webrtc.clone(), SessionPurpose::Transfer).await?;
+        start_session(options.listen, options.webrtc.clone(), purpose, options.max_upload_rate)
+            .await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,

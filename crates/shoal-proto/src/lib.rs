@@ -18,6 +18,7 @@ pub mod peer;
 pub mod peer_book;
 pub mod percent;
 pub mod picker;
+pub mod rate;
 pub mod streaming;
 pub mod time;
 pub mod torrent;

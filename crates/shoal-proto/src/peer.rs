@@ -133,6 +133,9 @@ pub struct Peer {
 
     /// The peer's requests to us.
     pub uploads: VecDeque<UploadRequest>,
+    /// Bytes we sent that the peer's transport still holds, as the driver last reported
+    /// (plus blocks sent since); see `torrent/uploads.rs`.
+    pub send_backlog: u64,
 
     pub download: RateMeter,
     pub upload: RateMeter,
@@ -151,6 +154,8 @@ pub struct Peer {
     pub min_latency: Option<Duration>,
     /// Metadata pieces requested from this peer and not answered yet.
     pub metadata_in_flight: u32,
+    /// Pieces granted, refused and declined under the spreading rules (`torrent/spread.rs`).
+    pub spread: crate::torrent::SpreadState,
 }
 
 impl Peer {
@@ -188,6 +193,7 @@ impl Peer {
             snubbed: false,
             last_block_at: now,
             uploads: VecDeque::new(),
+            send_backlog: 0,
             download: RateMeter::default(),
             upload: RateMeter::default(),
             last_received: now,
@@ -198,6 +204,7 @@ impl Peer {
             cancelled_set: HashSet::new(),
             min_latency: None,
             metadata_in_flight: 0,
+            spread: Default::default(),
         }
     }
 

@@ -415,7 +415,8 @@ impl Picker {
             if !want(out) {
                 return;
             }
-            if partial.owner == peer && partial.free > 0 {
+            // The owner may have stopped offering it (a reject, an `lt_donthave`).
+            if partial.owner == peer && partial.free > 0 && peer_has(piece) {
                 take_free_blocks(
                     &geometry,
                     piece,
@@ -545,19 +546,34 @@ impl Picker {
     /// peer has first, lowest index among equals, so a lone web seed reads the file
     /// front to back); free blocks of pieces peers started. A run grows only into pieces
     /// nobody started. `allowed` says which pieces this seed may serve; `background_ok` false
-    /// limits it to deadline pieces.
+    /// limits it to deadline pieces; `scarce_only` to critical deadline pieces and pieces no
+    /// connected peer has (peers deliver: the server is for what they cannot).
     pub fn pick_run(
         &mut self,
         now: Instant,
         peer: PeerKey,
         max_bytes: u64,
         background_ok: bool,
+        scarce_only: bool,
         allowed: impl Fn(u32) -> bool,
     ) -> Vec<BlockRef> {
         let mut out = Vec::new();
         if self.wanted_missing == 0 && self.deadlines.is_empty() {
             return out;
         }
+        // Which pieces a peer could bring instead, fixed for this pick (claim_run needs the
+        // picker mutably, so the closure cannot look at it).
+        let crowded: Option<Vec<bool>> = scarce_only.then(|| match self.seeds {
+            0 => self.availability.iter().map(|&a| a > 0).collect(),
+            _ => vec![true; self.availability.len()],
+        });
+        let critical: Vec<u32> =
+            self.deadlines.iter().filter(|d| d.critical).map(|d| d.piece).collect();
+        let allowed = |p: u32| {
+            allowed(p)
+                && (crowded.as_ref().is_none_or(|c| !c.get(p as usize).copied().unwrap_or(true))
+                    || critical.contains(&p))
+        };
         let deadline_run = self.deadline_only || !background_ok;
         // 0. What readers wait for.
         for i in 0..self.deadlines.len() {

@@ -6,8 +6,11 @@
 //! read-ahead the driver sizes from the reader's bitrate, are *urgent*. Both become the
 //! picker's deadlines, ordered by how soon a reader reaches them, so with several readers
 //! (two files, or a player that opened one file twice) the nearest needs of each come first.
+//! How far ahead that is, from what a reader consumed, is [`readahead`]: one rule for every
+//! driver that measures its readers.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::picker::{Deadline, Geometry};
 
@@ -15,6 +18,27 @@ use crate::picker::{Deadline, Geometry};
 pub const CRITICAL_BYTES: u64 = 1024 * 1024;
 /// Deadline pieces at most, across all readers: bounds the work per position change.
 pub const MAX_DEADLINE_PIECES: usize = 4096;
+
+/// Read-ahead before the reader's bitrate is known.
+pub const DEFAULT_READAHEAD: u64 = 16 * 1024 * 1024;
+/// Read-ahead at most, however fast the reader.
+pub const MAX_READAHEAD: u64 = 256 * 1024 * 1024;
+/// Seconds of the reader's bitrate to fetch ahead of it.
+pub const READAHEAD_SECONDS: u64 = 30;
+/// How long a reader's bitrate is measured before it sizes the read-ahead: a player's first
+/// reads are a burst (headers, the startup buffer) that says nothing about its bitrate.
+pub const RATE_WARMUP: Duration = Duration::from_secs(2);
+
+/// Bytes to fetch ahead of a reader that consumed `bytes` in the `elapsed` since it opened or
+/// last seeked: [`READAHEAD_SECONDS`] of that rate within [`DEFAULT_READAHEAD`] and
+/// [`MAX_READAHEAD`], or the default while the rate is too young to trust.
+pub fn readahead(bytes: u64, elapsed: Duration) -> u64 {
+    if elapsed < RATE_WARMUP {
+        return DEFAULT_READAHEAD;
+    }
+    let per_second = (u128::from(bytes) * 1_000_000_000 / elapsed.as_nanos().max(1)) as u64;
+    per_second.saturating_mul(READAHEAD_SECONDS).clamp(DEFAULT_READAHEAD, MAX_READAHEAD)
+}
 
 /// Identifies one reader of one torrent; chosen by the driver.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -149,6 +173,15 @@ mod tests {
         assert!(critical(3) && !critical(4), "a's first mebibyte");
         assert!(critical(8) && critical(11), "b's first mebibyte");
         assert!(!critical(12));
+    }
+
+    #[test]
+    fn readahead_is_thirty_seconds_of_the_measured_rate_within_bounds() {
+        let secs = Duration::from_secs;
+        assert_eq!(readahead(100 * 1024 * KIB, secs(1)), DEFAULT_READAHEAD, "still warming up");
+        assert_eq!(readahead(0, secs(10)), DEFAULT_READAHEAD, "slow readers get the floor");
+        assert_eq!(readahead(2048 * KIB * 10, secs(10)), 30 * 2048 * KIB);
+        assert_eq!(readahead(u64::MAX, secs(3)), MAX_READAHEAD);
     }
 
     #[test]

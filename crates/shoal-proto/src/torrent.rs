@@ -22,16 +22,22 @@ use crate::choker::{Candidate, Choker};
 use crate::extension::{self, ExtendedHandshake, LocalExtension, MetadataMessage, PexMessage};
 use crate::metadata::{self, MetadataDownload};
 use crate::metainfo::Info;
-use crate::peer::{Direction, Peer, UploadRequest};
+use crate::peer::{Direction, Peer};
 use crate::peer_book::PeerBook;
-use crate::picker::{BlockOutcome, Geometry, PickFor, Picker, BLOCK_SIZE};
+use crate::picker::{BlockOutcome, Geometry, PickFor, Picker};
 use crate::streaming::{ReaderId, ReaderWindow};
 
 mod readers;
+mod spread;
+#[cfg(test)]
+mod testing;
+mod uploads;
 mod webseeds;
 use crate::time::Instant;
 use crate::types::{InfoHash, PeerId, PeerKey};
 use crate::wire::{BlockRef, Handshake, Message};
+pub use spread::{SpreadState, DECLINE_MEMORY, GRANT_MEMORY};
+pub use uploads::SEND_BACKLOG_LIMIT;
 pub use webseeds::{WebSeedFetch, WebSeedState, WebSeedStatus};
 
 /// Tunables; the defaults suit a desktop client.
@@ -63,6 +69,10 @@ pub struct TorrentConfig {
     /// index at the end), and what it asks for first once it does. Streaming clients turn
     /// this on; a reader's deadlines still come before it.
     pub file_ends_first: bool,
+    /// As a seed, send each piece about once and let the peers pass it on: a peer's first
+    /// request for a piece another connected peer has is refused (see `torrent/spread.rs`).
+    /// For an origin whose audience serves itself (`shoal serve`, `shoal seed`).
+    pub spread: bool,
 }
 
 impl Default for TorrentConfig {
@@ -79,6 +89,7 @@ impl Default for TorrentConfig {
             client_name: concat!("Shoal ", env!("CARGO_PKG_VERSION")).to_string(),
             listen_port: None,
             file_ends_first: false,
+            spread: false,
         }
     }
 }
@@ -247,6 +258,8 @@ pub struct Torrent {
     /// HTTP web seeds (BEP 19), keyed like peers (see `torrent/webseeds.rs`).
     web_seeds: BTreeMap<PeerKey, webseeds::WebSeed>,
     next_fetch_id: u64,
+    /// Peers whose requests wait for their transport (see `torrent/uploads.rs`).
+    backlogged: uploads::Backlogged,
 }
 
 /// Departed peers remembered for blame.
@@ -297,6 +310,7 @@ impl Torrent {
             best_peer_rate: 0,
             web_seeds: BTreeMap::new(),
             next_fetch_id: 1,
+            backlogged: Default::default(),
         };
         if let Some(bytes) = info_bytes {
             torrent.install_info(bytes)?;
@@ -579,6 +593,7 @@ impl Torrent {
 
     fn forget_peer(&mut self, now: Instant, key: PeerKey) -> Option<Peer> {
         let peer = self.peers.remove(&key)?;
+        self.forget_uploads(key);
         if let Some(addr) = peer.addr {
             self.departed.insert(key, addr.ip());
             if self.departed.len() > MAX_DEPARTED {
@@ -704,7 +719,7 @@ impl Torrent {
                     self.on_have_all(now, key);
                 }
             }
-            Message::Request(block) => self.on_request(key, block)?,
+            Message::Request(block) => self.on_request(now, key, block)?,
             Message::Cancel(block) => {
                 let peer = self.peer_mut(key)?;
                 if let Some(i) = peer.uploads.iter().position(|u| u.block == block) {
@@ -723,6 +738,8 @@ impl Torrent {
                     if let Some(picker) = &mut self.picker {
                         picker.on_unrequest(block, key);
                     }
+                    self.note_declined(now, key, block.piece);
+                    self.offer_declined(now, key, block.piece);
                 }
             }
             Message::AllowedFast(piece) => {
@@ -861,82 +878,6 @@ impl Torrent {
                 }
             }
         }
-    }
-
-    fn on_request(&mut self, key: PeerKey, block: BlockRef) -> Result<(), String> {
-        let valid = self.info.as_ref().is_some_and(|info| {
-            block.piece < info.piece_count()
-                && block.length > 0
-                && block.length <= BLOCK_SIZE
-                && u64::from(block.offset) + u64::from(block.length)
-                    <= u64::from(info.piece_len(block.piece))
-        });
-        if !valid {
-            return Err(format!("invalid request {block:?}"));
-        }
-        let have = self.started && self.have.get(block.piece);
-        let max_queue = self.config.max_upload_queue;
-        let peer = self.peer_mut(key)?;
-        let acceptable = have && !peer.am_choking && peer.uploads.len() < max_queue;
-        if !acceptable {
-            if peer.supports_fast {
-                self.send(key, Message::Reject(block));
-            }
-            // Without the Fast extension a request while choked is silently dropped.
-            return Ok(());
-        }
-        if peer.uploads.iter().any(|u| u.block == block) {
-            return Ok(());
-        }
-        peer.uploads.push_back(UploadRequest { block, reading: false });
-        self.pump_uploads(key);
-        Ok(())
-    }
-
-    fn pump_uploads(&mut self, key: PeerKey) {
-        let max_reads = self.config.max_upload_reads;
-        let Some(peer) = self.peers.get_mut(&key) else { return };
-        let mut reading = peer.uploads.iter().filter(|u| u.reading).count();
-        for upload in peer.uploads.iter_mut() {
-            if reading >= max_reads {
-                break;
-            }
-            if !upload.reading {
-                upload.reading = true;
-                reading += 1;
-                self.actions.push_back(Action::ReadBlock { peer: key, block: upload.block });
-            }
-        }
-    }
-
-    /// The driver read a block for a peer's request (`None`: the read failed).
-    pub fn on_block_read(
-        &mut self,
-        now: Instant,
-        key: PeerKey,
-        block: BlockRef,
-        data: Option<Bytes>,
-    ) {
-        self.clock = self.clock.max(now);
-        let Some(peer) = self.peers.get_mut(&key) else { return };
-        let Some(i) = peer.uploads.iter().position(|u| u.block == block && u.reading) else {
-            return; // cancelled meanwhile
-        };
-        peer.uploads.remove(i);
-        match data {
-            Some(data) if data.len() == block.length as usize && !peer.am_choking => {
-                peer.upload.record(now, u64::from(block.length));
-                self.upload_rate.record(now, u64::from(block.length));
-                self.stats.uploaded += u64::from(block.length);
-                self.send(key, Message::Piece { piece: block.piece, offset: block.offset, data });
-            }
-            _ => {
-                if peer.supports_fast {
-                    self.send(key, Message::Reject(block));
-                }
-            }
-        }
-        self.pump_uploads(key);
     }
 
     fn on_piece(
@@ -1379,7 +1320,9 @@ impl Torrent {
         let critical_ok = self.critical_ok(now, key);
         let streaming = self.is_streaming(now);
         let background_ok = !streaming || self.background_has_headroom(now);
-        let Some(picker) = &mut self.picker else { return };
+        if self.picker.is_none() {
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&key) else { return };
         if !peer.am_interested || !peer.can_request() {
             return;
@@ -1398,6 +1341,13 @@ impl Torrent {
         }
         let who =
             PickFor { peer: key, max: room, idle: outstanding == 0, critical_ok, background_ok };
+        let avoided = match peer.spread.has_declined() {
+            true => self.avoided_pieces(now, key),
+            false => Vec::new(),
+        };
+        let (Some(picker), Some(peer)) = (&mut self.picker, self.peers.get_mut(&key)) else {
+            return;
+        };
         self.scratch.clear();
         if peer.peer_choking {
             let allowed = peer.allowed_fast.clone();
@@ -1405,7 +1355,8 @@ impl Torrent {
         } else {
             let has = &peer.has;
             let seed = peer.is_seed;
-            picker.pick(now, who, |p| seed || has.get(p), &mut self.scratch);
+            let offered = |p| (seed || has.get(p)) && !avoided.contains(&p);
+            picker.pick(now, who, offered, &mut self.scratch);
         }
         if self.scratch.is_empty() {
             return;
@@ -1448,6 +1399,8 @@ impl Torrent {
                     self.send(key, Message::Reject(block));
                 }
             }
+            // Nothing of its waits for the transport any more.
+            self.pump_uploads(key);
         } else {
             self.send(key, Message::Unchoke);
         }

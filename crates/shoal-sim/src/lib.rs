@@ -4,7 +4,9 @@
 //! an in-memory network with latency and per-node upload/download rates, memory storage and
 //! real SHA-1 piece checks, driven exactly as the native driver drives one core. A seed fixes
 //! everything, so a scenario replays bit for bit; virtual time makes a swarm's hour take
-//! seconds. See the crate's README for what is and is not modelled.
+//! seconds. Nodes can play the torrent like a media player ([`PlayerConfig`], [`Sim::play`],
+//! [`Sim::seek`]), which exercises the core's streaming. See the crate's README for what is and
+//! is not modelled.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -19,9 +21,11 @@
 //! println!("done after {:?}", done.since_epoch());
 //! ```
 
+pub mod crowd;
 pub mod fixture;
 pub mod link;
 pub mod node;
+pub mod player;
 pub mod rng;
 pub mod sim;
 pub mod store;
@@ -30,6 +34,7 @@ pub mod webseed;
 pub use fixture::TestTorrent;
 pub use link::ConnId;
 pub use node::{Behaviour, InitialData, Node, NodeConfig, NodeId, NodeLog, NodeState};
+pub use player::{PlayerConfig, PlayerState, PlayerStats, Wait};
 pub use sim::{kind, node_addr, NetConfig, Sim, SimConfig, SimStats, Timeout, TimeoutReason};
-pub use store::PieceStore;
+pub use store::{PieceStore, Verify};
 pub use webseed::WebSeedConfig;

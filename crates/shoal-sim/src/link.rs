@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use shoal_proto::wire::{BlockRef, FrameDecoder, Handshake, Message, HANDSHAKE_LEN};
+use shoal_proto::wire::{FrameDecoder, Handshake, Message, HANDSHAKE_LEN};
 use shoal_proto::PeerKey;
 
 use crate::node::NodeId;
@@ -69,10 +69,6 @@ pub(crate) struct End {
     /// Frames waiting for the node's upload link, and their size in bytes.
     pub(crate) out: VecDeque<Frame>,
     pub(crate) out_bytes: u64,
-    /// Storage reads the driver holds back until the send buffer drains (see
-    /// `NetConfig::send_buffer`), and the bytes of reads under way.
-    pub(crate) held_reads: VecDeque<BlockRef>,
-    pub(crate) reading_bytes: u64,
     /// Received bytes not yet decoded (codec mode, injected bytes).
     pub(crate) inbuf: BytesMut,
     pub(crate) decoder: FrameDecoder,
@@ -86,8 +82,6 @@ impl End {
             state,
             out: VecDeque::new(),
             out_bytes: 0,
-            held_reads: VecDeque::new(),
-            reading_bytes: 0,
             inbuf: BytesMut::new(),
             decoder: FrameDecoder::default(),
         }
@@ -110,7 +104,6 @@ impl End {
     pub(crate) fn clear_out(&mut self) {
         self.out.clear();
         self.out_bytes = 0;
-        self.held_reads.clear();
     }
 }
 
@@ -123,6 +116,83 @@ pub(crate) struct Conn {
 impl Conn {
     pub(crate) fn other(side: usize) -> usize {
         1 - side
+    }
+
+    /// Nothing can happen on it any more: both ends closed, nothing waiting to be sent.
+    fn is_finished(&self) -> bool {
+        self.ends.iter().all(|e| e.state == EndState::Closed && e.out.is_empty())
+    }
+}
+
+/// Every connection of a simulation by id, with how many scheduled events still refer to it.
+///
+/// Ids are handed out in sequence and never reused, so a connection lives at index `id`: a
+/// lookup per frame is an index, not a tree search (which cost more than anything else the
+/// simulator did per frame in a big swarm). A connection is freed once it is finished and no
+/// event refers to it, so a long run with churn keeps only 8 bytes per past connection.
+#[derive(Default)]
+pub(crate) struct ConnTable {
+    slots: Vec<Option<Box<(Conn, u32)>>>,
+    live: usize,
+}
+
+impl ConnTable {
+    fn index(id: ConnId) -> usize {
+        usize::try_from(id.0).unwrap_or(usize::MAX)
+    }
+
+    pub(crate) fn insert(&mut self, id: ConnId, conn: Conn) {
+        let i = Self::index(id);
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        if self.slots[i].replace(Box::new((conn, 0))).is_none() {
+            self.live += 1;
+        }
+    }
+
+    pub(crate) fn get(&self, id: &ConnId) -> Option<&Conn> {
+        self.slots.get(Self::index(*id))?.as_deref().map(|(conn, _)| conn)
+    }
+
+    pub(crate) fn get_mut(&mut self, id: &ConnId) -> Option<&mut Conn> {
+        self.slots.get_mut(Self::index(*id))?.as_deref_mut().map(|(conn, _)| conn)
+    }
+
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Conn> {
+        self.slots.iter_mut().filter_map(|s| s.as_deref_mut().map(|(conn, _)| conn))
+    }
+
+    /// Connections not yet freed.
+    pub(crate) fn live(&self) -> usize {
+        self.live
+    }
+
+    /// An event referring to `id` was scheduled: it must stay until the event is handled.
+    pub(crate) fn hold(&mut self, id: ConnId) {
+        if let Some(Some(entry)) = self.slots.get_mut(Self::index(id)) {
+            entry.1 += 1;
+        }
+    }
+
+    /// An event referring to `id` was handled (call after handling it): frees the
+    /// connection if it was the last one and the connection is finished.
+    pub(crate) fn release(&mut self, id: ConnId) {
+        let i = Self::index(id);
+        let Some(Some(entry)) = self.slots.get_mut(i) else { return };
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 == 0 && entry.0.is_finished() {
+            self.slots[i] = None;
+            self.live -= 1;
+        }
+    }
+}
+
+impl std::ops::Index<&ConnId> for ConnTable {
+    type Output = Conn;
+
+    fn index(&self, id: &ConnId) -> &Conn {
+        self.get(id).expect("a connection that is still referred to is not freed")
     }
 }
 

@@ -1,11 +1,16 @@
 //! One simulated client: a [`Torrent`] core, its storage, its links and what happened to it.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::OnceLock;
 
 use shoal_proto::torrent::{DisconnectReason, Refusal, Stats, Torrent, TorrentConfig};
+use shoal_proto::wire::Message;
 use shoal_proto::{Instant, PeerKey};
 
+use crate::player::{Player, PlayerStats};
 use crate::store::PieceStore;
 
 /// Index of a node in its simulation, in the order nodes were added.
@@ -132,12 +137,96 @@ pub struct RefusalRecord {
     pub refusal: Refusal,
 }
 
+/// Names of message kinds (see [`crate::kind`]), in the order of [`kind_index`].
+pub(crate) const KINDS: [&str; 18] = [
+    "keep-alive",
+    "choke",
+    "unchoke",
+    "interested",
+    "not-interested",
+    "have",
+    "bitfield",
+    "request",
+    "piece",
+    "cancel",
+    "port",
+    "suggest",
+    "have-all",
+    "have-none",
+    "reject",
+    "allowed-fast",
+    "extended",
+    "unknown",
+];
+
+/// Where a message's kind is in [`KINDS`].
+pub(crate) fn kind_index(message: &Message) -> usize {
+    match message {
+        Message::KeepAlive => 0,
+        Message::Choke => 1,
+        Message::Unchoke => 2,
+        Message::Interested => 3,
+        Message::NotInterested => 4,
+        Message::Have(_) => 5,
+        Message::Bitfield(_) => 6,
+        Message::Request(_) => 7,
+        Message::Piece { .. } => 8,
+        Message::Cancel(_) => 9,
+        Message::Port(_) => 10,
+        Message::Suggest(_) => 11,
+        Message::HaveAll => 12,
+        Message::HaveNone => 13,
+        Message::Reject(_) => 14,
+        Message::AllowedFast(_) => 15,
+        Message::Extended { .. } => 16,
+        Message::Unknown { .. } => 17,
+    }
+}
+
+/// Messages counted by kind. Counting is an array increment (a map keyed by name cost a few
+/// string comparisons per message, every message of a big swarm); reading it gives the
+/// `BTreeMap` of kinds seen, built when first looked at after a change.
+#[derive(Clone, Default)]
+pub struct KindCounts {
+    counts: [u64; KINDS.len()],
+    map: OnceLock<BTreeMap<&'static str, u64>>,
+}
+
+impl KindCounts {
+    pub(crate) fn add(&mut self, message: &Message) {
+        self.counts[kind_index(message)] += 1;
+        self.map.take();
+    }
+}
+
+impl Deref for KindCounts {
+    type Target = BTreeMap<&'static str, u64>;
+
+    fn deref(&self) -> &Self::Target {
+        self.map.get_or_init(|| {
+            KINDS.iter().zip(self.counts).filter(|(_, n)| *n > 0).map(|(k, n)| (*k, n)).collect()
+        })
+    }
+}
+
+impl fmt::Debug for KindCounts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 /// What happened to a node, for assertions.
 #[derive(Clone, Debug, Default)]
 pub struct NodeLog {
+    /// The first `SimConfig::max_log_records` disconnects (later ones are only counted in
+    /// `records_omitted`, so a long run of a big swarm does not grow without bound).
     pub disconnects: Vec<DisconnectRecord>,
+    /// The first `SimConfig::max_log_records` closes by the driver.
     pub driver_closes: Vec<DriverCloseRecord>,
+    /// The first `SimConfig::max_log_records` refusals.
     pub refusals: Vec<RefusalRecord>,
+    /// Disconnects, driver closes and refusals beyond the limit, not kept.
+    pub records_omitted: u64,
     /// Connections that completed both handshakes, either direction.
     pub connections: u64,
     pub connect_failures: u64,
@@ -146,9 +235,13 @@ pub struct NodeLog {
     pub pieces_verified: u32,
     pub pieces_failed: u32,
     /// Messages handed to the core, by kind.
-    pub received: BTreeMap<&'static str, u64>,
+    pub received: KindCounts,
     /// Messages the core sent (what left the node), by kind.
-    pub sent: BTreeMap<&'static str, u64>,
+    pub sent: KindCounts,
+    /// Bytes that left its upload link (messages and handshakes as on the wire): what the
+    /// node really sent, unlike the core's `uploaded`, which counts blocks handed to the
+    /// driver, some still queued or dropped with a closed connection.
+    pub wire_bytes_sent: u64,
 }
 
 impl NodeLog {
@@ -158,6 +251,26 @@ impl NodeLog {
 
     pub fn sent(&self, kind: &str) -> u64 {
         self.sent.get(kind).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn add_disconnect(&mut self, limit: usize, record: DisconnectRecord) {
+        keep(&mut self.disconnects, &mut self.records_omitted, limit, record);
+    }
+
+    pub(crate) fn add_driver_close(&mut self, limit: usize, record: DriverCloseRecord) {
+        keep(&mut self.driver_closes, &mut self.records_omitted, limit, record);
+    }
+
+    pub(crate) fn add_refusal(&mut self, limit: usize, record: RefusalRecord) {
+        keep(&mut self.refusals, &mut self.records_omitted, limit, record);
+    }
+}
+
+fn keep<T>(list: &mut Vec<T>, omitted: &mut u64, limit: usize, record: T) {
+    if list.len() < limit {
+        list.push(record);
+    } else {
+        *omitted += 1;
     }
 }
 
@@ -179,6 +292,8 @@ pub struct Node {
     pub(crate) completed_at: Option<Instant>,
     pub(crate) metadata_at: Option<Instant>,
     pub(crate) log: NodeLog,
+    /// A media player reading the torrent at this node, if one was started.
+    pub(crate) player: Option<Player>,
 }
 
 impl Node {
@@ -227,6 +342,11 @@ impl Node {
 
     pub fn log(&self) -> &NodeLog {
         &self.log
+    }
+
+    /// What the node's player went through, if it has one.
+    pub fn player(&self) -> Option<&PlayerStats> {
+        self.player.as_ref().map(Player::stats)
     }
 
     pub fn stats(&self, now: Instant) -> Stats {

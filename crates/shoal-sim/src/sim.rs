@@ -10,8 +10,7 @@
 //! Each node is driven the way the native driver (`shoal::torrent_task`) drives its core: feed
 //! one event, then drain every action the core queued and carry it out.
 
-use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -22,16 +21,23 @@ use shoal_proto::wire::{self, BlockRef, Handshake, Message};
 use shoal_proto::{Instant, PeerId, PeerKey};
 
 use crate::fixture::TestTorrent;
-use crate::link::{transmit_time, Conn, ConnId, End, EndState, Frame, Uplink, DIALER, LISTENER};
+use crate::link::{
+    transmit_time, Conn, ConnId, ConnTable, End, EndState, Frame, Uplink, DIALER, LISTENER,
+};
 use crate::node::{
     Behaviour, DisconnectRecord, DriverCloseRecord, InitialData, Node, NodeConfig, NodeId, NodeLog,
     NodeState, RefusalRecord,
 };
 use crate::rng::SimRng;
-use crate::store::PieceStore;
+use crate::store::{PieceStore, Verify};
 use crate::webseed::{SimWebSeed, WebSeedConfig};
 use shoal_proto::torrent::WebSeedFetch;
 use shoal_proto::webseed::WebSeedError;
+
+mod playing;
+mod queue;
+
+use queue::EventQueue;
 
 /// The port every simulated node listens on.
 pub const LISTEN_PORT: u16 = 6881;
@@ -48,16 +54,13 @@ pub struct NetConfig {
     pub connect_timeout: Duration,
     /// Time a storage read, a hash check or a recheck takes.
     pub disk_latency: Duration,
-    /// The native driver turns every block read into queued socket data at once, so what a
-    /// peer requested is committed long before it is sent, and a `cancel` or a `choke` can
-    /// no longer stop it. With `Some(bytes)`, the simulated driver instead holds storage reads
-    /// for a connection while that many bytes wait on its upload link: the core's upload
-    /// queue, which cancels and chokes do reach, absorbs the backlog. `None` (the default)
-    /// mirrors the native driver.
-    pub send_buffer: Option<u64>,
     /// Encode every message to bytes and decode it with the core's `FrameDecoder` on arrival,
     /// instead of handing the `Message` value over. Slower; exercises the codec.
     pub codec: bool,
+    /// How completed pieces (and the pieces a recheck finds) are checked: real SHA-1 (the
+    /// default), or `Verify::Identity`, which gives the same verdict without hashing, for
+    /// swarms where SHA-1 would be most of the run's cost.
+    pub verify: Verify,
 }
 
 impl Default for NetConfig {
@@ -67,8 +70,8 @@ impl Default for NetConfig {
             latency_spread: Duration::from_millis(30),
             connect_timeout: Duration::from_secs(10),
             disk_latency: Duration::ZERO,
-            send_buffer: None,
             codec: false,
+            verify: Verify::Sha1,
         }
     }
 }
@@ -83,6 +86,10 @@ pub struct SimConfig {
     /// A single `run_until` call gives up after this many events (a guard against a livelock
     /// that would keep virtual time from advancing).
     pub max_events_per_run: u64,
+    /// Disconnects, driver closes and refusals each node's log keeps, per kind; later ones
+    /// are only counted (`NodeLog::records_omitted`). Bounds memory in long runs of big
+    /// swarms; lower it for ten thousand nodes.
+    pub max_log_records: usize,
 }
 
 impl SimConfig {
@@ -92,6 +99,7 @@ impl SimConfig {
             net: NetConfig::default(),
             torrent: TorrentConfig::default(),
             max_events_per_run: 50_000_000,
+            max_log_records: 1000,
         }
     }
 }
@@ -190,32 +198,33 @@ enum Event {
         id: u64,
         result: Result<Bytes, shoal_proto::webseed::WebSeedError>,
     },
+    /// A node's player looks again: its playback reaches a piece boundary (`timer`), or a
+    /// piece its reads wait for was verified.
+    Player {
+        node: NodeId,
+        timer: bool,
+    },
 }
 
-struct Scheduled {
-    at: Instant,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Scheduled {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-
-impl Eq for Scheduled {}
-
-impl PartialOrd for Scheduled {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Scheduled {
-    /// Reversed: `BinaryHeap` is a max-heap and we want the earliest event first.
-    fn cmp(&self, other: &Self) -> Ordering {
-        (other.at, other.seq).cmp(&(self.at, self.seq))
+impl Event {
+    /// The connection the event is about, which is kept until the event is handled (see
+    /// `ConnTable`). No wildcard: a new event naming a connection must be listed here.
+    fn conn(&self) -> Option<ConnId> {
+        match self {
+            Event::Syn { conn }
+            | Event::SynAck { conn }
+            | Event::HandshakeTimeout { conn }
+            | Event::UplinkDone { conn, .. }
+            | Event::Arrive { conn, .. }
+            | Event::Deliver { conn, .. } => Some(*conn),
+            Event::Timer { .. }
+            | Event::Unreachable { .. }
+            | Event::DiskRead { .. }
+            | Event::DiskVerify { .. }
+            | Event::Recheck { .. }
+            | Event::WebSeedDone { .. }
+            | Event::Player { .. } => None,
+        }
     }
 }
 
@@ -224,16 +233,20 @@ pub struct Sim {
     torrent: TestTorrent,
     rng: SimRng,
     now: Instant,
-    queue: BinaryHeap<Scheduled>,
-    seq: u64,
+    queue: EventQueue<Event>,
     nodes: Vec<Node>,
     by_addr: BTreeMap<SocketAddr, NodeId>,
-    conns: BTreeMap<ConnId, Conn>,
+    conns: ConnTable,
     next_conn: u64,
     /// Established connections ever, per unordered pair of nodes.
     pair_connections: BTreeMap<(NodeId, NodeId), u64>,
     stats: SimStats,
     web_seeds: Vec<SimWebSeed>,
+    /// Running nodes, in no particular order, and each node's index in it (`usize::MAX` once
+    /// it stopped or crashed): a tracker answer picks among them with `count` draws instead
+    /// of walking and shuffling every node, which dominated at 10,000 nodes.
+    running: Vec<NodeId>,
+    running_at: Vec<usize>,
 }
 
 impl Sim {
@@ -248,15 +261,16 @@ impl Sim {
             config,
             torrent,
             now: Instant::ZERO,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: EventQueue::new(),
             nodes: Vec::new(),
             by_addr: BTreeMap::new(),
-            conns: BTreeMap::new(),
+            conns: ConnTable::default(),
             next_conn: 1,
             pair_connections: BTreeMap::new(),
             stats: SimStats::default(),
             web_seeds: Vec::new(),
+            running: Vec::new(),
+            running_at: Vec::new(),
         }
     }
 
@@ -277,6 +291,16 @@ impl Sim {
 
     pub fn stats(&self) -> &SimStats {
         &self.stats
+    }
+
+    /// Events scheduled and not yet handled (what the queue holds).
+    pub fn pending_events(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Connections the simulation still keeps: open, closing, or with frames in flight.
+    pub fn live_connections(&self) -> usize {
+        self.conns.live()
     }
 
     pub fn node(&self, id: NodeId) -> &Node {
@@ -353,8 +377,11 @@ impl Sim {
             completed_at: None,
             metadata_at: None,
             log: NodeLog::default(),
+            player: None,
         });
         self.by_addr.insert(addr, id);
+        self.running_at.push(self.running.len());
+        self.running.push(id);
         // As the native task does: open storage (recheck in the background), then tick once.
         if self.nodes[id].torrent.info().is_some() {
             self.schedule_in(self.config.net.disk_latency, Event::Recheck { node: id });
@@ -402,11 +429,39 @@ impl Sim {
     /// `node` learns up to `count` addresses of other running nodes, picked at random (a
     /// tracker's answer).
     pub fn introduce_random(&mut self, node: NodeId, count: usize) {
-        let mut others: Vec<NodeId> =
-            self.nodes.iter().filter(|n| n.id != node && n.is_running()).map(|n| n.id).collect();
-        self.rng.shuffle(&mut others);
-        let addrs = others.into_iter().take(count).map(|id| self.nodes[id].addr).collect();
+        // A partial Fisher-Yates over the running nodes, in place: `node` itself is first
+        // moved past the end of the candidates.
+        let mut candidates = self.running.len();
+        if let Some(&at) = self.running_at.get(node).filter(|&&at| at != usize::MAX) {
+            candidates -= 1;
+            self.swap_running(at, candidates);
+        }
+        let take = count.min(candidates);
+        let mut addrs = Vec::with_capacity(take);
+        for k in 0..take {
+            let pick = k + self.rng.below((candidates - k) as u64) as usize;
+            self.swap_running(k, pick);
+            addrs.push(self.nodes[self.running[k]].addr);
+        }
         self.add_peer_addrs(node, addrs);
+    }
+
+    fn swap_running(&mut self, a: usize, b: usize) {
+        self.running.swap(a, b);
+        self.running_at[self.running[a]] = a;
+        self.running_at[self.running[b]] = b;
+    }
+
+    /// `node` no longer runs: tracker answers leave it out.
+    fn leave_running(&mut self, node: NodeId) {
+        let at = std::mem::replace(&mut self.running_at[node], usize::MAX);
+        if at == usize::MAX {
+            return;
+        }
+        self.running.swap_remove(at);
+        if let Some(&moved) = self.running.get(at) {
+            self.running_at[moved] = at;
+        }
     }
 
     /// `node` learns arbitrary addresses (nobody may live there: dials to them time out).
@@ -423,6 +478,7 @@ impl Sim {
     /// find out only through their own timeouts. Frames already on the wire still arrive.
     pub fn kill(&mut self, node: NodeId) {
         self.nodes[node].state = NodeState::Crashed;
+        self.leave_running(node);
         self.nodes[node].uplink = Uplink::default();
         self.nodes[node].conns.clear();
         for conn in self.conns.values_mut() {
@@ -443,6 +499,7 @@ impl Sim {
         self.nodes[node].torrent.shutdown(now);
         self.drain(node);
         self.nodes[node].state = NodeState::Stopped;
+        self.leave_running(node);
     }
 
     /// Sends `message` from `from` to `to` on their open connection, whatever `from`'s core
@@ -486,7 +543,7 @@ impl Sim {
             if done(self) {
                 return Ok(self.now);
             }
-            let Some(next) = self.queue.peek().map(|s| s.at) else {
+            let Some(next) = self.queue.peek_at() else {
                 return Err(Timeout { at: self.now, reason: TimeoutReason::Idle });
             };
             if next > deadline {
@@ -494,10 +551,13 @@ impl Sim {
                 return Err(Timeout { at: self.now, reason: TimeoutReason::Deadline });
             }
             self.now = next;
-            while self.queue.peek().is_some_and(|s| s.at == next) {
-                let Some(scheduled) = self.queue.pop() else { break };
+            while let Some(event) = self.queue.pop_at(next) {
                 self.stats.events += 1;
-                self.handle(scheduled.event);
+                let conn = event.conn();
+                self.handle(event);
+                if let Some(conn) = conn {
+                    self.conns.release(conn);
+                }
                 if self.stats.events >= budget {
                     return Err(Timeout { at: self.now, reason: TimeoutReason::EventBudget });
                 }
@@ -516,8 +576,10 @@ impl Sim {
     }
 
     fn schedule(&mut self, at: Instant, event: Event) {
-        self.seq += 1;
-        self.queue.push(Scheduled { at: at.max(self.now), seq: self.seq, event });
+        if let Some(conn) = event.conn() {
+            self.conns.hold(conn);
+        }
+        self.queue.push(at.max(self.now), self.now, event);
     }
 
     fn running(&self, node: NodeId) -> bool {
@@ -577,15 +639,6 @@ impl Sim {
                 if !self.running(node) {
                     return;
                 }
-                let conn = self.nodes[node].conns.get(&peer).copied();
-                let end = conn.and_then(|c| Some((c, self.side_of(c, node, peer)?)));
-                if let Some((conn, side)) = end {
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        let end = &mut c.ends[side];
-                        end.reading_bytes =
-                            end.reading_bytes.saturating_sub(u64::from(block.length));
-                    }
-                }
                 let n = &mut self.nodes[node];
                 let mut data =
                     n.store.as_ref().and_then(|s| s.read(block.piece, block.offset, block.length));
@@ -594,9 +647,6 @@ impl Sim {
                 }
                 n.torrent.on_block_read(now, peer, block, data);
                 self.drain(node);
-                if let Some((conn, side)) = end {
-                    self.release_reads(conn, side);
-                }
             }
             Event::DiskVerify { node, piece } => {
                 if !self.running(node) {
@@ -605,7 +655,7 @@ impl Sim {
                 let n = &mut self.nodes[node];
                 let expected = n.torrent.info().and_then(|i| i.piece_hash(piece)).copied();
                 let Some(store) = n.store.as_mut() else { return };
-                let ok = expected.is_some() && store.hash(piece) == expected;
+                let ok = store.verify(piece, self.config.net.verify, expected.as_ref());
                 if !ok {
                     store.clear(piece);
                 }
@@ -613,6 +663,7 @@ impl Sim {
                 self.drain(node);
             }
             Event::Recheck { node } => self.recheck(node),
+            Event::Player { node, timer } => self.on_player_wake(node, timer),
             Event::WebSeedDone { node, seed, id, result } => {
                 if !self.running(node) {
                     return;
@@ -637,7 +688,8 @@ impl Sim {
         let n = &mut self.nodes[node];
         let Some(info) = n.torrent.info().cloned() else { return };
         if n.store.is_none() {
-            let mut store = PieceStore::new(&info);
+            // Knowing the content lets the store keep pieces that equal it as bits.
+            let mut store = PieceStore::with_content(&info, torrent.content.clone());
             let pieces: Vec<u32> = match &n.config.initial {
                 InitialData::Nothing => Vec::new(),
                 InitialData::Everything => (0..info.piece_count()).collect(),
@@ -651,7 +703,7 @@ impl Sim {
         let mut have = Bitfield::new(info.piece_count());
         if let Some(store) = &n.store {
             for piece in 0..info.piece_count() {
-                if store.hash(piece).as_ref() == info.piece_hash(piece) {
+                if store.verify(piece, self.config.net.verify, info.piece_hash(piece)) {
                     have.set(piece);
                 }
             }
@@ -659,6 +711,8 @@ impl Sim {
         let now = self.now;
         n.torrent.start(now, &have);
         self.drain(node);
+        // What the recheck found came with no `PieceVerified`.
+        self.player_pieces_verified(node, None);
     }
 
     // ---- carrying out the core's actions ----
@@ -667,6 +721,7 @@ impl Sim {
         while let Some(action) = self.nodes[node].torrent.poll_action() {
             self.apply(node, action);
         }
+        self.report_backlogs(node);
         let now = self.now;
         let n = &mut self.nodes[node];
         // One live timer per node; events for a time that is no longer wanted are skipped.
@@ -679,6 +734,28 @@ impl Sim {
         }
     }
 
+    /// After the core's actions are carried out, it learns what the uplink really holds for
+    /// each peer whose requests wait (as the native driver reports after each batch): its
+    /// own count only adds what it sent. Later reports come as frames leave the uplink.
+    fn report_backlogs(&mut self, node: NodeId) {
+        if self.nodes[node].torrent.backlogged_peers().next().is_none() {
+            return;
+        }
+        let waiting: Vec<PeerKey> = self.nodes[node].torrent.backlogged_peers().collect();
+        let now = self.now;
+        for peer in waiting {
+            let queued = self.nodes[node]
+                .conns
+                .get(&peer)
+                .and_then(|&conn| Some((conn, self.side_of(conn, node, peer)?)))
+                .map_or(0, |(conn, side)| self.conns[&conn].ends[side].out_bytes);
+            self.nodes[node].torrent.on_send_backlog(now, peer, queued);
+        }
+        while let Some(action) = self.nodes[node].torrent.poll_action() {
+            self.apply(node, action);
+        }
+    }
+
     fn apply(&mut self, node: NodeId, action: Action) {
         let now = self.now;
         match action {
@@ -688,7 +765,8 @@ impl Sim {
                 let Some(conn) = self.nodes[node].conns.remove(&peer) else { return };
                 let Some(side) = self.side_of(conn, node, peer) else { return };
                 let remote = self.conns[&conn].ends[Conn::other(side)].node;
-                self.nodes[node].log.disconnects.push(DisconnectRecord { at: now, remote, reason });
+                let record = DisconnectRecord { at: now, remote, reason };
+                self.nodes[node].log.add_disconnect(self.config.max_log_records, record);
                 self.close_end(conn, side);
             }
             Action::WriteBlock { piece, offset, data } => {
@@ -697,21 +775,18 @@ impl Sim {
                 }
             }
             Action::ReadBlock { peer, block } => {
-                if self.config.net.send_buffer.is_none() {
-                    let read = Event::DiskRead { node, peer, block };
-                    return self.schedule_in(self.config.net.disk_latency, read);
-                }
-                let Some(&conn) = self.nodes[node].conns.get(&peer) else { return };
-                let Some(side) = self.side_of(conn, node, peer) else { return };
-                let Some(c) = self.conns.get_mut(&conn) else { return };
-                c.ends[side].held_reads.push_back(block);
-                self.release_reads(conn, side);
+                // The core asks only while the connection's uplink queue has room.
+                let read = Event::DiskRead { node, peer, block };
+                self.schedule_in(self.config.net.disk_latency, read);
             }
             Action::VerifyPiece { piece } => {
                 self.nodes[node].log.verify_requests += 1;
                 self.schedule_in(self.config.net.disk_latency, Event::DiskVerify { node, piece });
             }
-            Action::PieceVerified { .. } => self.nodes[node].log.pieces_verified += 1,
+            Action::PieceVerified { piece } => {
+                self.nodes[node].log.pieces_verified += 1;
+                self.player_pieces_verified(node, Some(piece));
+            }
             Action::PieceFailed { .. } => self.nodes[node].log.pieces_failed += 1,
             Action::MetadataReceived { .. } => {
                 self.nodes[node].metadata_at.get_or_insert(now);
@@ -736,22 +811,20 @@ impl Sim {
         self.schedule(at, Event::WebSeedDone { node, seed, id, result });
     }
 
-    /// Starts the reads held for a connection while its send buffer has room (only with
-    /// `NetConfig::send_buffer`).
-    fn release_reads(&mut self, conn: ConnId, side: usize) {
-        let Some(limit) = self.config.net.send_buffer else { return };
-        let disk_latency = self.config.net.disk_latency;
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else { return };
-            let end = &mut c.ends[side];
-            let (node, Some(peer)) = (end.node, end.key) else { return };
-            if end.out_bytes + end.reading_bytes >= limit {
-                return;
-            }
-            let Some(block) = end.held_reads.pop_front() else { return };
-            end.reading_bytes += u64::from(block.length);
-            self.schedule_in(disk_latency, Event::DiskRead { node, peer, block });
+    /// Tells the core what a connection's uplink queue still holds when its requests wait
+    /// for it (the core's one rule, `SEND_BACKLOG_LIMIT`, as in the native and browser
+    /// drivers).
+    fn report_backlog(&mut self, conn: ConnId, side: usize) {
+        let Some(c) = self.conns.get(&conn) else { return };
+        let end = &c.ends[side];
+        let (node, Some(peer)) = (end.node, end.key) else { return };
+        if !self.running(node) || !self.nodes[node].torrent.is_send_backlogged(peer) {
+            return;
         }
+        let queued = end.out_bytes;
+        let now = self.now;
+        self.nodes[node].torrent.on_send_backlog(now, peer, queued);
+        self.drain(node);
     }
 
     fn side_of(&self, conn: ConnId, node: NodeId, key: PeerKey) -> Option<usize> {
@@ -779,7 +852,7 @@ impl Sim {
         if n.config.behaviour == Behaviour::Puppet {
             return;
         }
-        *n.log.sent.entry(kind(&message)).or_default() += 1;
+        n.log.sent.add(&message);
         let frame = self.frame_for(message);
         self.enqueue(conn, side, frame);
     }
@@ -881,7 +954,8 @@ impl Sim {
         let node = c.ends[side].node;
         let remote = c.ends[Conn::other(side)].node;
         let at = self.now;
-        self.nodes[node].log.driver_closes.push(DriverCloseRecord { at, remote, reason });
+        let record = DriverCloseRecord { at, remote, reason };
+        self.nodes[node].log.add_driver_close(self.config.max_log_records, record);
         self.lost(conn, side, true);
     }
 
@@ -910,11 +984,10 @@ impl Sim {
                 self.drain(node);
             }
             Err(refusal) => {
-                self.nodes[node].log.refusals.push(RefusalRecord {
-                    at: now,
-                    remote: dialer,
-                    refusal,
-                });
+                self.nodes[node].log.add_refusal(
+                    self.config.max_log_records,
+                    RefusalRecord { at: now, remote: dialer, refusal },
+                );
                 self.close_end(conn, LISTENER);
             }
         }
@@ -990,7 +1063,7 @@ impl Sim {
             uplink.busy = true;
             let done = transmit_time(frame.wire_len(), rate);
             self.schedule_in(done, Event::UplinkDone { node, conn, side, frame });
-            self.release_reads(conn, side);
+            self.report_backlog(conn, side);
             return;
         }
     }
@@ -999,6 +1072,7 @@ impl Sim {
     fn launch(&mut self, conn: ConnId, side: usize, frame: Frame) {
         let Some(c) = self.conns.get(&conn) else { return };
         let latency = c.latency;
+        self.nodes[c.ends[side].node].log.wire_bytes_sent += frame.wire_len();
         self.schedule_in(latency, Event::Arrive { conn, to: Conn::other(side), frame });
     }
 
@@ -1093,7 +1167,7 @@ impl Sim {
             self.stats.payload_bytes += data.len() as u64;
         }
         let n = &mut self.nodes[node];
-        *n.log.received.entry(kind(&message)).or_default() += 1;
+        n.log.received.add(&message);
         n.torrent.on_message(self.now, key, message);
         self.drain(node);
     }
@@ -1121,24 +1195,5 @@ fn corrupt(data: Bytes) -> Bytes {
 
 /// A short name for a message's kind, for counters.
 pub fn kind(message: &Message) -> &'static str {
-    match message {
-        Message::KeepAlive => "keep-alive",
-        Message::Choke => "choke",
-        Message::Unchoke => "unchoke",
-        Message::Interested => "interested",
-        Message::NotInterested => "not-interested",
-        Message::Have(_) => "have",
-        Message::Bitfield(_) => "bitfield",
-        Message::Request(_) => "request",
-        Message::Piece { .. } => "piece",
-        Message::Cancel(_) => "cancel",
-        Message::Port(_) => "port",
-        Message::Suggest(_) => "suggest",
-        Message::HaveAll => "have-all",
-        Message::HaveNone => "have-none",
-        Message::Reject(_) => "reject",
-        Message::AllowedFast(_) => "allowed-fast",
-        Message::Extended { .. } => "extended",
-        Message::Unknown { .. } => "unknown",
-    }
+    crate::node::KINDS[crate::node::kind_index(message)]
 }

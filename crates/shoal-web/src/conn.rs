@@ -2,11 +2,9 @@
 //! stream each way, and the browser event handlers that feed the torrent.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::rc::Weak;
 
 use js_sys::{ArrayBuffer, Uint8Array};
-use shoal_proto::wire::BlockRef;
 use shoal_proto::{Instant, PeerKey};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
@@ -53,8 +51,6 @@ pub struct Conn {
     /// The core's name for the peer, once its handshake is accepted.
     pub key: Option<PeerKey>,
     pub created: Instant,
-    /// Upload reads held back while the channel is congested.
-    pub parked: VecDeque<BlockRef>,
     pub bytes_in: u64,
     handlers: Vec<Closure<dyn FnMut(JsValue)>>,
 }
@@ -74,7 +70,6 @@ impl Conn {
             writer: StreamWriter::default(),
             key: None,
             created: now,
-            parked: VecDeque::new(),
             bytes_in: 0,
             handlers: Vec::new(),
         }

@@ -59,8 +59,6 @@ impl Default for DriverConfig {
 
 /// A connection that has not opened its channel in this long is given up.
 const OPEN_TIMEOUT_SECS: u64 = 60;
-/// Block bytes queued for one channel above which upload reads wait.
-const MAX_UNSENT: usize = 2 * 1024 * 1024;
 /// Read-ahead of a reader unless the caller asks otherwise.
 pub const DEFAULT_READAHEAD: u64 = 8 * 1024 * 1024;
 
@@ -359,7 +357,25 @@ impl TorrentDriver {
         self.drain();
     }
 
+    /// Carries out what the core asked for; then the core learns what the channels of peers
+    /// whose requests wait still hold (its own count only adds what it sent), and what that
+    /// releases is carried out too.
     pub fn drain(&mut self) {
+        self.apply_actions();
+        let waiting: Vec<PeerKey> = self.core.backlogged_peers().collect();
+        if waiting.is_empty() {
+            return;
+        }
+        let now = self.clock.now();
+        for peer in waiting {
+            let conn = self.by_peer.get(&peer).and_then(|id| self.conns.get(id));
+            let unsent = conn.map_or(0, |c| c.unsent() as u64);
+            self.core.on_send_backlog(now, peer, unsent);
+        }
+        self.apply_actions();
+    }
+
+    fn apply_actions(&mut self) {
         let mut dirty: HashSet<ConnId> = HashSet::new();
         while let Some(action) = self.core.poll_action() {
             match action {
@@ -442,33 +458,25 @@ impl TorrentDriver {
         }
     }
 
+    /// The core asks for a block only while the peer's channel has room (its one rule,
+    /// `SEND_BACKLOG_LIMIT`); the store answers at once.
     fn read_block(&mut self, peer: PeerKey, block: BlockRef, dirty: &mut HashSet<ConnId>) {
         let Some(id) = self.by_peer.get(&peer).copied() else { return };
-        let Some(conn) = self.conns.get_mut(&id) else { return };
-        if conn.unsent() > MAX_UNSENT || !conn.parked.is_empty() {
-            conn.parked.push_back(block);
-            return;
-        }
         let data = self.store.as_ref().and_then(|s| block_of(s, block));
         let now = self.clock.now();
         self.core.on_block_read(now, peer, block, data);
         dirty.insert(id);
     }
 
-    /// Sends parked upload reads of a channel that drained, while it stays below the mark.
-    fn release_parked(&mut self, id: ConnId) {
-        loop {
-            let Some(conn) = self.conns.get_mut(&id) else { return };
-            if conn.unsent() > MAX_UNSENT {
-                return;
-            }
-            let (Some(peer), Some(block)) = (conn.key, conn.parked.pop_front()) else { return };
-            let data = self.store.as_ref().and_then(|s| block_of(s, block));
-            let now = self.clock.now();
-            self.core.on_block_read(now, peer, block, data);
-            // The piece message goes into the channel before the next block is weighed.
-            self.drain();
-        }
+    /// The channel drained below its low mark: the core learns what it still holds, and reads
+    /// for the requests that waited.
+    fn report_backlog(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.get(&id) else { return };
+        let Some(peer) = conn.key else { return };
+        let unsent = conn.unsent() as u64;
+        let now = self.clock.now();
+        self.core.on_send_backlog(now, peer, unsent);
+        self.drain();
     }
 
     fn verify(&mut self, piece: u32) {
@@ -526,7 +534,7 @@ impl TorrentDriver {
             ConnEvent::Data(bytes) => self.on_data(id, &bytes),
             ConnEvent::Writable => {
                 self.flush(id);
-                self.release_parked(id);
+                self.report_backlog(id);
             }
             ConnEvent::Closed(reason) => self.close_conn(id, &reason),
         }

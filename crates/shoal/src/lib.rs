@@ -8,6 +8,7 @@ mod clock;
 mod disk;
 pub mod fetch;
 mod peer_conn;
+pub mod rate;
 mod session;
 pub mod storage;
 pub mod stream;

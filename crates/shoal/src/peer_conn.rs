@@ -19,6 +19,8 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::rate::UploadLimit;
+
 /// How long a dial plus handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer growth step: a loopback read returns up to this much at once.
@@ -114,17 +116,19 @@ pub struct PeerLink {
 
 impl PeerLink {
     /// Starts the reader and writer tasks. `preamble` is written before any message (our
-    /// handshake, for connections we accepted).
+    /// handshake, for connections we accepted). The writer waits on `limit` (the process's
+    /// upload cap) before each write.
     pub fn spawn(
         stream: TcpStream,
         peer: PeerKey,
         preamble: Option<Vec<u8>>,
         max_frame: u32,
         input: mpsc::Sender<PeerInput>,
+        limit: Option<UploadLimit>,
     ) -> PeerLink {
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
-        Self::spawn_halves(read, write, peer, preamble, max_frame, input)
+        Self::spawn_halves(read, write, peer, preamble, max_frame, input, limit)
     }
 
     /// Starts the reader and writer tasks on any byte stream (a WebRTC data channel, say),
@@ -134,12 +138,13 @@ impl PeerLink {
         peer: PeerKey,
         max_frame: u32,
         input: mpsc::Sender<PeerInput>,
+        limit: Option<UploadLimit>,
     ) -> PeerLink
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (read, write) = tokio::io::split(stream);
-        Self::spawn_halves(read, write, peer, None, max_frame, input)
+        Self::spawn_halves(read, write, peer, None, max_frame, input, limit)
     }
 
     fn spawn_halves<R, W>(
@@ -149,6 +154,7 @@ impl PeerLink {
         preamble: Option<Vec<u8>>,
         max_frame: u32,
         input: mpsc::Sender<PeerInput>,
+        limit: Option<UploadLimit>,
     ) -> PeerLink
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -156,7 +162,7 @@ impl PeerLink {
     {
         let (outbox, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let writer = Writer { peer, queued: queued.clone(), input: input.clone() };
+        let writer = Writer { peer, queued: queued.clone(), input: input.clone(), limit };
         tokio::spawn(writer.run(write, rx, preamble));
         let reader = tokio::spawn(read_loop(read, peer, max_frame, input));
         PeerLink { outbox, queued, reader }
@@ -221,6 +227,7 @@ struct Writer {
     peer: PeerKey,
     queued: Arc<AtomicUsize>,
     input: mpsc::Sender<PeerInput>,
+    limit: Option<UploadLimit>,
 }
 
 impl Writer {
@@ -263,6 +270,11 @@ impl Writer {
         buf: &mut BytesMut,
         payload: usize,
     ) -> Result<(), String> {
+        // Under the cap the bytes wait here, still counted as queued: the torrent reads no
+        // more blocks for this peer meanwhile, so its requests wait where a cancel reaches them.
+        if let Some(limit) = &self.limit {
+            limit.acquire(buf.len()).await;
+        }
         let result = tokio::time::timeout(WRITE_TIMEOUT, write.write_all(buf)).await;
         buf.clear();
         self.queued.fetch_sub(payload, Ordering::Relaxed);

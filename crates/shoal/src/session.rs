@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::peer_conn::read_handshake;
+use crate::rate::UploadLimit;
 use crate::stream::shared::StreamShared;
 use crate::stream::FileStream;
 use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, TorrentStatus};
@@ -58,6 +59,8 @@ pub struct SessionConfig {
     /// WebRTC peers, found through `ws://` and `wss://` trackers; `None` turns WebRTC off
     /// (those trackers are then skipped).
     pub webrtc: Option<WebRtcConfig>,
+    /// Bytes per second all peer connections together may send; `None` for no cap.
+    pub max_upload_rate: Option<u64>,
 }
 
 impl Default for SessionConfig {
@@ -66,6 +69,7 @@ impl Default for SessionConfig {
             listen: Some(SocketAddr::from(([0, 0, 0, 0], 0))),
             torrent: TorrentConfig::default(),
             webrtc: Some(WebRtcConfig::default()),
+            max_upload_rate: None,
         }
     }
 }
@@ -111,6 +115,7 @@ pub struct Session {
     tracker_client: Arc<TrackerClient>,
     webrtc: Option<Endpoint>,
     web_seed_client: Arc<WebSeedClient>,
+    upload_limit: Option<UploadLimit>,
 }
 
 impl Session {
@@ -155,6 +160,7 @@ impl Session {
         let web_seed_client = WebSeedClient::new(WebSeedClientConfig::default())
             .map_err(|e| SessionError::WebSeed(e.to_string()))?;
         Ok(Session {
+            upload_limit: config.max_upload_rate.map(UploadLimit::new),
             web_seed_client: Arc::new(web_seed_client),
             config,
             peer_id,
@@ -164,6 +170,12 @@ impl Session {
             tracker_client: Arc::new(tracker_client),
             webrtc,
         })
+    }
+
+    /// The process's upload cap, for whatever else sends on its behalf (`shoal serve`'s web
+    /// seed answers): the same limit every peer connection waits on.
+    pub fn upload_limit(&self) -> Option<UploadLimit> {
+        self.upload_limit.clone()
     }
 
     /// The UDP address WebRTC peers connect to, when WebRTC is on.
@@ -246,6 +258,7 @@ impl Session {
             shared: shared.clone(),
             web_seeds,
             web_seed_client: self.web_seed_client.clone(),
+            upload_limit: self.upload_limit.clone(),
         });
         routes.insert(info_hash, Route { commands: commands.clone(), room });
         Ok(TorrentHandle { info_hash, name, commands, status, shared })

@@ -17,7 +17,7 @@ use shoal_proto::bitfield::Bitfield;
 use shoal_proto::metainfo::Info;
 use shoal_proto::torrent::{Action, Stats, Torrent, WebSeedFetch, WebSeedStatus};
 use shoal_proto::webseed::WebSeedError;
-use shoal_proto::wire::{self, BlockRef, Handshake};
+use shoal_proto::wire::{self, Handshake};
 use shoal_proto::PeerKey;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
 use shoal_tracker_proto::tiers::TrackerTiers;
@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::clock::Clock;
 use crate::disk::{DiskDone, DiskHandle, DiskJob};
 use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
+use crate::rate::UploadLimit;
 use crate::storage::{
     FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout,
 };
@@ -145,6 +146,8 @@ pub(crate) struct TorrentSetup {
     pub web_seed_client: Arc<WebSeedClient>,
     /// Where the task publishes [`Torrent::connection_room`] for the session's signalling.
     pub room: Arc<AtomicUsize>,
+    /// The process's upload cap, shared by every connection's writer.
+    pub upload_limit: Option<UploadLimit>,
 }
 
 /// How often the status snapshot is republished while data moves.
@@ -156,9 +159,8 @@ const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(3);
 const PEER_INPUT_QUEUE: usize = 8;
 /// Bytes queued for the disk above which peers are not read until the disk catches up.
 const MAX_DISK_BACKLOG: u64 = 2 * 1024 * 1024;
-/// Block bytes queued for one peer's socket above which reads for it wait.
-const MAX_UNSENT: usize = 1024 * 1024;
-/// How often a task paused on a disk backlog (or holding parked reads) looks again.
+/// How often a task paused on a disk backlog (or with peers' requests waiting for their
+/// sockets to drain) looks again.
 const BACKLOG_POLL: Duration = Duration::from_millis(1);
 
 pub(crate) fn spawn(
@@ -195,6 +197,7 @@ pub(crate) fn spawn(
         }
     }
     let task = TorrentTask {
+        upload_limit: setup.upload_limit,
         web_seed_client: setup.web_seed_client,
         web_fetches: HashMap::new(),
         held_web_data: VecDeque::new(),
@@ -209,7 +212,6 @@ pub(crate) fn spawn(
         announce_key: (setup.random_seed >> 32) as u32,
         links: HashMap::new(),
         webrtc_peers: HashSet::new(),
-        parked_reads: HashMap::new(),
         disk: None,
         peer_tx,
         disk_tx,
@@ -242,8 +244,6 @@ struct TorrentTask {
     links: HashMap<PeerKey, PeerLink>,
     /// Which of `links` run over WebRTC.
     webrtc_peers: HashSet<PeerKey>,
-    /// Upload reads held back while a peer's socket is congested.
-    parked_reads: HashMap<PeerKey, VecDeque<BlockRef>>,
     disk: Option<DiskHandle>,
     peer_tx: mpsc::Sender<PeerInput>,
     disk_tx: mpsc::UnboundedSender<DiskDone>,
@@ -252,6 +252,8 @@ struct TorrentTask {
     phase: Phase,
     storage_root: Option<PathBuf>,
     max_frame: u32,
+    /// The process's upload cap (see `rate.rs`).
+    upload_limit: Option<UploadLimit>,
     initial_peers: Vec<SocketAddr>,
     hashes: Option<Arc<Vec<[u8; 20]>>>,
     /// What readers see: verified pieces and the storage to read them from.
@@ -331,7 +333,7 @@ impl TorrentTask {
                 }
             }
             self.drain_actions();
-            self.release_parked_reads();
+            self.report_send_backlogs();
             self.release_web_seed_data();
             self.room.store(self.core.connection_room(), Ordering::Relaxed);
             if last_status.elapsed() >= STATUS_INTERVAL {
@@ -350,36 +352,25 @@ impl TorrentTask {
             false => far,
         };
         let mut deadline = core.min(announce);
-        if self.disk_backlogged() || !self.parked_reads.is_empty() {
+        if self.disk_backlogged() || self.core.backlogged_peers().next().is_some() {
             deadline = deadline.min(now + BACKLOG_POLL);
         }
         self.clock.tokio_instant(deadline)
     }
 
-    /// Sends parked upload reads to the disk for peers whose sockets drained.
-    fn release_parked_reads(&mut self) {
-        if self.parked_reads.is_empty() {
+    /// Tells the core how much each peer whose requests wait on its socket still has queued
+    /// there (the core's one rule, `SEND_BACKLOG_LIMIT`, decides when to read for it).
+    fn report_send_backlogs(&mut self) {
+        let peers: Vec<PeerKey> = self.core.backlogged_peers().collect();
+        if peers.is_empty() {
             return;
         }
-        let links = &self.links;
-        let disk = &self.disk;
-        self.parked_reads.retain(|peer, blocks| {
-            let Some(link) = links.get(peer) else { return false };
-            // Released reads become queued bytes only once read, so budget them here.
-            let mut budget = (MAX_UNSENT / 2).saturating_sub(link.queued_bytes());
-            while let Some(block) = blocks.front() {
-                let len = block.length as usize;
-                if len > budget {
-                    break;
-                }
-                budget -= len;
-                if let Some(disk) = disk {
-                    disk.send(DiskJob::Read { peer: *peer, block: *block });
-                }
-                blocks.pop_front();
-            }
-            !blocks.is_empty()
-        });
+        let now = self.clock.now();
+        for peer in peers {
+            let queued = self.links.get(&peer).map_or(0, |l| l.queued_bytes());
+            self.core.on_send_backlog(now, peer, queued as u64);
+        }
+        self.drain_actions();
     }
 
     /// Hands web seed data held during a disk backlog to the core once the disk caught up.
@@ -555,6 +546,7 @@ impl TorrentTask {
                         Some(ours),
                         self.max_frame,
                         self.peer_tx.clone(),
+                        self.upload_limit.clone(),
                     );
                     self.links.insert(key, link);
                 }
@@ -572,6 +564,7 @@ impl TorrentTask {
                             key,
                             self.max_frame,
                             self.peer_tx.clone(),
+                            self.upload_limit.clone(),
                         );
                         self.links.insert(key, link);
                         self.webrtc_peers.insert(key);
@@ -623,6 +616,7 @@ impl TorrentTask {
                             None,
                             self.max_frame,
                             self.peer_tx.clone(),
+                            self.upload_limit.clone(),
                         );
                         self.links.insert(peer, link);
                     }
@@ -731,7 +725,6 @@ impl TorrentTask {
                 }
                 Action::Disconnect { peer, reason } => {
                     tracing::debug!(?peer, ?reason, "disconnecting");
-                    self.parked_reads.remove(&peer);
                     self.webrtc_peers.remove(&peer);
                     if let Some(link) = self.links.remove(&peer) {
                         link.close();
@@ -743,12 +736,8 @@ impl TorrentTask {
                     }
                 }
                 Action::ReadBlock { peer, block } => {
-                    // A peer with plenty of our blocks still unsent waits for its socket.
-                    let congested =
-                        self.links.get(&peer).is_some_and(|l| l.queued_bytes() > MAX_UNSENT);
-                    if congested {
-                        self.parked_reads.entry(peer).or_default().push_back(block);
-                    } else if let Some(disk) = &self.disk {
+                    // The core asks only while the peer's socket has room.
+                    if let Some(disk) = &self.disk {
                         disk.send(DiskJob::Read { peer, block });
                     }
                 }

@@ -153,3 +153,38 @@ async fn downloads_only_selected_files() {
     assert_eq!(got, b"tail");
     assert!(!out.path().join("content/a.bin").exists(), "an unselected file was created");
 }
+
+/// `SessionConfig::max_upload_rate` holds the seeder to its cap (a bound on correctness, not
+/// a speed figure: the cap may never be exceeded), and the download still completes intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_seeder_never_sends_faster_than_its_cap() {
+    const CAP: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_content(dir.path(), 64 * 1024); // 2 MB of content
+    let config = shoal::SessionConfig { max_upload_rate: Some(CAP), ..local_config() };
+    let session = Session::new(config).await.unwrap();
+    assert_eq!(session.upload_limit().map(|l| l.rate()), Some(CAP));
+    let seed = session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Metainfo(Box::new(meta.clone())),
+            target: StorageTarget::Dir(dir.path().to_path_buf()),
+            only_files: None,
+            peers: vec![],
+            extra_trackers: vec![],
+            web_seeds: vec![],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, seed.wait_complete()).await.unwrap().unwrap();
+    let addr = session.listen_addr().unwrap();
+
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let source = TorrentSource::Metainfo(Box::new(meta.clone()));
+    let _ = leech(source, out.path(), None, addr).await;
+    let took = started.elapsed().as_secs_f64();
+    assert_same_tree(&dir.path().join("content"), &out.path().join("content"));
+    // 2,000,005 bytes at 1 MiB/s, less one burst (a tenth of a second's worth).
+    let total = meta.info.total_length;
+    let least = (total as f64 - CAP as f64 / 10.0) / CAP as f64;
+    assert!(took >= least, "{total} bytes arrived in {took:.2}s under a 1 MiB/s cap");
+}

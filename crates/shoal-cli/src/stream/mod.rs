@@ -44,6 +44,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
         args.listen,
         args.webrtc.config(),
         transfer::SessionPurpose::Streaming,
+        args.max_upload_rate,
     )
     .await?;
     let target = match &args.output {

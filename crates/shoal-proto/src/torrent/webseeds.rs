@@ -321,7 +321,12 @@ impl Torrent {
                 }
                 let bad = &ws.bad_pieces;
                 let allowed = |p: u32| retry_bad || !bad.contains(&p);
-                let blocks = picker.pick_run(now, key, run, background_ok && busy < slots, allowed);
+                let background = background_ok && busy < slots;
+                // A viewer whose peers deliver asks the server only for what they cannot bring
+                // (`spread.rs`): pieces nobody connected has, and pieces a reader is stalled
+                // on. A plain download keeps using the server as a mirror.
+                let scarce_only = serving && streaming;
+                let blocks = picker.pick_run(now, key, run, background, scarce_only, allowed);
                 let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else { break };
                 let piece_length = u64::from(info.piece_length);
                 let start = u64::from(first.piece) * piece_length + u64::from(first.offset);

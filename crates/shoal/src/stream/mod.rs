@@ -9,4 +9,5 @@
 mod reader;
 pub(crate) mod shared;
 
-pub use reader::{FileStream, DEFAULT_READAHEAD, MAX_READAHEAD};
+pub use reader::FileStream;
+pub use shoal_proto::streaming::{DEFAULT_READAHEAD, MAX_READAHEAD};

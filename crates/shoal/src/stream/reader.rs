@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use shoal_proto::streaming::{ReaderId, ReaderWindow};
+use shoal_proto::streaming::{self, ReaderId, ReaderWindow};
 use tokio::io::{AsyncRead, AsyncSeek, ReadBuf};
 use tokio::sync::mpsc;
 
@@ -23,14 +23,6 @@ use crate::torrent_task::Command;
 
 /// Bytes copied out of storage per read at most.
 const CHUNK: u64 = 256 * 1024;
-/// Read-ahead before the reader's bitrate is known.
-pub const DEFAULT_READAHEAD: u64 = 16 * 1024 * 1024;
-/// Read-ahead at most, however fast the reader.
-pub const MAX_READAHEAD: u64 = 256 * 1024 * 1024;
-/// Seconds of the reader's bitrate to fetch ahead of it.
-const READAHEAD_SECONDS: u64 = 30;
-/// How long a reader's bitrate is measured before it sizes the read-ahead.
-const RATE_WARMUP: Duration = Duration::from_secs(2);
 
 type Pending = Pin<Box<dyn Future<Output = io::Result<Bytes>> + Send>>;
 
@@ -63,14 +55,9 @@ impl ConsumptionRate {
         ConsumptionRate { since: tokio::time::Instant::now(), bytes: 0 }
     }
 
-    /// Bytes to fetch ahead: some seconds of the measured bitrate, within bounds.
+    /// Bytes to fetch ahead: the core's rule (`streaming::readahead`) for what was read.
     fn readahead(&self) -> u64 {
-        let elapsed = self.since.elapsed();
-        if elapsed < RATE_WARMUP {
-            return DEFAULT_READAHEAD;
-        }
-        let per_second = (self.bytes as f64 / elapsed.as_secs_f64()) as u64;
-        per_second.saturating_mul(READAHEAD_SECONDS).clamp(DEFAULT_READAHEAD, MAX_READAHEAD)
+        streaming::readahead(self.bytes, self.since.elapsed())
     }
 }
 

@@ -1,0 +1,287 @@
+//! Spreading: an origin sends each piece about once and lets its audience pass it on.
+//!
+//! A site that seeds a video to viewers who also serve each other pays for every byte it
+//! sends. Left alone, every viewer asks the origin for everything (it has every piece, it is
+//! fast, it unchokes), and the origin sends the video once per viewer. Two rules, one on each
+//! side of a request, make the viewers trade instead:
+//!
+//! - **The origin** ([`TorrentConfig::spread`], a seed only): a peer's first request for a
+//!   piece that another connected peer already has, or that we granted another peer within
+//!   [`GRANT_MEMORY`] (it is on its way there), is refused with a BEP 6 `reject`. The
+//!   refusal is remembered block by block: if the peer asks for a refused block again (after
+//!   our reject, unlike the rest of the piece it asked for in the same breath), it found
+//!   nobody else that would send it, or its player cannot wait, and the piece is granted. Once a piece is granted to a peer,
+//!   the rest of its blocks follow without another decision. Peers without the Fast
+//!   extension cannot be told no, so they are always served. This works with any client
+//!   that reacts to `reject` (WebTorrent and libtorrent re-request elsewhere or again), with
+//!   no extension on the wire, which BEP 16's super-seeding would need from the viewers'
+//!   side (it hides pieces, and a streaming viewer cannot wait for the one it needs).
+//! - **The viewer** (every torrent): a piece a peer declined is not asked of that peer again
+//!   for [`DECLINE_MEMORY`], so the refusal sends the request to the audience, or lets the
+//!   piece reach the audience first. A piece a reader is stalled on (critical) is asked of
+//!   the decliner again at once unless another peer that unchokes us has it.
+//!
+//! Web seeds follow the viewer's side of the same idea in `webseeds.rs`: while peers deliver,
+//! a web seed fetches only pieces no connected peer has and pieces a reader is stalled on.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::Torrent;
+use crate::time::Instant;
+use crate::types::PeerKey;
+use crate::wire::BlockRef;
+
+/// How long a viewer avoids asking a peer for a piece it declined.
+pub const DECLINE_MEMORY: Duration = Duration::from_secs(3);
+/// How long the origin counts a piece it granted a peer as on its way to the audience: long
+/// enough for a home uplink's viewer to receive a piece and announce it, short enough that a
+/// viewer who never does (gone, stalled) does not hold the piece back from the others.
+pub const GRANT_MEMORY: Duration = Duration::from_secs(10);
+/// Pieces remembered per peer for each of the lists below (oldest forgotten first).
+const REMEMBERED: usize = 64;
+/// Refused blocks remembered per peer (a few pieces' worth of pipelined requests).
+const REFUSALS_REMEMBERED: usize = 512;
+
+/// What one peer's spreading has decided so far.
+#[derive(Debug, Default)]
+pub struct SpreadState {
+    /// Origin side: pieces granted to this peer (its further blocks are served), and when.
+    granted: VecDeque<(u32, Instant)>,
+    /// Origin side: blocks refused to this peer once (a second request is granted).
+    refused: VecDeque<BlockRef>,
+    /// Viewer side: pieces this peer declined to send us, and when.
+    declined: VecDeque<(u32, Instant)>,
+}
+
+impl SpreadState {
+    /// Whether this peer declined anything lately (the common case is no: skip the work).
+    pub fn has_declined(&self) -> bool {
+        !self.declined.is_empty()
+    }
+}
+
+impl Torrent {
+    /// Origin side: whether to refuse `key`'s request for a block of `piece`.
+    pub(super) fn spread_refuses(&mut self, now: Instant, key: PeerKey, block: BlockRef) -> bool {
+        let piece = block.piece;
+        if !self.config.spread || !self.have.is_full() {
+            return false;
+        }
+        let Some(peer) = self.peers.get(&key) else { return false };
+        if !peer.supports_fast || peer.spread.granted.iter().any(|&(p, _)| p == piece) {
+            return false;
+        }
+        let elsewhere = self.peers.values().any(|p| {
+            p.key != key
+                && (p.is_seed
+                    || p.has.get(piece)
+                    || p.spread
+                        .granted
+                        .iter()
+                        .any(|&(g, at)| g == piece && now.saturating_since(at) < GRANT_MEMORY))
+        });
+        let Some(peer) = self.peers.get_mut(&key) else { return false };
+        let state = &mut peer.spread;
+        let asked_again = state.refused.contains(&block);
+        if elsewhere && !asked_again {
+            if state.refused.len() == REFUSALS_REMEMBERED {
+                state.refused.pop_front();
+            }
+            state.refused.push_back(block);
+            return true;
+        }
+        state.refused.retain(|b| b.piece != piece);
+        if state.granted.len() == REMEMBERED {
+            state.granted.pop_front();
+        }
+        state.granted.push_back((piece, now));
+        false
+    }
+
+    /// Viewer side: `key` rejected a block of `piece`.
+    pub(super) fn note_declined(&mut self, now: Instant, key: PeerKey, piece: u32) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        let declined = &mut peer.spread.declined;
+        declined.retain(|&(p, at)| p != piece && now.saturating_since(at) < DECLINE_MEMORY);
+        if declined.len() == REMEMBERED {
+            declined.pop_front();
+        }
+        declined.push_back((piece, now));
+    }
+
+    /// Viewer side: pieces not to ask `key` for now: it declined them lately, and they are
+    /// not critical to a reader or another peer that unchokes us has them.
+    pub(super) fn avoided_pieces(&self, now: Instant, key: PeerKey) -> Vec<u32> {
+        let Some(peer) = self.peers.get(&key) else { return Vec::new() };
+        let critical = |piece: u32| {
+            self.picker
+                .as_ref()
+                .is_some_and(|pk| pk.deadlines().iter().any(|d| d.piece == piece && d.critical))
+        };
+        peer.spread
+            .declined
+            .iter()
+            .filter(|&&(_, at)| now.saturating_since(at) < DECLINE_MEMORY)
+            .map(|&(piece, _)| piece)
+            .filter(|&piece| {
+                !critical(piece)
+                    || self
+                        .peers
+                        .values()
+                        .any(|p| p.key != key && !p.peer_choking && (p.is_seed || p.has.get(piece)))
+            })
+            .collect()
+    }
+
+    /// A block of `piece` is free again after `decliner` refused it: the peers that have it
+    /// may pick it up now rather than at their next refill.
+    pub(super) fn offer_declined(&mut self, now: Instant, decliner: PeerKey, piece: u32) {
+        let holders: Vec<PeerKey> = self
+            .peers
+            .values()
+            .filter(|p| p.key != decliner && !p.peer_choking && (p.is_seed || p.has.get(piece)))
+            .map(|p| p.key)
+            .collect();
+        for key in holders {
+            self.fill_requests(now, key);
+        }
+        // What nobody else took goes back to the decliner, which grants a second request.
+        self.fill_requests(now, decliner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::torrent::testing::{block, Harness};
+    use crate::torrent::{Action, TorrentConfig};
+    use crate::wire::Message;
+
+    fn origin(spread: bool) -> Harness {
+        Harness::new(TorrentConfig { spread, ..TorrentConfig::default() }, true)
+    }
+
+    fn request(h: &mut Harness, key: PeerKey, b: BlockRef) -> Vec<Message> {
+        h.t.on_message(Instant::ZERO, key, Message::Request(b));
+        h.sent_to(key)
+    }
+
+    #[test]
+    fn an_origin_refuses_a_piece_the_audience_has_until_asked_again() {
+        let mut h = origin(true);
+        let asker = h.peer(Instant::ZERO, &[]);
+        let _holder = h.peer(Instant::ZERO, &[3]);
+        h.actions();
+        // Nobody else has piece 2: served. Piece 3 is with the other viewer: refused, every
+        // block asked for in the same breath too.
+        h.t.on_message(Instant::ZERO, asker, Message::Request(block(2, 0)));
+        assert!(matches!(h.actions()[..], [Action::ReadBlock { .. }]));
+        assert_eq!(request(&mut h, asker, block(3, 0)), vec![Message::Reject(block(3, 0))]);
+        assert_eq!(request(&mut h, asker, block(3, 1)), vec![Message::Reject(block(3, 1))]);
+        // Asked again after the reject: nobody else would send it; the piece is granted, and
+        // its other blocks follow without another refusal.
+        h.t.on_message(Instant::ZERO, asker, Message::Request(block(3, 0)));
+        h.t.on_message(Instant::ZERO, asker, Message::Request(block(3, 2)));
+        assert_eq!(h.reads(), vec![block(3, 0), block(3, 2)]);
+    }
+
+    #[test]
+    fn a_piece_on_its_way_to_one_viewer_is_refused_to_the_next() {
+        let mut h = origin(true);
+        let first = h.peer(Instant::ZERO, &[]);
+        let second = h.peer(Instant::ZERO, &[]);
+        h.actions();
+        h.t.on_message(Instant::ZERO, first, Message::Request(block(5, 0)));
+        assert_eq!(h.reads(), vec![block(5, 0)]);
+        assert_eq!(request(&mut h, second, block(5, 0)), vec![Message::Reject(block(5, 0))]);
+        // Once the grant is old, the first viewer evidently is not passing it on.
+        let later = Instant::ZERO + GRANT_MEMORY;
+        h.t.on_message(later, second, Message::Request(block(5, 1)));
+        assert_eq!(h.reads(), vec![block(5, 1)]);
+    }
+
+    #[test]
+    fn without_spreading_every_request_is_served() {
+        let mut h = origin(false);
+        let asker = h.peer(Instant::ZERO, &[]);
+        let _holder = h.peer(Instant::ZERO, &[3]);
+        h.actions();
+        h.t.on_message(Instant::ZERO, asker, Message::Request(block(3, 0)));
+        assert_eq!(h.reads(), vec![block(3, 0)]);
+    }
+
+    /// A viewer and two peers that have piece 0 only; `declining` unchokes it and is asked
+    /// for the piece, `other` still chokes it.
+    fn viewer_asking() -> (Harness, PeerKey, PeerKey, Vec<BlockRef>) {
+        let mut h = Harness::new(TorrentConfig::default(), false);
+        let declining = h.peer(Instant::ZERO, &[0]);
+        let other = h.peer(Instant::ZERO, &[0]);
+        h.t.on_message(Instant::ZERO, declining, Message::Unchoke);
+        let asked = requests_to(&mut h, declining);
+        assert!(!asked.is_empty());
+        (h, declining, other, asked)
+    }
+
+    fn requests_to(h: &mut Harness, to: PeerKey) -> Vec<BlockRef> {
+        h.sent_to(to)
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Request(b) => Some(b),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The decliner refuses everything it was asked, as a spreading origin does.
+    fn decline_all(h: &mut Harness, decliner: PeerKey, asked: &[BlockRef]) {
+        for b in asked {
+            h.t.on_message(Instant::ZERO, decliner, Message::Reject(*b));
+        }
+    }
+
+    #[test]
+    fn a_declined_piece_goes_to_a_peer_that_has_it_not_back_to_the_decliner() {
+        let (mut h, declining, other, asked) = viewer_asking();
+        h.t.on_message(Instant::ZERO, other, Message::Unchoke);
+        h.actions();
+        decline_all(&mut h, declining, &asked);
+        let actions = h.actions();
+        let asked_of = |peer: PeerKey| {
+            actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Send { peer: p, message: Message::Request(b) } if *p == peer => {
+                        Some(*b)
+                    }
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(asked_of(declining).is_empty(), "asked the decliner again: {actions:?}");
+        assert!(asked_of(other).contains(&asked[0]), "the refused blocks go to the other peer");
+    }
+
+    #[test]
+    fn a_declined_piece_nobody_else_sends_goes_back_to_the_decliner_when_a_reader_waits() {
+        // The other peer chokes us: nobody else would send it.
+        let (mut h, declining, _other, asked) = viewer_asking();
+        decline_all(&mut h, declining, &asked);
+        // Not critical to a reader: it waits out the decline rather than insisting.
+        assert!(requests_to(&mut h, declining).is_empty());
+        // A reader stalls on it: asked again at once, which the origin grants.
+        let window = crate::streaming::ReaderWindow { position: 0, end: 1, readahead: 1 };
+        h.t.set_reader(Instant::ZERO, crate::streaming::ReaderId(1), window);
+        h.t.handle_timeout(Instant::ZERO + std::time::Duration::from_millis(200));
+        assert!(requests_to(&mut h, declining).contains(&asked[0]));
+    }
+
+    #[test]
+    fn a_decline_is_forgotten_after_a_while() {
+        let (mut h, declining, _other, asked) = viewer_asking();
+        decline_all(&mut h, declining, &asked);
+        h.actions();
+        h.t.handle_timeout(Instant::ZERO + DECLINE_MEMORY);
+        assert!(requests_to(&mut h, declining).contains(&asked[0]));
+    }
+}

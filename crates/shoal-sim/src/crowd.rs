@@ -1,0 +1,962 @@
+//! A crowd watching one video from one capped origin: how much the origin sends, how long
+//! viewers wait for a first frame, and how much they stall.
+//!
+//! The origin is a seed with a capped uplink, running the core as `shoal serve` does
+//! ([`TorrentConfig::spread`] unless told otherwise). Viewers are browser tabs: the core with
+//! the tab's configuration (its connection limit, the head of the file first), deadline-only
+//! when the file is larger than the tab's memory (the tab's bounded store), and a player
+//! ([`Sim::play`]) reading from the start at the video's bitrate with the tab's read-ahead.
+//! Each viewer has a home uplink and downlink drawn at random, arrives at a random time in
+//! the arrival window, learns peers from a tracker (a random sample of the viewers still
+//! there, plus the origin) at arrival and again at each re-announce, watches for a random
+//! time after its first frame and then closes the tab ([`Sim::stop`]).
+//!
+//! Not modelled: a WebSocket tracker's offer matching (a tracker answer here is addresses the
+//! viewer dials, as a BitTorrent tracker's is), WebRTC itself, the bounded store's eviction
+//! (a viewer keeps and serves everything it fetched), the web seed unless asked for.
+//!
+//! Everything random is drawn from the seed before the run (arrivals, links, watch times),
+//! so a run with and without spreading faces the same audience, and a seed replays a run
+//! exactly.
+//!
+//! What the figures mean:
+//! - `origin_bytes_per_file`: what left the origin's uplink (nearly all of it blocks), in
+//!   copies of the file. Not the core's `uploaded`, which also counts blocks still queued on
+//!   the uplink and blocks dropped with the connection of a viewer that left.
+//! - start time: from arrival to the first frame. A viewer that never showed one counts with
+//!   the time from its arrival to the end of the run (such viewers do not leave: a viewer's
+//!   watch time starts at its first frame), so they raise the percentiles rather than vanish.
+//! - `stall_ratio`: time stalled over time watched, where a viewer watches from its first
+//!   frame until it leaves, the run ends, or playback reaches the end of the file. A stall
+//!   still going on then counts up to that moment.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use shoal_proto::torrent::TorrentConfig;
+use shoal_proto::Instant;
+
+use crate::fixture::TestTorrent;
+use crate::node::{NodeConfig, NodeId};
+use crate::player::{PlayerConfig, PlayerState, Wait};
+use crate::rng::SimRng;
+use crate::sim::{node_addr, Sim, SimConfig};
+use crate::store::Verify;
+use crate::webseed::WebSeedConfig;
+
+pub const KIB: u64 = 1 << 10;
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+
+/// Bytes per second of `mbit` megabits per second.
+pub fn mbit(mbit: f64) -> u64 {
+    (mbit * 1e6 / 8.0).round() as u64
+}
+
+/// The tab's read-ahead for a reader (`shoal-web`'s `DEFAULT_READAHEAD`).
+pub const TAB_READAHEAD: u64 = 8 * MIB;
+/// The tab's memory for a torrent's pieces (`shoal-web`'s `DriverConfig::max_memory`): a
+/// larger file streams through a bounded store, deadline-only.
+pub const TAB_MEMORY: u64 = 512 * MIB;
+/// The tab's connection limit (`shoal-web`'s `DriverConfig::max_connections`).
+pub const TAB_MAX_CONNECTIONS: usize = 40;
+/// How often the WebSocket tracker asks a tab to announce (`shoal-tracker`'s
+/// `ws_interval_secs`).
+pub const TRACKER_INTERVAL: Duration = Duration::from_secs(120);
+/// How often the driver looks for viewers that showed their first frame (to start their
+/// watch time): a viewer leaves at most this late.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+const WEB_SEED_URL: &str = "http://origin.example/video";
+/// Mixed into the seed for the audience's draws and the tracker's, so neither shares a
+/// sequence with the simulation's own generator.
+const AUDIENCE_SALT: u64 = 0x0061_7564_6965_6e63;
+const TRACKER_SALT: u64 = 0x0074_7261_636b_6572;
+
+/// How the audience arrives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Everybody within a short window (a link posted to many people at once).
+    Flash,
+    /// Arrivals spread over a long window (a stream with a steady audience).
+    Steady,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Flash => "flash",
+            Scenario::Steady => "steady",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Scenario> {
+        match name {
+            "flash" => Some(Scenario::Flash),
+            "steady" => Some(Scenario::Steady),
+            _ => None,
+        }
+    }
+
+    /// The arrival window unless told otherwise.
+    pub fn default_arrival(self) -> Duration {
+        match self {
+            Scenario::Flash => Duration::from_secs(30),
+            Scenario::Steady => Duration::from_secs(600),
+        }
+    }
+}
+
+/// Virtual time after the last arrival unless told otherwise: long enough for the last
+/// viewers to start and play for minutes.
+pub const DEFAULT_TAIL: Duration = Duration::from_secs(300);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrowdConfig {
+    pub seed: u64,
+    pub viewers: usize,
+    pub scenario: Scenario,
+    /// Viewers arrive uniformly at random within this window from the start (for a given
+    /// count, the arrival times of a Poisson process).
+    pub arrival: Duration,
+    /// Virtual time simulated in all (arrivals included).
+    pub duration: Duration,
+    pub file_size: u64,
+    pub piece_size: u32,
+    /// Bytes per second the video plays at.
+    pub bitrate: u64,
+    /// The origin's uplink, bytes per second.
+    pub origin_upload: u64,
+    /// The origin's connection limit (the core's default, as `shoal serve` uses it).
+    pub origin_connections: usize,
+    /// The origin spreads (`TorrentConfig::spread`).
+    pub spread: bool,
+    /// Viewers' uplinks, uniformly in this range (bytes per second, inclusive).
+    pub uplink: (u64, u64),
+    /// Viewers' downlinks, uniformly in this range (bytes per second, inclusive).
+    pub downlink: (u64, u64),
+    /// Viewers' connection limit.
+    pub max_connections: usize,
+    /// Viewers a tracker answer names at most (the origin comes on top).
+    pub peers_per_announce: usize,
+    /// Viewers announce again this often; `None`: only at arrival.
+    pub reannounce: Option<Duration>,
+    /// Mean of the (exponential) time a viewer watches after its first frame; those drawn
+    /// past the end of the run watch to the end.
+    pub watch_mean: Duration,
+    /// The tab's memory for pieces: a larger file is fetched deadline-only.
+    pub tab_memory: u64,
+    /// The read-ahead the player's reader asks for (the tab's fixed one).
+    pub readahead: u64,
+    /// A web seed on the origin at this rate (bytes per second, shared by all), if any.
+    pub web_seed: Option<u64>,
+    /// How viewers check pieces: `Identity` gives SHA-1's verdict without hashing, which at
+    /// ten thousand viewers would be terabytes of SHA-1 and dominate the run.
+    pub verify: Verify,
+}
+
+impl CrowdConfig {
+    /// The defaults: a 1 GiB, 4 Mbit/s video in 256 KiB pieces, an origin with a 20 Mbit/s
+    /// uplink that spreads, home uplinks of 1-20 Mbit/s and downlinks of 50-100 Mbit/s, the
+    /// tab's limits, five minutes of tail after the arrivals.
+    pub fn new(scenario: Scenario, viewers: usize) -> Self {
+        let arrival = scenario.default_arrival();
+        CrowdConfig {
+            seed: 1,
+            viewers,
+            scenario,
+            arrival,
+            duration: arrival + DEFAULT_TAIL,
+            file_size: GIB,
+            // Half a second of video. Measured against 1 MiB (100 viewers, five seeds): the
+            // origin sends a quarter less and viewers stall half as much, for a first frame
+            // ~0.5 s later at the median; the startup buffer comes from several peers at once
+            // rather than one home uplink. It costs the simulation ~1.5 times the events.
+            piece_size: (256 * KIB) as u32,
+            bitrate: mbit(4.0),
+            // Five times the bitrate: a small server or a fibre line can feed five viewers on
+            // its own, so anything beyond a handful of viewers must come from the audience.
+            origin_upload: mbit(20.0),
+            origin_connections: TorrentConfig::default().max_connections,
+            spread: true,
+            uplink: (mbit(1.0), mbit(20.0)),
+            downlink: (mbit(50.0), mbit(100.0)),
+            max_connections: TAB_MAX_CONNECTIONS,
+            peers_per_announce: 40,
+            reannounce: Some(TRACKER_INTERVAL),
+            watch_mean: Duration::from_secs(300),
+            tab_memory: TAB_MEMORY,
+            readahead: TAB_READAHEAD,
+            web_seed: None,
+            verify: Verify::Identity,
+        }
+    }
+
+    /// What is wrong with the configuration, if anything.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.viewers == 0 {
+            return Err("at least one viewer".into());
+        }
+        if !self.piece_size.is_power_of_two() || self.piece_size < 16 * 1024 {
+            return Err(format!("piece size {} is not a power of two >= 16 KiB", self.piece_size));
+        }
+        if self.file_size == 0 || self.file_size > 64 * GIB {
+            return Err(format!("file size {} is not in 1 byte..64 GiB", self.file_size));
+        }
+        if self.file_size.div_ceil(u64::from(self.piece_size)) > u64::from(u32::MAX) {
+            return Err("too many pieces".into());
+        }
+        if self.bitrate == 0 || self.origin_upload == 0 {
+            return Err("the bitrate and the origin's uplink must be positive".into());
+        }
+        if self.uplink.0 > self.uplink.1 || self.downlink.0 > self.downlink.1 {
+            return Err("a link range's minimum is above its maximum".into());
+        }
+        if self.uplink.0 == 0 || self.downlink.0 == 0 {
+            return Err("viewers' links must be positive".into());
+        }
+        if self.max_connections == 0 || self.origin_connections == 0 {
+            return Err("connection limits must be positive".into());
+        }
+        if self.duration < self.arrival {
+            return Err("the run must last at least as long as the arrivals".into());
+        }
+        if self.reannounce.is_some_and(|d| d.is_zero()) {
+            return Err("a re-announce interval must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Whether viewers fetch only what their reader waits for: the tab does for a file larger
+    /// than its memory.
+    pub fn deadline_only(&self) -> bool {
+        self.file_size > self.tab_memory
+    }
+
+    /// The read-ahead the player tells the core: the tab's, within a bounded store's share
+    /// for readers' windows.
+    pub fn player_readahead(&self) -> u64 {
+        match self.deadline_only() {
+            true => self
+                .readahead
+                .min(shoal_proto::eviction::windows_budget(self.tab_memory))
+                .max(u64::from(self.piece_size)),
+            false => self.readahead,
+        }
+    }
+
+    /// The core configuration of a viewer: the tab's (`shoal-web`'s `api.rs`).
+    pub fn viewer_torrent_config(&self) -> TorrentConfig {
+        TorrentConfig {
+            max_connections: self.max_connections,
+            client_name: concat!("Shoal web ", env!("CARGO_PKG_VERSION")).to_owned(),
+            file_ends_first: true,
+            ..TorrentConfig::default()
+        }
+    }
+
+    /// The core configuration of the origin: `shoal serve`'s.
+    pub fn origin_torrent_config(&self) -> TorrentConfig {
+        TorrentConfig {
+            spread: self.spread,
+            max_connections: self.origin_connections,
+            ..TorrentConfig::default()
+        }
+    }
+}
+
+/// What a run gave, all of it determined by the configuration.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CrowdFigures {
+    /// Viewers that arrived.
+    pub viewers: usize,
+    pub virtual_secs: f64,
+    pub events: u64,
+    /// What left the origin's uplink for its peers (blocks, and the little else on the wire).
+    pub origin_bytes: u64,
+    /// What the origin's core counts as uploaded: blocks handed to the driver, including
+    /// those still queued at the end and those dropped when their viewer left.
+    pub origin_core_uploaded_bytes: u64,
+    pub origin_bytes_per_file: f64,
+    /// Of the origin's uplink capacity over the run.
+    pub origin_utilisation: f64,
+    /// Payload viewers received from the web seed.
+    pub web_seed_bytes: u64,
+    /// Payload viewers received in all, and sent each other.
+    pub viewer_downloaded_bytes: u64,
+    pub viewer_uploaded_bytes: u64,
+    /// Payload viewers received and threw away (duplicates, blocks no longer wanted).
+    pub viewer_wasted_bytes: u64,
+    /// Of what viewers received, the part the origin (peer and web seed) sent.
+    pub origin_share: f64,
+    /// Viewers that showed a first frame, and those that never did.
+    pub started: usize,
+    pub never_started: usize,
+    /// Start times over all viewers (never started: arrival to the end), in seconds.
+    pub start_p50_s: f64,
+    pub start_p95_s: f64,
+    pub start_p99_s: f64,
+    pub start_max_s: f64,
+    pub start_mean_s: f64,
+    pub stall_ratio: f64,
+    pub stalled_secs: f64,
+    pub watched_secs: f64,
+    pub stalls: u64,
+    /// Stalls per viewer that started.
+    pub stalls_per_viewer: f64,
+    /// Viewers that stalled at least once.
+    pub viewers_stalled: usize,
+    /// Viewers that closed the tab before the end, that played to the end of the file, and
+    /// that were still there at the end.
+    pub viewers_left: usize,
+    pub viewers_finished: usize,
+    pub viewers_at_end: usize,
+    /// Connections established (both handshakes) over the run.
+    pub connections: u64,
+    /// The origin's peers at the end.
+    pub origin_peers_at_end: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct CrowdReport {
+    pub config: CrowdConfig,
+    pub figures: CrowdFigures,
+    /// Wall-clock seconds the run took (not part of what a seed determines).
+    pub real_secs: f64,
+    /// The process's peak resident memory (VmHWM), where the system reports it.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Where a run is, for a progress display.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub virtual_secs: f64,
+    pub real_secs: f64,
+    pub events: u64,
+    pub arrived: usize,
+    pub watching: usize,
+    pub started: usize,
+    pub pending_events: usize,
+    pub live_connections: usize,
+    pub origin_bytes: u64,
+}
+
+/// One viewer, drawn before the run.
+#[derive(Clone, Debug)]
+struct Viewer {
+    arrive: Duration,
+    uplink: u64,
+    downlink: u64,
+    /// Watch time after the first frame.
+    watch: Duration,
+    node: Option<NodeId>,
+    started_at: Option<Duration>,
+    outcome: Option<Outcome>,
+}
+
+/// What a viewer went through, taken when it leaves or at the end.
+#[derive(Clone, Copy, Debug)]
+struct Outcome {
+    /// Time to first frame, or (never started) from arrival to then.
+    start: Duration,
+    started: bool,
+    stalls: u32,
+    stalled: Duration,
+    watched: Duration,
+    finished: bool,
+    left: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Task {
+    Arrive(usize),
+    Leave(usize),
+    Announce(usize),
+}
+
+/// Runs the crowd.
+pub fn run(config: &CrowdConfig) -> Result<CrowdReport, String> {
+    run_with_progress(config, None, |_| {})
+}
+
+/// Runs the crowd, calling `progress` every `every` of virtual time.
+pub fn run_with_progress(
+    config: &CrowdConfig,
+    every: Option<Duration>,
+    mut progress: impl FnMut(&Progress),
+) -> Result<CrowdReport, String> {
+    config.validate()?;
+    let wall = std::time::Instant::now();
+    let torrent = TestTorrent::random(config.seed, config.file_size, config.piece_size)
+        .map_err(|e| e.to_string())?;
+    let mut viewers = draw_viewers(config);
+    let mut sim_config = SimConfig::new(config.seed);
+    // The run is cut in slices of at most `LOOK_EVERY`; no slice is a livelock.
+    sim_config.max_events_per_run = 1 << 62;
+    sim_config.torrent = config.viewer_torrent_config();
+    sim_config.net.verify = config.verify;
+    // Nothing here reads the nodes' records of disconnects and refusals; ten thousand
+    // viewers keeping a thousand each would cost gigabytes.
+    sim_config.max_log_records = 0;
+    let mut sim = Sim::with_config(sim_config, torrent);
+    let origin = sim.add_node(
+        NodeConfig::seeder()
+            .upload(config.origin_upload)
+            .torrent_config(config.origin_torrent_config()),
+    );
+    if let Some(rate) = config.web_seed {
+        sim.add_web_seed(WebSeedConfig::new(WEB_SEED_URL, rate));
+    }
+
+    let mut agenda: BTreeMap<(Duration, u64), Task> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut plan = |agenda: &mut BTreeMap<(Duration, u64), Task>, at: Duration, task: Task| {
+        seq += 1;
+        agenda.insert((at, seq), task);
+    };
+    for (i, v) in viewers.iter().enumerate() {
+        plan(&mut agenda, v.arrive, Task::Arrive(i));
+    }
+    // The tracker's rng, apart from the draws above so the audience does not depend on it.
+    let mut tracker = Tracker::new(config.seed ^ TRACKER_SALT);
+    // Viewers that arrived and have not shown a first frame yet.
+    let mut waiting: BTreeSet<usize> = BTreeSet::new();
+    let end = config.duration;
+    let mut next_progress = every;
+    let mut arrived = 0;
+    loop {
+        let now = sim.elapsed();
+        while let Some(entry) = agenda.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            match entry.remove() {
+                Task::Arrive(i) => {
+                    arrived += 1;
+                    let node = arrive(&mut sim, config, &viewers[i]);
+                    viewers[i].node = Some(node);
+                    announce(&mut sim, &mut tracker, config, node, origin);
+                    tracker.add(node);
+                    waiting.insert(i);
+                    if let Some(every) = config.reannounce {
+                        plan(&mut agenda, now + every, Task::Announce(i));
+                    }
+                }
+                Task::Leave(i) => {
+                    let Some(node) = viewers[i].node else { continue };
+                    viewers[i].outcome = Some(outcome(&sim, node, true));
+                    tracker.remove(node);
+                    sim.stop(node);
+                }
+                Task::Announce(i) => {
+                    let Some(node) = viewers[i].node else { continue };
+                    if viewers[i].outcome.is_some() || !sim.node(node).is_running() {
+                        continue;
+                    }
+                    announce(&mut sim, &mut tracker, config, node, origin);
+                    if let Some(every) = config.reannounce {
+                        plan(&mut agenda, now + every, Task::Announce(i));
+                    }
+                }
+            }
+        }
+        // Viewers that started begin their watch time.
+        let started: Vec<(usize, Duration)> = waiting
+            .iter()
+            .filter_map(|&i| {
+                let p = sim.player(viewers[i].node?)?;
+                Some((i, p.asked_at.since_epoch() + p.first_frame?))
+            })
+            .collect();
+        for (i, at) in started {
+            waiting.remove(&i);
+            viewers[i].started_at = Some(at);
+            let leave = at + viewers[i].watch;
+            if leave < end {
+                plan(&mut agenda, leave.max(now), Task::Leave(i));
+            }
+        }
+        if let Some(at) = next_progress.filter(|&at| now >= at) {
+            next_progress = every.map(|e| at + e);
+            progress(&Progress {
+                virtual_secs: now.as_secs_f64(),
+                real_secs: wall.elapsed().as_secs_f64(),
+                events: sim.stats().events,
+                arrived,
+                watching: tracker.running.len(),
+                started: viewers.iter().filter(|v| v.started_at.is_some()).count(),
+                pending_events: sim.pending_events(),
+                live_connections: sim.live_connections(),
+                origin_bytes: sim.node(origin).log().wire_bytes_sent,
+            });
+        }
+        if now >= end {
+            break;
+        }
+        let next_task = agenda.keys().next().map_or(end, |k| k.0);
+        let step = next_task.min(now + LOOK_EVERY).min(end);
+        sim.run_for(step - now);
+        if sim.elapsed() < step {
+            // Nothing left to happen at all (cannot be while the origin runs: its timer
+            // ticks); stop rather than spin.
+            break;
+        }
+    }
+
+    for v in viewers.iter_mut().filter(|v| v.outcome.is_none()) {
+        if let Some(node) = v.node {
+            v.outcome = Some(outcome(&sim, node, false));
+        }
+    }
+    let figures = figures(config, &sim, origin, &viewers);
+    Ok(CrowdReport {
+        config: config.clone(),
+        figures,
+        real_secs: wall.elapsed().as_secs_f64(),
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// The audience: arrival times, links and watch times, drawn from the seed alone.
+fn draw_viewers(config: &CrowdConfig) -> Vec<Viewer> {
+    let mut rng = SimRng::new(config.seed ^ AUDIENCE_SALT);
+    let window = u64::try_from(config.arrival.as_nanos()).unwrap_or(u64::MAX);
+    let mut viewers: Vec<Viewer> = (0..config.viewers)
+        .map(|_| {
+            let arrive = Duration::from_nanos(rng.below(window));
+            let uplink = config.uplink.0 + rng.below(config.uplink.1 - config.uplink.0 + 1);
+            let downlink = config.downlink.0 + rng.below(config.downlink.1 - config.downlink.0 + 1);
+            // Exponential by inversion, to the millisecond.
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+            let secs = -config.watch_mean.as_secs_f64() * (1.0 - u).ln();
+            let watch = Duration::from_millis((secs * 1000.0).min(1e15) as u64);
+            Viewer { arrive, uplink, downlink, watch, node: None, started_at: None, outcome: None }
+        })
+        .collect();
+    viewers.sort_by_key(|v| v.arrive);
+    viewers
+}
+
+/// The viewer opens the tab: its core starts, the player asks for the start of the video.
+fn arrive(sim: &mut Sim, config: &CrowdConfig, viewer: &Viewer) -> NodeId {
+    let node = sim.add_node(NodeConfig::leecher().upload(viewer.uplink).download(viewer.downlink));
+    sim.set_deadline_only(node, config.deadline_only());
+    if config.web_seed.is_some() {
+        sim.use_web_seed(node, WEB_SEED_URL);
+    }
+    let player = PlayerConfig::new(config.bitrate).max_readahead(config.player_readahead());
+    sim.play(node, player);
+    node
+}
+
+/// A tracker answer: some of the viewers still there, and the origin.
+fn announce(
+    sim: &mut Sim,
+    tracker: &mut Tracker,
+    config: &CrowdConfig,
+    node: NodeId,
+    origin: NodeId,
+) {
+    let mut addrs: Vec<_> =
+        tracker.sample(node, config.peers_per_announce).into_iter().map(node_addr).collect();
+    addrs.push(node_addr(origin));
+    sim.add_peer_addrs(node, addrs);
+}
+
+/// The viewers a tracker knows (those still there), sampled without scanning them all.
+struct Tracker {
+    rng: SimRng,
+    running: Vec<NodeId>,
+    /// Index in `running` of each node there.
+    index: BTreeMap<NodeId, usize>,
+}
+
+impl Tracker {
+    fn new(seed: u64) -> Self {
+        Tracker { rng: SimRng::new(seed), running: Vec::new(), index: BTreeMap::new() }
+    }
+
+    fn add(&mut self, node: NodeId) {
+        self.index.insert(node, self.running.len());
+        self.running.push(node);
+    }
+
+    fn remove(&mut self, node: NodeId) {
+        let Some(i) = self.index.remove(&node) else { return };
+        self.running.swap_remove(i);
+        if let Some(&moved) = self.running.get(i) {
+            self.index.insert(moved, i);
+        }
+    }
+
+    /// Up to `count` nodes other than `node`, at random.
+    fn sample(&mut self, node: NodeId, count: usize) -> Vec<NodeId> {
+        let others = self.running.len() - usize::from(self.index.contains_key(&node));
+        if others <= count {
+            return self.running.iter().copied().filter(|&n| n != node).collect();
+        }
+        let mut picked = BTreeSet::new();
+        while picked.len() < count {
+            let n = self.running[self.rng.below(self.running.len() as u64) as usize];
+            if n != node {
+                picked.insert(n);
+            }
+        }
+        picked.into_iter().collect()
+    }
+}
+
+/// What `node`'s viewer went through up to now.
+fn outcome(sim: &Sim, node: NodeId, left: bool) -> Outcome {
+    let now = sim.now();
+    let n = sim.node(node);
+    // A viewer that never saw a frame waited from its arrival to now (or to leaving).
+    let not_started = |start: Duration| Outcome {
+        start,
+        started: false,
+        stalls: 0,
+        stalled: Duration::ZERO,
+        watched: Duration::ZERO,
+        finished: false,
+        left,
+    };
+    let Some(player) = n.player.as_ref() else {
+        return not_started(now.saturating_since(n.added_at()));
+    };
+    let p = player.stats();
+    let Some(first_frame) = p.first_frame else {
+        return not_started(now.saturating_since(p.asked_at));
+    };
+    let started_at = p.asked_at + first_frame;
+    let until = p.finished.map_or(now, |f| f.min(now));
+    let mut stalled = p.stalled;
+    if let PlayerState::Waiting { reason: Wait::Stall, since } = player.state() {
+        stalled += now.saturating_since(since);
+    }
+    Outcome {
+        start: first_frame,
+        started: true,
+        stalls: p.stalls,
+        stalled,
+        watched: until.saturating_since(started_at),
+        finished: p.finished.is_some(),
+        left,
+    }
+}
+
+fn figures(config: &CrowdConfig, sim: &Sim, origin: NodeId, viewers: &[Viewer]) -> CrowdFigures {
+    let now: Instant = sim.now();
+    let secs = sim.elapsed().as_secs_f64();
+    let origin_node = sim.node(origin);
+    let origin_bytes = origin_node.log().wire_bytes_sent;
+    let outcomes: Vec<Outcome> = viewers.iter().filter_map(|v| v.outcome).collect();
+    let (mut downloaded, mut uploaded, mut wasted, mut web_seed) = (0u64, 0u64, 0u64, 0u64);
+    for node in viewers.iter().filter_map(|v| v.node) {
+        let stats = sim.node(node).stats(now);
+        downloaded += stats.downloaded;
+        uploaded += stats.uploaded;
+        wasted += stats.wasted;
+        web_seed += stats.web_seed_downloaded;
+    }
+    let mut starts: Vec<f64> = outcomes.iter().map(|o| o.start.as_secs_f64()).collect();
+    starts.sort_by(f64::total_cmp);
+    let started = outcomes.iter().filter(|o| o.started).count();
+    let stalled: Duration = outcomes.iter().map(|o| o.stalled).sum();
+    let watched: Duration = outcomes.iter().map(|o| o.watched).sum();
+    let stalls: u64 = outcomes.iter().map(|o| u64::from(o.stalls)).sum();
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    CrowdFigures {
+        viewers: outcomes.len(),
+        virtual_secs: secs,
+        events: sim.stats().events,
+        origin_bytes,
+        origin_core_uploaded_bytes: origin_node.stats(now).uploaded,
+        origin_bytes_per_file: ratio(origin_bytes as f64, config.file_size as f64),
+        origin_utilisation: ratio(origin_bytes as f64, config.origin_upload as f64 * secs),
+        web_seed_bytes: web_seed,
+        viewer_downloaded_bytes: downloaded,
+        viewer_uploaded_bytes: uploaded,
+        viewer_wasted_bytes: wasted,
+        origin_share: ratio((origin_bytes + web_seed) as f64, downloaded as f64),
+        started,
+        never_started: outcomes.len() - started,
+        start_p50_s: percentile(&starts, 0.50),
+        start_p95_s: percentile(&starts, 0.95),
+        start_p99_s: percentile(&starts, 0.99),
+        start_max_s: starts.last().copied().unwrap_or(0.0),
+        start_mean_s: ratio(starts.iter().sum(), starts.len() as f64),
+        stall_ratio: ratio(stalled.as_secs_f64(), watched.as_secs_f64()),
+        stalled_secs: stalled.as_secs_f64(),
+        watched_secs: watched.as_secs_f64(),
+        stalls,
+        stalls_per_viewer: ratio(stalls as f64, started as f64),
+        viewers_stalled: outcomes.iter().filter(|o| o.stalls > 0).count(),
+        viewers_left: outcomes.iter().filter(|o| o.left).count(),
+        viewers_finished: outcomes.iter().filter(|o| o.finished).count(),
+        viewers_at_end: outcomes.iter().filter(|o| !o.left).count(),
+        connections: sim.stats().connections,
+        origin_peers_at_end: origin_node.peer_count(),
+    }
+}
+
+/// Nearest-rank percentile of sorted values (0 for none).
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The process's peak resident set (VmHWM in `/proc/self/status`), in MiB.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+impl CrowdReport {
+    /// One JSON object: the figures, what the run cost, and the configuration.
+    pub fn to_json(&self) -> String {
+        let c = &self.config;
+        let f = &self.figures;
+        let mut o = JsonObject::default();
+        o.str("scenario", c.scenario.name());
+        o.num("seed", c.seed);
+        o.num("viewers", f.viewers);
+        o.float("virtual_secs", f.virtual_secs);
+        o.float("real_secs", self.real_secs);
+        o.num("events", f.events);
+        match self.peak_rss_mib {
+            Some(mib) => o.float("peak_rss_mib", mib),
+            None => o.raw("peak_rss_mib", "null"),
+        }
+        o.num("origin_bytes", f.origin_bytes);
+        o.float("origin_bytes_per_file", f.origin_bytes_per_file);
+        o.num("origin_core_uploaded_bytes", f.origin_core_uploaded_bytes);
+        o.float("origin_utilisation", f.origin_utilisation);
+        if c.web_seed.is_some() {
+            o.num("web_seed_bytes", f.web_seed_bytes);
+        }
+        o.num("viewer_downloaded_bytes", f.viewer_downloaded_bytes);
+        o.num("viewer_uploaded_bytes", f.viewer_uploaded_bytes);
+        o.num("viewer_wasted_bytes", f.viewer_wasted_bytes);
+        o.float("origin_share", f.origin_share);
+        o.num("started", f.started);
+        o.num("never_started", f.never_started);
+        o.str(
+            "start_note",
+            "start = arrival to first frame; viewers that never started count as arrival to the \
+             end of the run",
+        );
+        o.float("start_p50_s", f.start_p50_s);
+        o.float("start_p95_s", f.start_p95_s);
+        o.float("start_p99_s", f.start_p99_s);
+        o.float("start_max_s", f.start_max_s);
+        o.float("start_mean_s", f.start_mean_s);
+        o.float("stall_ratio", f.stall_ratio);
+        o.float("stalled_secs", f.stalled_secs);
+        o.float("watched_secs", f.watched_secs);
+        o.num("stalls", f.stalls);
+        o.float("stalls_per_viewer", f.stalls_per_viewer);
+        o.num("viewers_stalled", f.viewers_stalled);
+        o.num("viewers_left", f.viewers_left);
+        o.num("viewers_finished", f.viewers_finished);
+        o.num("viewers_at_end", f.viewers_at_end);
+        o.num("connections", f.connections);
+        o.num("origin_peers_at_end", f.origin_peers_at_end);
+
+        let mut k = JsonObject::default();
+        k.float("arrival_secs", c.arrival.as_secs_f64());
+        k.float("duration_secs", c.duration.as_secs_f64());
+        k.num("file_size", c.file_size);
+        k.num("piece_size", c.piece_size);
+        k.num("bitrate_bytes_per_sec", c.bitrate);
+        k.num("origin_upload_bytes_per_sec", c.origin_upload);
+        k.num("origin_connections", c.origin_connections);
+        k.raw("spread", if c.spread { "true" } else { "false" });
+        k.num("uplink_min_bytes_per_sec", c.uplink.0);
+        k.num("uplink_max_bytes_per_sec", c.uplink.1);
+        k.num("downlink_min_bytes_per_sec", c.downlink.0);
+        k.num("downlink_max_bytes_per_sec", c.downlink.1);
+        k.num("max_connections", c.max_connections);
+        k.num("peers_per_announce", c.peers_per_announce);
+        match c.reannounce {
+            Some(d) => k.float("reannounce_secs", d.as_secs_f64()),
+            None => k.raw("reannounce_secs", "null"),
+        }
+        k.float("watch_mean_secs", c.watch_mean.as_secs_f64());
+        k.num("tab_memory", c.tab_memory);
+        k.raw("deadline_only", if c.deadline_only() { "true" } else { "false" });
+        k.num("player_readahead", c.player_readahead());
+        match c.web_seed {
+            Some(rate) => k.num("web_seed_bytes_per_sec", rate),
+            None => k.raw("web_seed_bytes_per_sec", "null"),
+        }
+        k.str("verify", verify_name(c.verify));
+        o.raw("config", &k.finish());
+        o.finish()
+    }
+
+    /// A few lines for a person.
+    pub fn summary(&self) -> String {
+        let c = &self.config;
+        let f = &self.figures;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} crowd, seed {}: {} viewers over {:.0} s, {:.0} s simulated ({} events) in {:.1} s \
+             real, peak RSS {}",
+            c.scenario.name(),
+            c.seed,
+            f.viewers,
+            c.arrival.as_secs_f64(),
+            f.virtual_secs,
+            f.events,
+            self.real_secs,
+            self.peak_rss_mib.map_or("unknown".into(), |m| format!("{m:.0} MiB")),
+        );
+        let _ = writeln!(
+            s,
+            "video {} MiB at {:.1} Mbit/s in {} KiB pieces; origin {:.1} Mbit/s, spread {}",
+            c.file_size / MIB,
+            c.bitrate as f64 * 8.0 / 1e6,
+            c.piece_size / 1024,
+            c.origin_upload as f64 * 8.0 / 1e6,
+            if c.spread { "on" } else { "off" },
+        );
+        let _ = writeln!(
+            s,
+            "origin sent {:.2} files ({} MiB, {:.0}% of its uplink); {:.1}% of what viewers got",
+            f.origin_bytes_per_file,
+            f.origin_bytes / MIB,
+            f.origin_utilisation * 100.0,
+            f.origin_share * 100.0,
+        );
+        if c.web_seed.is_some() {
+            let _ = writeln!(s, "web seed sent {} MiB", f.web_seed_bytes / MIB);
+        }
+        let _ = writeln!(
+            s,
+            "start: p50 {:.2} s, p95 {:.2} s, max {:.2} s; {} never started (counted as arrival \
+             to the end)",
+            f.start_p50_s, f.start_p95_s, f.start_max_s, f.never_started,
+        );
+        let _ = writeln!(
+            s,
+            "stalls: ratio {:.4} ({:.0} s of {:.0} s watched), {:.2} per viewer, {} viewers \
+             stalled",
+            f.stall_ratio, f.stalled_secs, f.watched_secs, f.stalls_per_viewer, f.viewers_stalled,
+        );
+        let _ = write!(
+            s,
+            "viewers: {} left early, {} finished the video, {} still watching at the end",
+            f.viewers_left, f.viewers_finished, f.viewers_at_end,
+        );
+        s
+    }
+}
+
+pub fn verify_name(verify: Verify) -> &'static str {
+    match verify {
+        Verify::Sha1 => "sha1",
+        Verify::Identity => "identity",
+    }
+}
+
+/// A flat JSON object written by hand: keys are ours, strings are escaped.
+#[derive(Default)]
+struct JsonObject {
+    out: String,
+}
+
+impl JsonObject {
+    fn key(&mut self, key: &str) {
+        self.out.push(if self.out.is_empty() { '{' } else { ',' });
+        escape(&mut self.out, key);
+        self.out.push(':');
+    }
+
+    fn raw(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.out.push_str(value);
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escape(&mut self.out, value);
+    }
+
+    fn num(&mut self, key: &str, value: impl std::fmt::Display) {
+        self.raw(key, &value.to_string());
+    }
+
+    fn float(&mut self, key: &str, value: f64) {
+        // JSON has no NaN or infinity.
+        let text = if value.is_finite() { format!("{value}") } else { "null".into() };
+        self.raw(key, &text);
+    }
+
+    fn finish(mut self) -> String {
+        if self.out.is_empty() {
+            self.out.push('{');
+        }
+        self.out.push('}');
+        self.out
+    }
+}
+
+fn escape(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 50.0);
+        assert_eq!(percentile(&v, 0.95), 95.0);
+        assert_eq!(percentile(&[3.0], 0.95), 3.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
+
+    #[test]
+    fn the_tracker_samples_distinct_others_and_forgets_who_left() {
+        let mut t = Tracker::new(1);
+        for n in 1..=100 {
+            t.add(n);
+        }
+        let s = t.sample(5, 40);
+        assert_eq!(s.len(), 40);
+        assert!(!s.contains(&5));
+        t.remove(7);
+        t.remove(100);
+        assert_eq!(t.running.len(), 98);
+        assert!((0..50).all(|_| !t.sample(1, 40).contains(&7)));
+        assert_eq!(t.sample(1, 500).len(), 97);
+    }
+
+    #[test]
+    fn json_is_escaped_and_flat() {
+        let mut o = JsonObject::default();
+        o.str("a\"b", "c\\d\n");
+        o.num("n", 3u32);
+        o.float("x", f64::NAN);
+        assert_eq!(o.finish(), r#"{"a\"b":"c\\d\u000a","n":3,"x":null}"#);
+    }
+}

@@ -1,0 +1,120 @@
+//! The process's upload cap (`--max-upload-rate`): one [`RateLimit`] that every byte we send
+//! to peers (TCP and WebRTC writers) and to web seed clients (`shoal serve`) waits on.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use shoal_proto::rate::RateLimit;
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Sleep;
+
+use crate::clock::Clock;
+
+/// Bytes that may leave at once after a quiet spell: a tenth of a second's worth, at least a
+/// block and its header, so the cap is smooth at the scale a player or a peer notices.
+fn burst_for(rate: u64) -> u64 {
+    (rate / 10).max(16 * 1024 + 13)
+}
+
+/// A shared upload cap; cloning shares it.
+#[derive(Clone, Debug)]
+pub struct UploadLimit {
+    limit: Arc<Mutex<RateLimit>>,
+    clock: Clock,
+}
+
+impl UploadLimit {
+    /// At most `rate` bytes per second, all senders together.
+    pub fn new(rate: u64) -> UploadLimit {
+        UploadLimit {
+            limit: Arc::new(Mutex::new(RateLimit::new(rate, burst_for(rate)))),
+            clock: Clock::new(),
+        }
+    }
+
+    pub fn rate(&self) -> u64 {
+        self.limit.lock().unwrap_or_else(|e| e.into_inner()).rate()
+    }
+
+    /// Waits until `bytes` may be sent (they are counted from now on, so others wait for them).
+    pub async fn acquire(&self, bytes: usize) {
+        if let Some(at) = self.reserve(bytes) {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    /// Counts `bytes` as sent; `Some(when)` if they should have waited until then.
+    fn reserve(&self, bytes: usize) -> Option<tokio::time::Instant> {
+        let now = self.clock.now();
+        let at = self.limit.lock().unwrap_or_else(|e| e.into_inner()).reserve(now, bytes as u64);
+        (at > now).then(|| self.clock.tokio_instant(at))
+    }
+
+    /// `reader`, read no faster than the cap allows (for bodies sent over HTTP).
+    pub fn reader<R: AsyncRead + Unpin>(&self, reader: R) -> LimitedRead<R> {
+        LimitedRead { inner: reader, limit: self.clone(), wait: None }
+    }
+}
+
+/// A reader under an [`UploadLimit`]: each read is counted, and the next one waits for the
+/// time the previous one should have taken, so a body runs at most one read (the caller's
+/// buffer) ahead of the cap.
+pub struct LimitedRead<R> {
+    inner: R,
+    limit: UploadLimit,
+    wait: Option<Pin<Box<Sleep>>>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for LimitedRead<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if let Some(wait) = &mut self.wait {
+            if wait.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.wait = None;
+        }
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = &result {
+            let n = buf.filled().len() - before;
+            if let Some(at) = self.limit.reserve(n) {
+                self.wait = Some(Box::pin(tokio::time::sleep_until(at)));
+            }
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A correctness bound, not a speed one: the cap may never be exceeded.
+    #[tokio::test]
+    async fn senders_together_stay_under_the_cap() {
+        let limit = UploadLimit::new(1 << 20);
+        let start = tokio::time::Instant::now();
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let limit = limit.clone();
+                tokio::spawn(async move {
+                    for _ in 0..16 {
+                        limit.acquire(16 * 1024).await; // 256 KiB per task
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("sender task");
+        }
+        // 1 MiB at 1 MiB/s: all but the first burst (a tenth of a second) waits its turn.
+        let took = start.elapsed().as_secs_f64();
+        assert!(took >= 0.85, "1 MiB left in {took}s under a 1 MiB/s cap");
+    }
+}

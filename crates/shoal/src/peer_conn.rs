@@ -29,6 +29,8 @@ const READ_CHUNK: usize = 128 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// A writer flushes once it has gathered this much.
 const WRITE_BATCH: usize = 256 * 1024;
+/// Under an upload cap, a batch is written in pieces of this size, each waiting its turn.
+const LIMITED_WRITE_CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ConnError {
@@ -272,10 +274,21 @@ impl Writer {
     ) -> Result<(), String> {
         // Under the cap the bytes wait here, still counted as queued: the torrent reads no
         // more blocks for this peer meanwhile, so its requests wait where a cancel reaches them.
-        if let Some(limit) = &self.limit {
-            limit.acquire(buf.len()).await;
-        }
-        let result = tokio::time::timeout(WRITE_TIMEOUT, write.write_all(buf)).await;
+        // They go in chunks, each waiting its turn, so a batch is no burst beyond the cap's.
+        let result = match &self.limit {
+            None => tokio::time::timeout(WRITE_TIMEOUT, write.write_all(buf)).await,
+            Some(limit) => {
+                let mut result = Ok(Ok(()));
+                for chunk in buf.chunks(LIMITED_WRITE_CHUNK) {
+                    limit.acquire(chunk.len()).await;
+                    result = tokio::time::timeout(WRITE_TIMEOUT, write.write_all(chunk)).await;
+                    if !matches!(result, Ok(Ok(()))) {
+                        break;
+                    }
+                }
+                result
+            }
+        };
         buf.clear();
         self.queued.fetch_sub(payload, Ordering::Relaxed);
         match result {

@@ -41,7 +41,7 @@ use crate::fixture::TestTorrent;
 use crate::node::{NodeConfig, NodeId};
 use crate::player::{PlayerConfig, PlayerState, Wait};
 use crate::rng::SimRng;
-use crate::sim::{node_addr, Sim, SimConfig};
+use crate::sim::{Sim, SimConfig};
 use crate::store::Verify;
 use crate::webseed::WebSeedConfig;
 
@@ -68,10 +68,9 @@ pub const TRACKER_INTERVAL: Duration = Duration::from_secs(120);
 /// watch time): a viewer leaves at most this late.
 const LOOK_EVERY: Duration = Duration::from_secs(1);
 const WEB_SEED_URL: &str = "http://origin.example/video";
-/// Mixed into the seed for the audience's draws and the tracker's, so neither shares a
-/// sequence with the simulation's own generator.
+/// Mixed into the seed for the audience's draws, so they do not share a sequence with the
+/// simulation's own generator (which also answers for the tracker: `Sim::introduce_random`).
 const AUDIENCE_SALT: u64 = 0x0061_7564_6965_6e63;
-const TRACKER_SALT: u64 = 0x0074_7261_636b_6572;
 
 /// How the audience arrives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,8 +416,8 @@ pub fn run_with_progress(
     for (i, v) in viewers.iter().enumerate() {
         plan(&mut agenda, v.arrive, Task::Arrive(i));
     }
-    // The tracker's rng, apart from the draws above so the audience does not depend on it.
-    let mut tracker = Tracker::new(config.seed ^ TRACKER_SALT);
+    // Viewers there now (arrived and not left).
+    let mut watching = 0usize;
     // Viewers that arrived and have not shown a first frame yet.
     let mut waiting: BTreeSet<usize> = BTreeSet::new();
     let end = config.duration;
@@ -435,8 +434,8 @@ pub fn run_with_progress(
                     arrived += 1;
                     let node = arrive(&mut sim, config, &viewers[i]);
                     viewers[i].node = Some(node);
-                    announce(&mut sim, &mut tracker, config, node, origin);
-                    tracker.add(node);
+                    announce(&mut sim, config, node, origin);
+                    watching += 1;
                     waiting.insert(i);
                     if let Some(every) = config.reannounce {
                         plan(&mut agenda, now + every, Task::Announce(i));
@@ -445,7 +444,7 @@ pub fn run_with_progress(
                 Task::Leave(i) => {
                     let Some(node) = viewers[i].node else { continue };
                     viewers[i].outcome = Some(outcome(&sim, node, true));
-                    tracker.remove(node);
+                    watching -= 1;
                     sim.stop(node);
                 }
                 Task::Announce(i) => {
@@ -453,7 +452,7 @@ pub fn run_with_progress(
                     if viewers[i].outcome.is_some() || !sim.node(node).is_running() {
                         continue;
                     }
-                    announce(&mut sim, &mut tracker, config, node, origin);
+                    announce(&mut sim, config, node, origin);
                     if let Some(every) = config.reannounce {
                         plan(&mut agenda, now + every, Task::Announce(i));
                     }
@@ -483,7 +482,7 @@ pub fn run_with_progress(
                 real_secs: wall.elapsed().as_secs_f64(),
                 events: sim.stats().events,
                 arrived,
-                watching: tracker.running.len(),
+                watching,
                 started: viewers.iter().filter(|v| v.started_at.is_some()).count(),
                 pending_events: sim.pending_events(),
                 live_connections: sim.live_connections(),
@@ -549,61 +548,11 @@ fn arrive(sim: &mut Sim, config: &CrowdConfig, viewer: &Viewer) -> NodeId {
     node
 }
 
-/// A tracker answer: some of the viewers still there, and the origin.
-fn announce(
-    sim: &mut Sim,
-    tracker: &mut Tracker,
-    config: &CrowdConfig,
-    node: NodeId,
-    origin: NodeId,
-) {
-    let mut addrs: Vec<_> =
-        tracker.sample(node, config.peers_per_announce).into_iter().map(node_addr).collect();
-    addrs.push(node_addr(origin));
-    sim.add_peer_addrs(node, addrs);
-}
-
-/// The viewers a tracker knows (those still there), sampled without scanning them all.
-struct Tracker {
-    rng: SimRng,
-    running: Vec<NodeId>,
-    /// Index in `running` of each node there.
-    index: BTreeMap<NodeId, usize>,
-}
-
-impl Tracker {
-    fn new(seed: u64) -> Self {
-        Tracker { rng: SimRng::new(seed), running: Vec::new(), index: BTreeMap::new() }
-    }
-
-    fn add(&mut self, node: NodeId) {
-        self.index.insert(node, self.running.len());
-        self.running.push(node);
-    }
-
-    fn remove(&mut self, node: NodeId) {
-        let Some(i) = self.index.remove(&node) else { return };
-        self.running.swap_remove(i);
-        if let Some(&moved) = self.running.get(i) {
-            self.index.insert(moved, i);
-        }
-    }
-
-    /// Up to `count` nodes other than `node`, at random.
-    fn sample(&mut self, node: NodeId, count: usize) -> Vec<NodeId> {
-        let others = self.running.len() - usize::from(self.index.contains_key(&node));
-        if others <= count {
-            return self.running.iter().copied().filter(|&n| n != node).collect();
-        }
-        let mut picked = BTreeSet::new();
-        while picked.len() < count {
-            let n = self.running[self.rng.below(self.running.len() as u64) as usize];
-            if n != node {
-                picked.insert(n);
-            }
-        }
-        picked.into_iter().collect()
-    }
+/// A tracker's answer: up to `peers_per_announce` running nodes at random, and the origin,
+/// which every announce names (the app's tracker knows its own seed).
+fn announce(sim: &mut Sim, config: &CrowdConfig, node: NodeId, origin: NodeId) {
+    sim.introduce_random(node, config.peers_per_announce);
+    sim.introduce(node, origin);
 }
 
 /// What `node`'s viewer went through up to now.
@@ -933,22 +882,6 @@ mod tests {
         assert_eq!(percentile(&v, 0.95), 95.0);
         assert_eq!(percentile(&[3.0], 0.95), 3.0);
         assert_eq!(percentile(&[], 0.5), 0.0);
-    }
-
-    #[test]
-    fn the_tracker_samples_distinct_others_and_forgets_who_left() {
-        let mut t = Tracker::new(1);
-        for n in 1..=100 {
-            t.add(n);
-        }
-        let s = t.sample(5, 40);
-        assert_eq!(s.len(), 40);
-        assert!(!s.contains(&5));
-        t.remove(7);
-        t.remove(100);
-        assert_eq!(t.running.len(), 98);
-        assert!((0..50).all(|_| !t.sample(1, 40).contains(&7)));
-        assert_eq!(t.sample(1, 500).len(), 97);
     }
 
     #[test]

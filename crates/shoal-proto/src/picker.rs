@@ -259,6 +259,28 @@ impl Picker {
         }
     }
 
+    /// Whether `block` is still requested from `peer` (first or duplicate): false once anyone
+    /// delivered it, or its piece was reset.
+    pub fn is_requested_from(&self, block: &BlockRef, peer: PeerKey) -> bool {
+        let Some(index) = self.geometry.block_index(block.piece, block.offset, block.length) else {
+            return false;
+        };
+        let Some(partial) = self.partial.get(&block.piece) else { return false };
+        matches!(partial.blocks.get(index as usize),
+            Some(Block::Requested(first, dup)) if *first == peer || *dup == Some(peer))
+    }
+
+    /// Whether blocks of `piece` are still to arrive: it is missing or in progress (not held,
+    /// not waiting for its hash check).
+    pub fn is_to_arrive(&self, piece: u32) -> bool {
+        matches!(self.state.get(piece as usize), Some(PieceState::Missing | PieceState::InProgress))
+    }
+
+    /// Whether a connected peer has announced `piece` (a seed has them all).
+    pub fn peers_have(&self, piece: u32) -> bool {
+        self.seeds > 0 || self.availability.get(piece as usize).is_some_and(|&a| a > 0)
+    }
+
     /// Whether `piece` is being downloaded (some blocks requested or received).
     pub fn is_in_progress(&self, piece: u32) -> bool {
         self.partial.contains_key(&piece)
@@ -545,35 +567,20 @@ impl Picker {
     /// Order: deadline pieces; the rest of pieces this seed started; a new piece (pieces no
     /// peer has first, lowest index among equals, so a lone web seed reads the file
     /// front to back); free blocks of pieces peers started. A run grows only into pieces
-    /// nobody started. `allowed` says which pieces this seed may serve; `background_ok` false
-    /// limits it to deadline pieces; `scarce_only` to critical deadline pieces and pieces no
-    /// connected peer has (peers deliver: the server is for what they cannot).
+    /// nobody started. `allowed` says which pieces this seed may serve (the torrent's web
+    /// seed policy); `background_ok` false limits it to deadline pieces.
     pub fn pick_run(
         &mut self,
         now: Instant,
         peer: PeerKey,
         max_bytes: u64,
         background_ok: bool,
-        scarce_only: bool,
         allowed: impl Fn(u32) -> bool,
     ) -> Vec<BlockRef> {
         let mut out = Vec::new();
         if self.wanted_missing == 0 && self.deadlines.is_empty() {
             return out;
         }
-        // Which pieces a peer could bring instead, fixed for this pick (claim_run needs the
-        // picker mutably, so the closure cannot look at it).
-        let crowded: Option<Vec<bool>> = scarce_only.then(|| match self.seeds {
-            0 => self.availability.iter().map(|&a| a > 0).collect(),
-            _ => vec![true; self.availability.len()],
-        });
-        let critical: Vec<u32> =
-            self.deadlines.iter().filter(|d| d.critical).map(|d| d.piece).collect();
-        let allowed = |p: u32| {
-            allowed(p)
-                && (crowded.as_ref().is_none_or(|c| !c.get(p as usize).copied().unwrap_or(true))
-                    || critical.contains(&p))
-        };
         let deadline_run = self.deadline_only || !background_ok;
         // 0. What readers wait for.
         for i in 0..self.deadlines.len() {

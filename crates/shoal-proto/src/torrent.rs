@@ -38,7 +38,7 @@ use crate::types::{InfoHash, PeerId, PeerKey};
 use crate::wire::{BlockRef, Handshake, Message};
 pub use spread::{SpreadState, DECLINE_MEMORY, GRANT_MEMORY};
 pub use uploads::SEND_BACKLOG_LIMIT;
-pub use webseeds::{WebSeedFetch, WebSeedState, WebSeedStatus};
+pub use webseeds::{WebSeedFetch, WebSeedState, WebSeedStatus, VIEWER_WEB_SEED_GRACE};
 
 /// Tunables; the defaults suit a desktop client.
 #[derive(Clone, Debug)]
@@ -73,6 +73,12 @@ pub struct TorrentConfig {
     /// request for a piece another connected peer has is refused (see `torrent/spread.rs`).
     /// For an origin whose audience serves itself (`shoal serve`, `shoal seed`).
     pub spread: bool,
+    /// For this long after the start, web seeds fetch only the pieces a reader is stalled on
+    /// (critical ones) and peers get the chance to bring the rest: a viewer who joins a swarm
+    /// takes little from the server, whose bytes no peer can spread. Zero: web seeds start
+    /// in full at once (a download that uses the server as a mirror). Viewers in a crowd
+    /// (the tab) use [`webseeds::VIEWER_WEB_SEED_GRACE`].
+    pub web_seed_grace: Duration,
 }
 
 impl Default for TorrentConfig {
@@ -90,6 +96,7 @@ impl Default for TorrentConfig {
             listen_port: None,
             file_ends_first: false,
             spread: false,
+            web_seed_grace: Duration::ZERO,
         }
     }
 }
@@ -171,6 +178,13 @@ pub enum Action {
     /// Fetch a run of blocks from a web seed over HTTP; answer with
     /// [`Torrent::on_web_seed_data`] or [`Torrent::on_web_seed_failed`].
     FetchWebSeed(WebSeedFetch),
+    /// Stop fetch `id` from `seed`: peers brought (or will bring) its blocks. Answer with
+    /// [`Torrent::on_web_seed_cancelled`] and the bytes that had arrived (or, if it finished
+    /// meanwhile, with [`Torrent::on_web_seed_data`]).
+    CancelWebSeed {
+        seed: PeerKey,
+        id: u64,
+    },
 }
 
 /// Counters for progress displays and tracker announces.
@@ -218,6 +232,8 @@ pub struct Torrent {
     info: Option<Info>,
     info_bytes: Option<Bytes>,
     started: bool,
+    /// When [`Torrent::start`] was first called.
+    started_at: Option<Instant>,
     have: Bitfield,
     picker: Option<Picker>,
     choker: Choker,
@@ -285,6 +301,7 @@ impl Torrent {
             info: None,
             info_bytes: None,
             started: false,
+            started_at: None,
             have: Bitfield::new(0),
             picker: None,
             peers: BTreeMap::new(),
@@ -414,6 +431,7 @@ impl Torrent {
             }
         }
         self.started = true;
+        self.started_at.get_or_insert(now);
         self.update_deadlines(now);
         let keys: Vec<PeerKey> = self.peers.keys().copied().collect();
         for key in keys {

@@ -223,6 +223,19 @@ fn parse_content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
 
 /// Puts the bodies of a plan's requests together into the plan's bytes. Padding is zeros from
 /// the start; each request's body must fill exactly its own slot.
+/// How a driver's fetch ended; the driver hands it to [`Torrent::on_web_seed_end`].
+///
+/// [`Torrent::on_web_seed_end`]: crate::torrent::Torrent::on_web_seed_end
+#[derive(Debug)]
+pub enum FetchEnd {
+    /// The whole range arrived.
+    Complete(Bytes),
+    /// Stopped as the core asked: the bytes that had arrived, from the start of the range
+    /// ([`Assembler::into_prefix`]).
+    Cancelled(Bytes),
+    Failed(WebSeedError),
+}
+
 pub struct Assembler {
     start: u64,
     buf: Vec<u8>,
@@ -267,6 +280,29 @@ impl Assembler {
             Some(&(_, len, got)) if got < len => Err(WebSeedError::TooShort { got, expected: len }),
             _ => Ok(()),
         }
+    }
+
+    /// The bytes that arrived without a gap from the start of the range (padding between
+    /// requests counts as arrived): what a cancelled fetch still delivers.
+    pub fn into_prefix(mut self) -> Bytes {
+        let mut end = 0;
+        let mut whole = true;
+        for &(at, len, got) in &self.slots {
+            if at < end {
+                whole = false; // requests out of order: stop at what is certain
+                break;
+            }
+            // Padding before `at` is nobody's to send: zeros, already there.
+            end = at + got as usize;
+            if got < len {
+                whole = false;
+                break;
+            }
+        }
+        if !whole {
+            self.buf.truncate(end.min(self.buf.len()));
+        }
+        Bytes::from(self.buf)
     }
 
     /// The plan's bytes, once every body is complete.
@@ -405,6 +441,18 @@ mod tests {
         let mut short = Assembler::new(&p);
         short.push(0, b"cd").unwrap();
         assert!(matches!(short.finish(), Err(WebSeedError::TooShort { .. })));
+
+        // A cancelled fetch keeps what arrived without a gap, padding included.
+        let mut cut = Assembler::new(&p);
+        cut.push(0, b"c").unwrap();
+        assert_eq!(&cut.into_prefix()[..], b"c");
+        let mut cut = Assembler::new(&p);
+        cut.push(0, b"cd").unwrap();
+        cut.push(1, b"e").unwrap();
+        assert_eq!(&cut.into_prefix()[..], b"cd\0\0\0e");
+        let mut cut = Assembler::new(&p);
+        cut.push(1, b"ef").unwrap();
+        assert!(cut.into_prefix().is_empty(), "a later body without the first is no prefix");
     }
 
     #[test]

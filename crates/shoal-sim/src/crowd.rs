@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use shoal_proto::torrent::TorrentConfig;
+use shoal_proto::torrent::{TorrentConfig, VIEWER_WEB_SEED_GRACE};
 use shoal_proto::Instant;
 
 use crate::fixture::TestTorrent;
@@ -250,6 +250,7 @@ impl CrowdConfig {
             max_connections: self.max_connections,
             client_name: concat!("Shoal web ", env!("CARGO_PKG_VERSION")).to_owned(),
             file_ends_first: true,
+            web_seed_grace: VIEWER_WEB_SEED_GRACE,
             ..TorrentConfig::default()
         }
     }
@@ -279,8 +280,11 @@ pub struct CrowdFigures {
     pub origin_bytes_per_file: f64,
     /// Of the origin's uplink capacity over the run.
     pub origin_utilisation: f64,
-    /// Payload viewers received from the web seed.
+    /// Body bytes the web seed sent (kept by viewers or not: what the operator pays for).
     pub web_seed_bytes: u64,
+    /// Of those, what viewers kept (the rest arrived after peers had brought it, or was cut
+    /// off mid-block by a cancel).
+    pub web_seed_kept_bytes: u64,
     /// Payload viewers received in all, and sent each other.
     pub viewer_downloaded_bytes: u64,
     pub viewer_uploaded_bytes: u64,
@@ -599,14 +603,15 @@ fn figures(config: &CrowdConfig, sim: &Sim, origin: NodeId, viewers: &[Viewer]) 
     let origin_node = sim.node(origin);
     let origin_bytes = origin_node.log().wire_bytes_sent;
     let outcomes: Vec<Outcome> = viewers.iter().filter_map(|v| v.outcome).collect();
-    let (mut downloaded, mut uploaded, mut wasted, mut web_seed) = (0u64, 0u64, 0u64, 0u64);
+    let (mut downloaded, mut uploaded, mut wasted, mut web_seed_kept) = (0u64, 0u64, 0u64, 0u64);
     for node in viewers.iter().filter_map(|v| v.node) {
         let stats = sim.node(node).stats(now);
         downloaded += stats.downloaded;
         uploaded += stats.uploaded;
         wasted += stats.wasted;
-        web_seed += stats.web_seed_downloaded;
+        web_seed_kept += stats.web_seed_downloaded;
     }
+    let web_seed = sim.web_seed_bytes(WEB_SEED_URL);
     let mut starts: Vec<f64> = outcomes.iter().map(|o| o.start.as_secs_f64()).collect();
     starts.sort_by(f64::total_cmp);
     let started = outcomes.iter().filter(|o| o.started).count();
@@ -623,6 +628,7 @@ fn figures(config: &CrowdConfig, sim: &Sim, origin: NodeId, viewers: &[Viewer]) 
         origin_bytes_per_file: ratio(origin_bytes as f64, config.file_size as f64),
         origin_utilisation: ratio(origin_bytes as f64, config.origin_upload as f64 * secs),
         web_seed_bytes: web_seed,
+        web_seed_kept_bytes: web_seed_kept,
         viewer_downloaded_bytes: downloaded,
         viewer_uploaded_bytes: uploaded,
         viewer_wasted_bytes: wasted,
@@ -687,6 +693,7 @@ impl CrowdReport {
         o.float("origin_utilisation", f.origin_utilisation);
         if c.web_seed.is_some() {
             o.num("web_seed_bytes", f.web_seed_bytes);
+            o.num("web_seed_kept_bytes", f.web_seed_kept_bytes);
         }
         o.num("viewer_downloaded_bytes", f.viewer_downloaded_bytes);
         o.num("viewer_uploaded_bytes", f.viewer_uploaded_bytes);

@@ -30,7 +30,7 @@ use crate::node::{
 };
 use crate::rng::SimRng;
 use crate::store::{PieceStore, Verify};
-use crate::webseed::{SimWebSeed, WebSeedConfig};
+use crate::webseed::{PendingFetch, SimWebSeed, WebSeedConfig};
 use shoal_proto::torrent::WebSeedFetch;
 use shoal_proto::webseed::WebSeedError;
 
@@ -192,11 +192,18 @@ enum Event {
         node: NodeId,
     },
     /// A web seed's answer to a fetch is complete.
+    /// A web seed fetch's answer is complete (unless the node cancelled it: see
+    /// `Sim::web_fetches`).
     WebSeedDone {
+        node: NodeId,
+        id: u64,
+    },
+    /// The driver's answer to a cancelled fetch: what had arrived.
+    WebSeedCancelled {
         node: NodeId,
         seed: PeerKey,
         id: u64,
-        result: Result<Bytes, shoal_proto::webseed::WebSeedError>,
+        prefix: Bytes,
     },
     /// A node's player looks again: its playback reaches a piece boundary (`timer`), or a
     /// piece its reads wait for was verified.
@@ -223,6 +230,7 @@ impl Event {
             | Event::DiskVerify { .. }
             | Event::Recheck { .. }
             | Event::WebSeedDone { .. }
+            | Event::WebSeedCancelled { .. }
             | Event::Player { .. } => None,
         }
     }
@@ -242,6 +250,8 @@ pub struct Sim {
     pair_connections: BTreeMap<(NodeId, NodeId), u64>,
     stats: SimStats,
     web_seeds: Vec<SimWebSeed>,
+    /// Web seed fetches under way, by node and fetch id.
+    web_fetches: BTreeMap<(NodeId, u64), PendingFetch>,
     /// Running nodes, in no particular order, and each node's index in it (`usize::MAX` once
     /// it stopped or crashed): a tracker answer picks among them with `count` draws instead
     /// of walking and shuffling every node, which dominated at 10,000 nodes.
@@ -269,6 +279,7 @@ impl Sim {
             pair_connections: BTreeMap::new(),
             stats: SimStats::default(),
             web_seeds: Vec::new(),
+            web_fetches: BTreeMap::new(),
             running: Vec::new(),
             running_at: Vec::new(),
         }
@@ -394,7 +405,7 @@ impl Sim {
 
     /// Starts a web seed server; give its URL to nodes with [`Sim::use_web_seed`].
     pub fn add_web_seed(&mut self, config: WebSeedConfig) {
-        self.web_seeds.push(SimWebSeed { config, busy_until: self.now, fetches: 0 });
+        self.web_seeds.push(SimWebSeed { config, busy_until: self.now, fetches: 0, bytes_sent: 0 });
     }
 
     /// `node` is told about a web seed URL (as from a torrent's `url-list`).
@@ -409,6 +420,11 @@ impl Sim {
     /// Fetches served by the web seed at `url` so far.
     pub fn web_seed_fetches(&self, url: &str) -> u64 {
         self.web_seeds.iter().find(|w| w.config.url == url).map_or(0, |w| w.fetches)
+    }
+
+    /// Body bytes the web seed at `url` sent so far (cancelled fetches count what went out).
+    pub fn web_seed_bytes(&self, url: &str) -> u64 {
+        self.web_seeds.iter().find(|w| w.config.url == url).map_or(0, |w| w.bytes_sent)
     }
 
     /// `node` learns `other`'s address (as from a tracker) and may dial it.
@@ -664,15 +680,26 @@ impl Sim {
             }
             Event::Recheck { node } => self.recheck(node),
             Event::Player { node, timer } => self.on_player_wake(node, timer),
-            Event::WebSeedDone { node, seed, id, result } => {
+            Event::WebSeedDone { node, id } => {
+                let Some(fetch) = self.web_fetches.remove(&(node, id)) else { return };
+                if let (Ok(data), Some(server)) = (&fetch.result, fetch.server) {
+                    self.web_seeds[server].bytes_sent += data.len() as u64;
+                }
                 if !self.running(node) {
                     return;
                 }
                 let torrent = &mut self.nodes[node].torrent;
-                match result {
-                    Ok(data) => torrent.on_web_seed_data(now, seed, id, data),
-                    Err(e) => torrent.on_web_seed_failed(now, seed, id, &e),
+                match fetch.result {
+                    Ok(data) => torrent.on_web_seed_data(now, fetch.seed, id, data),
+                    Err(e) => torrent.on_web_seed_failed(now, fetch.seed, id, &e),
                 }
+                self.drain(node);
+            }
+            Event::WebSeedCancelled { node, seed, id, prefix } => {
+                if !self.running(node) {
+                    return;
+                }
+                self.nodes[node].torrent.on_web_seed_cancelled(now, seed, id, prefix);
                 self.drain(node);
             }
         }
@@ -796,6 +823,7 @@ impl Sim {
                 self.nodes[node].completed_at.get_or_insert(now);
             }
             Action::FetchWebSeed(fetch) => self.fetch_web_seed(node, fetch),
+            Action::CancelWebSeed { seed, id } => self.cancel_web_seed(node, seed, id),
         }
     }
 
@@ -803,12 +831,35 @@ impl Sim {
         let now = self.now;
         let url = fetch.plan.requests.first().map(|r| r.url.clone()).unwrap_or_default();
         let piece_length = u64::from(self.torrent.metainfo.info.piece_length);
-        let (at, result) = match self.web_seeds.iter_mut().find(|w| w.config.url == url) {
-            Some(server) => server.serve(now, &fetch, &self.torrent.content, piece_length),
-            None => (now, Err(WebSeedError::Transport("connection refused".into()))),
-        };
         let WebSeedFetch { seed, id, .. } = fetch;
-        self.schedule(at, Event::WebSeedDone { node, seed, id, result });
+        let Some(server) = self.web_seeds.iter().position(|w| w.config.url == url) else {
+            let refused = WebSeedError::Transport("connection refused".into());
+            let pending =
+                PendingFetch { seed, server: None, start: now, done: now, result: Err(refused) };
+            self.web_fetches.insert((node, id), pending);
+            self.schedule(now, Event::WebSeedDone { node, id });
+            return;
+        };
+        let (start, done, result) =
+            self.web_seeds[server].serve(now, &fetch, &self.torrent.content, piece_length);
+        let server = Some(server);
+        self.web_fetches.insert((node, id), PendingFetch { seed, server, start, done, result });
+        self.schedule(done, Event::WebSeedDone { node, id });
+    }
+
+    /// The node stops a fetch: it gets what arrived so far, and the server stops sending
+    /// (its link is free again if this was the last fetch queued on it).
+    fn cancel_web_seed(&mut self, node: NodeId, seed: PeerKey, id: u64) {
+        let now = self.now;
+        let Some(fetch) = self.web_fetches.remove(&(node, id)) else { return };
+        let prefix = fetch.arrived(now);
+        if let Some(server) = fetch.server.and_then(|s| self.web_seeds.get_mut(s)) {
+            server.bytes_sent += prefix.len() as u64;
+            if server.busy_until == fetch.done {
+                server.busy_until = now.max(fetch.start);
+            }
+        }
+        self.schedule(now, Event::WebSeedCancelled { node, seed, id, prefix });
     }
 
     /// Tells the core what a connection's uplink queue still holds when its requests wait

@@ -41,6 +41,33 @@ pub(crate) struct SimWebSeed {
     /// When the server's link is free again.
     pub busy_until: Instant,
     pub fetches: u64,
+    /// Body bytes it sent, whole fetches and the part of cancelled ones that went out.
+    pub bytes_sent: u64,
+}
+
+/// A fetch the server is sending: the node's answer arrives at `done` unless it cancels.
+pub(crate) struct PendingFetch {
+    pub seed: shoal_proto::PeerKey,
+    /// Index of the server in `Sim::web_seeds` (none: nobody listens at the URL).
+    pub server: Option<usize>,
+    /// When its first byte leaves the server.
+    pub start: Instant,
+    pub done: Instant,
+    pub result: Result<Bytes, WebSeedError>,
+}
+
+impl PendingFetch {
+    /// The bytes that reached the node by `now`, from the start of the range.
+    pub fn arrived(&self, now: Instant) -> Bytes {
+        let Ok(data) = &self.result else { return Bytes::new() };
+        if now <= self.start {
+            return Bytes::new();
+        }
+        let total = self.done.saturating_since(self.start).as_secs_f64();
+        let sent = now.saturating_since(self.start).as_secs_f64();
+        let share = if total > 0.0 { (sent / total).min(1.0) } else { 1.0 };
+        data.slice(..(data.len() as f64 * share) as usize)
+    }
 }
 
 impl SimWebSeed {
@@ -51,11 +78,11 @@ impl SimWebSeed {
         fetch: &WebSeedFetch,
         content: &Bytes,
         piece_length: u64,
-    ) -> (Instant, Result<Bytes, WebSeedError>) {
+    ) -> (Instant, Instant, Result<Bytes, WebSeedError>) {
         self.fetches += 1;
         let first_byte = now + self.config.latency;
         if let Some(status) = self.config.status {
-            return (first_byte, Err(WebSeedError::Status(status)));
+            return (first_byte, first_byte, Err(WebSeedError::Status(status)));
         }
         let range = fetch.plan.range.clone();
         let mut data = content.slice(range.start as usize..range.end as usize);
@@ -76,6 +103,6 @@ impl SimWebSeed {
         let start = first_byte.max(self.busy_until);
         let send = Duration::from_secs_f64(data.len() as f64 / self.config.rate.max(1) as f64);
         self.busy_until = start + send;
-        (self.busy_until, Ok(data))
+        (start, self.busy_until, Ok(data))
     }
 }

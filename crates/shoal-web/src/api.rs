@@ -13,7 +13,7 @@ use shoal_proto::create::TorrentBuilder;
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
 use shoal_proto::streaming::ReaderId;
-use shoal_proto::torrent::{Torrent, TorrentConfig};
+use shoal_proto::torrent::{Torrent, TorrentConfig, VIEWER_WEB_SEED_GRACE};
 use shoal_proto::{InfoHash, PeerId};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -334,6 +334,8 @@ impl WasmClient {
             client_name: concat!("Shoal web ", env!("CARGO_PKG_VERSION")).to_owned(),
             // A page mostly plays what it adds: the head of each file is wanted first.
             file_ends_first: true,
+            // The origin's web seed is for what peers cannot bring in time.
+            web_seed_grace: VIEWER_WEB_SEED_GRACE,
             ..TorrentConfig::default()
         };
         let seed = u64::from_le_bytes(crate::random::bytes::<8>());

@@ -17,6 +17,7 @@ use shoal_proto::bitfield::Bitfield;
 use shoal_proto::metainfo::Info;
 use shoal_proto::streaming::{ReaderId, ReaderWindow};
 use shoal_proto::torrent::{Action, Stats, Torrent};
+use shoal_proto::webseed::{FetchEnd, WebSeedError};
 use shoal_proto::wire::{self, BlockRef};
 use shoal_proto::{InfoHash, Instant, PeerKey};
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
@@ -96,6 +97,8 @@ pub struct TorrentDriver {
     next_reader: u64,
     destroyed: bool,
     failed: Option<String>,
+    /// Web seed fetches under way, to stop one the core no longer needs.
+    web_fetches: HashMap<u64, web_sys::AbortController>,
 }
 
 /// Counters for the page.
@@ -163,6 +166,7 @@ impl TorrentDriver {
                 next_reader: 1,
                 destroyed: false,
                 failed: None,
+                web_fetches: HashMap::new(),
             })
         });
         {
@@ -420,23 +424,33 @@ impl TorrentDriver {
                 }
                 Action::MetadataReceived { .. } => self.open_store(None),
                 Action::FetchWebSeed(fetch) => {
+                    let Ok(controller) = web_sys::AbortController::new() else {
+                        let e = WebSeedError::Transport("no AbortController".into());
+                        let now = self.clock.now();
+                        self.core.on_web_seed_failed(now, fetch.seed, fetch.id, &e);
+                        continue;
+                    };
+                    let signal = controller.signal();
+                    self.web_fetches.insert(fetch.id, controller);
                     let me = self.me.clone();
                     wasm_bindgen_futures::spawn_local(async move {
-                        let result = crate::webseed::fetch(&fetch.plan).await;
+                        let end = crate::webseed::fetch(&fetch.plan, &signal).await;
                         let Some(rc) = me.upgrade() else { return };
                         TorrentDriver::dispatch(&rc, move |d| {
-                            let now = d.clock.now();
-                            match result {
-                                Ok(data) => {
-                                    d.core.on_web_seed_data(now, fetch.seed, fetch.id, data)
-                                }
-                                Err(e) => {
-                                    log(&format!("web seed: {e}"));
-                                    d.core.on_web_seed_failed(now, fetch.seed, fetch.id, &e)
-                                }
+                            d.web_fetches.remove(&fetch.id);
+                            if let FetchEnd::Failed(e) = &end {
+                                log(&format!("web seed: {e}"));
                             }
+                            let now = d.clock.now();
+                            d.core.on_web_seed_end(now, fetch.seed, fetch.id, end);
                         });
                     });
+                }
+                Action::CancelWebSeed { id, .. } => {
+                    // The fetch answers with what had arrived.
+                    if let Some(controller) = self.web_fetches.remove(&id) {
+                        controller.abort();
+                    }
                 }
                 Action::Completed => {
                     let now = self.clock.now();
@@ -995,6 +1009,9 @@ impl TorrentDriver {
         while self.core.poll_action().is_some() {}
         for (_, conn) in self.conns.drain() {
             conn.close();
+        }
+        for (_, fetch) in self.web_fetches.drain() {
+            fetch.abort();
         }
         self.by_peer.clear();
         self.offers.clear();

@@ -6,16 +6,31 @@
 //! a request header, which browsers permit for simple byte ranges). Many do not expose
 //! `Content-Range`; then a 206's body length and, after it, the piece hash stand in for it.
 
-use bytes::Bytes;
 use js_sys::{Reflect, Uint8Array};
-use shoal_proto::webseed::{self, Assembler, FetchPlan, WebSeedError};
+use shoal_proto::webseed::{self, Assembler, FetchEnd, FetchPlan, WebSeedError};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-use web_sys::{ReadableStreamDefaultReader, Request, RequestInit, Response};
+use web_sys::{AbortSignal, ReadableStreamDefaultReader, Request, RequestInit, Response};
 
-/// Fetches every request of `plan` and returns the plan's bytes.
-pub async fn fetch(plan: &FetchPlan) -> Result<Bytes, WebSeedError> {
+/// Fetches every request of `plan` and returns the plan's bytes; once `signal` aborts, the
+/// bytes that had arrived.
+pub async fn fetch(plan: &FetchPlan, signal: &AbortSignal) -> FetchEnd {
     let mut assembler = Assembler::new(plan);
+    match fetch_into(plan, signal, &mut assembler).await {
+        _ if signal.aborted() => FetchEnd::Cancelled(assembler.into_prefix()),
+        Ok(()) => match assembler.finish() {
+            Ok(data) => FetchEnd::Complete(data),
+            Err(e) => FetchEnd::Failed(e),
+        },
+        Err(e) => FetchEnd::Failed(e),
+    }
+}
+
+async fn fetch_into(
+    plan: &FetchPlan,
+    signal: &AbortSignal,
+    assembler: &mut Assembler,
+) -> Result<(), WebSeedError> {
     for (index, request) in plan.requests.iter().enumerate() {
         let transport = |e: JsValue| {
             let text = e
@@ -25,6 +40,7 @@ pub async fn fetch(plan: &FetchPlan) -> Result<Bytes, WebSeedError> {
         };
         let init = RequestInit::new();
         init.set_method("GET");
+        init.set_signal(Some(signal));
         let req = Request::new_with_str_and_init(&request.url, &init).map_err(transport)?;
         req.headers().set("Range", &request.range_header()).map_err(transport)?;
         let window = web_sys::window().ok_or_else(|| transport("no window".into()))?;
@@ -64,5 +80,5 @@ pub async fn fetch(plan: &FetchPlan) -> Result<Bytes, WebSeedError> {
         }
         assembler.end(index)?;
     }
-    assembler.finish()
+    Ok(())
 }

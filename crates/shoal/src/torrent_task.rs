@@ -12,11 +12,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use shoal_proto::bitfield::Bitfield;
 use shoal_proto::metainfo::Info;
 use shoal_proto::torrent::{Action, Stats, Torrent, WebSeedFetch, WebSeedStatus};
-use shoal_proto::webseed::WebSeedError;
+use shoal_proto::webseed::FetchEnd;
 use shoal_proto::wire::{self, Handshake};
 use shoal_proto::PeerKey;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
@@ -124,7 +123,7 @@ pub(crate) enum Command {
 enum Background {
     Dialed { peer: PeerKey, result: Result<(TcpStream, Handshake), ConnError> },
     Announced { url: String, event: AnnounceEvent, result: Result<AnnounceResponse, String> },
-    WebSeedFetched { seed: PeerKey, id: u64, result: Result<Bytes, WebSeedError> },
+    WebSeedFetched { seed: PeerKey, id: u64, end: FetchEnd },
 }
 
 pub(crate) struct TorrentSetup {
@@ -263,10 +262,11 @@ struct TorrentTask {
     bounded: Option<BoundedStore>,
     web_seed_client: Arc<WebSeedClient>,
     /// Web seed fetches under way, by fetch id, so shutdown can stop them.
-    web_fetches: HashMap<u64, tokio::task::AbortHandle>,
+    /// Web seed fetches under way: the task, and the way to ask it to stop with what arrived.
+    web_fetches: HashMap<u64, (tokio::task::AbortHandle, oneshot::Sender<()>)>,
     room: Arc<AtomicUsize>,
     /// Web seed answers waiting for the disk to catch up.
-    held_web_data: VecDeque<(PeerKey, u64, Result<Bytes, WebSeedError>)>,
+    held_web_data: VecDeque<(PeerKey, u64, FetchEnd)>,
 }
 
 /// The bounded in-memory store and its budget in bytes.
@@ -376,8 +376,8 @@ impl TorrentTask {
     /// Hands web seed data held during a disk backlog to the core once the disk caught up.
     fn release_web_seed_data(&mut self) {
         while !self.disk_backlogged() {
-            let Some((seed, id, result)) = self.held_web_data.pop_front() else { return };
-            self.on_background(Background::WebSeedFetched { seed, id, result });
+            let Some((seed, id, end)) = self.held_web_data.pop_front() else { return };
+            self.on_background(Background::WebSeedFetched { seed, id, end });
             self.drain_actions();
         }
     }
@@ -626,21 +626,18 @@ impl TorrentTask {
                     self.core.on_connect_failed(now, peer);
                 }
             },
-            Background::WebSeedFetched { seed, id, result } => {
+            Background::WebSeedFetched { seed, id, end } => {
                 self.web_fetches.remove(&id);
                 if self.disk_backlogged() {
                     // A server can outrun the disk: the next fetch starts only once this data
                     // is handed over, so holding it here bounds what waits in memory.
-                    self.held_web_data.push_back((seed, id, result));
+                    self.held_web_data.push_back((seed, id, end));
                     return;
                 }
-                match result {
-                    Ok(data) => self.core.on_web_seed_data(now, seed, id, data),
-                    Err(e) => {
-                        tracing::debug!(?seed, "web seed fetch failed: {e}");
-                        self.core.on_web_seed_failed(now, seed, id, &e);
-                    }
+                if let FetchEnd::Failed(e) = &end {
+                    tracing::debug!(?seed, "web seed fetch failed: {e}");
                 }
+                self.core.on_web_seed_end(now, seed, id, end);
             }
             Background::Announced { url, event, result } => match result {
                 Ok(response) => {
@@ -764,11 +761,20 @@ impl TorrentTask {
                     let client = self.web_seed_client.clone();
                     let bg = self.bg_tx.clone();
                     let WebSeedFetch { seed, id, plan } = fetch;
+                    let (stop, cancel) = oneshot::channel();
                     let task = tokio::spawn(async move {
-                        let result = client.fetch(&plan).await;
-                        let _ = bg.send(Background::WebSeedFetched { seed, id, result });
+                        let end = client.fetch(&plan, cancel).await;
+                        let _ = bg.send(Background::WebSeedFetched { seed, id, end });
                     });
-                    self.web_fetches.insert(id, task.abort_handle());
+                    self.web_fetches.insert(id, (task.abort_handle(), stop));
+                }
+                Action::CancelWebSeed { id, .. } => {
+                    // The task answers with what arrived; the entry goes when it does.
+                    if let Some((task, stop)) = self.web_fetches.remove(&id) {
+                        if stop.send(()).is_err() {
+                            task.abort(); // already answering: its answer is on the way
+                        }
+                    }
                 }
                 Action::Completed => {
                     let now = self.clock.now();
@@ -786,7 +792,7 @@ impl TorrentTask {
         let now = self.clock.now();
         self.core.shutdown(now);
         self.drain_actions();
-        for (_, fetch) in self.web_fetches.drain() {
+        for (_, (fetch, _)) in self.web_fetches.drain() {
             fetch.abort();
         }
         for (_, link) in self.links.drain() {

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use reqwest::header::{CONTENT_RANGE, RANGE};
-use shoal_proto::webseed::{self, Assembler, FetchPlan, WebSeedError};
+use shoal_proto::webseed::{self, Assembler, FetchEnd, FetchPlan, WebSeedError};
+use tokio::sync::oneshot;
 
 use crate::tracker::http::error_chain;
 
@@ -61,9 +61,33 @@ impl WebSeedClient {
     }
 
     /// Fetches every request of `plan` in turn and returns the plan's bytes (padding as
-    /// zeros). The first bad answer ends the fetch.
-    pub async fn fetch(&self, plan: &FetchPlan) -> Result<Bytes, WebSeedError> {
+    /// zeros). The first bad answer ends the fetch; `cancel` firing (or its sender going away)
+    /// ends it with the bytes that had arrived.
+    pub async fn fetch(&self, plan: &FetchPlan, cancel: oneshot::Receiver<()>) -> FetchEnd {
         let mut assembler = Assembler::new(plan);
+        let finished = {
+            let work = self.fetch_into(plan, &mut assembler);
+            tokio::pin!(work);
+            tokio::select! {
+                result = &mut work => Some(result),
+                _ = cancel => None,
+            }
+        };
+        match finished {
+            Some(Ok(())) => match assembler.finish() {
+                Ok(data) => FetchEnd::Complete(data),
+                Err(e) => FetchEnd::Failed(e),
+            },
+            Some(Err(e)) => FetchEnd::Failed(e),
+            None => FetchEnd::Cancelled(assembler.into_prefix()),
+        }
+    }
+
+    async fn fetch_into(
+        &self,
+        plan: &FetchPlan,
+        assembler: &mut Assembler,
+    ) -> Result<(), WebSeedError> {
         for (index, request) in plan.requests.iter().enumerate() {
             let timeout = self.config.base_timeout
                 + Duration::from_secs(request.len() / self.config.min_rate.max(1));
@@ -90,6 +114,6 @@ impl WebSeedClient {
             }
             assembler.end(index)?;
         }
-        assembler.finish()
+        Ok(())
     }
 }

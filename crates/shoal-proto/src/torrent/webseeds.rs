@@ -8,16 +8,32 @@
 //! and answers with [`Torrent::on_web_seed_data`] or [`Torrent::on_web_seed_failed`]. The data
 //! goes through the same write and verify path as blocks from peers.
 //!
+//! A fetch that stopped being useful is cancelled ([`Action::CancelWebSeed`]): every block of
+//! it arrived from peers first, or (while streaming, with peers serving us) none of its pieces
+//! is critical and connected peers have them all. The driver stops the transfer and answers
+//! [`Torrent::on_web_seed_cancelled`] with the bytes that had arrived; whole blocks among them
+//! are kept, the rest go back to the pool.
+//!
 //! Policy: with no peer serving us, a seed gets [`PIPELINE`] runs in flight (full speed from a
 //! server, pipelined), each about a second of its measured rate (1 MiB until measured, at most
 //! [`MAX_RUN_BYTES`]), so a slow seed does not sit on pieces that peers joining a moment later
 //! could bring sooner; while peers serve us, one short run, so
 //! the swarm keeps pieces to trade and the server's bandwidth is spared. One more slot is kept
-//! for pieces readers wait for, which come first. Failures back off (5 s doubling to 5 min);
+//! for pieces readers wait for, which come first.
+//!
+//! A viewer (a streaming reader) spares the server further, since the server's bytes are the
+//! ones no peer can spread: for [`TorrentConfig::web_seed_grace`] after the start it fetches
+//! only the nearest critical piece still to arrive, one piece at a time; once peers serve it,
+//! only pieces no connected peer has and that nearest critical piece. In the simulated crowd of
+//! `benches/crowd.py` (six tabs, `crates/shoal-sim/tests/crowd.rs`) the server sends 0.3 of
+//! the video instead of 0.9-1.4, and the tabs start sooner.
+//!
+//! Failures back off (5 s doubling to 5 min);
 //! a seed whose data fails the hash check [`MAX_HASH_FAILURES`] times is disabled, and a piece
 //! that failed from one seed is not asked of it again while another source may have it.
 //!
 //! [`Picker::pick_run`]: crate::picker::Picker::pick_run
+//! [`TorrentConfig::web_seed_grace`]: super::TorrentConfig::web_seed_grace
 
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -31,7 +47,7 @@ use crate::peer::RateMeter;
 use crate::picker::BlockOutcome;
 use crate::time::Instant;
 use crate::types::PeerKey;
-use crate::webseed::{self, FetchPlan, WebSeedError};
+use crate::webseed::{self, FetchEnd, FetchPlan, WebSeedError};
 use crate::wire::BlockRef;
 
 /// Largest run one fetch asks for when no peer serves us.
@@ -46,6 +62,15 @@ pub const MIN_RUN_BYTES: u64 = 256 << 10;
 pub const PIPELINE: usize = 2;
 /// Fetches in flight per seed while peers serve us.
 pub const SHARED_PIPELINE: usize = 1;
+/// A viewer's [`TorrentConfig::web_seed_grace`]: how long its web seeds fetch only the
+/// pieces its player stalls on (critical ones) after the torrent starts. A viewer who joins a
+/// swarm gets the rest from peers, whom the origin's spreading steers to send each piece
+/// once, instead of from a server that would send every viewer the same bytes. A second: a
+/// WebRTC peer answers within it on a good network, and the critical pieces cover the first
+/// frame meanwhile.
+///
+/// [`TorrentConfig::web_seed_grace`]: super::TorrentConfig::web_seed_grace
+pub const VIEWER_WEB_SEED_GRACE: Duration = Duration::from_secs(1);
 /// A seed whose data failed this many hash checks is not used again.
 pub const MAX_HASH_FAILURES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
@@ -106,6 +131,8 @@ struct InFlight {
     id: u64,
     range: Range<u64>,
     blocks: Vec<BlockRef>,
+    /// We asked the driver to stop it; its answer (what arrived) is still to come.
+    cancelling: bool,
 }
 
 impl WebSeed {
@@ -194,14 +221,52 @@ impl Torrent {
         ws.failures = 0;
         ws.retry_at = None;
         ws.last_error = None;
+        self.accept_fetched(now, seed, fetch, &data);
+        self.fill_web_seeds(now);
+    }
+
+    /// How fetch `id` from `seed` ended, whichever way.
+    pub fn on_web_seed_end(&mut self, now: Instant, seed: PeerKey, id: u64, end: FetchEnd) {
+        match end {
+            FetchEnd::Complete(data) => self.on_web_seed_data(now, seed, id, data),
+            FetchEnd::Cancelled(prefix) => self.on_web_seed_cancelled(now, seed, id, prefix),
+            FetchEnd::Failed(error) => self.on_web_seed_failed(now, seed, id, &error),
+        }
+    }
+
+    /// The driver stopped fetch `id` as asked ([`Action::CancelWebSeed`]): `prefix` is what had
+    /// arrived, from the start of the fetch's range. Its whole blocks are kept, the others go
+    /// back to the pool; the seed is not blamed.
+    pub fn on_web_seed_cancelled(&mut self, now: Instant, seed: PeerKey, id: u64, prefix: Bytes) {
+        self.clock = self.clock.max(now);
+        let Some(ws) = self.web_seeds.get_mut(&seed) else { return };
+        let Some(pos) = ws.in_flight.iter().position(|f| f.id == id) else { return };
+        let fetch = ws.in_flight.swap_remove(pos);
+        let expected = fetch.range.end - fetch.range.start;
+        let prefix = prefix.slice(..(prefix.len() as u64).min(expected) as usize);
+        self.accept_fetched(now, seed, fetch, &prefix);
+        self.after_blocks_freed(now);
+    }
+
+    /// Keeps the blocks of `fetch` that `data` (from the start of its range) holds whole and
+    /// releases the rest.
+    fn accept_fetched(&mut self, now: Instant, seed: PeerKey, fetch: InFlight, data: &Bytes) {
         let piece_length = self.info.as_ref().map_or(0, |i| u64::from(i.piece_length));
+        let mut missing = Vec::new();
         for block in fetch.blocks {
             let at = u64::from(block.piece) * piece_length + u64::from(block.offset);
             let from = (at - fetch.range.start) as usize;
-            let bytes = data.slice(from..from + block.length as usize);
-            self.accept_web_seed_block(now, seed, block, bytes);
+            let to = from + block.length as usize;
+            if to <= data.len() {
+                self.accept_web_seed_block(now, seed, block, data.slice(from..to));
+            } else {
+                if let Some(part) = data.len().checked_sub(from) {
+                    self.stats.wasted += part as u64;
+                }
+                missing.push(block);
+            }
         }
-        self.fill_web_seeds(now);
+        self.release_blocks(seed, &missing);
     }
 
     fn accept_web_seed_block(&mut self, now: Instant, seed: PeerKey, block: BlockRef, data: Bytes) {
@@ -294,6 +359,25 @@ impl Torrent {
             .values()
             .any(|p| !p.peer_choking && p.am_interested && p.download.rate(now) > 0);
         let streaming = self.is_streaming(now);
+        let Some(picker) = &self.picker else { return };
+        let critical: Vec<u32> =
+            picker.deadlines().iter().filter(|d| d.critical).map(|d| d.piece).collect();
+        // Peers have not had their moment yet: only the nearest critical piece still to arrive
+        // (what a reader is about to stall on), one at a time, so that peers arriving
+        // meanwhile take over the rest.
+        let grace = self.config.web_seed_grace;
+        let critical_only = self.started_at.is_some_and(|t| now < t + grace);
+        // A viewer whose peers deliver asks the server only for what they cannot bring
+        // (`spread.rs`): pieces no connected peer has, and the nearest critical piece still to
+        // arrive (its free blocks: what peers were not asked for). A plain download keeps
+        // using the server as a mirror.
+        let peers_serve = serving && streaming;
+        let crowded: Vec<bool> = match peers_serve {
+            true => (0..picker.geometry().piece_count).map(|p| picker.peers_have(p)).collect(),
+            false => Vec::new(),
+        };
+        let next_critical: Option<u32> = critical.iter().copied().find(|&p| picker.is_to_arrive(p));
+        self.cancel_displaced_fetches(peers_serve, &critical);
         let background_ok = !streaming || self.background_has_headroom(now);
         let (slots, mut run_bytes) =
             if serving { (SHARED_PIPELINE, SHARED_RUN_BYTES) } else { (PIPELINE, MAX_RUN_BYTES) };
@@ -311,22 +395,26 @@ impl Torrent {
                 // A seed that just failed is probed with one fetch before it gets its pipeline.
                 let slots = if ws.failures > 0 { 1 } else { slots };
                 let measured = ws.rate.rate(now);
-                let run = match measured {
+                let mut run = match measured {
                     0 => SHARED_RUN_BYTES,
                     rate => rate.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES),
                 }
                 .min(run_bytes);
+                if critical_only {
+                    run = run.min(u64::from(info.piece_length));
+                }
                 if !ws.usable(now) || busy > slots {
                     break;
                 }
                 let bad = &ws.bad_pieces;
-                let allowed = |p: u32| retry_bad || !bad.contains(&p);
+                let allowed = |p: u32| {
+                    (retry_bad || !bad.contains(&p))
+                        && (!critical_only || next_critical == Some(p))
+                        && (!crowded.get(p as usize).copied().unwrap_or(false)
+                            || next_critical == Some(p))
+                };
                 let background = background_ok && busy < slots;
-                // A viewer whose peers deliver asks the server only for what they cannot bring
-                // (`spread.rs`): pieces nobody connected has, and pieces a reader is stalled
-                // on. A plain download keeps using the server as a mirror.
-                let scarce_only = serving && streaming;
-                let blocks = picker.pick_run(now, key, run, background, scarce_only, allowed);
+                let blocks = picker.pick_run(now, key, run, background, allowed);
                 let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else { break };
                 let piece_length = u64::from(info.piece_length);
                 let start = u64::from(first.piece) * piece_length + u64::from(first.offset);
@@ -336,8 +424,31 @@ impl Torrent {
                 let plan = webseed::plan(info, &ws.url, start..end);
                 let id = self.next_fetch_id;
                 self.next_fetch_id += 1;
-                ws.in_flight.push(InFlight { id, range: start..end, blocks });
+                ws.in_flight.push(InFlight { id, range: start..end, blocks, cancelling: false });
                 self.actions.push_back(Action::FetchWebSeed(WebSeedFetch { seed: key, id, plan }));
+            }
+        }
+    }
+
+    /// Asks the drivers to stop fetches that bring nothing more: every block of them arrived
+    /// from a peer first, or, when `peers_serve` (a streaming viewer whose peers deliver), none
+    /// of their pieces is `critical` and connected peers have all of them. An HTTP body comes in
+    /// order and cannot skip what arrived elsewhere, so a fetch runs on while any block of it
+    /// is still wanted from it.
+    fn cancel_displaced_fetches(&mut self, peers_serve: bool, critical: &[u32]) {
+        let Some(picker) = &self.picker else { return };
+        for (&key, ws) in &mut self.web_seeds {
+            for fetch in ws.in_flight.iter_mut().filter(|f| !f.cancelling) {
+                let useless = !fetch.blocks.iter().any(|b| picker.is_requested_from(b, key));
+                let displaced = peers_serve
+                    && fetch
+                        .blocks
+                        .iter()
+                        .all(|b| !critical.contains(&b.piece) && picker.peers_have(b.piece));
+                if useless || displaced {
+                    fetch.cancelling = true;
+                    self.actions.push_back(Action::CancelWebSeed { seed: key, id: fetch.id });
+                }
             }
         }
     }
@@ -356,6 +467,7 @@ mod tests {
     use crate::streaming::{ReaderId, ReaderWindow};
     use crate::torrent::TorrentConfig;
     use crate::types::PeerId;
+    use crate::wire::{Handshake, Message};
 
     /// A torrent with web seeds only, a fake disk that hashes for real, and the fetches the
     /// core asked for (answered by the tests).
@@ -368,6 +480,10 @@ mod tests {
         failed: Vec<u32>,
         completed: bool,
         now: Instant,
+        /// Cancels the core asked for, by fetch id.
+        cancels: Vec<u64>,
+        /// Requests the core sent to peers, not yet answered.
+        requests: VecDeque<(PeerKey, BlockRef)>,
     }
 
     fn at(secs: f64) -> Instant {
@@ -376,6 +492,15 @@ mod tests {
 
     impl Harness {
         fn new(len: usize, piece_length: u32, seeds: &[&str]) -> Harness {
+            Harness::with_config(len, piece_length, seeds, TorrentConfig::default())
+        }
+
+        fn with_config(
+            len: usize,
+            piece_length: u32,
+            seeds: &[&str],
+            config: TorrentConfig,
+        ) -> Harness {
             let content: Vec<u8> = (0..len).map(|i| (i * 7 + i / 4099) as u8).collect();
             let mut hasher = TorrentBuilder::single_file("f.bin", len as u64)
                 .unwrap()
@@ -386,7 +511,7 @@ mod tests {
             let meta = Metainfo::from_bytes(&hasher.finish().unwrap()).unwrap();
             let count = meta.info.piece_count();
             let mut t = Torrent::new(
-                TorrentConfig::default(),
+                config,
                 meta.info_hash,
                 PeerId([1; 20]),
                 Some(Bytes::from(meta.info_bytes.clone())),
@@ -406,6 +531,8 @@ mod tests {
                 failed: Vec::new(),
                 completed: false,
                 now: at(0.0),
+                cancels: Vec::new(),
+                requests: VecDeque::new(),
             };
             h.drain();
             h
@@ -434,6 +561,10 @@ mod tests {
                         Action::FetchWebSeed(f) => self.fetches.push_back(f),
                         Action::PieceFailed { piece } => self.failed.push(piece),
                         Action::Completed => self.completed = true,
+                        Action::CancelWebSeed { id, .. } => self.cancels.push(id),
+                        Action::Send { peer, message: Message::Request(block) } => {
+                            self.requests.push_back((peer, block))
+                        }
                         _ => {}
                     }
                 }
@@ -475,6 +606,28 @@ mod tests {
                 self.answer(&f, |at| corrupt(f.seed, at));
                 let at_seed = self.fetches.iter().filter(|g| g.seed == f.seed).count();
                 assert!(at_seed <= PIPELINE + 1);
+            }
+        }
+
+        /// A seed connects and unchokes us.
+        fn seed_peer(&mut self) -> PeerKey {
+            let info_hash = self.t.info_hash();
+            let remote = Handshake::new(info_hash, PeerId([9; 20]));
+            let key = self.t.on_incoming(self.now, None, &remote).unwrap();
+            self.t.on_message(self.now, key, Message::HaveAll);
+            self.t.on_message(self.now, key, Message::Unchoke);
+            self.drain();
+            key
+        }
+
+        /// Peers answer every request they were sent.
+        fn peers_answer(&mut self) {
+            while let Some((peer, block)) = self.requests.pop_front() {
+                let at = block.piece as usize * self.piece_length as usize + block.offset as usize;
+                let data = Bytes::copy_from_slice(&self.content[at..at + block.length as usize]);
+                let piece = Message::Piece { piece: block.piece, offset: block.offset, data };
+                self.t.on_message(self.now, peer, piece);
+                self.drain();
             }
         }
 
@@ -594,5 +747,71 @@ mod tests {
         assert_eq!(f.plan.range.start, 10 << 20, "the reserved slot serves the reader at once");
         assert!(f.plan.len() <= SHARED_RUN_BYTES, "short runs while streaming");
         assert_eq!(h.fetches.len(), PIPELINE + 1);
+    }
+
+    fn viewer(len: usize, url: &str) -> Harness {
+        let config =
+            TorrentConfig { web_seed_grace: VIEWER_WEB_SEED_GRACE, ..TorrentConfig::default() };
+        let mut h = Harness::with_config(len, 256 << 10, &[url], config);
+        let window = ReaderWindow { position: 0, end: len as u64, readahead: 8 << 20 };
+        h.t.set_reader(h.now, ReaderId(1), window);
+        h.drain();
+        h
+    }
+
+    #[test]
+    fn a_viewer_asks_the_server_only_for_the_piece_under_its_reader_while_peers_may_come() {
+        let url = "http://s/f.bin";
+        let mut h = viewer(16 << 20, url);
+        let f = h.fetches.pop_front().expect("the piece the player needs first");
+        assert_eq!(f.plan.range, 0..256 << 10, "one piece, not a run");
+        assert!(h.fetches.is_empty(), "{:?}", h.fetches);
+        h.now = at(0.3);
+        h.answer(&f, |_| false);
+        let f = h.fetches.pop_front().expect("then the next one under the reader");
+        assert_eq!(f.plan.range, 256 << 10..512 << 10);
+        assert!(h.fetches.is_empty());
+        // Nobody came within the grace: the server is the only source and gets its pipeline.
+        h.tick(1.5);
+        assert!(h.fetches.len() >= PIPELINE, "{:?}", h.fetches);
+    }
+
+    #[test]
+    fn fetches_peers_took_over_are_cancelled_and_what_arrived_is_kept() {
+        let url = "http://s/f.bin";
+        let mut h = viewer(8 << 20, url);
+        h.tick(1.5);
+        let queued: Vec<WebSeedFetch> = h.fetches.drain(..).collect();
+        assert!(queued.len() >= 2, "{queued:?}");
+        let background = queued.iter().find(|f| f.plan.range.start >= 1 << 20).unwrap().clone();
+        // A seed joins and delivers: the fetches of pieces it has and no reader stalls on are
+        // stopped.
+        let seed = h.seed_peer();
+        assert!(!h.requests.is_empty() && h.requests.iter().all(|(p, _)| *p == seed));
+        h.peers_answer();
+        h.tick(2.6);
+        assert!(h.cancels.contains(&background.id), "{:?} of {queued:?}", h.cancels);
+        // The server had sent 40 KiB: two whole blocks are kept, the rest goes to the peer.
+        let before = h.t.stats(h.now).web_seed_downloaded;
+        let body = h.body(&background, |_| false).slice(..40 << 10);
+        h.t.on_web_seed_cancelled(h.now, background.seed, background.id, body);
+        h.drain();
+        assert_eq!(h.t.stats(h.now).web_seed_downloaded - before, 32 << 10);
+        assert_eq!(h.status(url).failures, 0, "a cancel is not the server's fault");
+        // Everything else comes from the peer (and the fetch under the reader).
+        for _ in 0..64 {
+            h.peers_answer();
+            for f in std::mem::take(&mut h.fetches).into_iter().chain([queued[0].clone()]) {
+                if !h.cancels.contains(&f.id) {
+                    h.answer(&f, |_| false);
+                }
+            }
+            h.tick(h.now.since_epoch().as_secs_f64() + 0.5);
+            if h.completed {
+                break;
+            }
+        }
+        assert!(h.completed && h.failed.is_empty());
+        assert_eq!(h.store, h.content);
     }
 }

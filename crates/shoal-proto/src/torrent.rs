@@ -212,6 +212,12 @@ pub struct Stats {
     pub web_seeds: usize,
     /// Payload bytes of `downloaded` that came from web seeds.
     pub web_seed_downloaded: u64,
+    /// Spreading (a seed with [`TorrentConfig::spread`]): requests refused because another
+    /// peer has the piece or is being sent it.
+    pub spread_refused: u64,
+    /// Spreading: pieces granted to a peer that another peer had or was being sent (the
+    /// peer asked again for a block we had refused: nobody else would send it in time).
+    pub spread_granted_again: u64,
 }
 
 /// How often the torrent wants [`Torrent::handle_timeout`] called.

@@ -280,6 +280,10 @@ pub struct CrowdFigures {
     pub origin_bytes_per_file: f64,
     /// Of the origin's uplink capacity over the run.
     pub origin_utilisation: f64,
+    /// Requests the spreading origin refused (another viewer had the piece or was being
+    /// sent it), and pieces it granted anyway because a viewer asked again.
+    pub origin_refused: u64,
+    pub origin_granted_again: u64,
     /// Body bytes the web seed sent (kept by viewers or not: what the operator pays for).
     pub web_seed_bytes: u64,
     /// Of those, what viewers kept (the rest arrived after peers had brought it, or was cut
@@ -627,6 +631,8 @@ fn figures(config: &CrowdConfig, sim: &Sim, origin: NodeId, viewers: &[Viewer]) 
         origin_core_uploaded_bytes: origin_node.stats(now).uploaded,
         origin_bytes_per_file: ratio(origin_bytes as f64, config.file_size as f64),
         origin_utilisation: ratio(origin_bytes as f64, config.origin_upload as f64 * secs),
+        origin_refused: origin_node.stats(now).spread_refused,
+        origin_granted_again: origin_node.stats(now).spread_granted_again,
         web_seed_bytes: web_seed,
         web_seed_kept_bytes: web_seed_kept,
         viewer_downloaded_bytes: downloaded,
@@ -689,6 +695,8 @@ impl CrowdReport {
         }
         o.num("origin_bytes", f.origin_bytes);
         o.float("origin_bytes_per_file", f.origin_bytes_per_file);
+        o.num("origin_refused", f.origin_refused);
+        o.num("origin_granted_again", f.origin_granted_again);
         o.num("origin_core_uploaded_bytes", f.origin_core_uploaded_bytes);
         o.float("origin_utilisation", f.origin_utilisation);
         if c.web_seed.is_some() {

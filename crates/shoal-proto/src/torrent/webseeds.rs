@@ -199,6 +199,11 @@ impl Torrent {
             .collect()
     }
 
+    /// Whether a web seed could start a fetch now (not disabled, not backing off).
+    pub(super) fn has_usable_web_seed(&self, now: Instant) -> bool {
+        self.web_seeds.values().any(|s| s.usable(now))
+    }
+
     pub(super) fn active_web_seeds(&self) -> usize {
         self.web_seeds.values().filter(|s| !s.disabled).count()
     }

@@ -267,6 +267,11 @@ def crowd(args, shoal, config, rep, video_size, log_dir, work):
         for p in reversed(procs):
             if p is procs[0]:
                 procs_signal(p, signal.SIGTERM)  # shoal serve stops on a signal, not on stdin
+                try:  # its last word: what each torrent sent and how spreading decided
+                    _, stopped = p.wait_event(["stopped"], 10)
+                    row["origin_stats"] = (stopped.get("torrents") or [{}])[0]
+                except RuntimeError:
+                    pass
             p.stop(grace_s=10)
     log_row(row, video_size)
     return row
@@ -299,9 +304,12 @@ def med(xs):
 def log_row(row, video_size):
     if "origin_bytes" not in row:
         return
-    log("%s-%d: origin %.2f MiB = %.2f x video (page loads ~%.2f MiB; video part %.2f x); viewers playing %d/%d" % (
-        row["config"], row["rep"], row["origin_bytes"].get("all", 0) / MiB, row["origin_x_video"],
-        row["pages_bytes_est"] / MiB, row["video_x_video"], row["viewers_ok"], len(row["viewers"])))
+    st = row.get("origin_stats") or {}
+    log("%s-%d: origin %.2f MiB = %.2f x video (page loads ~%.2f MiB; video part %.2f x); viewers playing %d/%d;"
+        " origin's engine: uploaded %.2f MiB, refused %s requests, granted %s pieces when asked again" % (
+            row["config"], row["rep"], row["origin_bytes"].get("all", 0) / MiB, row["origin_x_video"],
+            row["pages_bytes_est"] / MiB, row["video_x_video"], row["viewers_ok"], len(row["viewers"]),
+            (st.get("uploaded") or 0) / MiB, st.get("spread_refused", "-"), st.get("spread_granted_again", "-")))
 
 
 def print_tables(rows, video_size):

@@ -250,12 +250,33 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     };
     let result = result.context("the HTTP server failed");
     eprintln!("shoal serve: shutting down");
+    if args.json {
+        println!("{}", stopped_event(&handles));
+    }
     for handle in handles {
         handle.shutdown().await;
     }
     let _ = tracker.shutdown().await;
     let _ = std::fs::remove_dir_all(&sample_dir);
     result
+}
+
+/// What each torrent sent its peers, and how its spreading decided, for `--json`.
+fn stopped_event(handles: &[shoal::TorrentHandle]) -> serde_json::Value {
+    let torrents: Vec<_> = handles
+        .iter()
+        .map(|handle| {
+            let stats = handle.status().stats;
+            serde_json::json!({
+                "info_hash": handle.info_hash().to_hex(),
+                "uploaded": stats.uploaded,
+                "peers": stats.peers,
+                "spread_refused": stats.spread_refused,
+                "spread_granted_again": stats.spread_granted_again,
+            })
+        })
+        .collect();
+    serde_json::json!({ "event": "stopped", "torrents": torrents })
 }
 
 /// How a listening IP appears in links: the unspecified address means "this machine".

@@ -36,7 +36,7 @@ mod webseeds;
 use crate::time::Instant;
 use crate::types::{InfoHash, PeerId, PeerKey};
 use crate::wire::{BlockRef, Handshake, Message};
-pub use spread::{SpreadState, DECLINE_MEMORY, GRANT_MEMORY};
+pub use spread::{SpreadState, BACKGROUND_DECLINE_MEMORY, DECLINE_MEMORY, GRANT_MEMORY};
 pub use uploads::SEND_BACKLOG_LIMIT;
 pub use webseeds::{WebSeedFetch, WebSeedState, WebSeedStatus, VIEWER_WEB_SEED_GRACE};
 

@@ -17,8 +17,9 @@
 //!   no extension on the wire, which BEP 16's super-seeding would need from the viewers'
 //!   side (it hides pieces, and a streaming viewer cannot wait for the one it needs).
 //! - **The viewer** (every torrent): a piece a peer declined is not asked of that peer again
-//!   for [`DECLINE_MEMORY`], so the refusal sends the request to the audience, or lets the
-//!   piece reach the audience first. A piece a reader is stalled on (critical) is asked of
+//!   for [`DECLINE_MEMORY`] (while a reader streams and the piece is not critical,
+//!   [`BACKGROUND_DECLINE_MEMORY`]), so the refusal sends the request to the audience, or
+//!   lets the piece reach the audience first. A piece a reader is stalled on (critical) is asked of
 //!   the decliner again at once unless another peer that unchokes us has it or a web seed
 //!   can fetch it (in the simulated six tabs of `benches/crowd.py` the origin's peer then
 //!   sends 1.0-1.1 × the file instead of 1.3-1.7 ×: re-asked critical pieces were nearly all
@@ -27,7 +28,7 @@
 //! Web seeds follow the viewer's side of the same idea in `webseeds.rs`: while peers deliver,
 //! a web seed fetches only pieces no connected peer has and the nearest critical piece.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use super::Torrent;
@@ -37,30 +38,68 @@ use crate::wire::BlockRef;
 
 /// How long a viewer avoids asking a peer for a piece it declined.
 pub const DECLINE_MEMORY: Duration = Duration::from_secs(3);
+/// How long a streaming viewer avoids asking a peer for a declined piece no reader is stalled
+/// on: the piece has time to come from the audience, whose channels to this viewer may take
+/// seconds to open (six real tabs re-asked the origin after 3 s and got most of the video
+/// from it twice). When it turns critical, [`DECLINE_MEMORY`] applies.
+pub const BACKGROUND_DECLINE_MEMORY: Duration = Duration::from_secs(30);
 /// How long the origin counts a piece it granted a peer as on its way to the audience: long
 /// enough for a home uplink's viewer to receive a piece and announce it, short enough that a
 /// viewer who never does (gone, stalled) does not hold the piece back from the others.
 pub const GRANT_MEMORY: Duration = Duration::from_secs(10);
-/// Pieces remembered per peer for each of the lists below (oldest forgotten first).
-const REMEMBERED: usize = 64;
+/// Bytes of pieces remembered per peer in each of the lists below (at least
+/// [`MIN_REMEMBERED`] pieces; the oldest entries go first). Counted in bytes because a
+/// viewer pipelines requests by the megabyte: with 16 KiB pieces (what `shoal serve` picks
+/// for a 7 MiB video) a list of 64 pieces forgot a refusal before the viewer's next request
+/// for the same piece, and six real tabs got most of the video from the origin twice.
+const REMEMBERED_BYTES: u64 = 32 << 20;
+const MIN_REMEMBERED: usize = 64;
 /// Refused blocks remembered per peer (a few pieces' worth of pipelined requests).
-const REFUSALS_REMEMBERED: usize = 512;
+const REFUSALS_REMEMBERED: usize = 2048;
+
+/// Pieces remembered per peer for a torrent of `piece_length`-byte pieces.
+fn remembered(piece_length: u32) -> usize {
+    let pieces = REMEMBERED_BYTES / u64::from(piece_length.max(1));
+    (pieces as usize).max(MIN_REMEMBERED)
+}
+
+/// Pieces with the time each was noted, at most a bounded number (the oldest forgotten).
+#[derive(Debug, Default)]
+struct PieceTimes(BTreeMap<u32, Instant>);
+
+impl PieceTimes {
+    fn note(&mut self, piece: u32, now: Instant, cap: usize) {
+        self.0.insert(piece, now);
+        if self.0.len() > cap {
+            // Rare (a peer asking for more than the cap at once): a scan is fine.
+            if let Some((&oldest, _)) = self.0.iter().min_by_key(|(_, &at)| at) {
+                self.0.remove(&oldest);
+            }
+        }
+    }
+
+    fn get(&self, piece: u32) -> Option<Instant> {
+        self.0.get(&piece).copied()
+    }
+}
 
 /// What one peer's spreading has decided so far.
 #[derive(Debug, Default)]
 pub struct SpreadState {
     /// Origin side: pieces granted to this peer (its further blocks are served), and when.
-    granted: VecDeque<(u32, Instant)>,
+    granted: PieceTimes,
     /// Origin side: blocks refused to this peer once (a second request is granted).
-    refused: VecDeque<BlockRef>,
+    refused: BTreeSet<BlockRef>,
+    /// The order `refused` was filled in, to forget the oldest first.
+    refused_order: VecDeque<BlockRef>,
     /// Viewer side: pieces this peer declined to send us, and when.
-    declined: VecDeque<(u32, Instant)>,
+    declined: PieceTimes,
 }
 
 impl SpreadState {
     /// Whether this peer declined anything lately (the common case is no: skip the work).
     pub fn has_declined(&self) -> bool {
-        !self.declined.is_empty()
+        !self.declined.0.is_empty()
     }
 }
 
@@ -71,8 +110,9 @@ impl Torrent {
         if !self.config.spread || !self.have.is_full() {
             return false;
         }
+        let cap = self.info.as_ref().map_or(MIN_REMEMBERED, |i| remembered(i.piece_length));
         let Some(peer) = self.peers.get(&key) else { return false };
-        if !peer.supports_fast || peer.spread.granted.iter().any(|&(p, _)| p == piece) {
+        if !peer.supports_fast || peer.spread.granted.get(piece).is_some() {
             return false;
         }
         let elsewhere = self.peers.values().any(|p| {
@@ -81,40 +121,45 @@ impl Torrent {
                     || p.has.get(piece)
                     || p.spread
                         .granted
-                        .iter()
-                        .any(|&(g, at)| g == piece && now.saturating_since(at) < GRANT_MEMORY))
+                        .get(piece)
+                        .is_some_and(|at| now.saturating_since(at) < GRANT_MEMORY))
         });
         let Some(peer) = self.peers.get_mut(&key) else { return false };
         let state = &mut peer.spread;
         let asked_again = state.refused.contains(&block);
         if elsewhere && !asked_again {
-            if state.refused.len() == REFUSALS_REMEMBERED {
-                state.refused.pop_front();
+            if state.refused.len() >= REFUSALS_REMEMBERED {
+                if let Some(oldest) = state.refused_order.pop_front() {
+                    state.refused.remove(&oldest);
+                }
             }
-            state.refused.push_back(block);
+            if state.refused.insert(block) {
+                state.refused_order.push_back(block);
+            }
             self.stats.spread_refused += 1;
             return true;
         }
-        state.refused.retain(|b| b.piece != piece);
+        if !state.refused.is_empty() {
+            state.refused.retain(|b| b.piece != piece);
+            let refused = &state.refused;
+            state.refused_order.retain(|b| refused.contains(b));
+        }
         if elsewhere {
             self.stats.spread_granted_again += 1;
         }
-        if state.granted.len() == REMEMBERED {
-            state.granted.pop_front();
-        }
-        state.granted.push_back((piece, now));
+        state.granted.note(piece, now, cap);
         false
     }
 
     /// Viewer side: `key` rejected a block of `piece`.
     pub(super) fn note_declined(&mut self, now: Instant, key: PeerKey, piece: u32) {
+        let cap = self.info.as_ref().map_or(MIN_REMEMBERED, |i| remembered(i.piece_length));
         let Some(peer) = self.peers.get_mut(&key) else { return };
         let declined = &mut peer.spread.declined;
-        declined.retain(|&(p, at)| p != piece && now.saturating_since(at) < DECLINE_MEMORY);
-        if declined.len() == REMEMBERED {
-            declined.pop_front();
+        if declined.0.len() >= cap {
+            declined.0.retain(|_, at| now.saturating_since(*at) < BACKGROUND_DECLINE_MEMORY);
         }
-        declined.push_back((piece, now));
+        declined.note(piece, now, cap);
     }
 
     /// Viewer side: pieces not to ask `key` for now: it declined them lately, and they are
@@ -123,6 +168,7 @@ impl Torrent {
     pub(super) fn avoided_pieces(&self, now: Instant, key: PeerKey) -> Vec<u32> {
         let Some(peer) = self.peers.get(&key) else { return Vec::new() };
         let web_seed = self.has_usable_web_seed(now);
+        let streaming = self.is_streaming(now);
         let critical = |piece: u32| {
             self.picker
                 .as_ref()
@@ -130,9 +176,16 @@ impl Torrent {
         };
         peer.spread
             .declined
+            .0
             .iter()
-            .filter(|&&(_, at)| now.saturating_since(at) < DECLINE_MEMORY)
-            .map(|&(piece, _)| piece)
+            .filter(|&(&piece, &at)| {
+                let memory = match streaming && !critical(piece) {
+                    true => BACKGROUND_DECLINE_MEMORY,
+                    false => DECLINE_MEMORY,
+                };
+                now.saturating_since(at) < memory
+            })
+            .map(|(&piece, _)| piece)
             .filter(|&piece| {
                 !critical(piece)
                     || web_seed
@@ -295,5 +348,18 @@ mod tests {
         h.actions();
         h.t.handle_timeout(Instant::ZERO + DECLINE_MEMORY);
         assert!(requests_to(&mut h, declining).contains(&asked[0]));
+    }
+
+    #[test]
+    fn what_is_remembered_scales_with_the_piece_length() {
+        // 32 MiB of pieces: a viewer's pipelined requests fit, whatever the piece size.
+        assert_eq!(remembered(16 << 10), 2048);
+        assert_eq!(remembered(1 << 20), MIN_REMEMBERED);
+        let mut times = PieceTimes::default();
+        for piece in 0..100 {
+            times.note(piece, Instant::ZERO + std::time::Duration::from_millis(piece.into()), 64);
+        }
+        assert_eq!(times.0.len(), 64);
+        assert!(times.get(35).is_none() && times.get(36).is_some() && times.get(99).is_some());
     }
 }

@@ -75,9 +75,10 @@ pub struct TorrentConfig {
     pub spread: bool,
     /// For this long after the start, web seeds fetch only the pieces a reader is stalled on
     /// (critical ones) and peers get the chance to bring the rest: a viewer who joins a swarm
-    /// takes little from the server, whose bytes no peer can spread. Zero: web seeds start
-    /// in full at once (a download that uses the server as a mirror). Viewers in a crowd
-    /// (the tab) use [`webseeds::VIEWER_WEB_SEED_GRACE`].
+    /// takes little from the server, whose bytes no peer can spread. Non-zero also means a
+    /// viewer: until its first reader comes (at most [`webseeds::READER_PATIENCE`]), nothing
+    /// is urgent and web seeds wait. Zero: web seeds start in full at once (a download that
+    /// uses the server as a mirror). The tab uses [`webseeds::VIEWER_WEB_SEED_GRACE`].
     pub web_seed_grace: Duration,
 }
 
@@ -240,6 +241,8 @@ pub struct Torrent {
     started: bool,
     /// When [`Torrent::start`] was first called.
     started_at: Option<Instant>,
+    /// When the first reader came (see `TorrentConfig::web_seed_grace`).
+    first_reader_at: Option<Instant>,
     have: Bitfield,
     picker: Option<Picker>,
     choker: Choker,
@@ -308,6 +311,7 @@ impl Torrent {
             info_bytes: None,
             started: false,
             started_at: None,
+            first_reader_at: None,
             have: Bitfield::new(0),
             picker: None,
             peers: BTreeMap::new(),
@@ -758,11 +762,15 @@ impl Torrent {
                 if !peer.supports_fast {
                     return Err("reject without the Fast extension".into());
                 }
-                if peer.take_request(&block) {
+                let outstanding = peer.take_request(&block);
+                // Noted even for a request we cancelled meanwhile (a reader moved, another
+                // peer delivered): the peer refuses the piece, and asking it again soon would
+                // read as "nobody else will send it" to a spreading origin.
+                self.note_declined(now, key, block.piece);
+                if outstanding {
                     if let Some(picker) = &mut self.picker {
                         picker.on_unrequest(block, key);
                     }
-                    self.note_declined(now, key, block.piece);
                     self.offer_declined(now, key, block.piece);
                 }
             }

@@ -149,6 +149,11 @@ pub struct CrowdConfig {
     pub readahead: u64,
     /// A web seed on the origin at this rate (bytes per second, shared by all), if any.
     pub web_seed: Option<u64>,
+    /// From a viewer's arrival to its player asking for data: the page, its Service Worker
+    /// and the `<video>` element (0.7 s for one tab, about 4 s each for six tabs on two
+    /// busy cores). Meanwhile the tab's torrent runs, without a reader. Start times count
+    /// from the arrival.
+    pub player_delay: Duration,
     /// How viewers check pieces: `Identity` gives SHA-1's verdict without hashing, which at
     /// ten thousand viewers would be terabytes of SHA-1 and dominate the run.
     pub verify: Verify,
@@ -187,6 +192,7 @@ impl CrowdConfig {
             tab_memory: TAB_MEMORY,
             readahead: TAB_READAHEAD,
             web_seed: None,
+            player_delay: Duration::ZERO,
             verify: Verify::Identity,
         }
     }
@@ -377,6 +383,7 @@ struct Outcome {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Task {
     Arrive(usize),
+    Play(usize),
     Leave(usize),
     Announce(usize),
 }
@@ -442,11 +449,21 @@ pub fn run_with_progress(
                     arrived += 1;
                     let node = arrive(&mut sim, config, &viewers[i]);
                     viewers[i].node = Some(node);
+                    match config.player_delay.is_zero() {
+                        true => play(&mut sim, config, node),
+                        false => plan(&mut agenda, now + config.player_delay, Task::Play(i)),
+                    }
                     announce(&mut sim, config, node, origin);
                     watching += 1;
                     waiting.insert(i);
                     if let Some(every) = config.reannounce {
                         plan(&mut agenda, now + every, Task::Announce(i));
+                    }
+                }
+                Task::Play(i) => {
+                    let Some(node) = viewers[i].node else { continue };
+                    if viewers[i].outcome.is_none() && sim.node(node).is_running() {
+                        play(&mut sim, config, node);
                     }
                 }
                 Task::Leave(i) => {
@@ -544,16 +561,20 @@ fn draw_viewers(config: &CrowdConfig) -> Vec<Viewer> {
     viewers
 }
 
-/// The viewer opens the tab: its core starts, the player asks for the start of the video.
+/// The viewer opens the tab: its core starts (its player comes after `player_delay`).
 fn arrive(sim: &mut Sim, config: &CrowdConfig, viewer: &Viewer) -> NodeId {
     let node = sim.add_node(NodeConfig::leecher().upload(viewer.uplink).download(viewer.downlink));
     sim.set_deadline_only(node, config.deadline_only());
     if config.web_seed.is_some() {
         sim.use_web_seed(node, WEB_SEED_URL);
     }
+    node
+}
+
+/// The viewer's player asks for the start of the video.
+fn play(sim: &mut Sim, config: &CrowdConfig, node: NodeId) {
     let player = PlayerConfig::new(config.bitrate).max_readahead(config.player_readahead());
     sim.play(node, player);
-    node
 }
 
 /// A tracker's answer: up to `peers_per_announce` running nodes at random, and the origin,
@@ -585,6 +606,8 @@ fn outcome(sim: &Sim, node: NodeId, left: bool) -> Outcome {
         return not_started(now.saturating_since(p.asked_at));
     };
     let started_at = p.asked_at + first_frame;
+    // The viewer waited from its arrival (the click), not from its player's first ask.
+    let first_frame = started_at.saturating_since(n.added_at());
     let until = p.finished.map_or(now, |f| f.min(now));
     let mut stalled = p.stalled;
     if let PlayerState::Waiting { reason: Wait::Stall, since } = player.state() {
@@ -758,6 +781,7 @@ impl CrowdReport {
             Some(rate) => k.num("web_seed_bytes_per_sec", rate),
             None => k.raw("web_seed_bytes_per_sec", "null"),
         }
+        k.float("player_delay_secs", c.player_delay.as_secs_f64());
         k.str("verify", verify_name(c.verify));
         o.raw("config", &k.finish());
         o.finish()

@@ -37,6 +37,7 @@ impl Torrent {
             return;
         }
         self.readers.insert(id, window);
+        self.first_reader_at.get_or_insert(now);
         self.streaming_until = Some(now + STREAMING_LINGER);
         self.update_deadlines(now);
     }

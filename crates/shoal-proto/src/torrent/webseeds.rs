@@ -71,6 +71,11 @@ pub const SHARED_PIPELINE: usize = 1;
 ///
 /// [`TorrentConfig::web_seed_grace`]: super::TorrentConfig::web_seed_grace
 pub const VIEWER_WEB_SEED_GRACE: Duration = Duration::from_secs(1);
+/// How long a viewer's web seeds wait for its first reader before they serve it as a
+/// download. A tab adds the torrent when its page loads and the player asks for data seconds
+/// later (four on a busy machine); in between, six real tabs fetched most of the video from
+/// the server as if they were downloading it.
+pub const READER_PATIENCE: Duration = Duration::from_secs(10);
 /// A seed whose data failed this many hash checks is not used again.
 pub const MAX_HASH_FAILURES: u32 = 3;
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
@@ -371,7 +376,16 @@ impl Torrent {
         // (what a reader is about to stall on), one at a time, so that peers arriving
         // meanwhile take over the rest.
         let grace = self.config.web_seed_grace;
-        let critical_only = self.started_at.is_some_and(|t| now < t + grace);
+        let awaiting_reader = !grace.is_zero() && self.first_reader_at.is_none();
+        let in_grace = self
+            .started_at
+            .is_some_and(|t| now < t + grace || (awaiting_reader && now < t + READER_PATIENCE));
+        // Peers that have what we want are connected but do not deliver yet (their channels
+        // just opened, or a spreading origin refuses what the audience has): a streaming
+        // viewer asks the server only for critical pieces, so that it plays meanwhile but
+        // leaves the rest to the peers.
+        let peers_waiting = streaming && !serving && self.peers.values().any(|p| p.am_interested);
+        let critical_only = in_grace || peers_waiting;
         // A viewer whose peers deliver asks the server only for what they cannot bring
         // (`spread.rs`): pieces no connected peer has, and the nearest critical piece still to
         // arrive (its free blocks: what peers were not asked for). A plain download keeps
@@ -405,7 +419,7 @@ impl Torrent {
                     rate => rate.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES),
                 }
                 .min(run_bytes);
-                if critical_only {
+                if in_grace {
                     run = run.min(u64::from(info.piece_length));
                 }
                 if !ws.usable(now) || busy > slots {
@@ -414,7 +428,8 @@ impl Torrent {
                 let bad = &ws.bad_pieces;
                 let allowed = |p: u32| {
                     (retry_bad || !bad.contains(&p))
-                        && (!critical_only || next_critical == Some(p))
+                        && (!in_grace || next_critical == Some(p))
+                        && (!critical_only || critical.contains(&p))
                         && (!crowded.get(p as usize).copied().unwrap_or(false)
                             || next_critical == Some(p))
                 };
@@ -818,5 +833,29 @@ mod tests {
         }
         assert!(h.completed && h.failed.is_empty());
         assert_eq!(h.store, h.content);
+    }
+
+    #[test]
+    fn a_viewer_without_a_reader_leaves_the_server_alone_for_a_while() {
+        let url = "http://s/f.bin";
+        let config =
+            TorrentConfig { web_seed_grace: VIEWER_WEB_SEED_GRACE, ..TorrentConfig::default() };
+        let mut h = Harness::with_config(4 << 20, 256 << 10, &[url], config);
+        // The page added the torrent; its player has not asked for anything yet.
+        h.tick(5.0);
+        assert!(h.fetches.is_empty(), "nothing is urgent: {:?}", h.fetches);
+        // The player asks, and no peer came in five seconds: the server is the only source.
+        let window = ReaderWindow { position: 0, end: 4 << 20, readahead: 8 << 20 };
+        h.t.set_reader(h.now, ReaderId(1), window);
+        h.drain();
+        assert!(h.fetches.len() >= PIPELINE, "{:?}", h.fetches);
+        assert_eq!(h.fetches[0].plan.range.start, 0);
+
+        // A viewer whose player never comes downloads from the server after a while.
+        let config =
+            TorrentConfig { web_seed_grace: VIEWER_WEB_SEED_GRACE, ..TorrentConfig::default() };
+        let mut h = Harness::with_config(4 << 20, 256 << 10, &[url], config);
+        h.tick(READER_PATIENCE.as_secs_f64() + 1.0);
+        assert!(h.fetches.len() >= PIPELINE, "{:?}", h.fetches);
     }
 }

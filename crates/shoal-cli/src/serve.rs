@@ -29,9 +29,7 @@ use crate::{transfer, WebRtcArgs};
 
 mod tls_listener;
 
-mod assets {
-    include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
-}
+mod assets;
 
 /// The video shared when no files are given.
 const SAMPLE: &[u8] = include_bytes!("../../../assets/shoal-sample.mp4");
@@ -182,7 +180,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         shared.push(Shared { meta, root, magnet, app_url });
     }
 
-    let engine_built = assets::ASSETS.iter().any(|(p, _)| *p == "pkg/shoal_web_bg.wasm");
+    let engine_built = assets::find("pkg/shoal_web_bg.wasm").is_some();
     if args.json {
         let files: Vec<_> = shared
             .iter()
@@ -301,10 +299,10 @@ fn percent_encode(s: &str) -> String {
 
 /// The app's page, told which tracker to announce to.
 async fn index(State(state): State<Arc<AppState>>) -> Response {
-    let Some(page) = find_asset("index.html") else {
+    let Some(page) = assets::find("index.html") else {
         return (StatusCode::NOT_FOUND, "this shoal was built without its web app").into_response();
     };
-    let page = String::from_utf8_lossy(page);
+    let page = String::from_utf8_lossy(page.bytes);
     let tag = format!("<meta name=\"shoal-trackers\" content=\"{}\">\n", state.ws_tracker);
     // Ours goes first, so it is the one the app finds.
     let page = match page.find("<meta name=\"shoal-trackers\"") {
@@ -393,13 +391,10 @@ async fn list(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(serde_json::json!({ "torrents": torrents })).into_response()
 }
 
-fn find_asset(path: &str) -> Option<&'static [u8]> {
-    assets::ASSETS.binary_search_by(|(p, _)| (*p).cmp(path)).ok().map(|i| assets::ASSETS[i].1)
-}
-
-async fn asset(uri: axum::http::Uri) -> Response {
+/// A file of the web app, compressed and revalidated (`serve/assets.rs`).
+async fn asset(uri: axum::http::Uri, headers: HeaderMap) -> Response {
     let path = uri.path().trim_start_matches('/');
-    let Some(bytes) = find_asset(path) else {
+    let Some(asset) = assets::find(path) else {
         return (StatusCode::NOT_FOUND, "not found").into_response();
     };
     let kind = match path.rsplit('.').next().unwrap_or_default() {
@@ -414,7 +409,7 @@ async fn asset(uri: axum::http::Uri) -> Response {
         "ts" => "text/plain; charset=utf-8",
         _ => "application/octet-stream",
     };
-    ([(header::CONTENT_TYPE, kind), (header::CACHE_CONTROL, "no-cache")], bytes).into_response()
+    assets::respond(asset, kind, &headers)
 }
 
 /// Bytes a capped web seed answer sends per read (each waits its turn under the cap).

@@ -301,6 +301,21 @@ fn shoal_web_plays_from_shoal_serve() {
             let got = response.head.header("content-type").unwrap_or_default();
             assert!(got.starts_with(kind), "{path}: {got}");
         }
+        // The engine travels compressed, and a browser holding it fetches it only once.
+        let plain = stream_support::get(addr, "/pkg/shoal_web_bg.wasm", None);
+        let br = [("Accept-Encoding", "gzip, deflate, br, zstd")];
+        let packed = stream_support::request(addr, "GET", "/pkg/shoal_web_bg.wasm", &br).unwrap();
+        assert_eq!(packed.head.header("content-encoding"), Some("br"), "{}", packed.describe());
+        assert!(packed.body.len() * 2 < plain.body.len(), "{} bytes", packed.body.len());
+        let mut unpacked = Vec::new();
+        brotli::BrotliDecompress(&mut &packed.body[..], &mut unpacked).expect("valid brotli");
+        assert!(unpacked == plain.body, "the brotli body is the engine");
+        let etag = packed.head.header("etag").expect("a validator").to_owned();
+        let again = [("Accept-Encoding", "br"), ("If-None-Match", etag.as_str())];
+        let cached = stream_support::request(addr, "GET", "/pkg/shoal_web_bg.wasm", &again);
+        let cached = cached.unwrap();
+        assert_eq!(cached.status(), 304, "{}", cached.describe());
+        assert!(cached.body.is_empty());
         // Browsers signal on the app's own port; a plain GET there is told what it is.
         assert_eq!(ws, format!("{}announce", url.replacen("http://", "ws://", 1)));
         let response = stream_support::get(addr, "/announce", None);

@@ -90,7 +90,8 @@ pub struct SpreadState {
     granted: PieceTimes,
     /// Origin side: blocks refused to this peer once (a second request is granted).
     refused: BTreeSet<BlockRef>,
-    /// The order `refused` was filled in, to forget the oldest first.
+    /// The order `refused` was filled in, to forget the oldest first (it may still name
+    /// blocks whose piece was granted since; at most twice the cap).
     refused_order: VecDeque<BlockRef>,
     /// Viewer side: pieces this peer declined to send us, and when.
     declined: PieceTimes,
@@ -128,10 +129,10 @@ impl Torrent {
         let state = &mut peer.spread;
         let asked_again = state.refused.contains(&block);
         if elsewhere && !asked_again {
-            if state.refused.len() >= REFUSALS_REMEMBERED {
-                if let Some(oldest) = state.refused_order.pop_front() {
-                    state.refused.remove(&oldest);
-                }
+            // `refused_order` may name blocks granted since (see below): skip those.
+            while state.refused.len() >= REFUSALS_REMEMBERED {
+                let Some(oldest) = state.refused_order.pop_front() else { break };
+                state.refused.remove(&oldest);
             }
             if state.refused.insert(block) {
                 state.refused_order.push_back(block);
@@ -139,8 +140,16 @@ impl Torrent {
             self.stats.spread_refused += 1;
             return true;
         }
-        if !state.refused.is_empty() {
-            state.refused.retain(|b| b.piece != piece);
+        // The piece is granted: its refusals are void. Found by range (a grant per block
+        // with 16 KiB pieces: no scan of the whole memory); the order list is compacted only
+        // when stale names have piled up.
+        let first = BlockRef { piece, offset: 0, length: 0 };
+        let last = BlockRef { piece, offset: u32::MAX, length: u32::MAX };
+        let void: Vec<BlockRef> = state.refused.range(first..=last).copied().collect();
+        for b in &void {
+            state.refused.remove(b);
+        }
+        if state.refused_order.len() > 2 * REFUSALS_REMEMBERED {
             let refused = &state.refused;
             state.refused_order.retain(|b| refused.contains(b));
         }

@@ -117,3 +117,65 @@ impl WebSeedClient {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use shoal_proto::webseed::HttpRange;
+
+    /// A server that answers one range request with `sent` of its 64 KiB and then stalls.
+    async fn stalling_server(sent: usize) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = vec![0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 206 Partial Content\r\ncontent-length: 65536\r\n\
+                        content-range: bytes 0-65535/65536\r\n\r\n";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            let body: Vec<u8> = (0..sent).map(|i| i as u8).collect();
+            socket.write_all(&body).await.unwrap();
+            // Stalls with the connection open, as a server behind a busy uplink does.
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        (addr, task)
+    }
+
+    fn plan(addr: std::net::SocketAddr) -> FetchPlan {
+        let request = HttpRange {
+            url: format!("http://{addr}/f.bin"),
+            file: 0,
+            start: 0,
+            end: 65536,
+            file_length: 65536,
+            torrent_offset: 0,
+        };
+        FetchPlan { range: 0..65536, requests: vec![request] }
+    }
+
+    /// A cancelled fetch ends at once with the bytes that had arrived, not after the server's
+    /// stall or the read timeout.
+    #[tokio::test]
+    async fn a_cancelled_fetch_returns_what_arrived() {
+        let (addr, server) = stalling_server(20_000).await;
+        let client = WebSeedClient::new(WebSeedClientConfig::default()).unwrap();
+        let (stop, cancel) = oneshot::channel();
+        let plan = plan(addr);
+        let fetch = tokio::spawn(async move { client.fetch(&plan, cancel).await });
+        // Let the 20,000 bytes arrive, then stop.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.send(()).unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(5), fetch).await.unwrap().unwrap();
+        match end {
+            FetchEnd::Cancelled(prefix) => {
+                assert_eq!(prefix.len(), 20_000);
+                assert!(prefix.iter().enumerate().all(|(i, &b)| b == i as u8));
+            }
+            other => panic!("expected a cancel, got {other:?}"),
+        }
+        server.abort();
+    }
+}

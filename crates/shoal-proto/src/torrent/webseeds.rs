@@ -21,12 +21,14 @@
 //! the swarm keeps pieces to trade and the server's bandwidth is spared. One more slot is kept
 //! for pieces readers wait for, which come first.
 //!
-//! A viewer (a streaming reader) spares the server further, since the server's bytes are the
-//! ones no peer can spread: for [`TorrentConfig::web_seed_grace`] after the start it fetches
-//! only the nearest critical piece still to arrive, one piece at a time; once peers serve it,
-//! only pieces no connected peer has and that nearest critical piece. In the simulated crowd of
-//! `benches/crowd.py` (six tabs, `crates/shoal-sim/tests/crowd.rs`) the server sends 0.3 of
-//! the video instead of 0.9-1.4, and the tabs start sooner.
+//! A viewer spares the server further, since the server's bytes are the ones no peer can
+//! spread. With [`TorrentConfig::web_seed_grace`] set (the tab), for that long after the start,
+//! and until its first reader comes (at most [`READER_PATIENCE`]), it fetches only critical
+//! pieces (what a reader is about to stall on), a piece per fetch; while connected peers that
+//! have what it wants do not deliver, only critical pieces; once peers serve a streaming
+//! viewer, only pieces no connected peer has and the nearest critical piece still to arrive.
+//! In the simulated crowd of `benches/crowd.py` (six tabs, `crates/shoal-sim/tests/crowd.rs`)
+//! the server sends 0.3 of the video instead of 0.9-1.4, and the tabs start sooner.
 //!
 //! Failures back off (5 s doubling to 5 min);
 //! a seed whose data fails the hash check [`MAX_HASH_FAILURES`] times is disabled, and a piece
@@ -372,9 +374,8 @@ impl Torrent {
         let Some(picker) = &self.picker else { return };
         let critical: Vec<u32> =
             picker.deadlines().iter().filter(|d| d.critical).map(|d| d.piece).collect();
-        // Peers have not had their moment yet: only the nearest critical piece still to arrive
-        // (what a reader is about to stall on), one at a time, so that peers arriving
-        // meanwhile take over the rest.
+        // Peers have not had their moment yet: only critical pieces (what a reader is about to
+        // stall on), a piece per fetch, so that peers arriving meanwhile take over the rest.
         let grace = self.config.web_seed_grace;
         let awaiting_reader = !grace.is_zero() && self.first_reader_at.is_none();
         let in_grace = self

@@ -19,6 +19,7 @@ use axum::Router;
 use clap::Args;
 use shoal::{AddTorrent, StorageTarget, TorrentSource};
 use shoal_proto::metainfo::Metainfo;
+use shoal_proto::percent;
 use shoal_tracker::ws::{handshake, WsHandoff};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
@@ -176,7 +177,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
         handles.push(handle);
         let magnet = meta.magnet_uri();
-        let app_url = format!("{base}/#magnet={}", percent_encode(&magnet));
+        let app_url = format!("{base}/#magnet={}", percent::encode(magnet.as_bytes()));
         shared.push(Shared { meta, root, magnet, app_url });
     }
 
@@ -284,17 +285,6 @@ fn host_of(ip: IpAddr) -> String {
         IpAddr::V6(v6) => format!("[{v6}]"),
         IpAddr::V4(v4) => v4.to_string(),
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The app's page, told which tracker to announce to.

@@ -1500,6 +1500,7 @@ impl Torrent {
             if let Some(peer) = self.peers.get_mut(&key) {
                 peer.update_queue_target(now, streaming);
             }
+            self.forget_old_declines(now, key);
             self.update_interest(key);
             self.fill_requests(now, key);
             if self.metadata.is_some() {

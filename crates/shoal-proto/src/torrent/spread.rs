@@ -171,6 +171,16 @@ impl Torrent {
         declined.note(piece, now, cap);
     }
 
+    /// Viewer side: forgets declines older than any memory applies to, so a peer that
+    /// declined once long ago costs its refills nothing (called every tick).
+    pub(super) fn forget_old_declines(&mut self, now: Instant, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else { return };
+        let declined = &mut peer.spread.declined.0;
+        if !declined.is_empty() {
+            declined.retain(|_, at| now.saturating_since(*at) < BACKGROUND_DECLINE_MEMORY);
+        }
+    }
+
     /// Viewer side: pieces not to ask `key` for now: it declined them lately, and they are
     /// not critical to a reader, or another peer that unchokes us has them, or a web seed can
     /// bring them (it takes the nearest critical piece, `webseeds.rs`).
@@ -178,11 +188,13 @@ impl Torrent {
         let Some(peer) = self.peers.get(&key) else { return Vec::new() };
         let web_seed = self.has_usable_web_seed(now);
         let streaming = self.is_streaming(now);
-        let critical = |piece: u32| {
-            self.picker
-                .as_ref()
-                .is_some_and(|pk| pk.deadlines().iter().any(|d| d.piece == piece && d.critical))
-        };
+        // Looked up once per remembered decline (up to thousands): a set, not a scan of the
+        // deadlines each time.
+        let critical_pieces: BTreeSet<u32> =
+            self.picker.as_ref().map_or_else(BTreeSet::new, |pk| {
+                pk.deadlines().iter().filter(|d| d.critical).map(|d| d.piece).collect()
+            });
+        let critical = |piece: u32| critical_pieces.contains(&piece);
         peer.spread
             .declined
             .0

@@ -392,10 +392,8 @@ impl Torrent {
         // arrive (its free blocks: what peers were not asked for). A plain download keeps
         // using the server as a mirror.
         let peers_serve = serving && streaming;
-        let crowded: Vec<bool> = match peers_serve {
-            true => (0..picker.geometry().piece_count).map(|p| picker.peers_have(p)).collect(),
-            false => Vec::new(),
-        };
+        // Made when a seed first has room for a fetch (most calls find none).
+        let mut crowded: Option<Vec<bool>> = None;
         let next_critical: Option<u32> = critical.iter().copied().find(|&p| picker.is_to_arrive(p));
         self.cancel_displaced_fetches(peers_serve, &critical);
         let background_ok = !streaming || self.background_has_headroom(now);
@@ -426,6 +424,11 @@ impl Torrent {
                 if !ws.usable(now) || busy > slots {
                     break;
                 }
+                if peers_serve && crowded.is_none() {
+                    let pieces = picker.geometry().piece_count;
+                    crowded = Some((0..pieces).map(|p| picker.peers_have(p)).collect());
+                }
+                let crowded = crowded.as_deref().unwrap_or_default();
                 let bad = &ws.bad_pieces;
                 let allowed = |p: u32| {
                     (retry_bad || !bad.contains(&p))

@@ -272,6 +272,7 @@ fn stopped_event(handles: &[shoal::TorrentHandle]) -> serde_json::Value {
                 "peers": stats.peers,
                 "spread_refused": stats.spread_refused,
                 "spread_granted_again": stats.spread_granted_again,
+                "protocol_violations": stats.protocol_violations,
             })
         })
         .collect();

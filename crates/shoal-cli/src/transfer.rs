@@ -236,6 +236,7 @@ async fn seed_until_interrupted(session: &Session, handle: &TorrentHandle, json:
                     println!("{}", serde_json::json!({
                         "event": "stats", "uploaded": s.uploaded, "upload_rate": s.upload_rate, "peers": s.peers,
                         "webrtc_peers": status.webrtc_peers,
+                        "protocol_violations": s.protocol_violations,
                         // Current: the endpoint asks the STUN server again and again.
                         "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
                     }));
@@ -263,6 +264,7 @@ fn report_done(handle: &TorrentHandle, status: &TorrentStatus, json: bool) {
                 "web_seeds": status.stats.web_seeds,
                 "web_seed_downloaded": status.stats.web_seed_downloaded,
                 "web_seed_status": web_seeds_json(status),
+                "protocol_violations": status.stats.protocol_violations,
                 "path": root,
             })
         );

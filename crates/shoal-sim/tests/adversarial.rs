@@ -4,7 +4,7 @@ mod common;
 
 use bytes::Bytes;
 use common::*;
-use shoal_proto::torrent::{DisconnectReason, Refusal};
+use shoal_proto::torrent::{DisconnectReason, ProtocolViolation, Refusal};
 use shoal_proto::wire::{BlockRef, Message};
 use shoal_sim::{Behaviour, NodeConfig, NodeId, Sim, SimConfig};
 
@@ -75,20 +75,34 @@ fn puppet_scenario(seed: u64, codec: bool) -> (Sim, NodeId, NodeId) {
     (sim, victim, puppet)
 }
 
-fn protocol_drops(sim: &Sim, victim: NodeId, puppet: NodeId) -> Vec<String> {
+/// Why the victim dropped the puppet: the core's protocol violations, and the driver's own
+/// closes (a frame its codec refused).
+#[derive(Debug)]
+struct Drops {
+    core: Vec<ProtocolViolation>,
+    driver: Vec<String>,
+}
+
+impl Drops {
+    fn is_empty(&self) -> bool {
+        self.core.is_empty() && self.driver.is_empty()
+    }
+}
+
+fn protocol_drops(sim: &Sim, victim: NodeId, puppet: NodeId) -> Drops {
     let log = sim.node(victim).log();
     let core =
         log.disconnects.iter().filter(|d| d.remote == puppet).filter_map(|d| match &d.reason {
-            DisconnectReason::Protocol(why) => Some(why.clone()),
+            DisconnectReason::Protocol(violation) => Some(violation.clone()),
             _ => None,
         });
     let driver = log.driver_closes.iter().filter(|d| d.remote == puppet).map(|d| d.reason.clone());
-    core.chain(driver).collect()
+    Drops { core: core.collect(), driver: driver.collect() }
 }
 
-/// Sends `messages` from the puppet, then checks the victim dropped it for a protocol error
-/// mentioning `expect`, and still completes its download correctly.
-fn assert_dropped(name: &str, messages: Vec<Message>, expect: &str) {
+/// Sends `messages` from the puppet, then checks the victim dropped it for a protocol
+/// violation that `expect` recognises, and still completes its download correctly.
+fn assert_dropped(name: &str, messages: Vec<Message>, expect: fn(&ProtocolViolation) -> bool) {
     for codec in [false, true] {
         let (mut sim, victim, puppet) = puppet_scenario(50 + name.len() as u64, codec);
         for m in messages.clone() {
@@ -96,15 +110,27 @@ fn assert_dropped(name: &str, messages: Vec<Message>, expect: &str) {
         }
         sim.run_for(secs(1));
         let drops = protocol_drops(&sim, victim, puppet);
-        assert!(
-            drops.iter().any(|why| why.contains(expect)),
-            "{name} (codec {codec}): expected a drop for {expect:?}, got {drops:?}\n{}",
-            summary(&sim)
-        );
+        let Some(violation) = drops.core.iter().find(|v| expect(v)) else {
+            panic!(
+                "{name} (codec {codec}): not the drop expected, got {drops:?}\n{}",
+                summary(&sim)
+            );
+        };
+        // Counted by kind, as status reports and `--json` events show it.
+        let counted = sim.node(victim).stats(sim.now()).protocol_violations;
+        assert!(counted.get(violation.kind()).is_some_and(|&n| n >= 1), "{counted:?}");
         assert!(!sim.is_connected(victim, puppet));
         complete(&mut sim, victim, secs(120));
         assert_content(&sim, victim);
     }
+}
+
+fn bad_bitfield(v: &ProtocolViolation) -> bool {
+    matches!(v, ProtocolViolation::BadBitfield(_))
+}
+
+fn invalid_request(v: &ProtocolViolation) -> bool {
+    matches!(v, ProtocolViolation::InvalidRequest(_))
 }
 
 fn piece_count() -> u32 {
@@ -113,16 +139,18 @@ fn piece_count() -> u32 {
 
 #[test]
 fn have_beyond_the_piece_count() {
-    assert_dropped("have", vec![Message::HaveNone, Message::Have(piece_count())], "have for piece");
-    assert_dropped("have-max", vec![Message::Have(u32::MAX)], "have for piece");
+    let out_of_range =
+        |v: &ProtocolViolation| matches!(v, ProtocolViolation::HaveOutOfRange { .. });
+    assert_dropped("have", vec![Message::HaveNone, Message::Have(piece_count())], out_of_range);
+    assert_dropped("have-max", vec![Message::Have(u32::MAX)], out_of_range);
 }
 
 #[test]
 fn bitfield_of_the_wrong_length() {
     let short = Bytes::from(vec![0xff; (piece_count() / 8 - 1) as usize]);
-    assert_dropped("bitfield-short", vec![Message::Bitfield(short)], "bad bitfield");
+    assert_dropped("bitfield-short", vec![Message::Bitfield(short)], bad_bitfield);
     let long = Bytes::from(vec![0; 4096]);
-    assert_dropped("bitfield-long", vec![Message::Bitfield(long)], "bad bitfield");
+    assert_dropped("bitfield-long", vec![Message::Bitfield(long)], bad_bitfield);
 }
 
 #[test]
@@ -133,18 +161,18 @@ fn bitfield_after_other_messages() {
     assert_dropped(
         "late-bitfield-short",
         vec![Message::Interested, Message::Bitfield(short)],
-        "bad bitfield",
+        bad_bitfield,
     );
 }
 
 #[test]
 fn requests_outside_the_torrent() {
     let beyond = BlockRef { piece: piece_count(), offset: 0, length: 16384 };
-    assert_dropped("request-beyond", vec![Message::Request(beyond)], "invalid request");
+    assert_dropped("request-beyond", vec![Message::Request(beyond)], invalid_request);
     let huge = BlockRef { piece: 0, offset: 0, length: 1 << 20 };
-    assert_dropped("request-huge", vec![Message::Request(huge)], "invalid request");
+    assert_dropped("request-huge", vec![Message::Request(huge)], invalid_request);
     let past_end = BlockRef { piece: 0, offset: 32 * 1024 - 100, length: 16384 };
-    assert_dropped("request-past-end", vec![Message::Request(past_end)], "invalid request");
+    assert_dropped("request-past-end", vec![Message::Request(past_end)], invalid_request);
 }
 
 #[test]
@@ -153,10 +181,12 @@ fn garbage_extension_messages() {
     assert_dropped(
         "ext-handshake",
         vec![Message::Extended { id: 0, payload: junk.clone() }],
-        "bad extended handshake",
+        |v| matches!(v, ProtocolViolation::BadExtendedHandshake(_)),
     );
     // Id 1 is the ut_metadata id we assign ourselves.
-    assert_dropped("ut-metadata", vec![Message::Extended { id: 1, payload: junk }], "ut_metadata");
+    assert_dropped("ut-metadata", vec![Message::Extended { id: 1, payload: junk }], |v| {
+        matches!(v, ProtocolViolation::BadMetadataMessage(_))
+    });
 }
 
 /// A frame longer than anything legal is refused by the codec as soon as its length prefix
@@ -170,7 +200,7 @@ fn oversized_frames() {
         assert!(sim.inject_bytes(puppet, victim, Bytes::from(frame)));
         sim.run_for(secs(1));
         let drops = protocol_drops(&sim, victim, puppet);
-        assert!(drops.iter().any(|d| d.contains("protocol error")), "{drops:?}");
+        assert!(drops.driver.iter().any(|d| d.contains("protocol error")), "{drops:?}");
         complete(&mut sim, victim, secs(120));
         assert_content(&sim, victim);
 
@@ -237,7 +267,9 @@ fn a_flood_of_unrequested_blocks_is_dropped() {
     }
     sim.run_for(secs(5));
     let drops = protocol_drops(&sim, victim, puppet);
-    assert!(drops.iter().any(|d| d.contains("unrequested")), "{drops:?}\n{}", summary(&sim));
+    let flood =
+        |v: &ProtocolViolation| matches!(v, ProtocolViolation::TooManyUnrequestedBytes { .. });
+    assert!(drops.core.iter().any(flood), "{drops:?}\n{}", summary(&sim));
     complete(&mut sim, victim, secs(120));
     assert_content(&sim, victim);
 }

@@ -399,7 +399,7 @@ impl TorrentDriver {
                 Action::Disconnect { peer, reason } => {
                     if let Some(id) = self.by_peer.remove(&peer) {
                         if let Some(conn) = self.conns.remove(&id) {
-                            log(&format!("dropping peer: {reason:?}"));
+                            log(&format!("dropping peer: {reason}"));
                             conn.close();
                         }
                     }

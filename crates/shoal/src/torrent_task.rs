@@ -721,7 +721,7 @@ impl TorrentTask {
                     });
                 }
                 Action::Disconnect { peer, reason } => {
-                    tracing::debug!(?peer, ?reason, "disconnecting");
+                    tracing::debug!(?peer, %reason, "disconnecting");
                     self.webrtc_peers.remove(&peer);
                     if let Some(link) = self.links.remove(&peer) {
                         link.close();

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use bytes::Bytes;
 
-use super::Torrent;
+use super::{Handled, ProtocolViolation, Torrent};
 use crate::peer::UploadRequest;
 use crate::picker::BLOCK_SIZE;
 use crate::time::Instant;
@@ -33,12 +33,7 @@ pub const SEND_BACKLOG_LIMIT: u64 = 1024 * 1024;
 pub(super) struct Backlogged(BTreeSet<PeerKey>);
 
 impl Torrent {
-    pub(super) fn on_request(
-        &mut self,
-        now: Instant,
-        key: PeerKey,
-        block: BlockRef,
-    ) -> Result<(), String> {
+    pub(super) fn on_request(&mut self, now: Instant, key: PeerKey, block: BlockRef) -> Handled {
         let valid = self.info.as_ref().is_some_and(|info| {
             block.piece < info.piece_count()
                 && block.length > 0
@@ -47,7 +42,7 @@ impl Torrent {
                     <= u64::from(info.piece_len(block.piece))
         });
         if !valid {
-            return Err(format!("invalid request {block:?}"));
+            return Err(ProtocolViolation::InvalidRequest(block).into());
         }
         let have = self.started && self.have.get(block.piece);
         let max_queue = self.config.max_upload_queue;

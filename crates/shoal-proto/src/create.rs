@@ -235,11 +235,6 @@ impl TorrentHasher {
         self.total
     }
 
-    /// Bytes fed so far (for progress reports).
-    pub fn bytes_hashed(&self) -> u64 {
-        self.fed
-    }
-
     /// Feeds the next bytes of content. Feeding more than the files declare is an error.
     pub fn update(&mut self, mut data: &[u8]) -> Result<(), CreateError> {
         let fed = self.fed.saturating_add(data.len() as u64);

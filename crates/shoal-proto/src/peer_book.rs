@@ -71,11 +71,6 @@ impl PeerBook {
         Some(*addr)
     }
 
-    /// Whether any address could be dialled now or later.
-    pub fn has_candidates(&self) -> bool {
-        self.entries.values().any(|e| e.state == State::Idle)
-    }
-
     /// Marks an address as connected (e.g. a peer that dialled us told us its listen port).
     pub fn mark_busy(&mut self, addr: SocketAddr) {
         if let Some(e) = self.entries.get_mut(&addr) {

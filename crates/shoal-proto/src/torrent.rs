@@ -395,10 +395,6 @@ impl Torrent {
         &self.have
     }
 
-    pub fn is_started(&self) -> bool {
-        self.started
-    }
-
     /// Connections this torrent would still take, over any transport: what a driver checks
     /// before it spends a WebRTC negotiation on an offer (the check that counts is the one in
     /// [`Torrent::on_incoming`]).

@@ -964,7 +964,7 @@ impl TorrentDriver {
             return Err("the torrent was destroyed".into());
         }
         let Some(store) = &self.store else {
-            // No metadata yet: wait for it (MetadataReceived wakes nobody, so poll on ticks).
+            // No metadata yet: the waiter is woken when the store opens (`open_store`).
             let (tx, rx) = oneshot::channel();
             self.waiters.push(tx);
             return Ok(Err(rx));

@@ -339,10 +339,6 @@ impl TorrentHandle {
         self.status.clone()
     }
 
-    pub fn add_peers(&self, peers: Vec<SocketAddr>) {
-        let _ = self.commands.send(Command::AddPeers(peers));
-    }
-
     /// Waits until every wanted piece is verified, or the torrent fails.
     pub async fn wait_complete(&self) -> Result<(), String> {
         let mut rx = self.status.clone();

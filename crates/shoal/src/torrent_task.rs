@@ -107,7 +107,6 @@ pub(crate) enum Command {
         channel: crate::webrtc::DataChannel,
         handshake: Handshake,
     },
-    AddPeers(Vec<SocketAddr>),
     /// A streaming reader moved (see [`crate::stream::FileStream`]).
     SetReader {
         id: ReaderId,
@@ -575,7 +574,6 @@ impl TorrentTask {
                     Err(refusal) => tracing::debug!(?remote, ?refusal, "WebRTC peer refused"),
                 }
             }
-            Command::AddPeers(addrs) => self.core.add_peer_addrs(now, addrs),
             Command::SetReader { id, mut window } => {
                 if let Some(bounded) = &self.bounded {
                     window.readahead = window.readahead.min(self.bounded_window(bounded.budget));

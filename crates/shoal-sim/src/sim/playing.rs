@@ -33,16 +33,6 @@ impl Sim {
         self.step_player(node);
     }
 
-    /// `node`'s player closes: its reader leaves the core.
-    pub fn stop_playing(&mut self, node: NodeId) {
-        if self.nodes[node].player.take().is_none() || !self.running(node) {
-            return;
-        }
-        let now = self.now;
-        self.nodes[node].torrent.remove_reader(now, PLAYER_READER);
-        self.drain(node);
-    }
-
     /// What `node`'s player went through, if it has one.
     pub fn player(&self, node: NodeId) -> Option<&PlayerStats> {
         self.nodes[node].player()

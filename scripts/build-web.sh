@@ -3,7 +3,7 @@
 # ES module glue. `shoal serve` embeds web/ (see crates/shoal-cli/build.rs, which runs this
 # when web/pkg is missing or stale).
 #
-#   scripts/build-web.sh            build (CARGO_TARGET_DIR as for everything else)
+#   scripts/build-web.sh            build (into the cache of scripts/build-env.sh)
 #
 # Needs the wasm32-unknown-unknown target (rust-toolchain.toml lists it) and wasm-bindgen-cli
 # at the version of the wasm-bindgen crate in Cargo.lock (scripts/install-test-deps.sh
@@ -11,7 +11,9 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# shellcheck source=scripts/build-env.sh
+source "$ROOT/scripts/build-env.sh"
+TARGET_DIR="$CARGO_TARGET_DIR"
 want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [[ $have != "$want" ]]; then

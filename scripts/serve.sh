@@ -7,9 +7,14 @@
 #
 # The first run installs what the build needs and is missing: the wasm32 target (through
 # rust-toolchain.toml) and wasm-bindgen-cli at the version Cargo.lock pins (a few minutes).
+#
+# It builds into the cache scripts/test.sh uses, with the same settings (scripts/build-env.sh):
+# after the test command, it starts at once.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=scripts/build-env.sh
+source "$ROOT/scripts/build-env.sh"
 rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown ||
     rustup target add wasm32-unknown-unknown
 pin=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)
@@ -18,4 +23,4 @@ if [[ $(wasm-bindgen --version 2>/dev/null | awk '{print $2}') != "$pin" ]]; the
     cargo install wasm-bindgen-cli --version "$pin"
 fi
 "$ROOT/scripts/build-web.sh" >&2
-exec cargo run --release -p shoal-cli -- serve "$@"
+exec env "${SHOAL_RELEASE_ENV[@]}" cargo run --release -p shoal-cli -- serve "$@"

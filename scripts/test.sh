@@ -31,16 +31,9 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-20}"
 BUDGET="${SHOAL_TEST_BUDGET:-2700}"
 DEADLINE=$((SECONDS + BUDGET))
 
-# A build cache outside the clone: a fresh CI checkout still starts warm, and developers'
-# own ./target is left alone.
-if [[ -z ${CARGO_TARGET_DIR:-} ]]; then
-    CARGO_TARGET_DIR=/var/cache/shoal-target
-    if ! mkdir -p "$CARGO_TARGET_DIR" 2>/dev/null || [[ ! -w $CARGO_TARGET_DIR ]]; then
-        CARGO_TARGET_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/shoal-target"
-    fi
-fi
-mkdir -p "$CARGO_TARGET_DIR"
-export CARGO_TARGET_DIR
+# The build cache and the release settings, shared with scripts/serve.sh.
+# shellcheck source=scripts/build-env.sh
+source "$ROOT/scripts/build-env.sh"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 
@@ -160,15 +153,10 @@ stage_wasm() {
     run 900 "$ROOT/scripts/build-web.sh"
 }
 
-# Release, because interop tests push hundreds of MiB through Shoal and the reference peers;
-# with overflow checks and debug assertions back on, so that the tests still catch what a
-# debug build would. LTO is off: it would only lengthen the link of every test binary.
+# The release build of scripts/build-env.sh (why: see there).
 # --no-fail-fast: every test binary runs, so one failure does not hide the others.
 stage_test() {
-    CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true \
-        CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
-        CARGO_PROFILE_RELEASE_LTO=off \
-        run 1800 cargo test --workspace --release --no-fail-fast
+    run 1800 env "${SHOAL_RELEASE_ENV[@]}" cargo test --workspace --release --no-fail-fast
 }
 
 stage_fuzz() {

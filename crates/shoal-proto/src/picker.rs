@@ -172,7 +172,8 @@ pub struct Picker {
     order_built_at: Option<Instant>,
     /// Wanted pieces not yet verified.
     wanted_missing: u32,
-    rng: u64,
+    /// Breaks ties in the rarest-first order; seeded by the driver, so a run is reproducible.
+    rng: fastrand::Rng,
     /// Pieces readers wait for, most urgent first (see [`Picker::set_deadlines`]).
     deadlines: Vec<Deadline>,
     /// The same pieces, for lookups.
@@ -199,7 +200,7 @@ impl Picker {
             order_dirty: true,
             order_built_at: None,
             wanted_missing: geometry.piece_count,
-            rng: random_seed | 1,
+            rng: fastrand::Rng::with_seed(random_seed),
             deadlines: Vec::new(),
             deadline_set: Default::default(),
             deadline_only: false,
@@ -734,7 +735,7 @@ impl Picker {
             .iter()
             .map(|&p| {
                 let i = p as usize;
-                (u8::MAX - self.priority[i], self.availability[i], self.next_random(), p)
+                (u8::MAX - self.priority[i], self.availability[i], self.rng.u32(..), p)
             })
             .collect();
         keys.sort_unstable();
@@ -743,14 +744,6 @@ impl Picker {
         self.order = order;
         self.order_dirty = false;
         self.order_built_at = Some(now);
-    }
-
-    fn next_random(&mut self) -> u32 {
-        // xorshift64*: plenty for tie-breaking.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
     }
 
     // ---- results ----

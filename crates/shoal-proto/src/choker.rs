@@ -31,7 +31,8 @@ pub struct Choker {
     last_round: Option<Instant>,
     optimistic: Option<PeerKey>,
     optimistic_since: Instant,
-    rng: u64,
+    /// Picks the optimistic unchoke; seeded by the driver, so a run is reproducible.
+    rng: fastrand::Rng,
 }
 
 impl Choker {
@@ -42,7 +43,7 @@ impl Choker {
             last_round: None,
             optimistic: None,
             optimistic_since: Instant::ZERO,
-            rng: random_seed | 1,
+            rng: fastrand::Rng::with_seed(random_seed),
         }
     }
 
@@ -84,8 +85,8 @@ impl Choker {
                 && now.saturating_since(self.optimistic_since) < OPTIMISTIC_INTERVAL
         });
         if !keep_optimistic {
-            let pick = (self.next_random() as usize) % rest.len();
-            self.optimistic = Some(rest[pick].peer);
+            // `rest` is never empty here (more interested peers than slots).
+            self.optimistic = self.rng.choice(rest).map(|c| c.peer);
             self.optimistic_since = now;
         }
         if let Some(p) = self.optimistic {
@@ -105,13 +106,6 @@ impl Choker {
         if self.optimistic == Some(peer) {
             self.optimistic = None;
         }
-    }
-
-    fn next_random(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
     }
 }
 

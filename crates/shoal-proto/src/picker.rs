@@ -13,6 +13,44 @@
 //!
 //! Availability counts peers that have a piece; peers that have everything (seeds) are counted
 //! once in `seeds` instead, so a seed connecting or leaving costs O(1) rather than O(pieces).
+//!
+//! # Invariants
+//!
+//! What the fields promise each other between calls. Debug builds assert the cheap part at the
+//! end of each call that changes pieces: the counts (O(1)) and the pieces the call touched
+//! (O(their blocks)); `check_invariants` in the tests checks everything (O(pieces)) after each
+//! step of random call sequences (both in `picker/invariants.rs`).
+//!
+//! 1. **Sizes.** `state`, `availability` and `priority` have one entry per piece.
+//! 2. **Started pieces.** A piece has a `Partial` exactly when it is `InProgress` or
+//!    `Verifying`; `Missing` and `Have` pieces have none.
+//! 3. **Block counts.** A partial has `block_count(piece)` blocks and as many `requested_at`
+//!    times; `free` and `received` are kept as blocks change, and always equal the number of
+//!    `Free` and `Received` blocks.
+//! 4. **Verifying.** A partial is `Verifying` exactly when every block is `Received`; nothing
+//!    changes its blocks until `on_verified` or `set_have` ends it.
+//! 5. **Duplicates.** A block requested twice (`Requested(first, Some(dup))`, endgame or a late
+//!    critical block) names two different peers.
+//! 6. **Contributors.** A partial's contributors are distinct, and there are no more of them
+//!    than blocks received (none before the first block).
+//! 7. **Wanted.** `wanted_missing` is kept as pieces and priorities change, and always equals
+//!    the number of pieces with a priority above 0 that are not `Have`.
+//! 8. **Availability.** `availability[p]` is the number of connected peers, seeds apart, that
+//!    announced `p`; `seeds` the number of connected seeds. The driver keeps both from the
+//!    peers' bitfields (`add_available`, `remove_available`, `add_seed`, `remove_seed`); the
+//!    picker cannot see those, so only the tests check this, against a model of the peers.
+//! 9. **Order.** Once built (`order_built_at` is set), `order` holds every `Missing` piece with
+//!    a priority above 0: a piece that is missing again is queued again, and a priority change
+//!    forces a rebuild. Entries may be stale or repeated (they are checked when used), but
+//!    never more than twice as many as pieces: past that the order is dropped and rebuilt.
+//! 10. **Deadlines.** `deadline_set` holds exactly the pieces of `deadlines`, all of them
+//!     pieces of the torrent.
+//! 11. **Web seed cursor.** Every piece below `run_cursor` is `Have`, and `run_cursor` is at
+//!     most the piece count.
+//! 12. **Requests.** A block is `Requested` from a peer only while a pick handed it to that
+//!     peer and neither a delivery nor that peer's `on_unrequest` ended it: `requested_from`
+//!     never names a request the driver does not have outstanding (checked in the tests,
+//!     against the model of the peers).
 
 use std::collections::BTreeMap;
 
@@ -20,16 +58,18 @@ use crate::time::Instant;
 use crate::types::PeerKey;
 use crate::wire::BlockRef;
 
+mod invariants;
+
 /// The block size every mainstream client uses and accepts.
 pub const BLOCK_SIZE: u32 = 16 * 1024;
 
-/// How often the rarest-first order is rebuilt at most, when availability changes. Rarest-first
-/// is a heuristic; rebuilding on every `have` message would cost O(n log n) per block.
 /// A block requested this long ago, with nothing else left to request, may be duplicated.
 const ENDGAME_STRAGGLER_AGE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Duplicates handed to one idle peer per pick.
 const ENDGAME_DUPLICATES: usize = 2;
 
+/// How often the rarest-first order is rebuilt at most, when availability changes. Rarest-first
+/// is a heuristic; rebuilding on every `have` message would cost O(n log n) per block.
 const ORDER_REBUILD_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 /// A block of a critical piece requested this long ago is late: a second peer may fetch it.
 pub const CRITICAL_LATE: std::time::Duration = std::time::Duration::from_millis(500);
@@ -172,7 +212,8 @@ pub struct Picker {
     order_built_at: Option<Instant>,
     /// Wanted pieces not yet verified.
     wanted_missing: u32,
-    rng: u64,
+    /// Breaks ties in the rarest-first order; seeded by the driver, so a run is reproducible.
+    rng: fastrand::Rng,
     /// Pieces readers wait for, most urgent first (see [`Picker::set_deadlines`]).
     deadlines: Vec<Deadline>,
     /// The same pieces, for lookups.
@@ -199,7 +240,7 @@ impl Picker {
             order_dirty: true,
             order_built_at: None,
             wanted_missing: geometry.piece_count,
-            rng: random_seed | 1,
+            rng: fastrand::Rng::with_seed(random_seed),
             deadlines: Vec::new(),
             deadline_set: Default::default(),
             deadline_only: false,
@@ -243,9 +284,10 @@ impl Picker {
             if self.priority[piece as usize] > 0 {
                 self.wanted_missing += 1;
             }
-            self.order.push(piece);
+            self.queue_again(piece, false);
             self.order_dirty = true;
             self.rewind_run_cursor(piece);
+            self.debug_check([piece]);
         }
     }
 
@@ -317,6 +359,7 @@ impl Picker {
             if self.priority[piece as usize] > 0 {
                 self.wanted_missing -= 1;
             }
+            self.debug_check([piece]);
         }
     }
 
@@ -338,6 +381,7 @@ impl Picker {
         *old = priority;
         // A priority change must take effect at the next pick, not after the rebuild interval.
         self.order_built_at = None;
+        self.debug_check([piece]);
     }
 
     pub fn priority(&self, piece: u32) -> u8 {
@@ -412,6 +456,20 @@ impl Picker {
     /// the peer holds; `peer_idle` (nothing outstanding at the peer) allows the endgame to
     /// duplicate a few straggling blocks requested elsewhere.
     pub fn pick(
+        &mut self,
+        now: Instant,
+        who: PickFor,
+        peer_has: impl Fn(u32) -> bool,
+        out: &mut Vec<BlockRef>,
+    ) {
+        let start = out.len();
+        self.pick_blocks(now, who, peer_has, out);
+        // Every piece a pick changes hands out at least one block.
+        self.debug_check(out[start..].iter().map(|b| b.piece));
+    }
+
+    /// [`Picker::pick`], without the checks.
+    fn pick_blocks(
         &mut self,
         now: Instant,
         who: PickFor,
@@ -578,28 +636,38 @@ impl Picker {
         allowed: impl Fn(u32) -> bool,
     ) -> Vec<BlockRef> {
         let mut out = Vec::new();
+        if let Some((first, deadlines_only)) = self.run_start(peer, background_ok, &allowed) {
+            self.claim_run(now, peer, first, max_bytes, deadlines_only, &allowed, &mut out);
+            self.debug_check(out.iter().map(|b| b.piece));
+        }
+        out
+    }
+
+    /// The piece the next run of [`Picker::pick_run`] starts in, in its order, and whether the
+    /// run may grow into deadline pieces only.
+    fn run_start(
+        &mut self,
+        peer: PeerKey,
+        background_ok: bool,
+        allowed: &impl Fn(u32) -> bool,
+    ) -> Option<(u32, bool)> {
         if self.wanted_missing == 0 && self.deadlines.is_empty() {
-            return out;
+            return None;
         }
-        let deadline_run = self.deadline_only || !background_ok;
         // 0. What readers wait for.
-        for i in 0..self.deadlines.len() {
-            let piece = self.deadlines[i].piece;
-            if !allowed(piece) {
-                continue;
-            }
-            let startable = match self.state[piece as usize] {
-                PieceState::Missing => true,
-                PieceState::InProgress => self.partial.get(&piece).is_some_and(|p| p.free > 0),
-                _ => false,
-            };
-            if startable {
-                self.claim_run(now, peer, piece, max_bytes, true, &allowed, &mut out);
-                return out;
-            }
+        let deadline = self.deadlines.iter().map(|d| d.piece).find(|&piece| {
+            allowed(piece)
+                && match self.state[piece as usize] {
+                    PieceState::Missing => true,
+                    PieceState::InProgress => self.partial.get(&piece).is_some_and(|p| p.free > 0),
+                    _ => false,
+                }
+        });
+        if let Some(piece) = deadline {
+            return Some((piece, true));
         }
-        if deadline_run || self.wanted_missing == 0 {
-            return out;
+        if self.deadline_only || !background_ok || self.wanted_missing == 0 {
+            return None;
         }
         // 1. The rest of a piece this seed started (a piece longer than one run).
         let own = self
@@ -607,20 +675,15 @@ impl Picker {
             .iter()
             .find(|(p, part)| part.owner == peer && part.free > 0 && allowed(**p));
         if let Some((&piece, _)) = own {
-            self.claim_run(now, peer, piece, max_bytes, false, &allowed, &mut out);
-            return out;
+            return Some((piece, false));
         }
         // 2. A new piece.
-        if let Some(piece) = self.best_unstarted(&allowed) {
-            self.claim_run(now, peer, piece, max_bytes, false, &allowed, &mut out);
-            return out;
+        if let Some(piece) = self.best_unstarted(allowed) {
+            return Some((piece, false));
         }
         // 3. Free blocks others left (a peer that went away mid-piece).
         let other = self.partial.iter().find(|(p, part)| part.free > 0 && allowed(**p));
-        if let Some((&piece, _)) = other {
-            self.claim_run(now, peer, piece, max_bytes, false, &allowed, &mut out);
-        }
-        out
+        other.map(|(&piece, _)| (piece, false))
     }
 
     /// The wanted piece nobody started with the highest priority and lowest availability,
@@ -705,6 +768,22 @@ impl Picker {
         }
     }
 
+    /// `piece` is missing again: back into the rarest-first order, at the end (or the front),
+    /// without waiting for a rebuild. The stale entries it leaves are skipped when used and go
+    /// at the next rebuild; should none come for a while (the order was not marked dirty, or
+    /// only deadlines are picked), the order is dropped once it holds two entries per piece
+    /// and rebuilt at the next pick instead of growing without end (invariant 9).
+    fn queue_again(&mut self, piece: u32, at_front: bool) {
+        if self.order.len() >= 2 * self.geometry.piece_count as usize {
+            self.order.clear();
+            self.order_built_at = None;
+        } else if at_front {
+            self.order.insert(0, piece);
+        } else {
+            self.order.push(piece);
+        }
+    }
+
     /// A piece may be missing again below the web seeds' cursor.
     fn rewind_run_cursor(&mut self, piece: u32) {
         self.run_cursor = self.run_cursor.min(piece);
@@ -734,7 +813,7 @@ impl Picker {
             .iter()
             .map(|&p| {
                 let i = p as usize;
-                (u8::MAX - self.priority[i], self.availability[i], self.next_random(), p)
+                (u8::MAX - self.priority[i], self.availability[i], self.rng.u32(..), p)
             })
             .collect();
         keys.sort_unstable();
@@ -743,14 +822,6 @@ impl Picker {
         self.order = order;
         self.order_dirty = false;
         self.order_built_at = Some(now);
-    }
-
-    fn next_random(&mut self) -> u32 {
-        // xorshift64*: plenty for tie-breaking.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 32) as u32
     }
 
     // ---- results ----
@@ -790,6 +861,7 @@ impl Picker {
         if piece_complete {
             self.state[block.piece as usize] = PieceState::Verifying;
         }
+        self.debug_check([block.piece]);
         BlockOutcome::Accepted { cancel, piece_complete }
     }
 
@@ -822,9 +894,9 @@ impl Picker {
             // Nobody is working on it any more: let rarest-first consider it afresh.
             self.partial.remove(&block.piece);
             self.state[block.piece as usize] = PieceState::Missing;
-            // Appended (a duplicate entry is harmless: entries are checked when used).
-            self.order.push(block.piece);
+            self.queue_again(block.piece, false);
         }
+        self.debug_check([block.piece]);
     }
 
     /// The driver hashed a complete piece. On success the piece is held; on failure it is
@@ -834,16 +906,18 @@ impl Picker {
             return Vec::new();
         }
         let contributors = self.partial.remove(&piece).map(|p| p.contributors).unwrap_or_default();
-        if ok {
+        let blamed = if ok {
             self.set_have_from_verifying(piece);
             Vec::new()
         } else {
             self.state[piece as usize] = PieceState::Missing;
             self.order_dirty = true;
             // Put it first so the broken piece is fetched again soon.
-            self.order.insert(0, piece);
+            self.queue_again(piece, true);
             contributors
-        }
+        };
+        self.debug_check([piece]);
+        blamed
     }
 
     fn set_have_from_verifying(&mut self, piece: u32) {

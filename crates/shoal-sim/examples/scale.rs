@@ -16,7 +16,11 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant as WallClock};
 
+use shoal_sim::rng::SimRng;
 use shoal_sim::{NetConfig, NodeConfig, Sim, SimConfig, TestTorrent, Verify};
+
+/// Mixed into the seed for the leechers' uplinks.
+const UPLINK_SALT: u64 = 0x7570_6c69_6e6b;
 
 /// The system allocator, counting the bytes live on the heap: what the simulation itself
 /// holds, apart from the allocator's slack that the peak RSS also shows.
@@ -168,14 +172,10 @@ fn main() {
     }
     let mut sim = Sim::with_config(config, torrent);
     let seeder = sim.add_node(NodeConfig::seeder().upload(s.seed_rate));
-    // Uplinks of 1-20 Mbit/s, drawn from a fixed sequence so runs compare.
-    let mut draw = s.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next_uplink = move || {
-        draw ^= draw << 13;
-        draw ^= draw >> 7;
-        draw ^= draw << 17;
-        (1 + draw % 20) * 125_000
-    };
+    // Uplinks of 1-20 Mbit/s, drawn from a fixed sequence so runs compare; salted so it does
+    // not repeat the simulation's own draws.
+    let mut draw = SimRng::new(s.seed ^ UPLINK_SALT);
+    let mut next_uplink = move || (1 + draw.below(20)) * 125_000;
     println!("{s:?}; fixture built in {fixture_time:.1?}");
 
     let total = Duration::from_secs(s.minutes * 60);

@@ -551,8 +551,7 @@ fn draw_viewers(config: &CrowdConfig) -> Vec<Viewer> {
             let uplink = config.uplink.0 + rng.below(config.uplink.1 - config.uplink.0 + 1);
             let downlink = config.downlink.0 + rng.below(config.downlink.1 - config.downlink.0 + 1);
             // Exponential by inversion, to the millisecond.
-            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-            let secs = -config.watch_mean.as_secs_f64() * (1.0 - u).ln();
+            let secs = -config.watch_mean.as_secs_f64() * (1.0 - rng.unit()).ln();
             let watch = Duration::from_millis((secs * 1000.0).min(1e15) as u64);
             Viewer { arrive, uplink, downlink, watch, node: None, started_at: None, outcome: None }
         })

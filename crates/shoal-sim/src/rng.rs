@@ -1,48 +1,40 @@
-//! The simulation's only source of randomness: SplitMix64, seeded once per simulation.
+//! The simulation's only source of randomness: the core's seeded generator (`fastrand`),
+//! seeded once per simulation, with the few draws the simulator needs.
 //!
-//! Hand-rolled rather than taken from `rand` so the sequence for a seed can never change under
-//! us with a dependency update: a failing seed must stay reproducible.
+//! A failing seed must stay reproducible. Cargo.lock pins the generator, and the test below
+//! fails if a dependency update changes the stream for a seed (fastrand changes it only in a
+//! minor release, as 2.1 did): seeds quoted in tests and notes then need a fresh look.
 
 #[derive(Clone, Debug)]
-pub struct SimRng {
-    state: u64,
-}
+pub struct SimRng(fastrand::Rng);
 
 impl SimRng {
     pub fn new(seed: u64) -> Self {
-        SimRng { state: seed }
+        SimRng(fastrand::Rng::with_seed(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.u64(..)
     }
 
-    /// A value in `0..n` (`0` when `n` is 0). The modulo bias is irrelevant at our sizes.
+    /// A value in `0..n`, and `0` when `n` is 0 (a spread of nothing draws nothing).
     pub fn below(&mut self, n: u64) -> u64 {
         if n == 0 {
             0
         } else {
-            self.next_u64() % n
+            self.0.u64(..n)
         }
     }
 
+    /// A value in `0.0..1.0`.
+    pub fn unit(&mut self) -> f64 {
+        self.0.f64()
+    }
+
+    /// Random bytes (in the machine's byte order: the same on every target we run on, all
+    /// little-endian).
     pub fn fill(&mut self, buf: &mut [u8]) {
-        for chunk in buf.chunks_mut(8) {
-            let word = self.next_u64().to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
-        }
-    }
-
-    /// Fisher-Yates.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            items.swap(i, j);
-        }
+        self.0.fill(buf);
     }
 }
 
@@ -62,16 +54,27 @@ mod tests {
         assert_ne!(xs, zs);
     }
 
+    /// If this fails after a dependency update, the generator's stream changed: every seed in
+    /// the tests now means another run. Check the simulator tests' figures, then update these.
     #[test]
-    fn below_and_shuffle_stay_in_range() {
+    fn the_stream_for_a_seed_is_pinned() {
+        let mut r = SimRng::new(7);
+        let words: Vec<u64> = (0..3).map(|_| r.next_u64()).collect();
+        assert_eq!(
+            words,
+            [14_266_376_187_910_451_857, 4_104_141_878_723_513_376, 13_250_119_348_504_322_419]
+        );
+        assert_eq!(r.below(1000), 481);
+        let mut bytes = [0u8; 5];
+        r.fill(&mut bytes);
+        assert_eq!(bytes, [44, 189, 203, 249, 8]);
+    }
+
+    #[test]
+    fn draws_stay_in_range() {
         let mut r = SimRng::new(1);
         assert!((0..1000).all(|_| r.below(10) < 10));
         assert_eq!(r.below(0), 0);
-        let mut v: Vec<u32> = (0..50).collect();
-        r.shuffle(&mut v);
-        let mut sorted = v.clone();
-        sorted.sort_unstable();
-        assert_eq!(sorted, (0..50).collect::<Vec<_>>());
-        assert_ne!(v, sorted, "a 50-element shuffle left everything in place");
+        assert!((0..1000).map(|_| r.unit()).all(|u| (0.0..1.0).contains(&u)));
     }
 }

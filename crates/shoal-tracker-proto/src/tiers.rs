@@ -22,7 +22,8 @@ impl TrackerTiers {
     /// empty URLs, URLs longer than [`MAX_TRACKER_URL_LEN`], repeats (the first occurrence
     /// wins) and empty tiers are dropped, and at most [`MAX_TRACKER_URLS`] URLs are kept.
     pub fn new(tiers: Vec<Vec<String>>, seed: u64) -> Self {
-        let mut rng = SplitMix64(seed);
+        // Shuffling tracker order needs no cryptographic quality, only a reproducible order.
+        let mut rng = fastrand::Rng::with_seed(seed);
         let mut kept: Vec<Vec<String>> = Vec::new();
         let mut total = 0;
         for tier in tiers {
@@ -39,11 +40,7 @@ impl TrackerTiers {
                 urls.push(url.to_owned());
                 total += 1;
             }
-            // Fisher-Yates.
-            for i in (1..urls.len()).rev() {
-                let j = rng.below(i as u64 + 1) as usize;
-                urls.swap(i, j);
-            }
+            rng.shuffle(&mut urls);
             if !urls.is_empty() {
                 kept.push(urls);
             }
@@ -89,24 +86,6 @@ impl TrackerTiers {
             urls[..=index].rotate_right(1);
         }
         true
-    }
-}
-
-/// A tiny deterministic generator; shuffling tracker order needs no cryptographic quality.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A value in `0..n` (n > 0); the modulo bias is irrelevant for tier sizes.
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

@@ -271,10 +271,6 @@ impl Picker {
         self.deadline_only = only;
     }
 
-    pub fn is_deadline_only(&self) -> bool {
-        self.deadline_only
-    }
-
     /// A verified piece was dropped from storage (the bounded store evicted it): it is missing
     /// again and will be fetched if wanted.
     pub fn unset_have(&mut self, piece: u32) {
@@ -925,11 +921,6 @@ impl Picker {
         if self.priority[piece as usize] > 0 {
             self.wanted_missing -= 1;
         }
-    }
-
-    /// Number of pieces started but not yet verified.
-    pub fn in_progress(&self) -> usize {
-        self.partial.len()
     }
 }
 

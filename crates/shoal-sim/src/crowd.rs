@@ -35,7 +35,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use shoal_proto::torrent::{TorrentConfig, VIEWER_WEB_SEED_GRACE};
-use shoal_proto::Instant;
+use shoal_proto::{Instant, PieceSizes};
 
 use crate::fixture::TestTorrent;
 use crate::node::{NodeConfig, NodeId};
@@ -208,8 +208,8 @@ impl CrowdConfig {
         if self.file_size == 0 || self.file_size > 64 * GIB {
             return Err(format!("file size {} is not in 1 byte..64 GiB", self.file_size));
         }
-        if self.file_size.div_ceil(u64::from(self.piece_size)) > u64::from(u32::MAX) {
-            return Err("too many pieces".into());
+        if let Err(e) = PieceSizes::new(self.piece_size, self.file_size).piece_count() {
+            return Err(e.to_string());
         }
         if self.bitrate == 0 || self.origin_upload == 0 {
             return Err("the bitrate and the origin's uplink must be positive".into());

@@ -14,7 +14,7 @@ use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
 use shoal_proto::streaming::ReaderId;
 use shoal_proto::torrent::{Torrent, TorrentConfig, VIEWER_WEB_SEED_GRACE};
-use shoal_proto::{InfoHash, PeerId};
+use shoal_proto::{InfoHash, PeerId, PieceSizes};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -271,9 +271,11 @@ impl WasmClient {
                 }
             }
             let all = Bytes::from(all);
-            let piece_length = hasher.piece_length() as usize;
-            let pieces: Vec<Bytes> = (0..all.len().div_ceil(piece_length))
-                .map(|i| all.slice(i * piece_length..((i + 1) * piece_length).min(all.len())))
+            let sizes = PieceSizes::new(hasher.piece_length(), all.len() as u64);
+            let pieces: Vec<Bytes> = (0u32..)
+                .map_while(|piece| sizes.piece_range(piece))
+                // Inside `all`, so both fit in usize.
+                .map(|bytes| all.slice(bytes.start as usize..bytes.end as usize))
                 .collect();
             let mut hashes = Vec::with_capacity(pieces.len());
             for piece in &pieces {

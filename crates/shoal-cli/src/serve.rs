@@ -112,45 +112,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         }
         _ => None,
     };
-    let (http_scheme, ws_scheme) = if tls.is_some() { ("https", "wss") } else { ("http", "ws") };
-    let next = |n: u16| match args.http.port() {
-        0 => SocketAddr::new(args.http.ip(), 0),
-        p => SocketAddr::new(args.http.ip(), p.saturating_add(n)),
-    };
-    let tracker_classic = args.tracker.unwrap_or_else(|| next(1));
-    let tracker = shoal_tracker::start(shoal_tracker::Config {
-        ws: args.tracker_ws,
-        http: Some(tracker_classic),
-        udp: Some(tracker_classic),
-        tls_cert: args.tls_cert.clone(),
-        tls_key: args.tls_key.clone(),
-        ..shoal_tracker::Config::default()
-    })
-    .await
-    .context("cannot start the tracker")?;
-    let host = args.public_host.clone().unwrap_or_else(|| host_of(http_addr.ip()));
-    let port_of = |a: Option<SocketAddr>| a.map_or(0, |a| a.port());
-    // Browsers announce on the app's own port unless the tracker has a listener of its own:
-    // one port to open, proxy or put a certificate on.
-    let ws_url = match tracker.ws_addr {
-        Some(own) => format!("{ws_scheme}://{host}:{}", own.port()),
-        None => format!("{ws_scheme}://{host}:{}/announce", http_addr.port()),
-    };
-    let http_tracker = format!("{http_scheme}://{host}:{}/announce", port_of(tracker.http_addr));
-    let udp_tracker = format!("udp://{host}:{}", port_of(tracker.udp_addr));
-    let base = format!("{http_scheme}://{host}:{}", http_addr.port());
+    let tracker = start_tracker(&args).await?;
+    let urls = Urls::new(&args, http_addr, &tracker, tls.is_some());
 
     // With nothing given, the sample video, written where it can be seeded from.
     let sample_dir = std::env::temp_dir().join(format!("shoal-serve-{}", std::process::id()));
-    let files = if args.files.is_empty() {
-        std::fs::create_dir_all(&sample_dir).context("cannot write the sample video")?;
-        let path = sample_dir.join(SAMPLE_NAME);
-        std::fs::write(&path, SAMPLE).context("cannot write the sample video")?;
-        vec![path]
-    } else {
-        args.files.clone()
-    };
-
+    let files = files_to_share(&args, &sample_dir)?;
     let purpose = match args.no_spread {
         false => transfer::SessionPurpose::Origin,
         true => transfer::SessionPurpose::Transfer,
@@ -158,13 +125,113 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let session =
         transfer::start_session(args.listen, args.webrtc.config(), purpose, args.max_upload_rate)
             .await?;
+    let (shared, handles) = seed_files(&session, &files, &urls, args.json).await?;
+    print_serving(args.json, &urls, &session, &shared);
+
+    let state = Arc::new(AppState {
+        ws_tracker: urls.ws_tracker,
+        ws_handoff: tracker.ws_handoff(),
+        shared,
+        upload_limit: session.upload_limit(),
+    });
+    let listener = match tls {
+        Some(acceptor) => AppListener::Tls(
+            tls_listener::TlsListener::new(listener, acceptor).context("cannot listen with TLS")?,
+        ),
+        None => AppListener::Plain(listener),
+    };
+    let result = serve_app(listener, state).await;
+    shut_down(args.json, handles, tracker).await;
+    let _ = std::fs::remove_dir_all(&sample_dir);
+    result
+}
+
+/// The tracker: HTTP and UDP on `--tracker` (by default the port after the app's), and
+/// WebSocket on `--tracker-ws` if given (else on the app's port, through `/announce`).
+async fn start_tracker(args: &ServeArgs) -> Result<shoal_tracker::RunningTracker, CliError> {
+    let classic = args.tracker.unwrap_or_else(|| match args.http.port() {
+        0 => SocketAddr::new(args.http.ip(), 0),
+        p => SocketAddr::new(args.http.ip(), p.saturating_add(1)),
+    });
+    shoal_tracker::start(shoal_tracker::Config {
+        ws: args.tracker_ws,
+        http: Some(classic),
+        udp: Some(classic),
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        ..shoal_tracker::Config::default()
+    })
+    .await
+    .context("cannot start the tracker")
+}
+
+/// Where browsers and peers reach this server, as links say it.
+struct Urls {
+    /// The app, without a trailing slash.
+    base: String,
+    ws_tracker: String,
+    http_tracker: String,
+    udp_tracker: String,
+}
+
+impl Urls {
+    fn new(
+        args: &ServeArgs,
+        http_addr: SocketAddr,
+        tracker: &shoal_tracker::RunningTracker,
+        tls: bool,
+    ) -> Self {
+        let (http_scheme, ws_scheme) = if tls { ("https", "wss") } else { ("http", "ws") };
+        let host = args.public_host.clone().unwrap_or_else(|| host_of(http_addr.ip()));
+        let port_of = |a: Option<SocketAddr>| a.map_or(0, |a| a.port());
+        // Browsers announce on the app's own port unless the tracker has a listener of its
+        // own: one port to open, proxy or put a certificate on.
+        let ws_tracker = match tracker.ws_addr {
+            Some(own) => format!("{ws_scheme}://{host}:{}", own.port()),
+            None => format!("{ws_scheme}://{host}:{}/announce", http_addr.port()),
+        };
+        Urls {
+            base: format!("{http_scheme}://{host}:{}", http_addr.port()),
+            ws_tracker,
+            http_tracker: format!("{http_scheme}://{host}:{}/announce", port_of(tracker.http_addr)),
+            udp_tracker: format!("udp://{host}:{}", port_of(tracker.udp_addr)),
+        }
+    }
+
+    /// Every torrent's trackers, each its own tier: browsers use the first.
+    fn trackers(&self) -> Vec<String> {
+        vec![self.ws_tracker.clone(), self.http_tracker.clone(), self.udp_tracker.clone()]
+    }
+}
+
+/// The files given, or with none the sample video, written into `sample_dir`.
+fn files_to_share(
+    args: &ServeArgs,
+    sample_dir: &std::path::Path,
+) -> Result<Vec<PathBuf>, CliError> {
+    if !args.files.is_empty() {
+        return Ok(args.files.clone());
+    }
+    std::fs::create_dir_all(sample_dir).context("cannot write the sample video")?;
+    let path = sample_dir.join(SAMPLE_NAME);
+    std::fs::write(&path, SAMPLE).context("cannot write the sample video")?;
+    Ok(vec![path])
+}
+
+/// Makes a torrent of each file in place (with this server as its trackers and web seed)
+/// and seeds it.
+async fn seed_files(
+    session: &shoal::Session,
+    files: &[PathBuf],
+    urls: &Urls,
+    json: bool,
+) -> Result<(Vec<Shared>, Vec<shoal::TorrentHandle>), CliError> {
     let mut shared = Vec::new();
     let mut handles = Vec::new();
     for (index, path) in files.iter().enumerate() {
-        let web_seed = format!("{base}/webseed/{index}/");
-        let trackers = vec![ws_url.clone(), http_tracker.clone(), udp_tracker.clone()];
+        let web_seed = format!("{}/webseed/{index}/", urls.base);
         let SharedInPlace { meta, root } =
-            share_in_place(path, trackers, vec![web_seed], args.json).await?;
+            share_in_place(path, urls.trackers(), vec![web_seed], json).await?;
         let handle = session
             .add_torrent(AddTorrent {
                 source: TorrentSource::Metainfo(Box::new(meta.clone())),
@@ -177,12 +244,17 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
         handles.push(handle);
         let magnet = meta.magnet_uri();
-        let app_url = format!("{base}/#magnet={}", percent::encode(magnet.as_bytes()));
+        let app_url = format!("{}/#magnet={}", urls.base, percent::encode(magnet.as_bytes()));
         shared.push(Shared { meta, root, magnet, app_url });
     }
+    Ok((shared, handles))
+}
 
+/// Says where everything is: a `serving` JSON line, or the links for people.
+fn print_serving(json: bool, urls: &Urls, session: &shoal::Session, shared: &[Shared]) {
+    let Urls { base, ws_tracker, http_tracker, udp_tracker } = urls;
     let engine_built = assets::find("pkg/shoal_web_bg.wasm").is_some();
-    if args.json {
+    if json {
         let files: Vec<_> = shared
             .iter()
             .map(|s| {
@@ -197,7 +269,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         let line = serde_json::json!({
             "event": "serving",
             "url": format!("{base}/"),
-            "tracker": {"ws": ws_url, "http": http_tracker, "udp": udp_tracker},
+            "tracker": {"ws": ws_tracker, "http": http_tracker, "udp": udp_tracker},
             "listen": session.listen_addr().map(|a| a.to_string()),
             "webrtc": session.webrtc_addr().map(|a| a.to_string()),
             "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
@@ -207,8 +279,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         println!("{line}");
     } else {
         println!("Shoal is serving the web app at {base}/");
-        println!("tracker: {ws_url}  {http_tracker}  {udp_tracker}");
-        for s in &shared {
+        println!("tracker: {ws_tracker}  {http_tracker}  {udp_tracker}");
+        for s in shared {
             println!("\n{}\n  play: {}\n  magnet: {}", s.meta.info.name, s.app_url, s.magnet);
         }
     }
@@ -218,13 +290,16 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
              scripts/build-web.sh, then build shoal again"
         );
     }
+}
 
-    let state = Arc::new(AppState {
-        ws_tracker: ws_url,
-        ws_handoff: tracker.ws_handoff(),
-        shared,
-        upload_limit: session.upload_limit(),
-    });
+/// The app's listener: TLS when a certificate was given.
+enum AppListener {
+    Plain(tokio::net::TcpListener),
+    Tls(tls_listener::TlsListener),
+}
+
+/// Serves the app, the web seed and `/announce` on `listener` until a signal asks to stop.
+async fn serve_app(listener: AppListener, state: Arc<AppState>) -> Result<(), CliError> {
     let app = Router::new()
         .route("/", get(index))
         .route("/announce", get(ws_announce))
@@ -233,31 +308,36 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         .route("/webseed/{index}/{*path}", get(web_seed).head(web_seed))
         .fallback(get(asset))
         .with_state(state);
-    let result = match tls {
-        Some(acceptor) => {
-            let listener = tls_listener::TlsListener::new(listener, acceptor)
-                .context("cannot listen with TLS")?;
+    let result = match listener {
+        AppListener::Tls(listener) => {
             axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
                 .with_graceful_shutdown(crate::tracker::wait_for_signal())
                 .await
         }
-        None => {
+        AppListener::Plain(listener) => {
             axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
                 .with_graceful_shutdown(crate::tracker::wait_for_signal())
                 .await
         }
     };
-    let result = result.context("the HTTP server failed");
+    result.context("the HTTP server failed")
+}
+
+/// Stops seeding (after a `stopped` line with each torrent's counts, for `--json`) and the
+/// tracker.
+async fn shut_down(
+    json: bool,
+    handles: Vec<shoal::TorrentHandle>,
+    tracker: shoal_tracker::RunningTracker,
+) {
     eprintln!("shoal serve: shutting down");
-    if args.json {
+    if json {
         println!("{}", stopped_event(&handles));
     }
     for handle in handles {
         handle.shutdown().await;
     }
     let _ = tracker.shutdown().await;
-    let _ = std::fs::remove_dir_all(&sample_dir);
-    result
 }
 
 /// What each torrent sent its peers, and how its spreading decided, for `--json`.

@@ -20,6 +20,7 @@ use crate::metainfo::{
     path_component_problem, MAX_FILES, MAX_PATH_DEPTH, MAX_PIECES, MAX_PIECE_LENGTH,
     MAX_TOTAL_LENGTH,
 };
+use crate::piece_sizes::PieceSizes;
 
 /// Smallest piece length we pick or accept: the BitTorrent block size, below which other
 /// clients refuse a torrent.
@@ -61,8 +62,9 @@ pub enum CreateError {
 /// 2000 for mid-sized content): fewer pieces mean a smaller torrent and fewer `have`
 /// messages, more pieces mean finer-grained sharing and less waste on a bad piece.
 pub fn auto_piece_length(total: u64) -> u32 {
+    let too_many = |piece| PieceSizes::new(piece, total).count() > TARGET_MAX_PIECES;
     let mut piece = MIN_PIECE_LENGTH;
-    while piece < MAX_AUTO_PIECE_LENGTH && total.div_ceil(u64::from(piece)) > TARGET_MAX_PIECES {
+    while piece < MAX_AUTO_PIECE_LENGTH && too_many(piece) {
         piece *= 2;
     }
     piece
@@ -197,7 +199,7 @@ impl TorrentBuilder {
         {
             return Err(CreateError::BadPieceLength(piece_length));
         }
-        let pieces = total.div_ceil(u64::from(piece_length));
+        let pieces = PieceSizes::new(piece_length, total).count();
         if pieces > u64::from(MAX_PIECES) {
             return Err(CreateError::TooManyPieces(pieces));
         }
@@ -258,7 +260,7 @@ impl TorrentHasher {
 
     /// Pieces of the layout (the last may be short).
     pub fn piece_count(&self) -> u64 {
-        self.total.div_ceil(u64::from(self.piece_length))
+        PieceSizes::new(self.piece_length, self.total).count()
     }
 
     /// The bencoded torrent for piece hashes computed elsewhere, one per piece in order,
@@ -388,7 +390,7 @@ mod tests {
         assert_eq!(auto_piece_length(1 << 30), 1 << 20);
         assert_eq!(auto_piece_length(1 << 40), 16 << 20);
         for total in [50u64 << 20, 700 << 20, 4 << 30, 20 << 30] {
-            let pieces = total.div_ceil(u64::from(auto_piece_length(total)));
+            let pieces = PieceSizes::new(auto_piece_length(total), total).count();
             assert!((1000..=2000).contains(&pieces), "{total}: {pieces}");
         }
     }

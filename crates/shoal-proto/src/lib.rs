@@ -18,6 +18,7 @@ pub mod peer;
 pub mod peer_book;
 pub mod percent;
 pub mod picker;
+pub mod piece_sizes;
 pub mod rate;
 pub mod streaming;
 pub mod time;
@@ -27,5 +28,6 @@ pub mod webseed;
 pub mod wire;
 
 pub use bitfield::Bitfield;
+pub use piece_sizes::PieceSizes;
 pub use time::Instant;
 pub use types::{InfoHash, PeerId, PeerKey};

@@ -12,6 +12,7 @@ use std::time::Duration;
 use sha1::{Digest, Sha1};
 use thiserror::Error;
 
+use crate::piece_sizes::PieceSizes;
 use crate::time::Instant;
 use crate::types::InfoHash;
 
@@ -61,21 +62,23 @@ impl MetadataError {
     }
 }
 
+/// An info dictionary of `total_size` bytes cut into metadata pieces: the same cut as a
+/// torrent's content.
+fn metadata_pieces(total_size: u64) -> PieceSizes {
+    PieceSizes::new(METADATA_PIECE_SIZE as u32, total_size)
+}
+
 /// Number of metadata pieces for `total_size` bytes.
 pub fn piece_count(total_size: u64) -> u32 {
-    let count = total_size.div_ceil(METADATA_PIECE_SIZE as u64);
-    u32::try_from(count).unwrap_or(u32::MAX)
+    metadata_pieces(total_size).piece_count().unwrap_or(u32::MAX)
 }
 
 /// Piece `piece` of our info dictionary, for answering a `ut_metadata` request; `None` if
 /// there is no such piece (answer with a reject).
 pub fn metadata_piece(info_bytes: &[u8], piece: u32) -> Option<&[u8]> {
-    let start = (piece as usize).checked_mul(METADATA_PIECE_SIZE)?;
-    if start >= info_bytes.len() {
-        return None;
-    }
-    let end = start.saturating_add(METADATA_PIECE_SIZE).min(info_bytes.len());
-    info_bytes.get(start..end)
+    let range = metadata_pieces(info_bytes.len() as u64).piece_range(piece)?;
+    // Inside info_bytes, so both fit in usize.
+    info_bytes.get(range.start as usize..range.end as usize)
 }
 
 #[derive(Clone, Debug)]
@@ -236,12 +239,7 @@ impl MetadataDownload {
 
     /// Length piece `piece` must have, `None` if out of range.
     fn piece_len(&self, piece: u32) -> Option<usize> {
-        let start = u64::from(piece).checked_mul(METADATA_PIECE_SIZE as u64)?;
-        if start >= self.total_size {
-            return None;
-        }
-        let len = (self.total_size - start).min(METADATA_PIECE_SIZE as u64);
-        Some(len as usize)
+        Some(metadata_pieces(self.total_size).piece_len(piece)? as usize)
     }
 
     /// All pieces are in: assemble, verify, and either hand out the result or start over.

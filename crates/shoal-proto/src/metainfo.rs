@@ -13,6 +13,7 @@ use thiserror::Error;
 
 use crate::bencode::{self, BencodeError, Dict, Encoder, Value};
 use crate::magnet::Magnet;
+use crate::piece_sizes::PieceSizes;
 use crate::types::InfoHash;
 
 /// Largest `.torrent` (or info dictionary) we agree to parse. The biggest legitimate input is
@@ -275,20 +276,20 @@ impl Info {
         self.piece_hashes.len() as u32
     }
 
+    /// How the content is cut into pieces.
+    pub fn piece_sizes(&self) -> PieceSizes {
+        PieceSizes::new(self.piece_length, self.total_length)
+    }
+
     /// Length of piece `index`: `piece_length` except for a shorter last piece; 0 past the end.
     pub fn piece_len(&self, index: u32) -> u32 {
-        let start = u64::from(index) * u64::from(self.piece_length);
-        if index >= self.piece_count() || start >= self.total_length {
-            return 0;
-        }
-        // At most piece_length, so it fits in u32.
-        (self.total_length - start).min(u64::from(self.piece_length)) as u32
+        self.piece_sizes().piece_len(index).unwrap_or(0)
     }
 
     /// The content bytes covered by piece `index` (empty past the end).
     pub fn piece_range(&self, index: u32) -> Range<u64> {
-        let start = (u64::from(index) * u64::from(self.piece_length)).min(self.total_length);
-        start..start + u64::from(self.piece_len(index))
+        let end = self.total_length;
+        self.piece_sizes().piece_range(index).unwrap_or(end..end)
     }
 
     pub fn piece_hash(&self, index: u32) -> Option<&[u8; 20]> {
@@ -352,7 +353,7 @@ fn parse_piece_hashes(
             format!("length {} is not a multiple of 20", pieces.len()),
         ));
     }
-    let expected = total_length.div_ceil(u64::from(piece_length));
+    let expected = PieceSizes::new(piece_length, total_length).count();
     let actual = (pieces.len() / 20) as u64;
     if expected > u64::from(MAX_PIECES) {
         return Err(invalid(

@@ -114,13 +114,9 @@ impl Geometry {
         Geometry { piece_length, total_length, piece_count }
     }
 
+    /// Length of `piece` ([`crate::PieceSizes::piece_len`]); 0 past the end (no blocks there).
     pub fn piece_len(&self, piece: u32) -> u32 {
-        if piece + 1 == self.piece_count {
-            let rest = self.total_length - u64::from(piece) * u64::from(self.piece_length);
-            rest as u32
-        } else {
-            self.piece_length
-        }
+        crate::PieceSizes::new(self.piece_length, self.total_length).piece_len(piece).unwrap_or(0)
     }
 
     pub fn block_count(&self, piece: u32) -> u32 {

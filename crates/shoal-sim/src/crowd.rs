@@ -35,7 +35,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use shoal_proto::torrent::{TorrentConfig, VIEWER_WEB_SEED_GRACE};
-use shoal_proto::Instant;
+use shoal_proto::{Instant, PieceSizes};
 
 use crate::fixture::TestTorrent;
 use crate::node::{NodeConfig, NodeId};
@@ -208,8 +208,8 @@ impl CrowdConfig {
         if self.file_size == 0 || self.file_size > 64 * GIB {
             return Err(format!("file size {} is not in 1 byte..64 GiB", self.file_size));
         }
-        if self.file_size.div_ceil(u64::from(self.piece_size)) > u64::from(u32::MAX) {
-            return Err("too many pieces".into());
+        if let Err(e) = PieceSizes::new(self.piece_size, self.file_size).piece_count() {
+            return Err(e.to_string());
         }
         if self.bitrate == 0 || self.origin_upload == 0 {
             return Err("the bitrate and the origin's uplink must be positive".into());
@@ -401,144 +401,197 @@ pub fn run_with_progress(
 ) -> Result<CrowdReport, String> {
     config.validate()?;
     let wall = std::time::Instant::now();
-    let torrent = TestTorrent::random(config.seed, config.file_size, config.piece_size)
-        .map_err(|e| e.to_string())?;
-    let mut viewers = draw_viewers(config);
-    let mut sim_config = SimConfig::new(config.seed);
-    // The run is cut in slices of at most `LOOK_EVERY`; no slice is a livelock.
-    sim_config.max_events_per_run = 1 << 62;
-    sim_config.torrent = config.viewer_torrent_config();
-    sim_config.net.verify = config.verify;
-    // Nothing here reads the nodes' records of disconnects and refusals; ten thousand
-    // viewers keeping a thousand each would cost gigabytes.
-    sim_config.max_log_records = 0;
-    let mut sim = Sim::with_config(sim_config, torrent);
-    let origin = sim.add_node(
-        NodeConfig::seeder()
-            .upload(config.origin_upload)
-            .torrent_config(config.origin_torrent_config()),
-    );
-    if let Some(rate) = config.web_seed {
-        sim.add_web_seed(WebSeedConfig::new(WEB_SEED_URL, rate));
+    let mut run = Run::new(config)?;
+    let mut next_progress = every;
+    loop {
+        let now = run.sim.elapsed();
+        run.do_due_tasks(now);
+        run.begin_watching(now);
+        if let Some(at) = next_progress.filter(|&at| now >= at) {
+            next_progress = every.map(|e| at + e);
+            progress(&run.progress(now, wall));
+        }
+        if now >= config.duration || !run.advance(now) {
+            break;
+        }
+    }
+    Ok(run.report(wall))
+}
+
+/// One crowd run under way: the simulation, the audience, and what is planned for them.
+struct Run<'a> {
+    config: &'a CrowdConfig,
+    sim: Sim,
+    origin: NodeId,
+    viewers: Vec<Viewer>,
+    /// Tasks by virtual time, ties in the order they were planned.
+    agenda: BTreeMap<(Duration, u64), Task>,
+    planned: u64,
+    arrived: usize,
+    /// Viewers there now (arrived and not left).
+    watching: usize,
+    /// Viewers that arrived and have not shown a first frame yet.
+    waiting: BTreeSet<usize>,
+}
+
+impl<'a> Run<'a> {
+    /// The origin (and its web seed) up, and every viewer's arrival planned.
+    fn new(config: &'a CrowdConfig) -> Result<Self, String> {
+        let torrent = TestTorrent::random(config.seed, config.file_size, config.piece_size)
+            .map_err(|e| e.to_string())?;
+        let mut sim_config = SimConfig::new(config.seed);
+        // The run is cut in slices of at most `LOOK_EVERY`; no slice is a livelock.
+        sim_config.max_events_per_run = 1 << 62;
+        sim_config.torrent = config.viewer_torrent_config();
+        sim_config.net.verify = config.verify;
+        // Nothing here reads the nodes' records of disconnects and refusals; ten thousand
+        // viewers keeping a thousand each would cost gigabytes.
+        sim_config.max_log_records = 0;
+        let mut sim = Sim::with_config(sim_config, torrent);
+        let origin = sim.add_node(
+            NodeConfig::seeder()
+                .upload(config.origin_upload)
+                .torrent_config(config.origin_torrent_config()),
+        );
+        if let Some(rate) = config.web_seed {
+            sim.add_web_seed(WebSeedConfig::new(WEB_SEED_URL, rate));
+        }
+        let mut run = Run {
+            config,
+            sim,
+            origin,
+            viewers: draw_viewers(config),
+            agenda: BTreeMap::new(),
+            planned: 0,
+            arrived: 0,
+            watching: 0,
+            waiting: BTreeSet::new(),
+        };
+        for i in 0..run.viewers.len() {
+            run.plan(run.viewers[i].arrive, Task::Arrive(i));
+        }
+        Ok(run)
     }
 
-    let mut agenda: BTreeMap<(Duration, u64), Task> = BTreeMap::new();
-    let mut seq = 0u64;
-    let mut plan = |agenda: &mut BTreeMap<(Duration, u64), Task>, at: Duration, task: Task| {
-        seq += 1;
-        agenda.insert((at, seq), task);
-    };
-    for (i, v) in viewers.iter().enumerate() {
-        plan(&mut agenda, v.arrive, Task::Arrive(i));
+    fn plan(&mut self, at: Duration, task: Task) {
+        self.planned += 1;
+        self.agenda.insert((at, self.planned), task);
     }
-    // Viewers there now (arrived and not left).
-    let mut watching = 0usize;
-    // Viewers that arrived and have not shown a first frame yet.
-    let mut waiting: BTreeSet<usize> = BTreeSet::new();
-    let end = config.duration;
-    let mut next_progress = every;
-    let mut arrived = 0;
-    loop {
-        let now = sim.elapsed();
-        while let Some(entry) = agenda.first_entry() {
+
+    /// Carries out every task due by `now`, in order.
+    fn do_due_tasks(&mut self, now: Duration) {
+        while let Some(entry) = self.agenda.first_entry() {
             if entry.key().0 > now {
                 break;
             }
-            match entry.remove() {
-                Task::Arrive(i) => {
-                    arrived += 1;
-                    let node = arrive(&mut sim, config, &viewers[i]);
-                    viewers[i].node = Some(node);
-                    match config.player_delay.is_zero() {
-                        true => play(&mut sim, config, node),
-                        false => plan(&mut agenda, now + config.player_delay, Task::Play(i)),
-                    }
-                    announce(&mut sim, config, node, origin);
-                    watching += 1;
-                    waiting.insert(i);
-                    if let Some(every) = config.reannounce {
-                        plan(&mut agenda, now + every, Task::Announce(i));
-                    }
+            let task = entry.remove();
+            self.do_task(now, task);
+        }
+    }
+
+    fn do_task(&mut self, now: Duration, task: Task) {
+        let config = self.config;
+        match task {
+            Task::Arrive(i) => {
+                self.arrived += 1;
+                let node = arrive(&mut self.sim, config, &self.viewers[i]);
+                self.viewers[i].node = Some(node);
+                match config.player_delay.is_zero() {
+                    true => play(&mut self.sim, config, node),
+                    false => self.plan(now + config.player_delay, Task::Play(i)),
                 }
-                Task::Play(i) => {
-                    let Some(node) = viewers[i].node else { continue };
-                    if viewers[i].outcome.is_none() && sim.node(node).is_running() {
-                        play(&mut sim, config, node);
-                    }
+                announce(&mut self.sim, config, node, self.origin);
+                self.watching += 1;
+                self.waiting.insert(i);
+                if let Some(every) = config.reannounce {
+                    self.plan(now + every, Task::Announce(i));
                 }
-                Task::Leave(i) => {
-                    let Some(node) = viewers[i].node else { continue };
-                    viewers[i].outcome = Some(outcome(&sim, node, true));
-                    watching -= 1;
-                    sim.stop(node);
+            }
+            Task::Play(i) => {
+                let Some(node) = self.viewers[i].node else { return };
+                if self.viewers[i].outcome.is_none() && self.sim.node(node).is_running() {
+                    play(&mut self.sim, config, node);
                 }
-                Task::Announce(i) => {
-                    let Some(node) = viewers[i].node else { continue };
-                    if viewers[i].outcome.is_some() || !sim.node(node).is_running() {
-                        continue;
-                    }
-                    announce(&mut sim, config, node, origin);
-                    if let Some(every) = config.reannounce {
-                        plan(&mut agenda, now + every, Task::Announce(i));
-                    }
+            }
+            Task::Leave(i) => {
+                let Some(node) = self.viewers[i].node else { return };
+                self.viewers[i].outcome = Some(outcome(&self.sim, node, true));
+                self.watching -= 1;
+                self.sim.stop(node);
+            }
+            Task::Announce(i) => {
+                let Some(node) = self.viewers[i].node else { return };
+                if self.viewers[i].outcome.is_some() || !self.sim.node(node).is_running() {
+                    return;
+                }
+                announce(&mut self.sim, config, node, self.origin);
+                if let Some(every) = config.reannounce {
+                    self.plan(now + every, Task::Announce(i));
                 }
             }
         }
-        // Viewers that started begin their watch time.
-        let started: Vec<(usize, Duration)> = waiting
+    }
+
+    /// Viewers whose first frame showed begin their watch time: when they leave is planned.
+    fn begin_watching(&mut self, now: Duration) {
+        let started: Vec<(usize, Duration)> = self
+            .waiting
             .iter()
             .filter_map(|&i| {
-                let p = sim.player(viewers[i].node?)?;
+                let p = self.sim.player(self.viewers[i].node?)?;
                 Some((i, p.asked_at.since_epoch() + p.first_frame?))
             })
             .collect();
         for (i, at) in started {
-            waiting.remove(&i);
-            viewers[i].started_at = Some(at);
-            let leave = at + viewers[i].watch;
-            if leave < end {
-                plan(&mut agenda, leave.max(now), Task::Leave(i));
+            self.waiting.remove(&i);
+            self.viewers[i].started_at = Some(at);
+            let leave = at + self.viewers[i].watch;
+            if leave < self.config.duration {
+                self.plan(leave.max(now), Task::Leave(i));
             }
-        }
-        if let Some(at) = next_progress.filter(|&at| now >= at) {
-            next_progress = every.map(|e| at + e);
-            progress(&Progress {
-                virtual_secs: now.as_secs_f64(),
-                real_secs: wall.elapsed().as_secs_f64(),
-                events: sim.stats().events,
-                arrived,
-                watching,
-                started: viewers.iter().filter(|v| v.started_at.is_some()).count(),
-                pending_events: sim.pending_events(),
-                live_connections: sim.live_connections(),
-                origin_bytes: sim.node(origin).log().wire_bytes_sent,
-            });
-        }
-        if now >= end {
-            break;
-        }
-        let next_task = agenda.keys().next().map_or(end, |k| k.0);
-        let step = next_task.min(now + LOOK_EVERY).min(end);
-        sim.run_for(step - now);
-        if sim.elapsed() < step {
-            // Nothing left to happen at all (cannot be while the origin runs: its timer
-            // ticks); stop rather than spin.
-            break;
         }
     }
 
-    for v in viewers.iter_mut().filter(|v| v.outcome.is_none()) {
-        if let Some(node) = v.node {
-            v.outcome = Some(outcome(&sim, node, false));
+    fn progress(&self, now: Duration, wall: std::time::Instant) -> Progress {
+        Progress {
+            virtual_secs: now.as_secs_f64(),
+            real_secs: wall.elapsed().as_secs_f64(),
+            events: self.sim.stats().events,
+            arrived: self.arrived,
+            watching: self.watching,
+            started: self.viewers.iter().filter(|v| v.started_at.is_some()).count(),
+            pending_events: self.sim.pending_events(),
+            live_connections: self.sim.live_connections(),
+            origin_bytes: self.sim.node(self.origin).log().wire_bytes_sent,
         }
     }
-    let figures = figures(config, &sim, origin, &viewers);
-    Ok(CrowdReport {
-        config: config.clone(),
-        figures,
-        real_secs: wall.elapsed().as_secs_f64(),
-        peak_rss_mib: peak_rss_mib(),
-    })
+
+    /// Runs the simulation up to the next task, at most `LOOK_EVERY` and not past the end.
+    /// False when nothing is left to happen at all (cannot be while the origin runs: its
+    /// timer ticks), so the run stops rather than spins.
+    fn advance(&mut self, now: Duration) -> bool {
+        let end = self.config.duration;
+        let next_task = self.agenda.keys().next().map_or(end, |k| k.0);
+        let step = next_task.min(now + LOOK_EVERY).min(end);
+        self.sim.run_for(step - now);
+        self.sim.elapsed() >= step
+    }
+
+    /// The figures, with the viewers still there counted as they are at the end.
+    fn report(mut self, wall: std::time::Instant) -> CrowdReport {
+        for v in self.viewers.iter_mut().filter(|v| v.outcome.is_none()) {
+            if let Some(node) = v.node {
+                v.outcome = Some(outcome(&self.sim, node, false));
+            }
+        }
+        let figures = figures(self.config, &self.sim, self.origin, &self.viewers);
+        CrowdReport {
+            config: self.config.clone(),
+            figures,
+            real_secs: wall.elapsed().as_secs_f64(),
+            peak_rss_mib: peak_rss_mib(),
+        }
+    }
 }
 
 /// The audience: arrival times, links and watch times, drawn from the seed alone.

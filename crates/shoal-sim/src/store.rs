@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use bytes::{Bytes, BytesMut};
 use sha1::{Digest, Sha1};
 use shoal_proto::metainfo::Info;
+use shoal_proto::PieceSizes;
 
 /// How a completed piece is checked (`NetConfig::verify`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,8 +34,7 @@ pub enum Verify {
 }
 
 pub struct PieceStore {
-    piece_length: u32,
-    total_length: u64,
+    sizes: PieceSizes,
     piece_count: u32,
     /// The torrent's content, if this store may keep pieces that equal it as bits.
     content: Option<Bytes>,
@@ -48,8 +48,7 @@ pub struct PieceStore {
 impl PieceStore {
     pub fn new(info: &Info) -> Self {
         PieceStore {
-            piece_length: info.piece_length,
-            total_length: info.total_length,
+            sizes: info.piece_sizes(),
             piece_count: info.piece_count(),
             content: None,
             whole: Vec::new(),
@@ -85,8 +84,8 @@ impl PieceStore {
     /// The content's bytes of `piece` (if the store knows the content).
     fn content_piece(&self, piece: u32) -> Option<Bytes> {
         let content = self.content.as_ref()?;
-        let start = usize::try_from(u64::from(piece) * u64::from(self.piece_length)).ok()?;
-        let end = start.checked_add(self.piece_len(piece) as usize)?;
+        let range = self.sizes.piece_range(piece)?;
+        let (start, end) = (usize::try_from(range.start).ok()?, usize::try_from(range.end).ok()?);
         (end <= content.len()).then(|| content.slice(start..end))
     }
 
@@ -142,12 +141,9 @@ impl PieceStore {
         }
     }
 
+    /// Length of `piece`; 0 past the end.
     pub fn piece_len(&self, piece: u32) -> u32 {
-        if piece >= self.piece_count {
-            return 0;
-        }
-        let start = u64::from(piece) * u64::from(self.piece_length);
-        (self.total_length - start).min(u64::from(self.piece_length)) as u32
+        self.sizes.piece_len(piece).unwrap_or(0)
     }
 
     pub fn piece_count(&self) -> u32 {
@@ -250,7 +246,7 @@ impl PieceStore {
 
     /// Everything, if every piece is complete.
     pub fn assemble(&self) -> Option<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.total_length as usize);
+        let mut out = Vec::with_capacity(self.sizes.total_length() as usize);
         for piece in 0..self.piece_count {
             out.extend_from_slice(&self.read(piece, 0, self.piece_len(piece))?);
         }

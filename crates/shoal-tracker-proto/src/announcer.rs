@@ -51,8 +51,8 @@ impl Default for AnnouncerConfig {
     }
 }
 
-/// An announce the driver should make now. For [`AnnounceEvent::Stopped`] it should ask for
-/// no peers (`num_want = Some(0)`).
+/// An announce the driver should make now; [`crate::announce_request`] says what it carries
+/// (for [`AnnounceEvent::Stopped`], no peers wanted).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AnnounceJob {
     pub url: String,

@@ -9,7 +9,6 @@ use std::rc::{Rc, Weak};
 use bytes::Bytes;
 use js_sys::{Array, Promise, Reflect, Uint8Array};
 use serde::Deserialize;
-use shoal_proto::create::TorrentBuilder;
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
 use shoal_proto::streaming::ReaderId;
@@ -22,6 +21,7 @@ use crate::budget::{self, ConnectionBudget};
 use crate::clock::Clock;
 use crate::offer_pool::OfferPool;
 use crate::rtc;
+use crate::seed::{self, SeedOptions};
 use crate::timer::Interval;
 use crate::torrent::{DriverConfig, ReadRequest, TorrentDriver, DEFAULT_READAHEAD};
 use crate::tracker::Hub;
@@ -30,13 +30,6 @@ use crate::tracker::Hub;
 const TICK_MS: i32 = 100;
 /// The most bytes one `read` returns (larger ranges are read in several calls).
 const MAX_READ: u64 = 16 * 1024 * 1024;
-/// The most a tab shares: the files are held in wasm memory (32-bit, at most 4 GiB, and
-/// the engine needs room besides).
-const MAX_SEED_BYTES: u64 = 2 << 30;
-/// Bytes of a shared file copied into wasm memory at a time.
-const COPY_CHUNK: u32 = 8 << 20;
-/// How long copying and hashing a new torrent's pieces runs before the page gets a turn.
-const HASH_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -176,8 +169,9 @@ impl WasmClient {
     /// Makes a torrent of `files` (`[{ path: "dir/name.ext", data: Uint8Array }]`, one or
     /// more, in order) named `name`, and seeds it: a promise of the torrent. `options`:
     /// `{ pieceLength?: number, trackers?: string[] }`. Pieces are hashed with SubtleCrypto
-    /// (~3 × the speed of SHA-1 in wasm here), and the page gets a turn every [`HASH_SLICE`]
-    /// of it, so it stays responsive while a large file is hashed.
+    /// (~3 × the speed of SHA-1 in wasm here), and the page gets a turn every
+    /// [`HASH_SLICE`](seed::HASH_SLICE) of it, so it stays responsive while a large file is
+    /// hashed.
     #[wasm_bindgen(js_name = seedFiles)]
     pub fn seed_files(
         &self,
@@ -185,101 +179,22 @@ impl WasmClient {
         files: Array,
         options: JsValue,
     ) -> Result<Promise, JsError> {
-        #[derive(Deserialize, Default)]
-        #[serde(rename_all = "camelCase", default)]
-        struct SeedOptions {
-            piece_length: Option<u32>,
-            // Options are read leniently: `undefined` is as good as absent.
-            trackers: Option<Vec<String>>,
-        }
-        let options: SeedOptions = if options.is_undefined() || options.is_null() {
-            SeedOptions::default()
-        } else {
-            serde_wasm_bindgen::from_value(options)
-                .map_err(|e| JsError::new(&format!("bad seed options: {e}")))?
-        };
-        // The files stay in JS until they are copied, once, into the torrent's memory.
-        let mut contents: Vec<(Vec<String>, Uint8Array)> = Vec::new();
-        for file in files.iter() {
-            let path = Reflect::get(&file, &"path".into())
-                .ok()
-                .and_then(|p| p.as_string())
-                .ok_or_else(|| JsError::new("every file needs a path"))?;
-            let data = Reflect::get(&file, &"data".into())
-                .ok()
-                .and_then(|d| d.dyn_into::<Uint8Array>().ok())
-                .ok_or_else(|| JsError::new("every file needs its data as a Uint8Array"))?;
-            let parts: Vec<String> =
-                path.split('/').filter(|p| !p.is_empty()).map(str::to_owned).collect();
-            contents.push((parts, data));
-        }
-        if contents.is_empty() {
-            return Err(JsError::new("nothing to seed: no files"));
-        }
+        let options = SeedOptions::read(options)?;
+        let files = seed::read_files(&files)?;
         let mut trackers = options.trackers.unwrap_or_default();
         for url in &trackers {
             check_tracker(url)?;
         }
         trackers.extend(self.inner.trackers.iter().cloned());
-        let total: u64 = contents.iter().map(|(_, d)| u64::from(d.length())).sum();
-        if total > MAX_SEED_BYTES {
-            return Err(JsError::new(&format!(
-                "{} MiB is more than a tab can share from memory ({} MiB at most)",
-                total >> 20,
-                MAX_SEED_BYTES >> 20
-            )));
-        }
-        let single = contents.len() == 1;
-        let mut builder = match single {
-            true => TorrentBuilder::single_file(&name, total),
-            false => TorrentBuilder::multi_file(&name),
-        }
-        .map_err(|e| JsError::new(&format!("cannot make a torrent: {e}")))?;
-        if !single {
-            for (path, data) in &contents {
-                builder
-                    .add_file(path.clone(), u64::from(data.length()))
-                    .map_err(|e| JsError::new(&format!("cannot add {}: {e}", path.join("/"))))?;
-            }
-        }
-        if let Some(len) = options.piece_length {
-            builder = builder.piece_length(len);
-        }
-        builder = builder
-            .trackers(trackers.iter().map(|t| vec![t.clone()]).collect())
-            .created_by(concat!("Shoal web ", env!("CARGO_PKG_VERSION")));
-        let hasher =
-            builder.start().map_err(|e| JsError::new(&format!("cannot make a torrent: {e}")))?;
+        let total = seed::total_length(&files)?;
+        let hasher = seed::start_torrent(&name, &files, total, options.piece_length, &trackers)?;
         let client = WasmClient { inner: self.inner.clone() };
         let clock = self.inner.clock;
         Ok(future_to_promise(async move {
-            let mut turns = crate::timer::PageTurns::new(clock, HASH_SLICE);
-            // Bounded by MAX_SEED_BYTES above, so the length fits wasm32's usize.
-            let mut all = Vec::new();
-            all.try_reserve_exact(total as usize).map_err(|_| {
-                JsError::new(&format!("not enough memory in this tab to share {} MiB", total >> 20))
-            })?;
-            for (_, data) in contents {
-                let mut at = 0;
-                while at < data.length() {
-                    let end = data.length().min(at + COPY_CHUNK);
-                    let start = all.len();
-                    all.resize(start + (end - at) as usize, 0);
-                    data.subarray(at, end).copy_to(&mut all[start..]);
-                    at = end;
-                    turns.take_if_due().await;
-                }
-            }
-            let all = Bytes::from(all);
-            let piece_length = hasher.piece_length() as usize;
-            let pieces: Vec<Bytes> = (0..all.len().div_ceil(piece_length))
-                .map(|i| all.slice(i * piece_length..((i + 1) * piece_length).min(all.len())))
-                .collect();
-            let mut hashes = Vec::with_capacity(pieces.len());
-            for piece in &pieces {
-                hashes.push(crate::hash::sha1(piece).await?);
-                turns.take_if_due().await;
-            }
+            let mut turns = crate::timer::PageTurns::new(clock, seed::HASH_SLICE);
+            let all = seed::copy_into_memory(files, total, &mut turns).await?;
+            let (pieces, hashes) =
+                seed::hash_pieces(&all, hasher.piece_length(), &mut turns).await?;
             let torrent_bytes = hasher
                 .finish_with_hashes(&hashes)
                 .map_err(|e| JsError::new(&format!("cannot make a torrent: {e}")))?;

@@ -7,6 +7,7 @@
 //! - [`tracker`]: WebSocket trackers (WebTorrent signalling) around the shared `WsClient`
 //! - [`webseed`]: HTTP web seeds with `fetch()`, planned by the core
 //! - [`store`]: pieces in memory, within a budget, evicted by the native rules
+//! - [`seed`]: a torrent of the page's own files, hashed while the page stays responsive
 //! - [`api`]: the wasm-bindgen surface that `web/shoal.js` wraps
 //!
 //! It builds for the host too, so the pure parts (store, framing) are tested with
@@ -21,6 +22,7 @@ pub mod hash;
 pub mod offer_pool;
 pub mod random;
 pub mod rtc;
+pub mod seed;
 pub mod store;
 pub mod timer;
 pub mod torrent;

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use shoal_proto::eviction;
 use shoal_proto::streaming::ReaderWindow;
+use shoal_proto::PieceSizes;
 
 /// Why a write was refused. The core only writes blocks it requested, so these mean a bug
 /// or a torrent whose geometry changed under us; the block is dropped either way.
@@ -22,9 +23,7 @@ pub enum StoreError {
 }
 
 pub struct PieceStore {
-    piece_length: u32,
-    total_length: u64,
-    piece_count: u32,
+    sizes: PieceSizes,
     assembling: HashMap<u32, Vec<u8>>,
     verified: HashMap<u32, Bytes>,
     /// Pieces taken out for hashing: their bytes are alive in the hasher, so they stay
@@ -39,14 +38,8 @@ impl PieceStore {
     /// A store for a torrent of this geometry; `budget` bounds the bytes held, `None` keeps
     /// everything.
     pub fn new(piece_length: u32, total_length: u64, budget: Option<u64>) -> Self {
-        let piece_count = match piece_length {
-            0 => 0,
-            len => total_length.div_ceil(u64::from(len)) as u32,
-        };
         PieceStore {
-            piece_length,
-            total_length,
-            piece_count,
+            sizes: PieceSizes::new(piece_length, total_length),
             assembling: HashMap::new(),
             verified: HashMap::new(),
             hashing: HashSet::new(),
@@ -56,12 +49,9 @@ impl PieceStore {
         }
     }
 
+    /// Length of `piece`; 0 past the end.
     pub fn piece_len(&self, piece: u32) -> u32 {
-        if piece >= self.piece_count {
-            return 0;
-        }
-        let start = u64::from(piece) * u64::from(self.piece_length);
-        (self.total_length - start).min(u64::from(self.piece_length)) as u32
+        self.sizes.piece_len(piece).unwrap_or(0)
     }
 
     pub fn budget(&self) -> Option<u64> {
@@ -79,7 +69,8 @@ impl PieceStore {
 
     /// The most a reader's read-ahead may ask for under the budget.
     pub fn max_readahead(&self) -> Option<u64> {
-        self.budget.map(|b| eviction::windows_budget(b).max(u64::from(self.piece_length)))
+        let piece_length = u64::from(self.sizes.piece_length());
+        self.budget.map(|b| eviction::windows_budget(b).max(piece_length))
     }
 
     pub fn has(&self, piece: u32) -> bool {
@@ -156,32 +147,28 @@ impl PieceStore {
     /// Bytes from `offset`, up to `len`, until the first piece that is not verified.
     fn read_verified(&self, offset: u64, len: usize) -> Option<Vec<u8>> {
         let end = offset.checked_add(len as u64)?;
-        if end > self.total_length || self.piece_length == 0 {
+        if end > self.sizes.total_length() || self.sizes.piece_length() == 0 {
             return None;
         }
-        let plen = u64::from(self.piece_length);
         let mut out = Vec::with_capacity(len);
-        let mut at = offset;
-        while at < end {
-            let piece = (at / plen) as u32;
+        for piece in self.sizes.pieces_overlapping(offset..end) {
             let Some(data) = self.verified.get(&piece) else { break };
-            let from = (at - u64::from(piece) * plen) as usize;
-            let to = ((end - u64::from(piece) * plen) as usize).min(data.len());
+            let bytes = self.sizes.piece_range(piece)?;
+            // Both inside the piece, which is in memory: they fit in usize.
+            let from = (offset.max(bytes.start) - bytes.start) as usize;
+            let to = (end.min(bytes.end) - bytes.start) as usize;
             out.extend_from_slice(data.get(from..to)?);
-            at = u64::from(piece) * plen + to as u64;
         }
         Some(out)
     }
 
     /// Whether every piece under `offset..offset + len` is verified.
     pub fn has_range(&self, offset: u64, len: u64) -> bool {
-        if len == 0 || self.piece_length == 0 {
+        if self.sizes.piece_length() == 0 {
             return true;
         }
-        let plen = u64::from(self.piece_length);
-        let first = (offset / plen) as u32;
-        let last = ((offset + len - 1) / plen) as u32;
-        (first..=last).all(|p| self.has(p))
+        let Some(end) = offset.checked_add(len) else { return false };
+        self.sizes.pieces_overlapping(offset..end).all(|p| self.has(p))
     }
 
     /// Drops verified pieces to stay within the budget, by the eviction rules; returns them
@@ -194,10 +181,10 @@ impl PieceStore {
         }
         let mut held: Vec<u32> = self.verified.keys().copied().collect();
         held.sort_unstable();
-        let evict =
-            eviction::choose(&held, self.resident, target, self.piece_length, windows, |p| {
-                u64::from(self.piece_len(p))
-            });
+        let piece_length = self.sizes.piece_length();
+        let evict = eviction::choose(&held, self.resident, target, piece_length, windows, |p| {
+            u64::from(self.piece_len(p))
+        });
         for &piece in &evict {
             if let Some(data) = self.verified.remove(&piece) {
                 self.resident = self.resident.saturating_sub(data.len() as u64);

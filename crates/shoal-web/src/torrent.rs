@@ -20,6 +20,7 @@ use shoal_proto::torrent::{Action, Stats, Torrent};
 use shoal_proto::webseed::{FetchEnd, WebSeedError};
 use shoal_proto::wire::{self, BlockRef};
 use shoal_proto::{InfoHash, Instant, PeerKey};
+use shoal_tracker_proto::announce_request;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
 use shoal_tracker_proto::tiers::TrackerTiers;
 use shoal_tracker_proto::types::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
@@ -798,14 +799,9 @@ impl TorrentDriver {
     // ---- announces ----
 
     fn announce_request(&self, event: AnnounceEvent) -> AnnounceRequest {
-        let stats = self.core.stats(self.clock.now());
-        let mut req = AnnounceRequest::new(self.core.info_hash(), self.core.peer_id(), 0);
-        req.uploaded = stats.uploaded;
-        req.downloaded = stats.downloaded;
-        req.left = stats.bytes_left;
-        req.event = event;
-        req.key = self.announce_key;
-        req
+        // Port 0: a page accepts no connections, it meets peers through the offers its
+        // WebSocket trackers relay (and their wire has no port).
+        announce_request(&self.core, self.clock.now(), event, 0, self.announce_key)
     }
 
     fn poll_announces(&mut self, now: Instant) {

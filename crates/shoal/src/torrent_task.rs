@@ -18,6 +18,7 @@ use shoal_proto::torrent::{Action, Stats, Torrent, WebSeedFetch, WebSeedStatus};
 use shoal_proto::webseed::FetchEnd;
 use shoal_proto::wire::{self, Handshake};
 use shoal_proto::PeerKey;
+use shoal_tracker_proto::announce_request;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
 use shoal_tracker_proto::tiers::TrackerTiers;
 use shoal_tracker_proto::types::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
@@ -656,19 +657,8 @@ impl TorrentTask {
     // ---- trackers ----
 
     fn announce_request(&self, event: AnnounceEvent) -> AnnounceRequest {
-        let stats = self.core.stats(self.clock.now());
-        let mut req =
-            AnnounceRequest::new(self.core.info_hash(), self.core.peer_id(), self.listen_port);
-        req.uploaded = stats.uploaded;
-        req.downloaded = stats.downloaded;
-        req.left = stats.bytes_left;
-        req.event = event;
-        req.key = self.announce_key;
-        req.compact = true;
-        if event == AnnounceEvent::Stopped {
-            req.num_want = Some(0);
-        }
-        req
+        let now = self.clock.now();
+        announce_request(&self.core, now, event, self.listen_port, self.announce_key)
     }
 
     /// A torrent checking its data has no `left` to report yet; a stopped one has nothing to

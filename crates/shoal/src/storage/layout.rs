@@ -3,6 +3,8 @@
 
 use std::ops::Range;
 
+use shoal_proto::piece_sizes::{PieceSizes, TooManyPieces};
+
 use super::error::StorageError;
 
 /// One file of the torrent, in metainfo order.
@@ -40,11 +42,10 @@ pub struct Segment {
 /// The piece/file geometry of one torrent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageLayout {
-    piece_length: u32,
+    sizes: PieceSizes,
     files: Vec<FileSpec>,
     /// Offset of each file's first byte in the torrent's byte string.
     file_starts: Vec<u64>,
-    total_length: u64,
     piece_count: u32,
 }
 
@@ -60,14 +61,15 @@ impl StorageLayout {
             total_length =
                 total_length.checked_add(file.length).ok_or(StorageError::TotalLengthOverflow)?;
         }
-        let count = total_length.div_ceil(u64::from(piece_length));
-        let piece_count =
-            u32::try_from(count).map_err(|_| StorageError::TooManyPieces { count })?;
-        Ok(StorageLayout { piece_length, files, file_starts, total_length, piece_count })
+        let sizes = PieceSizes::new(piece_length, total_length);
+        let piece_count = sizes
+            .piece_count()
+            .map_err(|TooManyPieces(count)| StorageError::TooManyPieces { count })?;
+        Ok(StorageLayout { sizes, files, file_starts, piece_count })
     }
 
     pub fn piece_length(&self) -> u32 {
-        self.piece_length
+        self.sizes.piece_length()
     }
 
     pub fn piece_count(&self) -> u32 {
@@ -75,7 +77,7 @@ impl StorageLayout {
     }
 
     pub fn total_length(&self) -> u64 {
-        self.total_length
+        self.sizes.total_length()
     }
 
     pub fn files(&self) -> &[FileSpec] {
@@ -92,31 +94,18 @@ impl StorageLayout {
     /// The pieces that overlap file `index` (empty for a zero-length file), e.g. to turn a file
     /// selection into wanted pieces.
     pub fn file_pieces(&self, index: usize) -> Option<Range<u32>> {
-        let bytes = self.file_range(index)?;
-        if bytes.is_empty() {
-            return Some(0..0);
-        }
-        let plen = u64::from(self.piece_length);
-        // Both fit in u32: they are at most piece_count, which was checked in `new`.
-        let first = (bytes.start / plen) as u32;
-        let end = bytes.end.div_ceil(plen) as u32;
-        Some(first..end)
+        Some(self.sizes.pieces_overlapping(self.file_range(index)?))
     }
 
     /// Length of `piece`: the piece length, except for a shorter last piece.
     pub fn piece_len(&self, piece: u32) -> Result<u32, StorageError> {
-        if piece >= self.piece_count {
-            return Err(StorageError::PieceOutOfRange { piece, count: self.piece_count });
-        }
-        let start = self.piece_offset(piece);
-        let len = (self.total_length - start).min(u64::from(self.piece_length));
-        // At most piece_length, so it fits.
-        Ok(len as u32)
+        let out_of_range = StorageError::PieceOutOfRange { piece, count: self.piece_count };
+        self.sizes.piece_len(piece).ok_or(out_of_range)
     }
 
     /// Offset of `piece`'s first byte in the torrent.
     pub fn piece_offset(&self, piece: u32) -> u64 {
-        u64::from(piece) * u64::from(self.piece_length)
+        u64::from(piece) * u64::from(self.sizes.piece_length())
     }
 
     /// Checks that `len` bytes at `offset` lie inside `piece`.

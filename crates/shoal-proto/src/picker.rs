@@ -106,11 +106,9 @@ pub struct Geometry {
 
 impl Geometry {
     pub fn new(piece_length: u32, total_length: u64) -> Self {
-        let piece_count = if piece_length == 0 {
-            0
-        } else {
-            total_length.div_ceil(u64::from(piece_length)) as u32
-        };
+        // A torrent's metainfo holds at most `MAX_PIECES`; anything larger is clamped here.
+        let count = crate::PieceSizes::new(piece_length, total_length).count();
+        let piece_count = u32::try_from(count).unwrap_or(u32::MAX);
         Geometry { piece_length, total_length, piece_count }
     }
 

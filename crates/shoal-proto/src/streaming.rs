@@ -65,6 +65,7 @@ pub fn deadlines<'a>(
         return Vec::new();
     }
     let piece_length = u64::from(geometry.piece_length);
+    let sizes = crate::PieceSizes::new(geometry.piece_length, geometry.total_length);
     let last_piece = geometry.piece_count - 1;
     // (distance from the reader, piece, critical) for every piece in every window.
     let mut wanted: Vec<(u64, u32, bool)> = Vec::new();
@@ -73,11 +74,11 @@ pub fn deadlines<'a>(
         if window.position >= end {
             continue;
         }
-        let first = (window.position / piece_length) as u32;
         let critical_end = window.position.saturating_add(CRITICAL_BYTES);
         let ahead_end = window.position.saturating_add(window.readahead.max(1)).min(end);
-        let last = (((ahead_end - 1) / piece_length) as u32).min(last_piece);
-        for piece in first..=last {
+        let pieces = sizes.pieces_overlapping(window.position..ahead_end);
+        let first = pieces.start;
+        for piece in first..pieces.end.min(last_piece + 1) {
             if wanted.len() >= MAX_DEADLINE_PIECES * 2 {
                 break;
             }

@@ -590,10 +590,10 @@ impl Torrent {
 /// Puts the first piece of each wanted file two priority steps above the rest of it, and its
 /// last piece one: a player reads the head first, then perhaps an index at the end.
 fn raise_file_ends(picker: &mut Picker, info: &Info) {
-    let piece_length = u64::from(info.piece_length);
+    let sizes = info.piece_sizes();
     for file in info.files.iter().filter(|f| !f.padding && f.length > 0) {
-        let first = (file.offset / piece_length) as u32;
-        let last = ((file.offset + file.length - 1) / piece_length) as u32;
+        let pieces = sizes.pieces_overlapping(file.offset..file.offset + file.length);
+        let (first, last) = (pieces.start, pieces.end - 1);
         for (piece, steps) in [(last, 1), (first, 2)] {
             let priority = picker.priority(piece);
             if priority > 0 && !picker.has(piece) {

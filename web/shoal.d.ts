@@ -131,3 +131,28 @@ export declare function registerServiceWorker (): Promise<void>
 export declare function parseRange (header: string, length: number): [number, number] | null | 'unsatisfiable'
 export declare function mimeType (name: string): string
 export declare function canPlay (file: TorrentFile): boolean
+
+export interface PlayOptions {
+  /** What to play: a magnet link, an info hash, or a .torrent (bytes, Blob or File). */
+  source: string | Uint8Array | ArrayBuffer | Blob
+  /** Which file: its index or name; by default the first the browser can play. */
+  file?: number | string
+  /** The same file over plain HTTP, played where Shoal cannot stream. */
+  fallback?: string
+  /** Options for the client `play` makes. */
+  client?: ClientOptions
+  /** Milliseconds to wait for the metadata from peers before playing `fallback` (default 8000). */
+  metadataTimeout?: number
+}
+
+export type Played =
+  | { via: 'shoal', torrent: Torrent, file: TorrentFile }
+  | { via: 'http', reason: string }
+
+/**
+ * Plays a file of a torrent in a media element through Shoal, or from `fallback` over HTTP
+ * where Shoal cannot (no WebRTC or Service Worker here, or no metadata in time).
+ */
+export declare function play<E extends HTMLMediaElement> (element: E, options: PlayOptions): Promise<Played>
+/** Why Shoal cannot stream in this page (no WebRTC, no Service Worker), or null. */
+export declare function unavailableReason (): string | null

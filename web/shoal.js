@@ -210,6 +210,63 @@ export class TorrentFile {
   }
 }
 
+// ---- playing with a fallback ----------------------------------------------------------------
+
+/** Why Shoal cannot stream in this page, or null when it can. */
+export function unavailableReason () {
+  if (typeof RTCPeerConnection === 'undefined') return 'this browser has no WebRTC'
+  if (!('serviceWorker' in navigator) || !window.isSecureContext) return 'Service Workers need https or http://localhost'
+  return null
+}
+
+// How long `play` waits for a torrent's metadata from peers before it plays over HTTP.
+const METADATA_PATIENCE_MS = 8000
+
+/**
+ * Plays one file of a torrent in a <video> or <audio> element through Shoal, and over plain
+ * HTTP from `fallback` where Shoal cannot: no WebRTC or Service Worker here, a source that
+ * does not add, or no metadata within `metadataTimeout` ms (no peer reachable). Resolves with
+ * how it plays: `{ via: 'shoal', torrent, file }` or `{ via: 'http', reason }`.
+ */
+export async function play (element, options = {}) {
+  const { source, file: which, fallback, client: clientOptions, metadataTimeout = METADATA_PATIENCE_MS } = options
+  const viaHttp = reason => {
+    if (!fallback) throw new Error(`Shoal cannot play here (${reason}) and there is no fallback URL.`)
+    console.info(`Shoal: playing over HTTP: ${reason}`)
+    element.src = fallback
+    return { via: 'http', reason }
+  }
+  const unavailable = unavailableReason()
+  if (unavailable) return viaHttp(unavailable)
+  let torrent
+  try {
+    const client = await createClient(clientOptions)
+    torrent = await client.add(source)
+    const known = await Promise.race([
+      torrent.ready().then(() => true),
+      new Promise(resolve => setTimeout(resolve, metadataTimeout, false))
+    ])
+    if (!known) {
+      torrent.destroy()
+      return viaHttp(`no peer sent the torrent's metadata within ${metadataTimeout} ms`)
+    }
+  } catch (e) {
+    torrent?.destroy()
+    return viaHttp(String(e?.message || e))
+  }
+  const file = pickFile(torrent.files, which)
+  if (!file) throw new Error(`The torrent has no file ${which ?? 'to play'}.`)
+  await file.streamTo(element)
+  return { via: 'shoal', torrent, file }
+}
+
+/** A file by index or name; by default the first the browser can play, else the first. */
+function pickFile (files, which) {
+  if (typeof which === 'number') return files.find(f => f.index === which) ?? null
+  if (typeof which === 'string') return files.find(f => f.name === which || f.path === which) ?? null
+  return files.find(f => canPlay(f)) ?? files[0] ?? null
+}
+
 // ---- the Service Worker side ----------------------------------------------------------------
 
 let registration = null

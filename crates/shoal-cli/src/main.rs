@@ -6,6 +6,7 @@
 
 mod create;
 mod download;
+mod html;
 mod info;
 mod output;
 mod seed;

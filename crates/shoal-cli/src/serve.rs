@@ -31,6 +31,7 @@ use crate::{transfer, WebRtcArgs};
 mod tls_listener;
 
 mod assets;
+mod embed;
 
 /// The video shared when no files are given.
 const SAMPLE: &[u8] = include_bytes!("../../../assets/shoal-sample.mp4");
@@ -88,6 +89,8 @@ struct Shared {
     root: PathBuf,
     magnet: String,
     app_url: String,
+    /// A player for each file, to paste into other pages.
+    embeds: Vec<embed::Embed>,
 }
 
 struct AppState {
@@ -245,7 +248,8 @@ async fn seed_files(
         handles.push(handle);
         let magnet = meta.magnet_uri();
         let app_url = format!("{}/#magnet={}", urls.base, percent::encode(magnet.as_bytes()));
-        shared.push(Shared { meta, root, magnet, app_url });
+        let embeds = embed::embeds(&urls.base, index, &meta, &magnet);
+        shared.push(Shared { meta, root, magnet, app_url, embeds });
     }
     Ok((shared, handles))
 }
@@ -263,6 +267,12 @@ fn print_serving(json: bool, urls: &Urls, session: &shoal::Session, shared: &[Sh
                     "info_hash": s.meta.info_hash.to_hex(),
                     "magnet": s.magnet,
                     "app_url": s.app_url,
+                    "embeds": s.embeds.iter().map(|e| serde_json::json!({
+                        "path": e.path,
+                        "http_url": e.http_url,
+                        "player_url": e.player_url,
+                        "html": e.html,
+                    })).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -282,6 +292,9 @@ fn print_serving(json: bool, urls: &Urls, session: &shoal::Session, shared: &[Sh
         println!("tracker: {ws_tracker}  {http_tracker}  {udp_tracker}");
         for s in shared {
             println!("\n{}\n  play: {}\n  magnet: {}", s.meta.info.name, s.app_url, s.magnet);
+            for e in &s.embeds {
+                println!("  embed {}: {}", e.path, e.html);
+            }
         }
     }
     if !engine_built {

@@ -333,7 +333,98 @@ fn shoal_web_plays_from_shoal_serve() {
             leech.process().events().iter().filter(|e| e["event"] == "peer_connected").count();
         assert!(connected >= 1, "the page met no peer: {done}");
         drop(leech);
+        // The snippet printed for the file, pasted into a page of another site, plays through
+        // Shoal; where WebRTC is off, over HTTP from the origin.
+        let embed = &serving["files"][0]["embeds"][0];
+        let html = embed["html"].as_str().expect("a snippet");
+        let http_url = embed["http_url"].as_str().expect("the file over HTTP");
+        assert!(http_url.starts_with(&format!("{url}webseed/0/")), "{embed}");
+        let page = tempfile::tempdir().unwrap();
+        let body = format!("<!doctype html><meta charset=utf-8><title>A blog</title>\n{html}\n");
+        std::fs::write(page.path().join("index.html"), body).unwrap();
+        let played = embed_page(page.path(), false);
+        assert_eq!(played["via"], "shoal", "{played}");
+        assert!(played["src"].as_str().is_some_and(|s| s.contains("/shoal-stream/")), "{played}");
+        let played = embed_page(page.path(), true);
+        assert_eq!(played["via"], "http", "{played}");
+        assert_eq!(played["src"].as_str(), Some(http_url), "{played}");
         serve.stop();
+    });
+}
+
+/// Opens `dir`'s index.html as a page of another site (tests/web/embed_page.mjs), presses play
+/// on its video (or its frame's) and returns the driver's `played` event.
+fn embed_page(dir: &std::path::Path, no_webrtc: bool) -> Value {
+    let web = shoal_testkit::browser::web_dir();
+    let mut cmd = std::process::Command::new("node");
+    cmd.current_dir(&web).arg(web.join("embed_page.mjs")).arg(dir);
+    cmd.arg("--max-seconds").arg(BROWSER_TIMEOUT.as_secs().to_string());
+    if let Some(chromium) = std::env::var_os("CHROMIUM") {
+        cmd.arg("--chromium").arg(chromium);
+    }
+    if no_webrtc {
+        cmd.arg("--no-webrtc");
+    }
+    let mut page = ChildGuard::spawn("embed-page", cmd).expect("the driver starts");
+    let played = page.wait_event("played", BROWSER_TIMEOUT + std::time::Duration::from_secs(10));
+    let played = played.unwrap_or_else(|e| panic!("the page did not play: {e}"));
+    println!("played: {played}");
+    played
+}
+
+/// An operator's page built from the packed npm package (`npm pack` of web/, not `shoal
+/// serve`'s files) plays a magnet that a native `shoal seed` seeds, through the package's
+/// `play`.
+#[test]
+fn a_page_built_from_the_npm_package_plays_from_shoal_seed() {
+    if let Err(e) = require_media_tools() {
+        return println!("SKIP: {e}");
+    }
+    in_netns_web("a_page_built_from_the_npm_package_plays_from_shoal_seed", |ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("packaged.mp4");
+        make_mp4_moov_at_end(&file, 12, 600).expect("ffmpeg makes the MP4");
+        let (mut seed, magnet) = native_seed(&file, ws);
+        let web = shoal_testkit::browser::web_pkg().parent().expect("web/").to_owned();
+        let packed = std::process::Command::new("npm")
+            .current_dir(&web)
+            .args(["pack", "--silent", "--pack-destination"])
+            .arg(dir.path())
+            .output()
+            .expect("npm runs");
+        assert!(packed.status.success(), "npm pack: {}", String::from_utf8_lossy(&packed.stderr));
+        let tarball = dir.path().join(String::from_utf8_lossy(&packed.stdout).trim());
+        let site = dir.path().join("site");
+        std::fs::create_dir(&site).unwrap();
+        let untar = std::process::Command::new("tar")
+            .arg("-xzf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&site)
+            .status()
+            .expect("tar runs");
+        assert!(untar.success());
+        let package = site.join("package");
+        for shipped in ["shoal.js", "shoal.d.ts", "sw.js", "pkg/shoal_web_bg.wasm", "package.json"]
+        {
+            assert!(package.join(shipped).is_file(), "the package lacks {shipped}");
+        }
+        assert!(!package.join("app.js").exists(), "the app is not part of the package");
+        let options = serde_json::json!({ "source": magnet, "client": { "trackers": [ws] } });
+        let page = format!(
+            "<!doctype html><meta charset=utf-8><title>An operator's page</title>\n\
+             <video controls playsinline></video>\n\
+             <script type=module>\n\
+             import {{ play }} from './shoal.js'\n\
+             const played = await play(document.querySelector('video'), {options})\n\
+             document.documentElement.dataset.via = played.via\n\
+             </script>\n"
+        );
+        std::fs::write(package.join("index.html"), page).unwrap();
+        let played = embed_page(&package, false);
+        assert_eq!(played["via"], "shoal", "{played}");
+        assert!(played["src"].as_str().is_some_and(|s| s.contains("/shoal-stream/")), "{played}");
+        seed.stop();
     });
 }
 

@@ -55,7 +55,15 @@ const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/ja
 
 /** Serves WEB read-only on 127.0.0.1 (a secure context); resolves with the base URL. */
 export function serveWeb () {
-  const root = path.resolve(WEB)
+  return serveDir(WEB)
+}
+
+/**
+ * Serves `dir` read-only on `host` (any 127.0.0.0/8 address is a secure context; another one
+ * than a server's makes a page of another site); resolves with the base URL.
+ */
+export function serveDir (dir, host = '127.0.0.1') {
+  const root = path.resolve(dir)
   const server = http.createServer(async (req, res) => {
     try {
       const rel = decodeURIComponent(new URL(req.url, 'http://app').pathname).replace(/^\/+/, '') || 'index.html'
@@ -74,9 +82,9 @@ export function serveWeb () {
   })
   return new Promise((resolve, reject) => {
     server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
+    server.listen(0, host, () => {
       onFinish(() => new Promise(resolve => { server.closeAllConnections(); server.close(() => resolve()) }))
-      resolve(`http://127.0.0.1:${server.address().port}/`)
+      resolve(`http://${host}:${server.address().port}/`)
     })
   })
 }

@@ -1,10 +1,10 @@
 //! The status page, its JSON and the M3U playlist of `shoal stream`.
 
-use crate::html::escape;
 use serde_json::{json, Value};
 use shoal::{Phase, TorrentHandle};
 
 use super::http::ServedFile;
+use crate::html::escape;
 
 /// The torrent's state as `/api/status` reports it.
 pub fn status_json(handle: &TorrentHandle, files: &[ServedFile]) -> Value {

@@ -348,8 +348,38 @@ fn shoal_web_plays_from_shoal_serve() {
         let played = embed_page(page.path(), true);
         assert_eq!(played["via"], "http", "{played}");
         assert_eq!(played["src"].as_str(), Some(http_url), "{played}");
+        // One page load of the printed link, counted at the server (a relay in front of its app
+        // port; the page's WebRTC, tracker and web seed traffic go to the server directly): the
+        // page, the app and the engine, compressed; a reload only the page and empty answers.
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let relay = runtime.block_on(TcpRelay::start(addr));
+        let link = app_url.replacen(&url, &format!("http://{}/", relay.addr), 1);
+        let (load, reload) = weigh_page(&link, &relay);
+        println!("one page load: {load} bytes from the server, a reload: {reload} bytes");
+        assert!((200_000..=400_000).contains(&load), "a page load took {load} bytes");
+        assert!(reload <= 20_000, "a reload took {reload} bytes");
         serve.stop();
     });
+}
+
+/// The bytes the server behind `relay` sent for one load of `url` in a fresh browser (the
+/// page, what it loads at start and the engine), and for a reload after it.
+fn weigh_page(url: &str, relay: &TcpRelay) -> (u64, u64) {
+    let web = shoal_testkit::browser::web_dir();
+    let mut cmd = std::process::Command::new("node");
+    cmd.current_dir(&web).arg(web.join("embed_page.mjs")).args(["--url", url, "--weigh"]);
+    cmd.arg("--max-seconds").arg(BROWSER_TIMEOUT.as_secs().to_string());
+    if let Some(chromium) = std::env::var_os("CHROMIUM") {
+        cmd.arg("--chromium").arg(chromium);
+    }
+    let mut page = ChildGuard::spawn("weigh-page", cmd).expect("the driver starts");
+    let timeout = BROWSER_TIMEOUT + std::time::Duration::from_secs(10);
+    let before = relay.served();
+    page.wait_event("loaded", timeout).unwrap_or_else(|e| panic!("the page did not load: {e}"));
+    let loaded = relay.served();
+    let reloaded = page.wait_event("reloaded", timeout);
+    reloaded.unwrap_or_else(|e| panic!("the page did not reload: {e}"));
+    (loaded - before, relay.served() - loaded)
 }
 
 /// Opens `dir`'s index.html as a page of another site (tests/web/embed_page.mjs), presses play
@@ -500,12 +530,14 @@ fn a_tab_back_on_its_tracker_meets_a_peer_that_announced_meanwhile() {
 /// interval, so only the offers sent on rejoining can bring the peers together in time.
 const AFTER_REJOIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A TCP relay to one address that can drop every connection and refuse new ones for a while
-/// (a tracker socket lost, then back).
+/// A TCP relay to one address that counts what the server sends back through it, and can drop
+/// every connection and refuse new ones for a while (a tracker socket lost, then back).
 struct TcpRelay {
     addr: std::net::SocketAddr,
     open: std::sync::Arc<std::sync::atomic::AtomicBool>,
     conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Bytes the server sent to clients so far.
+    served: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TcpRelay {
@@ -513,23 +545,51 @@ impl TcpRelay {
         use std::sync::atomic::Ordering;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let relay = TcpRelay { addr, open: Default::default(), conns: Default::default() };
+        let relay = TcpRelay {
+            addr,
+            open: Default::default(),
+            conns: Default::default(),
+            served: Default::default(),
+        };
         relay.open.store(true, Ordering::Relaxed);
-        let (open, conns) = (relay.open.clone(), relay.conns.clone());
+        let (open, conns, served) = (relay.open.clone(), relay.conns.clone(), relay.served.clone());
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if !open.load(Ordering::Relaxed) {
                     continue; // dropped: closed at once
                 }
+                let served = served.clone();
                 let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    let Ok(outbound) = tokio::net::TcpStream::connect(to).await else { return };
+                    let (mut client_in, mut client_out) = inbound.into_split();
+                    let (mut server_in, mut server_out) = outbound.into_split();
+                    let up = tokio::io::copy(&mut client_in, &mut server_out);
+                    let down = async {
+                        let mut buf = vec![0u8; 64 * 1024];
+                        loop {
+                            let n = server_in.read(&mut buf).await?;
+                            if n == 0 {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                            client_out.write_all(&buf[..n]).await?;
+                            served.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    };
+                    // Either side closing ends the connection, as a proxy would.
+                    tokio::select! {
+                        _ = up => {}
+                        _ = down => {}
                     }
                 });
                 conns.lock().unwrap().push(task.abort_handle());
             }
         });
         relay
+    }
+
+    fn served(&self) -> u64 {
+        self.served.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Drops every connection; new ones are closed at once until [`TcpRelay::reopen`].

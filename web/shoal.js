@@ -168,8 +168,12 @@ export class Torrent extends Emitter {
   }
 }
 
+// How long streamTo's early reader waits for the player's first request before it goes.
+const EARLY_READER_MS = 30000
+
 export class TorrentFile {
   #wasm
+  #early = null
   constructor (torrent, wasm, entry) {
     this.torrent = torrent
     this.#wasm = wasm
@@ -195,7 +199,15 @@ export class TorrentFile {
   async blob () { return new Blob([await this.read()], { type: this.type }) }
 
   /** A reader kept between calls: what it reads next is fetched first. */
-  createReader () { return this.#wasm.createReader(this.index) }
+  createReader () {
+    this.#dropEarlyReader()
+    return this.#wasm.createReader(this.index)
+  }
+
+  #dropEarlyReader () {
+    this.#early?.close()
+    this.#early = null
+  }
 
   /** The URL the Service Worker answers for this file. */
   get streamURL () {
@@ -204,6 +216,16 @@ export class TorrentFile {
 
   /** Plays the file in a <video>/<audio> element, streaming while it downloads. */
   async streamTo (element) {
+    // A player reads the start first. Ask for it now, while the Service Worker gets ready and
+    // the player's first request travels, not once that request reaches this page: until
+    // then the engine would fetch pieces anywhere in the file. The player's own reader
+    // (createReader, from the stream's answer) takes over.
+    if (!this.#early) {
+      const early = this.#wasm.createReader(this.index)
+      this.#early = early
+      early.readSome(0, 1).catch(() => {})
+      setTimeout(() => { if (this.#early === early) this.#dropEarlyReader() }, EARLY_READER_MS)
+    }
     await registerServiceWorker()
     element.src = this.streamURL
     return element

@@ -221,6 +221,19 @@ fn files_to_share(
     Ok(vec![path])
 }
 
+/// The web seed URL of the torrent made of `path`, served as number `index`. BEP 19 has a
+/// client append the torrent's name to a URL ending in `/`, but WebTorrent (3.0) takes a
+/// single-file torrent's URL as the file's own: a file gets its own URL, which both read
+/// alike; a folder gets the folder's.
+fn web_seed_url(base: &str, index: usize, path: &std::path::Path) -> String {
+    let mut url = format!("{base}/webseed/{index}/");
+    let file = std::fs::canonicalize(path).ok().filter(|p| p.is_file());
+    if let Some(name) = file.as_ref().and_then(|p| p.file_name()).and_then(|n| n.to_str()) {
+        percent::encode_into(name.as_bytes(), &mut url);
+    }
+    url
+}
+
 /// Makes a torrent of each file in place (with this server as its trackers and web seed)
 /// and seeds it.
 async fn seed_files(
@@ -232,7 +245,7 @@ async fn seed_files(
     let mut shared = Vec::new();
     let mut handles = Vec::new();
     for (index, path) in files.iter().enumerate() {
-        let web_seed = format!("{}/webseed/{index}/", urls.base);
+        let web_seed = web_seed_url(&urls.base, index, path);
         let SharedInPlace { meta, root } =
             share_in_place(path, urls.trackers(), vec![web_seed], json).await?;
         let handle = session

@@ -96,6 +96,9 @@ pub struct TorrentDriver {
     shortfalls: HashMap<String, Shortfall>,
     announce_key: u32,
     next_reader: u64,
+    /// Readers made and not closed: a read still waiting when its reader is closed must not
+    /// put the reader's window back into the deadlines.
+    open_readers: HashSet<ReaderId>,
     destroyed: bool,
     failed: Option<String>,
     /// Web seed fetches under way, to stop one the core no longer needs.
@@ -165,6 +168,7 @@ impl TorrentDriver {
                 shortfalls: HashMap::new(),
                 announce_key: (seed >> 32) as u32,
                 next_reader: 1,
+                open_readers: HashSet::new(),
                 destroyed: false,
                 failed: None,
                 web_fetches: HashMap::new(),
@@ -938,10 +942,12 @@ impl TorrentDriver {
     pub fn new_reader(&mut self) -> ReaderId {
         let id = ReaderId(self.next_reader);
         self.next_reader += 1;
+        self.open_readers.insert(id);
         id
     }
 
     pub fn remove_reader(&mut self, id: ReaderId) {
+        self.open_readers.remove(&id);
         let now = self.clock.now();
         self.core.remove_reader(now, id);
     }
@@ -958,6 +964,9 @@ impl TorrentDriver {
         let ReadRequest { offset, len, partial } = read;
         if self.destroyed {
             return Err("the torrent was destroyed".into());
+        }
+        if !self.open_readers.contains(&reader) {
+            return Err("the reader was closed".into());
         }
         let Some(store) = &self.store else {
             // No metadata yet: the waiter is woken when the store opens (`open_store`).

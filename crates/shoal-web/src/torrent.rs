@@ -619,6 +619,22 @@ impl TorrentDriver {
         conn.close();
     }
 
+    /// A new `RTCPeerConnection` in `state`, watched, for the caller to finish and keep;
+    /// `None` once destroyed or without room.
+    fn open_conn(
+        &mut self,
+        state: ConnState,
+    ) -> Option<(ConnId, web_sys::RtcPeerConnection, Conn)> {
+        if self.destroyed || !self.has_room() {
+            return None;
+        }
+        let (pc, slot) = rtc::peer_connection(&self.config.ice_servers, &self.budget).ok()?;
+        let id = self.new_conn_id();
+        let mut conn = Conn::new(pc.clone(), slot, state, self.clock.now());
+        conn.watch_connection(id, self.conn_sink());
+        Some((id, pc, conn))
+    }
+
     fn new_conn_id(&mut self) -> ConnId {
         let id = self.next_conn;
         self.next_conn += 1;
@@ -673,17 +689,9 @@ impl TorrentDriver {
         let rc = me.upgrade()?;
         let (id, pc) = {
             let mut d = rc.try_borrow_mut().ok()?;
-            if d.destroyed || !d.has_room() {
-                return None;
-            }
-            let (pc, slot) = rtc::peer_connection(&d.config.ice_servers, &d.budget).ok()?;
             let offer_id = OfferId(crate::random::bytes());
-            let id = d.new_conn_id();
-            let now = d.clock.now();
-            let sink = d.conn_sink();
             let state = ConnState::Offered { offer_id: offer_id.0 };
-            let mut conn = Conn::new(pc.clone(), slot, state, now);
-            conn.watch_connection(id, sink);
+            let (id, pc, conn) = d.open_conn(state)?;
             d.conns.insert(id, conn);
             d.offers.insert(offer_id, id);
             (id, pc)
@@ -752,15 +760,7 @@ impl TorrentDriver {
         let rc = me.upgrade()?;
         let (id, pc) = {
             let mut d = rc.try_borrow_mut().ok()?;
-            if d.destroyed || !d.has_room() {
-                return None;
-            }
-            let (pc, slot) = rtc::peer_connection(&d.config.ice_servers, &d.budget).ok()?;
-            let id = d.new_conn_id();
-            let now = d.clock.now();
-            let sink = d.conn_sink();
-            let mut conn = Conn::new(pc.clone(), slot, ConnState::Connecting, now);
-            conn.watch_connection(id, sink);
+            let (id, pc, mut conn) = d.open_conn(ConnState::Connecting)?;
             // The offerer made the channel; it arrives here.
             let weak = d.me.clone();
             let on_channel = Closure::<dyn FnMut(JsValue)>::new(move |event: JsValue| {

@@ -76,7 +76,10 @@ export interface SeedFile { name: string, data: ArrayBuffer | ArrayBufferView }
 export declare class Client extends Emitter {
   readonly peerId: string
   readonly torrents: Torrent[]
-  /** A magnet link, an info hash, or a .torrent (bytes, Blob or File). Rejects with a clear message on bad input. */
+  /**
+   * A magnet link, an info hash, or a .torrent (bytes, Blob or File). Rejects with a clear
+   * message on bad input. A magnet's http(s) `xs` .torrent is fetched first, for its metadata.
+   */
   add (source: string | Uint8Array | ArrayBuffer | Blob): Promise<Torrent>
   /** Makes a torrent of local files in the page and seeds it. */
   seed (files: Iterable<File | SeedFile>, options?: SeedOptions): Promise<Torrent>

@@ -63,6 +63,33 @@ async function bytesOf (file) {
   throw new Error(`${file.name ?? 'a file'}: data must be a Blob, an ArrayBuffer or a typed array`)
 }
 
+// A magnet's .torrent from its `xs`: at most this big, and this long to arrive.
+const MAX_TORRENT_FILE = 16 * 1024 * 1024
+const EXACT_SOURCE_MS = 3000
+
+/** `{ url, infoHash }` of a magnet's first http(s) `xs` with a hex btih; null otherwise. */
+function exactSource (magnet) {
+  if (!magnet.startsWith('magnet:?')) return null
+  const params = new URLSearchParams(magnet.slice('magnet:?'.length))
+  const btih = params.getAll('xt').map(xt => /^urn:btih:([0-9a-f]{40})$/i.exec(xt)?.[1]).find(Boolean)
+  const url = params.getAll('xs').find(u => /^https?:\/\//i.test(u))
+  return btih && url ? { url, infoHash: btih.toLowerCase() } : null
+}
+
+/** The bytes of a .torrent over HTTP, or null (failed, too big, too slow). */
+async function fetchTorrentFile (url) {
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(EXACT_SOURCE_MS) })
+    if (!response.ok) return null
+    if (Number(response.headers.get('content-length')) > MAX_TORRENT_FILE) return null
+    const bytes = new Uint8Array(await response.arrayBuffer())
+    return bytes.length <= MAX_TORRENT_FILE ? bytes : null
+  } catch (e) {
+    console.warn(`Shoal: no .torrent from ${url}: ${e.message}`)
+    return null
+  }
+}
+
 class Emitter {
   #handlers = new Map()
   on (name, fn) { (this.#handlers.get(name) ?? this.#handlers.set(name, new Set()).get(name)).add(fn); return this }
@@ -78,13 +105,31 @@ export class Client extends Emitter {
   get peerId () { return this.#wasm.peerId }
   get torrents () { return [...torrents.values()].filter(t => t.client === this) }
 
-  /** Adds a magnet link, a .torrent (Uint8Array, ArrayBuffer, Blob/File). */
+  /**
+   * Adds a magnet link, a .torrent (Uint8Array, ArrayBuffer, Blob/File). A magnet whose `xs`
+   * names an http(s) .torrent gets it from there first: its metadata then need not wait for a
+   * peer (BEP 9), and its web seeds can start at once.
+   */
   async add (source) {
     if (source instanceof Blob) source = new Uint8Array(await source.arrayBuffer())
     else if (source instanceof ArrayBuffer) source = new Uint8Array(source)
     else if (typeof source === 'string' && /^[0-9a-f]{40}$/i.test(source.trim())) source = `magnet:?xt=urn:btih:${source.trim()}`
+    // A magnet's .torrent from its `xs` (best effort: the magnet alone still works).
+    const torrentFile = typeof source === 'string' ? await this.#exactSourceOf(source.trim()) : null
+    if (torrentFile) {
+      try { return this.#wrap(this.#wasm.add(source, torrentFile)) } catch (e) {
+        console.warn(`Shoal: the magnet's .torrent is not used: ${e.message}`)
+      }
+    }
     const wasm = this.#wasm.add(source) // throws Error with a clear message on bad input
     return this.#wrap(wasm)
+  }
+
+  /** The bytes of the magnet's `xs` .torrent, or null (none, already added, or unreachable). */
+  async #exactSourceOf (magnet) {
+    const source = exactSource(magnet)
+    if (!source || torrents.has(source.infoHash)) return null
+    return fetchTorrentFile(source.url)
   }
 
   /** Makes a torrent of local files (File objects, or { name, data }) and seeds it. */

@@ -85,6 +85,8 @@ pub struct ServeArgs {
 /// One shared torrent, as the web seed and the listing see it.
 struct Shared {
     meta: Metainfo,
+    /// The .torrent, served at `/torrent/N.torrent` (the magnet's `xs`).
+    torrent_file: axum::body::Bytes,
     /// The folder the torrent's paths start in.
     root: PathBuf,
     magnet: String,
@@ -259,10 +261,15 @@ async fn seed_files(
             })
             .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
         handles.push(handle);
-        let magnet = meta.magnet_uri();
+        // The .torrent over HTTP too (`xs`): a page then has the metadata without waiting for
+        // a peer to send it (BEP 9), and its web seed can start at once.
+        let mut magnet = meta.to_magnet();
+        magnet.exact_sources.push(format!("{}/torrent/{index}.torrent", urls.base));
+        let magnet = magnet.to_uri();
+        let torrent_file = axum::body::Bytes::from(meta.to_torrent_bytes());
         let app_url = format!("{}/#magnet={}", urls.base, percent::encode(magnet.as_bytes()));
         let embeds = embed::embeds(&urls.base, index, &meta, &magnet);
-        shared.push(Shared { meta, root, magnet, app_url, embeds });
+        shared.push(Shared { meta, torrent_file, root, magnet, app_url, embeds });
     }
     Ok((shared, handles))
 }
@@ -332,6 +339,7 @@ async fn serve_app(listener: AppListener, state: Arc<AppState>) -> Result<(), Cl
         .route("/index.html", get(index))
         .route("/api/torrents", get(list))
         .route("/webseed/{index}/{*path}", get(web_seed).head(web_seed))
+        .route("/torrent/{file}", get(torrent_file))
         .fallback(get(asset))
         .with_state(state);
     let result = match listener {
@@ -581,7 +589,22 @@ async fn web_seed(
     with_cors(response)
 }
 
-/// Pages from any origin may use the web seed (it serves only what the torrent shares).
+/// `/torrent/N.torrent`: the .torrent of the torrent served as number N.
+async fn torrent_file(
+    State(state): State<Arc<AppState>>,
+    UrlPath(file): UrlPath<String>,
+) -> Response {
+    let index = file.strip_suffix(".torrent").and_then(|n| n.parse::<usize>().ok());
+    let Some(shared) = index.and_then(|i| state.shared.get(i)) else {
+        return (StatusCode::NOT_FOUND, "no such torrent").into_response();
+    };
+    let headers =
+        [(header::CONTENT_TYPE, "application/x-bittorrent"), (header::CACHE_CONTROL, "no-cache")];
+    with_cors((headers, shared.torrent_file.clone()).into_response())
+}
+
+/// Pages from any origin may use the web seed and the .torrent (they serve only what the
+/// torrent shares).
 fn with_cors(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));

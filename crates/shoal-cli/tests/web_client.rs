@@ -238,6 +238,7 @@ fn a_tab_holds_no_more_connections_than_its_budget() {
     });
 }
 
+/// A page plays from a web seed alone, the metadata coming from the magnet's `xs` .torrent.
 #[test]
 fn shoal_web_plays_from_a_web_seed_alone() {
     if let Err(e) = require_media_tools() {
@@ -254,10 +255,16 @@ fn shoal_web_plays_from_a_web_seed_alone() {
             nginx(&site, &NginxOpts { cors: true, ..NginxOpts::default() }).expect("nginx starts");
         // No tracker, no peers: only the web seed (a folder URL: the file's name is appended).
         let opts = TorrentOpts { web_seeds: vec![server.url("")], ..TorrentOpts::default() };
-        let torrent =
-            make_torrent(&file, &dir.path().join("clip.torrent"), &opts).expect("the torrent");
-        let mut leech =
-            shoal_web_leech(&torrent.path, None, &leech_opts(ws)).expect("the page starts");
+        let torrent = make_torrent(&file, &site.join("clip.torrent"), &opts).expect("the torrent");
+        // A bare magnet whose `xs` names the .torrent on the same server: no peer can send
+        // the metadata, so the page plays only if it fetches the .torrent and takes its web
+        // seed from there.
+        let magnet = format!(
+            "magnet:?xt=urn:btih:{}&xs={}",
+            torrent.info_hash,
+            shoal_proto::percent::encode(server.url("clip.torrent").as_bytes())
+        );
+        let mut leech = shoal_web_leech(&magnet, None, &leech_opts(ws)).expect("the page starts");
         let done = leech.wait_done(BROWSER_TIMEOUT).expect("the page completes");
         check_played(&done, &want);
         let status = &done["status"];
@@ -316,6 +323,19 @@ fn shoal_web_plays_from_shoal_serve() {
         let cached = cached.unwrap();
         assert_eq!(cached.status(), 304, "{}", cached.describe());
         assert!(cached.body.is_empty());
+        // The magnet names the .torrent over HTTP (`xs`), so a page need not wait for a peer
+        // to learn the metadata.
+        let info_hash = serving["files"][0]["info_hash"].as_str().expect("an info hash");
+        let xs = format!(
+            "xs={}",
+            shoal_proto::percent::encode(format!("{url}torrent/0.torrent").as_bytes())
+        );
+        assert!(magnet.contains(&xs), "{magnet}");
+        let torrent = stream_support::get(addr, "/torrent/0.torrent", None);
+        assert_eq!(torrent.status(), 200, "{}", torrent.describe());
+        let meta = shoal_proto::metainfo::Metainfo::from_bytes(&torrent.body).expect("a .torrent");
+        assert_eq!(meta.info_hash.to_hex(), info_hash);
+        assert_eq!(stream_support::get(addr, "/torrent/1.torrent", None).status(), 404);
         // Browsers signal on the app's own port; a plain GET there is told what it is.
         assert_eq!(ws, format!("{}announce", url.replacen("http://", "ws://", 1)));
         let response = stream_support::get(addr, "/announce", None);

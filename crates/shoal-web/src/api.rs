@@ -141,25 +141,42 @@ impl WasmClient {
         hex(&self.inner.peer_id.0)
     }
 
-    /// Adds a torrent from a magnet URI (string) or a `.torrent` file (Uint8Array).
-    pub fn add(&self, source: JsValue) -> Result<WasmTorrent, JsError> {
-        let (info_hash, info_bytes, mut trackers, web_seeds) = if let Some(text) =
-            source.as_string()
+    /// Adds a torrent from a magnet URI (string) or a `.torrent` file (Uint8Array). With a
+    /// magnet, `torrent_file` may carry the bytes of its `.torrent` (fetched from its `xs`):
+    /// they must be the magnet's torrent, and the torrent then starts with its metadata, its
+    /// trackers and web seeds those of both.
+    pub fn add(
+        &self,
+        source: JsValue,
+        torrent_file: Option<Uint8Array>,
+    ) -> Result<WasmTorrent, JsError> {
+        let parse_torrent = |bytes: &Uint8Array| {
+            Metainfo::from_bytes(&bytes.to_vec())
+                .map_err(|e| JsError::new(&format!("not a valid .torrent file: {e}")))
+        };
+        let (info_hash, meta, mut trackers, mut web_seeds) = if let Some(text) = source.as_string()
         {
             let magnet = Magnet::parse(text.trim())
                 .map_err(|e| JsError::new(&format!("not a valid magnet link: {e}")))?;
-            (magnet.info_hash, None, magnet.trackers, magnet.web_seeds)
+            let meta = torrent_file.as_ref().map(parse_torrent).transpose()?;
+            if meta.as_ref().is_some_and(|m| m.info_hash != magnet.info_hash) {
+                return Err(JsError::new("the .torrent file is not the magnet's torrent"));
+            }
+            (magnet.info_hash, meta, magnet.trackers, magnet.web_seeds)
         } else if let Some(bytes) = source.dyn_ref::<Uint8Array>() {
-            let meta = Metainfo::from_bytes(&bytes.to_vec())
-                .map_err(|e| JsError::new(&format!("not a valid .torrent file: {e}")))?;
-            let trackers = meta.trackers.into_iter().flatten().collect();
-            (meta.info_hash, Some(Bytes::from(meta.info_bytes)), trackers, meta.web_seeds)
+            let meta = parse_torrent(bytes)?;
+            (meta.info_hash, Some(meta), Vec::new(), Vec::new())
         } else {
             return Err(JsError::new("add() takes a magnet link or the bytes of a .torrent file"));
         };
         if let Some(existing) = self.inner.torrents.borrow().get(&info_hash) {
             return Ok(self.handle(existing.clone()));
         }
+        let info_bytes = meta.map(|meta| {
+            trackers.extend(meta.trackers.into_iter().flatten());
+            web_seeds.extend(meta.web_seeds);
+            Bytes::from(meta.info_bytes)
+        });
         trackers.extend(self.inner.trackers.iter().cloned());
         let torrent = self.insert(info_hash, info_bytes, trackers, None)?;
         torrent.driver.borrow_mut().add_web_seeds(&web_seeds);

@@ -36,6 +36,7 @@ pub async fn run(args: DownloadArgs) -> Result<(), CliError> {
         peers: args.peers,
         listen: args.listen,
         webrtc: args.webrtc.config(),
+        dht: args.dht.config(),
         trackers: args.trackers,
         web_seeds: args.web_seeds,
         only_files,

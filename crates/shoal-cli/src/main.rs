@@ -130,6 +130,8 @@ pub struct DownloadArgs {
     pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
+    #[command(flatten)]
+    pub dht: DhtArgs,
 }
 
 #[derive(Debug, Args)]
@@ -163,6 +165,8 @@ pub struct SeedArgs {
     pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
+    #[command(flatten)]
+    pub dht: DhtArgs,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +213,8 @@ pub struct StreamArgs {
     pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
+    #[command(flatten)]
+    pub dht: DhtArgs,
 }
 
 /// How WebRTC peers (browsers, WebTorrent) are reached; shared by download, seed and stream.
@@ -250,6 +256,45 @@ impl WebRtcArgs {
         }
         Some(config)
     }
+}
+
+/// How the Mainline DHT (BEP 5) is used; shared by download, seed, stream and serve.
+#[derive(Debug, Args, Clone, Default)]
+pub struct DhtArgs {
+    /// No DHT: peers come from trackers and --peer only.
+    #[arg(long, env = "SHOAL_NO_DHT", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_dht: bool,
+    /// A DHT node to join through instead of the well-known routers. Repeat for several.
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT", conflicts_with = "no_dht")]
+    pub dht_bootstrap: Vec<String>,
+    /// Where the DHT's nodes are kept between runs, so a restart needs no router
+    /// [default: $XDG_STATE_HOME/shoal/dht.json, else ~/.local/state/shoal/dht.json].
+    #[arg(long, value_name = "FILE", conflicts_with = "no_dht")]
+    pub dht_state: Option<PathBuf>,
+}
+
+impl DhtArgs {
+    /// The session's DHT settings; `None` when turned off.
+    pub fn config(&self) -> Option<shoal::dht::DhtConfig> {
+        if self.no_dht {
+            return None;
+        }
+        Some(shoal::dht::DhtConfig {
+            bootstrap: (!self.dht_bootstrap.is_empty()).then(|| self.dht_bootstrap.clone()),
+            state_file: self.dht_state.clone().or_else(default_dht_state),
+            ..shoal::dht::DhtConfig::default()
+        })
+    }
+}
+
+/// `$XDG_STATE_HOME/shoal/dht.json`, else `~/.local/state/shoal/dht.json` (the XDG base
+/// directory rule for state that outlives a run but is not worth a backup).
+fn default_dht_state() -> Option<PathBuf> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .and_then(absolute)
+        .or_else(|| std::env::var_os("HOME").and_then(absolute).map(|h| h.join(".local/state")))?;
+    Some(state.join("shoal").join("dht.json"))
 }
 
 /// A byte count: `1000`, `64KiB`, `64MiB`, `2GiB` (`K`, `KB`, `M`, `MB`... are binary too).
@@ -299,7 +344,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The DHT crate logs what remote nodes get wrong as errors: not the user's
+                // business (RUST_LOG=mainline=debug shows it).
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,mainline=off")),
         )
         .init();
     let result = tokio::runtime::Builder::new_multi_thread()

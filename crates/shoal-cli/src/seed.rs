@@ -43,6 +43,7 @@ pub async fn run(args: SeedArgs) -> Result<(), CliError> {
         peers: args.peers,
         listen: args.listen,
         webrtc: args.webrtc.config(),
+        dht: args.dht.config(),
         trackers: args.trackers,
         web_seeds: Vec::new(),
         only_files: None,

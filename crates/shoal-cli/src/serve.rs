@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use crate::create::{share_in_place, SharedInPlace};
 use crate::output::{CliError, Context};
 use crate::stream::range::{self, RangeRequest};
-use crate::{transfer, WebRtcArgs};
+use crate::{transfer, DhtArgs, WebRtcArgs};
 
 mod tls_listener;
 
@@ -80,6 +80,8 @@ pub struct ServeArgs {
     pub max_upload_rate: Option<u64>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
+    #[command(flatten)]
+    pub dht: DhtArgs,
 }
 
 /// One shared torrent, as the web seed and the listing see it.
@@ -127,9 +129,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         false => transfer::SessionPurpose::Origin,
         true => transfer::SessionPurpose::Transfer,
     };
-    let session =
-        transfer::start_session(args.listen, args.webrtc.config(), purpose, args.max_upload_rate)
-            .await?;
+    let session = transfer::start_session(transfer::SessionOptions {
+        listen: args.listen,
+        webrtc: args.webrtc.config(),
+        dht: args.dht.config(),
+        purpose,
+        max_upload_rate: args.max_upload_rate,
+    })
+    .await?;
     let (shared, handles) = seed_files(&session, &files, &urls, args.json).await?;
     print_serving(args.json, &urls, &session, &shared);
 
@@ -146,7 +153,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         None => AppListener::Plain(listener),
     };
     let result = serve_app(listener, state).await;
-    shut_down(args.json, handles, tracker).await;
+    shut_down(args.json, &session, handles, tracker).await;
     let _ = std::fs::remove_dir_all(&sample_dir);
     result
 }
@@ -361,6 +368,7 @@ async fn serve_app(listener: AppListener, state: Arc<AppState>) -> Result<(), Cl
 /// tracker.
 async fn shut_down(
     json: bool,
+    session: &shoal::Session,
     handles: Vec<shoal::TorrentHandle>,
     tracker: shoal_tracker::RunningTracker,
 ) {
@@ -371,6 +379,7 @@ async fn shut_down(
     for handle in handles {
         handle.shutdown().await;
     }
+    session.shutdown().await;
     let _ = tracker.shutdown().await;
 }
 

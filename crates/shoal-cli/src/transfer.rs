@@ -25,6 +25,7 @@ pub struct TransferOptions {
     pub peers: Vec<String>,
     pub listen: Option<SocketAddr>,
     pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
+    pub dht: Option<shoal::dht::DhtConfig>,
     pub trackers: Vec<String>,
     /// Web seeds besides the torrent's or magnet's own.
     pub web_seeds: Vec<String>,
@@ -99,20 +100,30 @@ pub enum SessionPurpose {
     Origin,
 }
 
-/// The session of one command, listening on `listen` (any port when `None`), sending at
-/// most `max_upload_rate` bytes per second to all peers together.
-pub async fn start_session(
-    listen: Option<SocketAddr>,
-    webrtc: Option<shoal::webrtc::WebRtcConfig>,
-    purpose: SessionPurpose,
-    max_upload_rate: Option<u64>,
-) -> Result<Session, CliError> {
+/// How a command's session starts.
+pub struct SessionOptions {
+    /// Where peers connect (any port when `None`).
+    pub listen: Option<SocketAddr>,
+    pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
+    pub dht: Option<shoal::dht::DhtConfig>,
+    pub purpose: SessionPurpose,
+    /// Bytes per second all peers together may be sent.
+    pub max_upload_rate: Option<u64>,
+}
+
+/// The session of one command.
+pub async fn start_session(options: SessionOptions) -> Result<Session, CliError> {
     // Any port by default: a fixed one would collide with other clients on the machine.
-    let listen = listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let mut config =
-        SessionConfig { listen: Some(listen), webrtc, max_upload_rate, ..SessionConfig::default() };
-    config.torrent.file_ends_first = purpose == SessionPurpose::Streaming;
-    config.torrent.spread = purpose == SessionPurpose::Origin;
+    let listen = options.listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let mut config = SessionConfig {
+        listen: Some(listen),
+        webrtc: options.webrtc,
+        max_upload_rate: options.max_upload_rate,
+        dht: options.dht,
+        ..SessionConfig::default()
+    };
+    config.torrent.file_ends_first = options.purpose == SessionPurpose::Streaming;
+    config.torrent.spread = options.purpose == SessionPurpose::Origin;
     Session::new(config).await.map_err(|e| CliError::with_source("cannot start the session", e))
 }
 
@@ -123,9 +134,14 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         true => SessionPurpose::Origin,
         false => SessionPurpose::Transfer,
     };
-    let session =
-        start_session(options.listen, options.webrtc.clone(), purpose, options.max_upload_rate)
-            .await?;
+    let session = start_session(SessionOptions {
+        listen: options.listen,
+        webrtc: options.webrtc.clone(),
+        dht: options.dht.clone(),
+        purpose,
+        max_upload_rate: options.max_upload_rate,
+    })
+    .await?;
     let handle = session
         .add_torrent(AddTorrent {
             source,
@@ -150,6 +166,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
             "listen": listen.map(|a| a.to_string()),
             "webrtc": session.webrtc_addr().map(|a| a.to_string()),
             "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
+            "dht": session.dht().map(|d| d.local_addr().to_string()),
             "magnet": magnet,
         });
         println!("{line}");
@@ -167,6 +184,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
     progress.finish();
     if let Err(e) = outcome {
         handle.shutdown().await;
+        session.shutdown().await;
         return Err(e);
     }
     let status = handle.status();
@@ -184,6 +202,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         seed_until_interrupted(&session, &handle, options.json).await;
     }
     handle.shutdown().await;
+    session.shutdown().await;
     Ok(())
 }
 
@@ -193,7 +212,7 @@ async fn watch_until_done(
     require_complete: bool,
 ) -> Result<(), CliError> {
     let mut rx = handle.watch();
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(crate::tracker::wait_for_signal());
     loop {
         let status = rx.borrow_and_update().clone();
         progress.update(handle, &status);
@@ -225,7 +244,7 @@ async fn watch_until_done(
 
 async fn seed_until_interrupted(session: &Session, handle: &TorrentHandle, json: bool) {
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(crate::tracker::wait_for_signal());
     loop {
         tokio::select! {
             _ = &mut interrupted => return,

@@ -218,3 +218,100 @@ fn shoal_seeds_a_path_and_libtorrent_leeches_its_magnet() {
     );
     assert_trees_equal(&fx.shared(), &downloaded(&out));
 }
+
+/// The Mainline DHT on loopback, all nodes libtorrent's but ours: a bootstrap node, and a
+/// libtorrent seeder that announces itself into the DHT through it.
+fn libtorrent_seed_in_a_dht(fx: &Fixture) -> (DhtNode, Peer) {
+    let node = lt_dht_node(loopback_ip(), Duration::from_secs(300)).expect("a DHT node");
+    let opts = PeerOpts {
+        extra_args: vec!["--dht-bootstrap".into(), node.addr.to_string()],
+        ..PeerOpts::default()
+    };
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &opts).expect("the seed starts");
+    (node, seed)
+}
+
+/// A bare magnet (no tracker, no peer) downloads: the DHT names the seed, the seed sends the
+/// metadata (BEP 9). The nodes Shoal learnt are saved at exit, and a second run that has only
+/// them (its bootstrap node is dead) finds the seed again.
+#[test]
+fn libtorrent_seeds_to_shoal_found_through_the_dht() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(31);
+    let (node, seed) = libtorrent_seed_in_a_dht(&fx);
+    let state = fx.out("dht-state").join("dht.json");
+    let download = |out: &std::path::Path, bootstrap: String| {
+        shoal_download(&[
+            arg(fx.bare_magnet()),
+            arg("-o"),
+            arg(out),
+            arg("--listen"),
+            arg(format!("{}:0", loopback_ip())),
+            arg("--dht-bootstrap"),
+            arg(bootstrap),
+            arg("--dht-state"),
+            arg(&state),
+        ])
+    };
+    let out = fx.out("shoal-dht");
+    download(&out, node.addr.to_string());
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+    let saved = std::fs::read_to_string(&state).expect("the DHT's nodes are saved at exit");
+    let nodes: serde_json::Value = serde_json::from_str(&saved).expect("JSON");
+    let nodes: Vec<&str> =
+        nodes["nodes"].as_array().expect("a list").iter().flat_map(|n| n.as_str()).collect();
+    assert!(
+        nodes.contains(&node.addr.to_string().as_str())
+            || nodes.contains(&seed.addr().to_string().as_str()),
+        "the bootstrap node or the seed is among the saved nodes: {saved}"
+    );
+    // Nothing listens on port 9 of this address: only the saved nodes can help.
+    let again = fx.out("shoal-dht-again");
+    download(&again, format!("{}:9", loopback_ip()));
+    assert_trees_equal(&fx.shared(), &downloaded(&again));
+}
+
+/// `shoal seed` announces itself into the DHT (the bootstrap node, the only node there is,
+/// stores it); a libtorrent leecher given only the bare magnet finds it there.
+#[test]
+fn shoal_seeds_to_libtorrent_found_through_the_dht() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(32);
+    let mut node = lt_dht_node(loopback_ip(), Duration::from_secs(300)).expect("a DHT node");
+    let bootstrap = vec!["--dht-bootstrap".to_owned(), node.addr.to_string()];
+    let state = fx.out("dht-state").join("dht.json");
+    let mut seed = shoal_seed(
+        &fx.torrent.path,
+        loopback_ip(),
+        &[
+            arg("-o"),
+            arg(&fx.data),
+            arg(&bootstrap[0]),
+            arg(&bootstrap[1]),
+            arg("--dht-state"),
+            arg(&state),
+        ],
+    );
+    assert!(
+        seed.started["dht"].is_string(),
+        "the started event names the DHT's address: {}",
+        seed.started
+    );
+    // Before any leecher exists (it would announce itself, and Shoal's lookups would find
+    // it): the node holds a peer for the torrent, which only Shoal's announce can have put.
+    node.process
+        .wait_for("a peer stored by the DHT node", Duration::from_secs(60), |e| {
+            event_name(e) == Some("dht") && e["peers"].as_u64().is_some_and(|n| n >= 1)
+        })
+        .expect("Shoal announces itself into the DHT");
+    let out = fx.out("lt-dht");
+    let opts = PeerOpts { extra_args: bootstrap, ..PeerOpts::default() };
+    let mut leech = lt_leech(fx.bare_magnet(), &out, &opts).unwrap();
+    let done = seed.serve(&mut leech);
+    assert_eq!(done["bytes"], fx.torrent.total_size, "{done}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}

@@ -63,8 +63,9 @@ pub use paths::{
 };
 pub use payload::{payload, payload_tree, tree_layout, write_random_file};
 pub use peers::{
-    aria2_leech, aria2_seed, lt21_leech, lt21_seed, lt21_unavailable, lt_download, lt_leech,
-    lt_seed, start_peer, transmission_leech, transmission_seed, Peer, PeerKind, PeerOpts, Role,
+    aria2_leech, aria2_seed, lt21_leech, lt21_seed, lt21_unavailable, lt_dht_node, lt_download,
+    lt_leech, lt_seed, start_peer, transmission_leech, transmission_seed, DhtNode, Peer, PeerKind,
+    PeerOpts, Role,
 };
 pub use process::{event_name, run_for_json, spawn_and_wait_for_json_line, ChildGuard};
 pub use tls::{test_certificate, TestCert};

@@ -411,6 +411,37 @@ pub fn start_peer(
     })
 }
 
+/// A libtorrent session with no torrent, only its Mainline DHT node (UDP on `addr`): the
+/// bootstrap node of a DHT on loopback. Peers join it with `--dht-bootstrap ADDR`
+/// (`lt_peer.py`'s and `shoal`'s).
+pub struct DhtNode {
+    pub addr: SocketAddr,
+    pub process: ChildGuard,
+}
+
+/// Starts a [`DhtNode`] on `ip` (any port), living at most `max_lifetime`.
+pub fn lt_dht_node(ip: Ipv4Addr, max_lifetime: Duration) -> Result<DhtNode> {
+    let kind = PeerKind::Libtorrent;
+    require_tool(&kind.interpreter().to_string_lossy())?;
+    let mut cmd = Command::new(kind.interpreter());
+    cmd.arg(peer_script(kind.script())?)
+        .arg("dht-node")
+        .arg("--ip")
+        .arg(ip.to_string())
+        .arg("--port")
+        .arg("0")
+        .arg("--max-seconds")
+        .arg(max_lifetime.as_secs().max(1).to_string());
+    let mut process = ChildGuard::spawn(format!("libtorrent-dht-node@{ip}"), cmd)?;
+    let ready = process.wait_event("ready", Duration::from_secs(30))?;
+    let port = ready
+        .get("port")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| Error::Setup(format!("ready event without a port: {ready}")))?;
+    Ok(DhtNode { addr: SocketAddr::from((ip, port)), process })
+}
+
 fn check_supported(kind: PeerKind, opts: &PeerOpts) -> Result<()> {
     let refuse = |what: &str| {
         Err(Error::Setup(format!("{} {what}: see the table in shoal_testkit::peers", kind.label())))

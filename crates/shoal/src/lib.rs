@@ -5,6 +5,7 @@
 //! [`TorrentHandle`] to watch its progress and wait for completion.
 
 mod clock;
+pub mod dht;
 mod disk;
 pub mod fetch;
 mod peer_conn;

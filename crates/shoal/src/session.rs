@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
+use crate::dht::{Dht, DhtConfig, DhtError};
 use crate::peer_conn::read_handshake;
 use crate::rate::UploadLimit;
 use crate::stream::shared::StreamShared;
@@ -40,6 +41,8 @@ pub enum SessionError {
     WebSeed(String),
     #[error("cannot start WebRTC: {0}")]
     WebRtc(#[from] webrtc::WebRtcError),
+    #[error("cannot start the DHT: {0}")]
+    Dht(#[from] DhtError),
 }
 
 /// Why a file could not be opened for streaming.
@@ -61,6 +64,9 @@ pub struct SessionConfig {
     pub webrtc: Option<WebRtcConfig>,
     /// Bytes per second all peer connections together may send; `None` for no cap.
     pub max_upload_rate: Option<u64>,
+    /// The Mainline DHT (BEP 5) node, for peers no tracker names; `None` turns it off (the
+    /// default here: a library user opts in, the command line turns it on).
+    pub dht: Option<DhtConfig>,
 }
 
 impl Default for SessionConfig {
@@ -70,6 +76,7 @@ impl Default for SessionConfig {
             torrent: TorrentConfig::default(),
             webrtc: Some(WebRtcConfig::default()),
             max_upload_rate: None,
+            dht: None,
         }
     }
 }
@@ -116,6 +123,7 @@ pub struct Session {
     webrtc: Option<Endpoint>,
     web_seed_client: Arc<WebSeedClient>,
     upload_limit: Option<UploadLimit>,
+    dht: Option<Dht>,
 }
 
 impl Session {
@@ -159,7 +167,12 @@ impl Session {
         };
         let web_seed_client = WebSeedClient::new(WebSeedClientConfig::default())
             .map_err(|e| SessionError::WebSeed(e.to_string()))?;
+        let dht = match &config.dht {
+            Some(dht) => Some(start_dht(dht, listen_addr).await?),
+            None => None,
+        };
         Ok(Session {
+            dht,
             upload_limit: config.max_upload_rate.map(UploadLimit::new),
             web_seed_client: Arc::new(web_seed_client),
             config,
@@ -191,6 +204,21 @@ impl Session {
     /// WebRTC connections pending or open, across all torrents.
     pub fn webrtc_connections(&self) -> usize {
         self.webrtc.as_ref().map_or(0, Endpoint::live_connections)
+    }
+
+    /// The session's DHT node, when the DHT is on.
+    pub fn dht(&self) -> Option<&Dht> {
+        self.dht.as_ref()
+    }
+
+    /// Ends what outlives the torrents: the DHT's routing table is saved for the next start.
+    /// Call it after the torrents' `shutdown`.
+    pub async fn shutdown(&self) {
+        if let Some(dht) = &self.dht {
+            if let Err(e) = dht.save().await {
+                tracing::warn!("{e}");
+            }
+        }
     }
 
     /// The address peers can dial (the bound port, with the configured IP).
@@ -259,10 +287,31 @@ impl Session {
             web_seeds,
             web_seed_client: self.web_seed_client.clone(),
             upload_limit: self.upload_limit.clone(),
+            dht: self.dht.clone(),
         });
         routes.insert(info_hash, Route { commands: commands.clone(), room });
         Ok(TorrentHandle { info_hash, name, commands, status, shared })
     }
+}
+
+/// Starts the DHT node on the UDP side of the listen port, as other clients do (one port
+/// to open in a firewall), unless the config names a port; any port when that one is taken.
+async fn start_dht(config: &DhtConfig, listen: Option<SocketAddr>) -> Result<Dht, DhtError> {
+    let mut config = config.clone();
+    let Some(SocketAddr::V4(listen)) = listen else { return Dht::start(config).await };
+    // Listening on one address means speaking from it too.
+    if config.bind.ip().is_unspecified() {
+        config.bind.set_ip(*listen.ip());
+    }
+    if config.bind.port() == 0 {
+        let mut on_listen_port = config.clone();
+        on_listen_port.bind.set_port(listen.port());
+        match Dht::start(on_listen_port).await {
+            Ok(dht) => return Ok(dht),
+            Err(e) => tracing::debug!("{e}; the DHT takes any port"),
+        }
+    }
+    Dht::start(config).await
 }
 
 /// Incoming connections allowed to be in their handshake at once; past that, new ones are

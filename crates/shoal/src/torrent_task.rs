@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
+use crate::dht::{Dht, Lookups};
 use crate::disk::{DiskDone, DiskHandle, DiskJob};
 use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
 use crate::rate::UploadLimit;
@@ -124,6 +125,7 @@ enum Background {
     Dialed { peer: PeerKey, result: Result<(TcpStream, Handshake), ConnError> },
     Announced { url: String, event: AnnounceEvent, result: Result<AnnounceResponse, String> },
     WebSeedFetched { seed: PeerKey, id: u64, end: FetchEnd },
+    DhtPeers(Vec<SocketAddr>),
 }
 
 pub(crate) struct TorrentSetup {
@@ -147,6 +149,8 @@ pub(crate) struct TorrentSetup {
     pub room: Arc<AtomicUsize>,
     /// The process's upload cap, shared by every connection's writer.
     pub upload_limit: Option<UploadLimit>,
+    /// The session's DHT node, when the DHT is on.
+    pub dht: Option<Dht>,
 }
 
 /// How often the status snapshot is republished while data moves.
@@ -195,7 +199,16 @@ pub(crate) fn spawn(
             tracing::warn!(%url, "web seed ignored: {e}");
         }
     }
+    // BEP 27: a private torrent finds peers through its trackers only. A magnet's is known
+    // once its metadata arrives (see `on_metadata`).
+    let private = core.info().is_some_and(|i| i.private);
+    let dht_lookups = setup.dht.filter(|_| !private).map(|dht| {
+        let bg = bg_tx.clone();
+        let deliver = move |peers| bg.send(Background::DhtPeers(peers)).is_ok();
+        Lookups::start(dht, core.info_hash(), setup.listen_port, deliver)
+    });
     let task = TorrentTask {
+        dht_lookups,
         upload_limit: setup.upload_limit,
         web_seed_client: setup.web_seed_client,
         web_fetches: HashMap::new(),
@@ -267,6 +280,8 @@ struct TorrentTask {
     room: Arc<AtomicUsize>,
     /// Web seed answers waiting for the disk to catch up.
     held_web_data: VecDeque<(PeerKey, u64, FetchEnd)>,
+    /// The torrent's DHT lookups and announces; stopped with the task.
+    dht_lookups: Option<Lookups>,
 }
 
 /// The bounded in-memory store and its budget in bytes.
@@ -638,6 +653,12 @@ impl TorrentTask {
                 }
                 self.core.on_web_seed_end(now, seed, id, end);
             }
+            Background::DhtPeers(peers) => {
+                if self.dht_lookups.is_some() {
+                    tracing::debug!(peers = peers.len(), "peers from the DHT");
+                    self.core.add_peer_addrs(now, peers);
+                }
+            }
             Background::Announced { url, event, result } => match result {
                 Ok(response) => {
                     tracing::debug!(%url, peers = response.peers.len(), "announce ok");
@@ -741,6 +762,10 @@ impl TorrentTask {
                     tracing::warn!(piece, "piece failed its hash check");
                 }
                 Action::MetadataReceived { .. } => {
+                    if self.core.info().is_some_and(|i| i.private) && self.dht_lookups.is_some() {
+                        tracing::info!("a private torrent: no DHT");
+                        self.dht_lookups = None;
+                    }
                     let info = self.core.info().cloned().map(Arc::new);
                     self.status_tx.send_modify(|s| s.info = info);
                     self.open_storage();
@@ -780,6 +805,7 @@ impl TorrentTask {
         let now = self.clock.now();
         self.core.shutdown(now);
         self.drain_actions();
+        self.dht_lookups = None;
         for (_, (fetch, _)) in self.web_fetches.drain() {
             fetch.abort();
         }

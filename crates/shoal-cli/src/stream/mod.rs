@@ -40,12 +40,13 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
     let http_addr = listener
         .local_addr()
         .map_err(|e| CliError::with_source("cannot read the HTTP address", e))?;
-    let session = transfer::start_session(
-        args.listen,
-        args.webrtc.config(),
-        transfer::SessionPurpose::Streaming,
-        args.max_upload_rate,
-    )
+    let session = transfer::start_session(transfer::SessionOptions {
+        listen: args.listen,
+        webrtc: args.webrtc.config(),
+        dht: args.dht.config(),
+        purpose: transfer::SessionPurpose::Streaming,
+        max_upload_rate: args.max_upload_rate,
+    })
     .await?;
     let target = match &args.output {
         Some(dir) => StorageTarget::Dir(dir.clone()),
@@ -120,6 +121,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
     let outcome = run_until_stopped(&handle, player.as_mut(), args.json).await;
     let _ = stop_server.send(());
     handle.shutdown().await;
+    session.shutdown().await;
     // Open responses keep the server's graceful shutdown waiting; do not hang on them.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     outcome
@@ -129,7 +131,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
 /// magnet).
 async fn wait_for_info(handle: &TorrentHandle) -> Result<Arc<Info>, CliError> {
     let mut rx = handle.watch();
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(crate::tracker::wait_for_signal());
     loop {
         let status = rx.borrow_and_update().clone();
         if let Some(info) = status.info {
@@ -234,7 +236,7 @@ async fn run_until_stopped(
     mut player: Option<&mut tokio::process::Child>,
     json: bool,
 ) -> Result<(), CliError> {
-    let mut interrupted = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut interrupted = std::pin::pin!(crate::tracker::wait_for_signal());
     let mut terminated = std::pin::pin!(terminated()?);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {

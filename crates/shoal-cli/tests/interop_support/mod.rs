@@ -112,6 +112,12 @@ pub fn spawn_shoal_with_env(name: &str, args: &[OsString], env: &[(&str, &Path)]
 /// [`spawn_shoal`] through `cmd`, a command that runs the shoal binary (plainly, or wrapped:
 /// `nsenter ... shoal` on a NAT host).
 pub fn spawn_shoal_through(name: &str, mut cmd: Command, args: &[OsString]) -> ChildGuard {
+    // No DHT unless the test names local nodes: its default routers are outside.
+    if args.iter().any(|a| a == "--dht-bootstrap") {
+        cmd.env_remove("SHOAL_NO_DHT");
+    } else {
+        cmd.env("SHOAL_NO_DHT", "1");
+    }
     cmd.args(args).arg("--json");
     // The engine's debug lines are few (connections and why they end, announces) and are
     // what a failure message needs; plain text, since they end up in a test log.

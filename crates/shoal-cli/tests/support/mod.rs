@@ -29,14 +29,15 @@ pub fn shoal_bin() -> PathBuf {
         .unwrap_or_else(|e| panic!("no shoal binary: {e}"))
 }
 
-/// `shoal ARGS...` ready to run.
+/// `shoal ARGS...` ready to run, without the DHT (its default routers are outside; a test
+/// of the DHT removes `SHOAL_NO_DHT` and names local nodes).
 pub fn shoal_command<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
     let mut cmd = Command::new(shoal_bin());
-    cmd.args(args);
+    cmd.args(args).env("SHOAL_NO_DHT", "1");
     cmd
 }
 

@@ -393,6 +393,8 @@ fn stopped_event(handles: &[shoal::TorrentHandle]) -> serde_json::Value {
                 "info_hash": handle.info_hash().to_hex(),
                 "uploaded": stats.uploaded,
                 "peers": stats.peers,
+                "peers_by_source": stats.peers_by_source,
+                "connections_by_source": stats.connections_by_source,
                 "spread_refused": stats.spread_refused,
                 "spread_granted_again": stats.spread_granted_again,
                 "protocol_violations": stats.protocol_violations,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use shoal::dht::Dht;
 use shoal::{
     AddTorrent, Phase, Session, SessionConfig, StorageTarget, TorrentHandle, TorrentSource,
     TorrentStatus, WebSeedState,
@@ -179,7 +180,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         }
     }
 
-    let progress = Progress::new(options.json);
+    let progress = Progress::new(options.json, session.dht().cloned());
     let outcome = watch_until_done(&handle, &progress, options.require_complete).await;
     progress.finish();
     if let Err(e) = outcome {
@@ -254,6 +255,8 @@ async fn seed_until_interrupted(session: &Session, handle: &TorrentHandle, json:
                     let s = status.stats;
                     println!("{}", serde_json::json!({
                         "event": "stats", "uploaded": s.uploaded, "upload_rate": s.upload_rate, "peers": s.peers,
+                        "peers_by_source": s.peers_by_source,
+                        "dht_nodes": session.dht().map(Dht::node_count),
                         "webrtc_peers": status.webrtc_peers,
                         "protocol_violations": s.protocol_violations,
                         // Current: the endpoint asks the STUN server again and again.
@@ -279,6 +282,8 @@ fn report_done(handle: &TorrentHandle, status: &TorrentStatus, json: bool) {
                 "uploaded": status.stats.uploaded,
                 "wasted": status.stats.wasted,
                 "peers": status.stats.peers,
+                "peers_by_source": status.stats.peers_by_source,
+                "connections_by_source": status.stats.connections_by_source,
                 "webrtc_peers": status.webrtc_peers,
                 "web_seeds": status.stats.web_seeds,
                 "web_seed_downloaded": status.stats.web_seed_downloaded,
@@ -301,10 +306,12 @@ struct Progress {
     bar: Option<ProgressBar>,
     json: bool,
     last_json: std::cell::Cell<Option<std::time::Instant>>,
+    /// The session's DHT node, whose size the progress shows.
+    dht: Option<Dht>,
 }
 
 impl Progress {
-    fn new(json: bool) -> Self {
+    fn new(json: bool, dht: Option<Dht>) -> Self {
         let bar = if json || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             None
         } else {
@@ -318,7 +325,7 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
             Some(bar)
         };
-        Progress { bar, json, last_json: std::cell::Cell::new(None) }
+        Progress { bar, json, last_json: std::cell::Cell::new(None), dht }
     }
 
     fn update(&self, handle: &TorrentHandle, status: &TorrentStatus) {
@@ -330,9 +337,11 @@ impl Progress {
         };
         if let Some(bar) = &self.bar {
             let msg = match &status.phase {
-                Phase::FetchingMetadata => format!("metadata ({})", peer_counts(status)),
+                Phase::FetchingMetadata => {
+                    format!("metadata ({})", peer_counts(status, self.dht.as_ref()))
+                }
                 Phase::Checking { done, total } => format!("checking {done}/{total}"),
-                Phase::Downloading => peer_counts(status),
+                Phase::Downloading => peer_counts(status, self.dht.as_ref()),
                 Phase::Seeding => "complete".to_string(),
                 Phase::Failed(_) | Phase::Stopped => "stopped".to_string(),
             };
@@ -355,6 +364,8 @@ impl Progress {
                         "download_rate": s.download_rate,
                         "upload_rate": s.upload_rate,
                         "peers": s.peers,
+                        "peers_by_source": s.peers_by_source,
+                        "dht_nodes": self.dht.as_ref().map(Dht::node_count),
                         "webrtc_peers": status.webrtc_peers,
                         "web_seeds": s.web_seeds,
                         "web_seed_downloaded": s.web_seed_downloaded,
@@ -372,16 +383,25 @@ impl Progress {
     }
 }
 
-/// "3 peers", "3 peers (2 WebRTC)", "3 peers, 1 web seed".
-fn peer_counts(status: &TorrentStatus) -> String {
-    let mut text = match status.webrtc_peers {
-        0 => format!("{} peers", status.stats.peers),
-        n => format!("{} peers ({n} WebRTC)", status.stats.peers),
-    };
+/// "3 peers (tracker 2, dht 1), 1 web seed, DHT 120 nodes".
+fn peer_counts(status: &TorrentStatus, dht: Option<&Dht>) -> String {
+    let mut text = format!("{} peers", status.stats.peers);
+    if !status.stats.peers_by_source.is_empty() {
+        let sources: Vec<String> = status
+            .stats
+            .peers_by_source
+            .iter()
+            .map(|(source, n)| format!("{source} {n}"))
+            .collect();
+        text.push_str(&format!(" ({})", sources.join(", ")));
+    }
     match status.stats.web_seeds {
         0 => {}
         1 => text.push_str(", 1 web seed"),
         n => text.push_str(&format!(", {n} web seeds")),
+    }
+    if let Some(dht) = dht {
+        text.push_str(&format!(", DHT {} nodes", dht.node_count()));
     }
     text
 }

@@ -30,6 +30,7 @@ fn libtorrent_seeds_to_shoal_given_the_torrent_and_the_peer() {
         arg(seed.addr().to_string()),
     ]);
     assert_eq!(complete["info_hash"], fx.torrent.info_hash.as_str(), "{complete}");
+    assert_eq!(complete["connections_by_source"]["manual"], 1, "{complete}");
     assert_trees_equal(&fx.shared(), &downloaded(&out));
 }
 
@@ -68,7 +69,7 @@ fn libtorrent_seeds_to_shoal_through_opentracker(seed_no: u64, udp: bool) {
 
     let url = if udp { tracker.udp_url() } else { tracker.announce_url() };
     let out = fx.out("shoal-tracker");
-    shoal_download(&[
+    let complete = shoal_download(&[
         arg(&fx.torrent.path),
         arg("-o"),
         arg(&out),
@@ -77,6 +78,7 @@ fn libtorrent_seeds_to_shoal_through_opentracker(seed_no: u64, udp: bool) {
         arg("--tracker"),
         arg(url),
     ]);
+    assert_eq!(complete["connections_by_source"]["tracker"], 1, "{complete}");
     assert_trees_equal(&fx.shared(), &downloaded(&out));
 }
 
@@ -256,7 +258,11 @@ fn libtorrent_seeds_to_shoal_found_through_the_dht() {
         ])
     };
     let out = fx.out("shoal-dht");
-    download(&out, node.addr.to_string());
+    let complete = download(&out, node.addr.to_string());
+    assert_eq!(
+        complete["connections_by_source"]["dht"], 1,
+        "the seed came from the DHT: {complete}"
+    );
     assert_trees_equal(&fx.shared(), &downloaded(&out));
     let saved = std::fs::read_to_string(&state).expect("the DHT's nodes are saved at exit");
     let nodes: serde_json::Value = serde_json::from_str(&saved).expect("JSON");
@@ -314,4 +320,44 @@ fn shoal_seeds_to_libtorrent_found_through_the_dht() {
     let done = seed.serve(&mut leech);
     assert_eq!(done["bytes"], fx.torrent.total_size, "{done}");
     assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+/// Peer exchange sent (BEP 11): two libtorrent leechers that know only `shoal seed` (no
+/// tracker, no DHT) hear of each other from it and connect. The seed sends slowly, so they are
+/// still leeching when its first PEX message arrives.
+#[test]
+fn shoal_tells_libtorrent_leechers_of_each_other() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(33);
+    let mut seed = shoal_seed(
+        &fx.torrent.path,
+        loopback_ip(),
+        &[arg("-o"), arg(&fx.data), arg("--max-upload-rate"), arg("256KiB")],
+    );
+    let opts = PeerOpts { keep_seeding: true, ..PeerOpts::default().connect(seed.addr()) };
+    let (out_a, out_b) = (fx.out("lt-a"), fx.out("lt-b"));
+    let mut a = lt_leech(&fx.torrent.path, &out_a, &opts).unwrap();
+    let mut b = lt_leech(&fx.torrent.path, &out_b, &opts).unwrap();
+    seed.serve(&mut a);
+    seed.serve(&mut b);
+    assert_trees_equal(&fx.shared(), &downloaded(&out_a));
+    assert_trees_equal(&fx.shared(), &downloaded(&out_b));
+    let met = |from: &mut Peer, other: std::net::IpAddr| {
+        from.process().events().iter().any(|e| {
+            e["event"] == "peer_connected"
+                && e["peer"]
+                    .as_str()
+                    .and_then(|p| p.parse::<std::net::SocketAddr>().ok())
+                    .is_some_and(|p| p.ip() == other)
+        })
+    };
+    let (ip_a, ip_b) = (a.addr().ip(), b.addr().ip());
+    assert!(
+        met(&mut a, ip_b) || met(&mut b, ip_a),
+        "the leechers never connected to each other: A saw {:?}, B saw {:?}",
+        a.process().events(),
+        b.process().events()
+    );
 }

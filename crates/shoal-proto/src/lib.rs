@@ -30,4 +30,4 @@ pub mod wire;
 pub use bitfield::Bitfield;
 pub use piece_sizes::PieceSizes;
 pub use time::Instant;
-pub use types::{InfoHash, PeerId, PeerKey};
+pub use types::{InfoHash, PeerId, PeerKey, PeerSource};

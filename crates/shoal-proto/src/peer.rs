@@ -156,6 +156,12 @@ pub struct Peer {
     pub metadata_in_flight: u32,
     /// Pieces granted, refused and declined under the spreading rules (`torrent/spread.rs`).
     pub spread: crate::torrent::SpreadState,
+    /// Where we learnt of it (set by the torrent when it is added).
+    pub source: crate::types::PeerSource,
+    /// The port it accepts connections on, from its extended handshake (`p`).
+    pub listen_port: Option<u16>,
+    /// What peer exchange has told it (`torrent/pex.rs`).
+    pub pex: crate::torrent::PexSent,
 }
 
 impl Peer {
@@ -198,6 +204,9 @@ impl Peer {
             upload: RateMeter::default(),
             last_received: now,
             last_sent: now,
+            source: crate::types::PeerSource::Manual,
+            listen_port: None,
+            pex: crate::torrent::PexSent::default(),
             connected_at: now,
             unrequested_bytes: 0,
             cancelled: VecDeque::new(),

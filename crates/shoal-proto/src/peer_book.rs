@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::time::Instant;
+use crate::types::PeerSource;
 
 /// Strikes (shared blame for pieces that failed their hash) that get an address banned.
 pub const STRIKES_TO_BAN: u32 = 3;
@@ -28,6 +29,8 @@ struct Entry {
     state: State,
     failures: u32,
     retry_at: Instant,
+    /// Who named the address first.
+    source: PeerSource,
 }
 
 pub struct PeerBook {
@@ -47,9 +50,9 @@ impl PeerBook {
         }
     }
 
-    /// Learns an address (from a tracker, the user, PEX). Returns false if it was ignored:
-    /// already known, banned, unusable, or the book is full.
-    pub fn add(&mut self, addr: SocketAddr, now: Instant) -> bool {
+    /// Learns an address (from a tracker, the user, the DHT, PEX). Returns false if it was
+    /// ignored: already known, banned, unusable, or the book is full.
+    pub fn add(&mut self, addr: SocketAddr, now: Instant, source: PeerSource) -> bool {
         if addr.port() == 0 || addr.ip().is_unspecified() || addr.ip().is_multicast() {
             return false;
         }
@@ -59,8 +62,14 @@ impl PeerBook {
         if self.entries.len() >= self.max_known {
             return false;
         }
-        self.entries.insert(addr, Entry { state: State::Idle, failures: 0, retry_at: now });
+        let entry = Entry { state: State::Idle, failures: 0, retry_at: now, source };
+        self.entries.insert(addr, entry);
         true
+    }
+
+    /// Who named `addr` first, while it is in the book.
+    pub fn source(&self, addr: SocketAddr) -> Option<PeerSource> {
+        self.entries.get(&addr).map(|e| e.source)
     }
 
     /// Takes the next address worth dialling and marks it busy.
@@ -149,10 +158,13 @@ mod tests {
     fn dials_each_address_once_and_backs_off_after_failure() {
         let mut b = PeerBook::new(10);
         let now = Instant::ZERO;
-        assert!(b.add(addr("127.0.0.2:6881"), now));
-        assert!(!b.add(addr("127.0.0.2:6881"), now));
-        assert!(!b.add(addr("0.0.0.0:1"), now));
-        assert!(!b.add(addr("127.0.0.2:0"), now));
+        assert!(b.add(addr("127.0.0.2:6881"), now, PeerSource::Dht));
+        // The first source that named an address is the one it keeps.
+        assert!(!b.add(addr("127.0.0.2:6881"), now, PeerSource::Tracker));
+        assert_eq!(b.source(addr("127.0.0.2:6881")), Some(PeerSource::Dht));
+        assert_eq!(b.source(addr("127.0.0.3:6881")), None);
+        assert!(!b.add(addr("0.0.0.0:1"), now, PeerSource::Manual));
+        assert!(!b.add(addr("127.0.0.2:0"), now, PeerSource::Manual));
         assert_eq!(b.next_to_connect(now), Some(addr("127.0.0.2:6881")));
         assert_eq!(b.next_to_connect(now), None);
         b.on_failed(addr("127.0.0.2:6881"), now);
@@ -168,20 +180,20 @@ mod tests {
     fn strikes_lead_to_a_ban_that_removes_the_ip() {
         let mut b = PeerBook::new(10);
         let ip: IpAddr = "127.0.0.3".parse().unwrap();
-        b.add(addr("127.0.0.3:1000"), Instant::ZERO);
+        b.add(addr("127.0.0.3:1000"), Instant::ZERO, PeerSource::Manual);
         assert!(!b.strike(ip));
         assert!(!b.strike(ip));
         assert!(b.strike(ip));
         assert!(b.is_banned(ip));
         assert!(b.is_empty());
-        assert!(!b.add(addr("127.0.0.3:2000"), Instant::ZERO));
+        assert!(!b.add(addr("127.0.0.3:2000"), Instant::ZERO, PeerSource::Manual));
     }
 
     #[test]
     fn bounded_in_size() {
         let mut b = PeerBook::new(2);
-        assert!(b.add(addr("10.0.0.1:1"), Instant::ZERO));
-        assert!(b.add(addr("10.0.0.2:1"), Instant::ZERO));
-        assert!(!b.add(addr("10.0.0.3:1"), Instant::ZERO));
+        assert!(b.add(addr("10.0.0.1:1"), Instant::ZERO, PeerSource::Manual));
+        assert!(b.add(addr("10.0.0.2:1"), Instant::ZERO, PeerSource::Manual));
+        assert!(!b.add(addr("10.0.0.3:1"), Instant::ZERO, PeerSource::Manual));
     }
 }

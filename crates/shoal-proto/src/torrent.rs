@@ -43,6 +43,7 @@ mod extended;
 mod messages;
 mod metadata_exchange;
 mod peers;
+mod pex;
 mod readers;
 mod requests;
 mod spread;
@@ -55,6 +56,7 @@ mod webseeds;
 use crate::time::Instant;
 use crate::types::{InfoHash, PeerId, PeerKey};
 use crate::wire::{BlockRef, Handshake, Message};
+pub use pex::{PexSent, MAX_PEX_PER_MESSAGE, PEX_INTERVAL};
 pub use spread::{SpreadState, BACKGROUND_DECLINE_MEMORY, DECLINE_MEMORY, GRANT_MEMORY};
 pub use uploads::SEND_BACKLOG_LIMIT;
 pub use violation::{FastMessage, ProtocolViolation};
@@ -94,6 +96,10 @@ pub struct TorrentConfig {
     /// request for a piece another connected peer has is refused (see `torrent/spread.rs`).
     /// For an origin whose audience serves itself (`shoal serve`, `shoal seed`).
     pub spread: bool,
+    /// Send peer exchange (BEP 11, `torrent/pex.rs`) to peers that speak it. Off only where
+    /// the peers have no addresses to share but the simulation gives them some: the crowd
+    /// simulator's tabs, whose real connections are WebRTC.
+    pub peer_exchange: bool,
     /// For this long after the start, web seeds fetch only the pieces a reader is stalled on
     /// (critical ones) and peers get the chance to bring the rest: a viewer who joins a swarm
     /// takes little from the server, whose bytes no peer can spread. Non-zero also means a
@@ -118,6 +124,7 @@ impl Default for TorrentConfig {
             listen_port: None,
             file_ends_first: false,
             spread: false,
+            peer_exchange: true,
             web_seed_grace: Duration::ZERO,
         }
     }
@@ -254,6 +261,10 @@ pub struct Stats {
     pub spread_granted_again: u64,
     /// Peers dropped for breaking the protocol, by [`ProtocolViolation::kind`].
     pub protocol_violations: BTreeMap<&'static str, u64>,
+    /// Connected peers by where we learnt of them ([`crate::PeerSource::name`]).
+    pub peers_by_source: BTreeMap<&'static str, usize>,
+    /// Every peer connection made since the start, by where we learnt of the peer.
+    pub connections_by_source: BTreeMap<&'static str, u64>,
 }
 
 /// How often the torrent wants [`Torrent::handle_timeout`] called.
@@ -413,6 +424,10 @@ impl Torrent {
         s.upload_rate = self.upload_rate.rate(now);
         s.peers = self.peers.len();
         s.seeds = self.peers.values().filter(|p| p.is_seed).count();
+        s.peers_by_source = BTreeMap::new();
+        for peer in self.peers.values() {
+            *s.peers_by_source.entry(peer.source.name()).or_default() += 1;
+        }
         s.connecting = self.connecting.len();
         s.known_peers = self.book.len();
         s.pieces_have = self.have.count_ones();
@@ -556,6 +571,7 @@ impl Torrent {
             }
         }
 
+        self.send_pex(now);
         self.fill_web_seeds(now);
         if self.choker.round_due(now) {
             self.choke_round(now);
@@ -625,7 +641,7 @@ mod tests {
         let now = Instant::from_duration(Duration::from_secs(1));
         t.start(now, &Bitfield::new(PIECES));
         let remote = Handshake::new(meta.info_hash, PeerId([2; 20]));
-        let key = t.on_incoming(now, None, &remote).unwrap();
+        let key = t.on_incoming(now, None, crate::PeerSource::WebRtc, &remote).unwrap();
         t.on_message(now, key, Message::HaveAll);
         t.on_message(now, key, Message::Unchoke);
         let mut pieces = Vec::new();

@@ -6,6 +6,39 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InfoHash(pub [u8; 20]);
 
+/// Where we learnt of a peer: what users see counted by source (progress, `--json`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerSource {
+    /// Given by the user (`--peer`, a magnet's `x.pe`).
+    Manual,
+    Tracker,
+    /// The Mainline DHT (BEP 5).
+    Dht,
+    /// Peer exchange (BEP 11) from a connected peer.
+    Pex,
+    /// Local service discovery (BEP 14).
+    Lsd,
+    /// It dialled us over TCP.
+    Incoming,
+    /// A WebRTC data channel (signalled through a WebSocket tracker).
+    WebRtc,
+}
+
+impl PeerSource {
+    /// The name in `--json` events and progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            PeerSource::Manual => "manual",
+            PeerSource::Tracker => "tracker",
+            PeerSource::Dht => "dht",
+            PeerSource::Pex => "pex",
+            PeerSource::Lsd => "lsd",
+            PeerSource::Incoming => "incoming",
+            PeerSource::WebRtc => "webrtc",
+        }
+    }
+}
+
 /// A 20-byte peer id as sent in the handshake.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub [u8; 20]);

@@ -257,6 +257,8 @@ impl CrowdConfig {
             client_name: concat!("Shoal web ", env!("CARGO_PKG_VERSION")).to_owned(),
             file_ends_first: true,
             web_seed_grace: VIEWER_WEB_SEED_GRACE,
+            // A tab's peers are WebRTC: no address to pass on (the simulator gives them one).
+            peer_exchange: false,
             ..TorrentConfig::default()
         }
     }
@@ -266,6 +268,8 @@ impl CrowdConfig {
         TorrentConfig {
             spread: self.spread,
             max_connections: self.origin_connections,
+            // Its audience is tabs: WebRTC peers, no address to pass on.
+            peer_exchange: false,
             ..TorrentConfig::default()
         }
     }

@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use shoal_proto::bitfield::Bitfield;
 use shoal_proto::torrent::{Action, Refusal, Torrent, TorrentConfig};
 use shoal_proto::wire::{self, BlockRef, Handshake, Message};
-use shoal_proto::{Instant, PeerId, PeerKey};
+use shoal_proto::{Instant, PeerId, PeerKey, PeerSource};
 
 use crate::fixture::TestTorrent;
 use crate::link::{
@@ -486,7 +486,7 @@ impl Sim {
             return;
         }
         let now = self.now;
-        self.nodes[node].torrent.add_peer_addrs(now, addrs);
+        self.nodes[node].torrent.add_peer_addrs(now, PeerSource::Tracker, addrs);
         self.drain(node);
     }
 
@@ -1017,7 +1017,12 @@ impl Sim {
         let remote_addr = SocketAddr::new(self.nodes[dialer].addr.ip(), ephemeral_port(conn));
         let now = self.now;
         let result = if remote.info_hash == self.nodes[node].torrent.info_hash() {
-            self.nodes[node].torrent.on_incoming(now, Some(remote_addr), &remote)
+            self.nodes[node].torrent.on_incoming(
+                now,
+                Some(remote_addr),
+                PeerSource::Incoming,
+                &remote,
+            )
         } else {
             Err(Refusal::WrongTorrent)
         };

@@ -19,6 +19,7 @@ use shoal_proto::streaming::{ReaderId, ReaderWindow};
 use shoal_proto::torrent::{Action, Stats, Torrent};
 use shoal_proto::webseed::{FetchEnd, WebSeedError};
 use shoal_proto::wire::{self, BlockRef};
+use shoal_proto::PeerSource;
 use shoal_proto::{InfoHash, Instant, PeerKey};
 use shoal_tracker_proto::announce_request;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
@@ -586,7 +587,7 @@ impl TorrentDriver {
             let Some(conn) = self.conns.get_mut(&id) else { return };
             match item {
                 Inbound::Handshake(handshake) => {
-                    match self.core.on_incoming(now, None, &handshake) {
+                    match self.core.on_incoming(now, None, PeerSource::WebRtc, &handshake) {
                         Ok(key) => {
                             conn.key = Some(key);
                             self.by_peer.insert(key, id);

@@ -6,6 +6,8 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -52,7 +54,12 @@ pub struct Dht {
     node: mainline::async_dht::AsyncDht,
     local_addr: SocketAddrV4,
     state_file: Option<PathBuf>,
+    /// The routing table's size as last counted (see [`Dht::node_count`]).
+    nodes: Arc<AtomicUsize>,
 }
+
+/// How often the routing table's size is counted for progress displays.
+const NODE_COUNT_INTERVAL: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for Dht {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,7 +94,17 @@ impl Dht {
             .as_async();
         let local_addr = node.info().await.local_addr();
         tracing::info!(%local_addr, "DHT node started");
-        Ok(Dht { node, local_addr, state_file: config.state_file })
+        let nodes = Arc::new(AtomicUsize::new(0));
+        let (counted, counter) = (Arc::downgrade(&nodes), node.clone());
+        tokio::spawn(async move {
+            // Until the last handle of the session's node is gone.
+            while let Some(nodes) = counted.upgrade() {
+                nodes.store(counter.to_bootstrap().await.len(), Ordering::Relaxed);
+                drop(nodes);
+                tokio::time::sleep(NODE_COUNT_INTERVAL).await;
+            }
+        });
+        Ok(Dht { node, local_addr, state_file: config.state_file, nodes })
     }
 
     /// The UDP address the node listens on.
@@ -95,9 +112,9 @@ impl Dht {
         self.local_addr
     }
 
-    /// Nodes in the routing table.
-    pub async fn node_count(&self) -> usize {
-        self.node.to_bootstrap().await.len()
+    /// Nodes in the routing table, as counted at most a couple of seconds ago.
+    pub fn node_count(&self) -> usize {
+        self.nodes.load(Ordering::Relaxed)
     }
 
     /// Looks `info_hash` up, handing each batch of peers to `deliver` as the nodes that hold

@@ -17,7 +17,7 @@ use shoal_proto::metainfo::Info;
 use shoal_proto::torrent::{Action, Stats, Torrent, WebSeedFetch, WebSeedStatus};
 use shoal_proto::webseed::FetchEnd;
 use shoal_proto::wire::{self, Handshake};
-use shoal_proto::PeerKey;
+use shoal_proto::{PeerKey, PeerSource};
 use shoal_tracker_proto::announce_request;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
 use shoal_tracker_proto::tiers::TrackerTiers;
@@ -306,7 +306,7 @@ impl TorrentTask {
             self.phase = Phase::FetchingMetadata;
         }
         let peers = std::mem::take(&mut self.initial_peers);
-        self.core.add_peer_addrs(now, peers);
+        self.core.add_peer_addrs(now, PeerSource::Manual, peers);
         self.core.handle_timeout(now);
         self.drain_actions();
         let mut last_status = tokio::time::Instant::now();
@@ -553,7 +553,9 @@ impl TorrentTask {
                 if matches!(self.phase, Phase::Failed(_) | Phase::Stopped) {
                     return;
                 }
-                if let Ok(key) = self.core.on_incoming(now, Some(addr), &handshake) {
+                if let Ok(key) =
+                    self.core.on_incoming(now, Some(addr), PeerSource::Incoming, &handshake)
+                {
                     let ours = self.core.handshake().encode().to_vec();
                     let link = PeerLink::spawn(
                         stream,
@@ -572,7 +574,7 @@ impl TorrentTask {
                 }
                 let remote = channel.remote_addr();
                 let addr = (!remote.ip().is_unspecified()).then_some(remote);
-                match self.core.on_incoming(now, addr, &handshake) {
+                match self.core.on_incoming(now, addr, PeerSource::WebRtc, &handshake) {
                     Ok(key) => {
                         let link = PeerLink::spawn_stream(
                             channel,
@@ -656,7 +658,7 @@ impl TorrentTask {
             Background::DhtPeers(peers) => {
                 if self.dht_lookups.is_some() {
                     tracing::debug!(peers = peers.len(), "peers from the DHT");
-                    self.core.add_peer_addrs(now, peers);
+                    self.core.add_peer_addrs(now, PeerSource::Dht, peers);
                 }
             }
             Background::Announced { url, event, result } => match result {
@@ -664,7 +666,11 @@ impl TorrentTask {
                     tracing::debug!(%url, peers = response.peers.len(), "announce ok");
                     self.announcer.on_response(&url, &response, now);
                     if event != AnnounceEvent::Stopped {
-                        self.core.add_peer_addrs(now, response.peers.iter().copied());
+                        self.core.add_peer_addrs(
+                            now,
+                            PeerSource::Tracker,
+                            response.peers.iter().copied(),
+                        );
                     }
                 }
                 Err(e) => {

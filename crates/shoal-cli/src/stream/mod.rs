@@ -266,6 +266,7 @@ async fn run_until_stopped(
                         "download_rate": s.download_rate,
                         "upload_rate": s.upload_rate,
                         "peers": s.peers,
+                        "peers_by_source": s.peers_by_source,
                         "webrtc_peers": status.webrtc_peers,
                         "web_seeds": s.web_seeds,
                         "web_seed_status": transfer::web_seeds_json(&status),

@@ -20,6 +20,7 @@ pub fn status_json(handle: &TorrentHandle, files: &[ServedFile]) -> Value {
         "download_rate": s.download_rate,
         "upload_rate": s.upload_rate,
         "peers": s.peers,
+        "peers_by_source": s.peers_by_source,
         "webrtc_peers": status.webrtc_peers,
         "seeds": s.seeds,
         "pieces_have": s.pieces_have,
@@ -107,7 +108,8 @@ async function refresh() {{
     const s = await (await fetch('/api/status')).json();
     const p = document.getElementById('progress');
     p.max = Math.max(1, s.pieces_total); p.value = s.pieces_have;
-    let text = `${{s.phase}} · ${{s.pieces_have}}/${{s.pieces_total}} pieces · ${{s.peers}} peers (${{s.webrtc_peers}} WebRTC) · ` +
+    const sources = Object.entries(s.peers_by_source || {{}}).map(([k, n]) => `${{k}} ${{n}}`).join(', ');
+    let text = `${{s.phase}} · ${{s.pieces_have}}/${{s.pieces_total}} pieces · ${{s.peers}} peers${{sources ? ` (${{sources}})` : ''}} · ` +
       `↓ ${{size(s.download_rate)}}/s · ↑ ${{size(s.upload_rate)}}/s · ${{s.readers}} readers`;
     if (s.memory) text += ` · memory ${{size(s.memory.resident)}} of ${{size(s.memory.budget)}}`;
     if (s.error) text += ` · error: ${{s.error}}`;

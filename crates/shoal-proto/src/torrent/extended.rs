@@ -1,6 +1,6 @@
 //! The extension protocol (BEP 10): the extended handshake (which extensions a peer speaks,
 //! its queue depth, its metadata size) and the small extensions it carries: `lt_donthave`,
-//! `ut_pex` (received), and `ut_metadata`, whose exchange is in `metadata_exchange.rs`.
+//! `ut_pex` received (sent: `pex.rs`), and `ut_metadata`, whose exchange is in `metadata_exchange.rs`.
 
 use std::net::SocketAddr;
 
@@ -11,7 +11,7 @@ use crate::bitfield::Bitfield;
 use crate::extension::{self, ExtendedHandshake, LocalExtension, MetadataMessage, PexMessage};
 use crate::peer::Direction;
 use crate::time::Instant;
-use crate::types::PeerKey;
+use crate::types::{PeerKey, PeerSource};
 
 impl Torrent {
     pub(super) fn on_extended(
@@ -36,9 +36,11 @@ impl Torrent {
                 self.on_donthave(key, piece)?;
             }
             Some(LocalExtension::Pex) => {
-                // PEX is advice, not protocol: a malformed message is ignored, not fatal.
-                if let Ok(pex) = PexMessage::decode(&payload) {
-                    self.add_peer_addrs(now, pex.added.iter().copied());
+                // PEX is advice, not protocol: a malformed message is ignored, not fatal. A
+                // private torrent takes peers from its trackers only (BEP 27).
+                let pex = PexMessage::decode(&payload).ok().filter(|_| self.pex_allowed());
+                if let Some(pex) = pex {
+                    self.add_peer_addrs(now, PeerSource::Pex, pex.added.iter().copied());
                 }
             }
             None => {} // an extension we did not offer: ignore
@@ -68,6 +70,7 @@ impl Torrent {
         }
         peer.client = hs.client.clone();
         peer.metadata_size = hs.metadata_size;
+        peer.listen_port = hs.listen_port;
         if let (Some(port), Some(addr), Direction::Incoming) =
             (hs.listen_port, peer.addr, peer.direction)
         {

@@ -12,17 +12,22 @@ use crate::bitfield::Bitfield;
 use crate::extension::ExtendedHandshake;
 use crate::peer::{Direction, Peer};
 use crate::time::Instant;
-use crate::types::PeerKey;
+use crate::types::{PeerKey, PeerSource};
 use crate::wire::{Handshake, Message};
 
 /// Departed peers remembered for blame.
 const MAX_DEPARTED: usize = 512;
 
 impl Torrent {
-    /// Learns addresses to dial (trackers, `--peer`, PEX).
-    pub fn add_peer_addrs(&mut self, now: Instant, addrs: impl IntoIterator<Item = SocketAddr>) {
+    /// Learns addresses to dial, from `source`.
+    pub fn add_peer_addrs(
+        &mut self,
+        now: Instant,
+        source: PeerSource,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+    ) {
         for addr in addrs {
-            self.book.add(addr, now);
+            self.book.add(addr, now, source);
         }
         self.connect_more(now);
     }
@@ -50,7 +55,8 @@ impl Torrent {
             self.actions.push_back(Action::Disconnect { peer: key, reason });
             return false;
         }
-        self.add_peer(now, key, Some(addr), remote, Direction::Outgoing);
+        let source = self.book.source(addr).unwrap_or(PeerSource::Manual);
+        self.add_peer(now, key, Some(addr), remote, Direction::Outgoing, source);
         true
     }
 
@@ -62,12 +68,14 @@ impl Torrent {
         }
     }
 
-    /// A peer dialled us and sent a handshake for this torrent. On success the driver sends
-    /// our handshake back and treats the connection as `PeerKey`.
+    /// A peer dialled us and sent a handshake for this torrent (`source`: `Incoming` over
+    /// TCP, `WebRtc` for a data channel). On success the driver sends our handshake back and
+    /// treats the connection as `PeerKey`.
     pub fn on_incoming(
         &mut self,
         now: Instant,
         addr: Option<SocketAddr>,
+        source: PeerSource,
         remote: &Handshake,
     ) -> Result<PeerKey, Refusal> {
         self.clock = self.clock.max(now);
@@ -80,7 +88,7 @@ impl Torrent {
         }
         self.admit(remote, addr)?;
         let key = self.new_key();
-        self.add_peer(now, key, addr, remote, Direction::Incoming);
+        self.add_peer(now, key, addr, remote, Direction::Incoming, source);
         Ok(key)
     }
 
@@ -140,8 +148,11 @@ impl Torrent {
         addr: Option<SocketAddr>,
         remote: &Handshake,
         direction: Direction,
+        source: PeerSource,
     ) {
         let mut peer = Peer::new(key, addr, remote.peer_id, direction, now);
+        peer.source = source;
+        *self.stats.connections_by_source.entry(source.name()).or_default() += 1;
         peer.supports_fast = remote.supports_fast();
         peer.supports_extensions = remote.supports_extension_protocol();
         if let Some(info) = &self.info {

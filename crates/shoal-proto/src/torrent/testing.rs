@@ -23,10 +23,20 @@ pub struct Harness {
 impl Harness {
     /// A core with `config` that has every piece (`seed`) or none.
     pub fn new(config: TorrentConfig, seed: bool) -> Harness {
+        Harness::build(config, seed, false)
+    }
+
+    /// [`Harness::new`] for a private torrent (BEP 27).
+    pub fn new_private(config: TorrentConfig, seed: bool) -> Harness {
+        Harness::build(config, seed, true)
+    }
+
+    fn build(config: TorrentConfig, seed: bool, private: bool) -> Harness {
         let len = (PIECES * PIECE) as usize;
         let content: Vec<u8> = (0..len).map(|i| i as u8).collect();
         let mut hasher = TorrentBuilder::single_file("f.bin", len as u64)
             .expect("a valid single file")
+            .private(private)
             .piece_length(PIECE)
             .start()
             .expect("a valid piece length");
@@ -48,7 +58,10 @@ impl Harness {
     pub fn peer(&mut self, now: Instant, pieces: &[u32]) -> PeerKey {
         let remote = Handshake::new(self.info_hash, PeerId([self.next_id; 20]));
         self.next_id += 1;
-        let key = self.t.on_incoming(now, None, &remote).expect("room for the peer");
+        let key = self
+            .t
+            .on_incoming(now, None, crate::types::PeerSource::WebRtc, &remote)
+            .expect("room for the peer");
         let mut has = Bitfield::new(PIECES);
         for &p in pieces {
             has.set(p);
@@ -59,6 +72,25 @@ impl Harness {
         };
         self.t.on_message(now, key, message);
         self.t.on_message(now, key, Message::Interested);
+        key
+    }
+
+    /// A peer at `addr` connects to us over TCP and says, in its extended handshake, that it
+    /// speaks `ut_pex` and accepts connections on `listen_port`.
+    pub fn peer_at(
+        &mut self,
+        now: Instant,
+        addr: std::net::SocketAddr,
+        listen_port: u16,
+    ) -> PeerKey {
+        let remote = Handshake::new(self.info_hash, PeerId([self.next_id; 20]));
+        self.next_id += 1;
+        let key = self
+            .t
+            .on_incoming(now, Some(addr), crate::types::PeerSource::Incoming, &remote)
+            .expect("room for the peer");
+        let hs = crate::extension::ExtendedHandshake::ours(None, "test", Some(listen_port));
+        self.t.on_message(now, key, Message::Extended { id: 0, payload: hs.encode() });
         key
     }
 

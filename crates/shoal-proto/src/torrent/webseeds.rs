@@ -637,7 +637,10 @@ mod tests {
         fn seed_peer(&mut self) -> PeerKey {
             let info_hash = self.t.info_hash();
             let remote = Handshake::new(info_hash, PeerId([9; 20]));
-            let key = self.t.on_incoming(self.now, None, &remote).unwrap();
+            let key = self
+                .t
+                .on_incoming(self.now, None, crate::types::PeerSource::WebRtc, &remote)
+                .unwrap();
             self.t.on_message(self.now, key, Message::HaveAll);
             self.t.on_message(self.now, key, Message::Unchoke);
             self.drain();

@@ -1,14 +1,16 @@
 //! The Mainline DHT (BEP 5): one node per session, which torrents ask for peers and announce
 //! themselves to. The node is the `mainline` crate's (its own thread and UDP socket; routing
 //! table, tokens, BEP 42 node ids, a bounded peer store: docs/ARCHITECTURE.md says why this
-//! crate); what is ours is when a torrent looks up and announces, and keeping the routing
-//! table between runs.
+//! crate); what is ours is when a torrent looks up and announces, keeping the routing table
+//! between runs, and how many queries a source may make (`source_limit.rs`).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+mod source_limit;
 
 use futures_util::StreamExt;
 use mainline::{Dht as Node, Id};
@@ -75,6 +77,10 @@ impl Dht {
         let saved = config.state_file.as_deref().map(load_nodes).unwrap_or_default();
         let mut builder = Node::builder();
         builder.bind_address(*config.bind.ip()).port(config.bind.port());
+        builder.server_settings(mainline::ServerSettings {
+            filter: Box::new(source_limit::SourceLimit::default()),
+            ..mainline::ServerSettings::default()
+        });
         match &config.bootstrap {
             Some(nodes) => {
                 let mut all: Vec<String> = saved;

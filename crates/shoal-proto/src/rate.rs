@@ -1,10 +1,14 @@
-//! A byte rate shared by several senders, sans IO: a sender reserves the bytes it is about to
+//! Rates, sans IO. [`TokenBucket`] and [`SourceBuckets`]: how many requests a source may make
+//! (the tracker's clients, the DHT node's queriers). [`RateLimit`]: a byte rate shared by
+//! several senders: a sender reserves the bytes it is about to
 //! send and waits until the instant it is given. This is virtual scheduling (GCRA): the limit
 //! keeps a theoretical time at which the link is free again, a reservation moves it on by
 //! `bytes / rate`, and up to `burst` bytes may go ahead of it. Reservations are served in the
 //! order they are made, so no sender starves, and a sender that waits has its bytes counted at
 //! once, so the senders behind it wait for them too.
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::time::Duration;
 
 use crate::time::Instant;
@@ -43,9 +47,116 @@ fn duration_of(bytes: u64, rate: u64) -> Duration {
     Duration::from_nanos((u128::from(bytes) * 1_000_000_000 / u128::from(rate.max(1))) as u64)
 }
 
+/// A token bucket in 12 bytes: `rate` tokens a second up to `burst`, refilled lazily. Time is
+/// the caller's, in milliseconds from an epoch of its choosing.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    tokens: f32,
+    /// When `tokens` was last refilled.
+    at_ms: u64,
+}
+
+impl TokenBucket {
+    pub fn full(burst: u32, now_ms: u64) -> Self {
+        TokenBucket { tokens: burst as f32, at_ms: now_ms }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&mut self, rate: u32, burst: u32, now_ms: u64) -> bool {
+        self.refill(rate, burst, now_ms);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether it would be full at `now_ms`: its source is then no different from a new one.
+    pub fn is_full_at(&self, rate: u32, burst: u32, now_ms: u64) -> bool {
+        let mut probe = *self;
+        probe.refill(rate, burst, now_ms);
+        probe.tokens + 1.0 > burst as f32
+    }
+
+    fn refill(&mut self, rate: u32, burst: u32, now_ms: u64) {
+        let elapsed = now_ms.saturating_sub(self.at_ms) as f32 / 1000.0;
+        self.tokens = (self.tokens + elapsed * rate as f32).min(burst as f32);
+        self.at_ms = now_ms;
+    }
+}
+
+/// A [`TokenBucket`] per source (an IP address, say): `rate` requests a second after a burst
+/// of `burst`. Bounded: past `soft_cap` sources, those whose bucket has refilled are
+/// forgotten, and if none has, the new source is refused (a flood of fresh sources is no
+/// reason to forget the ones that are spending their budget).
+#[derive(Debug)]
+pub struct SourceBuckets<K> {
+    rate: u32,
+    burst: u32,
+    soft_cap: usize,
+    buckets: HashMap<K, TokenBucket>,
+}
+
+impl<K: Hash + Eq> SourceBuckets<K> {
+    pub fn new(rate: u32, burst: u32, soft_cap: usize) -> Self {
+        SourceBuckets { rate, burst: burst.max(1), soft_cap, buckets: HashMap::new() }
+    }
+
+    /// Whether a request from `source` at `now_ms` is allowed (and spends a token if so).
+    pub fn allow(&mut self, source: K, now_ms: u64) -> bool {
+        let (rate, burst) = (self.rate, self.burst);
+        if self.buckets.len() >= self.soft_cap && !self.buckets.contains_key(&source) {
+            self.buckets.retain(|_, b| !b.is_full_at(rate, burst, now_ms));
+            if self.buckets.len() >= self.soft_cap {
+                return false;
+            }
+        }
+        self.buckets
+            .entry(source)
+            .or_insert_with(|| TokenBucket::full(burst, now_ms))
+            .take(rate, burst, now_ms)
+    }
+
+    /// Sources tracked now.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bucket_allows_its_burst_then_its_rate() {
+        let mut b = TokenBucket::full(3, 0);
+        assert!((0..3).all(|_| b.take(2, 3, 0)));
+        assert!(!b.take(2, 3, 0));
+        assert!(b.take(2, 3, 500)); // half a second: one token at 2/s
+        assert!(!b.take(2, 3, 500));
+        assert!((0..3).all(|_| b.take(2, 3, 100_000)));
+        assert!(!b.take(2, 3, 100_000));
+    }
+
+    #[test]
+    fn sources_have_buckets_of_their_own_and_are_bounded() {
+        let mut s = SourceBuckets::new(1, 2, 3);
+        assert!(s.allow("a", 0) && s.allow("a", 0));
+        assert!(!s.allow("a", 0));
+        assert!(s.allow("b", 0));
+        assert!(s.allow("c", 0));
+        // Full of sources still spending: a new one is refused, not one of them forgotten.
+        assert!(!s.allow("d", 0));
+        assert!(!s.allow("a", 0));
+        // Later every bucket has refilled: they make room.
+        assert!(s.allow("d", 10_000));
+        assert!(s.len() <= 3);
+    }
 
     fn at(ms: u64) -> Instant {
         Instant::from_duration(Duration::from_millis(ms))

@@ -131,7 +131,7 @@ pub struct DownloadArgs {
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
     #[command(flatten)]
-    pub dht: DhtArgs,
+    pub discovery: DiscoveryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -166,7 +166,7 @@ pub struct SeedArgs {
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
     #[command(flatten)]
-    pub dht: DhtArgs,
+    pub discovery: DiscoveryArgs,
 }
 
 #[derive(Debug, Args)]
@@ -214,7 +214,7 @@ pub struct StreamArgs {
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
     #[command(flatten)]
-    pub dht: DhtArgs,
+    pub discovery: DiscoveryArgs,
 }
 
 /// How WebRTC peers (browsers, WebTorrent) are reached; shared by download, seed and stream.
@@ -258,10 +258,11 @@ impl WebRtcArgs {
     }
 }
 
-/// How the Mainline DHT (BEP 5) is used; shared by download, seed, stream and serve.
+/// How peers are found besides trackers: the Mainline DHT (BEP 5) and local service
+/// discovery (BEP 14); shared by download, seed, stream and serve.
 #[derive(Debug, Args, Clone, Default)]
-pub struct DhtArgs {
-    /// No DHT: peers come from trackers and --peer only.
+pub struct DiscoveryArgs {
+    /// No DHT: peers come from trackers, --peer, peer exchange and the LAN only.
     #[arg(long, env = "SHOAL_NO_DHT", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_dht: bool,
     /// A DHT node to join through instead of the well-known routers. Repeat for several.
@@ -271,11 +272,15 @@ pub struct DhtArgs {
     /// [default: $XDG_STATE_HOME/shoal/dht.json, else ~/.local/state/shoal/dht.json].
     #[arg(long, value_name = "FILE", conflicts_with = "no_dht")]
     pub dht_state: Option<PathBuf>,
+    /// No local service discovery: do not announce torrents on the LAN's multicast group,
+    /// nor take peers from it.
+    #[arg(long, env = "SHOAL_NO_LSD", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_lsd: bool,
 }
 
-impl DhtArgs {
+impl DiscoveryArgs {
     /// The session's DHT settings; `None` when turned off.
-    pub fn config(&self) -> Option<shoal::dht::DhtConfig> {
+    pub fn dht(&self) -> Option<shoal::dht::DhtConfig> {
         if self.no_dht {
             return None;
         }
@@ -284,6 +289,11 @@ impl DhtArgs {
             state_file: self.dht_state.clone().or_else(default_dht_state),
             ..shoal::dht::DhtConfig::default()
         })
+    }
+
+    /// Whether local service discovery is on.
+    pub fn lsd(&self) -> bool {
+        !self.no_lsd
     }
 }
 

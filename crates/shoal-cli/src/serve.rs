@@ -26,7 +26,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use crate::create::{share_in_place, SharedInPlace};
 use crate::output::{CliError, Context};
 use crate::stream::range::{self, RangeRequest};
-use crate::{transfer, DhtArgs, WebRtcArgs};
+use crate::{transfer, DiscoveryArgs, WebRtcArgs};
 
 mod tls_listener;
 
@@ -81,7 +81,7 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
     #[command(flatten)]
-    pub dht: DhtArgs,
+    pub discovery: DiscoveryArgs,
 }
 
 /// One shared torrent, as the web seed and the listing see it.
@@ -132,7 +132,8 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let session = transfer::start_session(transfer::SessionOptions {
         listen: args.listen,
         webrtc: args.webrtc.config(),
-        dht: args.dht.config(),
+        dht: args.discovery.dht(),
+        lsd: args.discovery.lsd(),
         purpose,
         max_upload_rate: args.max_upload_rate,
     })

@@ -27,6 +27,8 @@ pub struct TransferOptions {
     pub listen: Option<SocketAddr>,
     pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
     pub dht: Option<shoal::dht::DhtConfig>,
+    /// Local service discovery (BEP 14).
+    pub lsd: bool,
     pub trackers: Vec<String>,
     /// Web seeds besides the torrent's or magnet's own.
     pub web_seeds: Vec<String>,
@@ -107,6 +109,8 @@ pub struct SessionOptions {
     pub listen: Option<SocketAddr>,
     pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
     pub dht: Option<shoal::dht::DhtConfig>,
+    /// Local service discovery (BEP 14).
+    pub lsd: bool,
     pub purpose: SessionPurpose,
     /// Bytes per second all peers together may be sent.
     pub max_upload_rate: Option<u64>,
@@ -121,6 +125,7 @@ pub async fn start_session(options: SessionOptions) -> Result<Session, CliError>
         webrtc: options.webrtc,
         max_upload_rate: options.max_upload_rate,
         dht: options.dht,
+        lsd: options.lsd,
         ..SessionConfig::default()
     };
     config.torrent.file_ends_first = options.purpose == SessionPurpose::Streaming;
@@ -139,6 +144,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         listen: options.listen,
         webrtc: options.webrtc.clone(),
         dht: options.dht.clone(),
+        lsd: options.lsd,
         purpose,
         max_upload_rate: options.max_upload_rate,
     })

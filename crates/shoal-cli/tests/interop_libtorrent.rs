@@ -361,3 +361,47 @@ fn shoal_tells_libtorrent_leechers_of_each_other() {
         b.process().events()
     );
 }
+
+/// Local service discovery (BEP 14), Shoal to Shoal: in a private namespace (its LAN is a
+/// veth), a `shoal download` of a bare magnet, with no DHT, tracker or peer, finds
+/// `shoal seed` through the LAN's multicast group.
+#[test]
+fn shoal_finds_shoal_on_the_lan() {
+    if skip_interop() {
+        return;
+    }
+    in_netns_unless("shoal_finds_shoal_on_the_lan", None, |_ws| {
+        let fx = Fixture::new(34);
+        let with_lsd = |name: &str, args: &[std::ffi::OsString]| {
+            let mut cmd = std::process::Command::new(shoal_path());
+            cmd.env("SHOAL_NO_LSD", "0");
+            spawn_shoal_through(name, cmd, args)
+        };
+        let mut seed = with_lsd(
+            "shoal-seed-lan",
+            &[arg("seed"), arg(&fx.torrent.path), arg("-o"), arg(&fx.data), arg("--no-webrtc")],
+        );
+        seed.wait_event("seeding", SEED_START_TIMEOUT).expect("the seed starts");
+        let out = fx.out("shoal-lan");
+        let mut download = with_lsd(
+            "shoal-download-lan",
+            &[arg("download"), arg(fx.bare_magnet()), arg("-o"), arg(&out), arg("--no-webrtc")],
+        );
+        if let Err(e) = download.wait_success(TRANSFER_TIMEOUT) {
+            panic!("the download through LSD did not succeed: {e}\n{}", seed.output_tail());
+        }
+        let complete = download
+            .events()
+            .iter()
+            .find(|e| event_name(e) == Some("complete"))
+            .cloned()
+            .expect("a complete event");
+        // Whichever heard the other's announce first dialled: the seed (the download's
+        // announce comes last, so usually this), or the download. Nothing else named either.
+        let by_source = &complete["connections_by_source"];
+        let found =
+            by_source["lsd"].as_u64().unwrap_or(0) + by_source["incoming"].as_u64().unwrap_or(0);
+        assert_eq!(found, 1, "{complete}");
+        assert_trees_equal(&fx.shared(), &downloaded(&out));
+    });
+}

@@ -11,6 +11,7 @@ pub mod choker;
 pub mod create;
 pub mod eviction;
 pub mod extension;
+pub mod lsd;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;

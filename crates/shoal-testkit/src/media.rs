@@ -259,8 +259,9 @@ impl ShoalStream {
             .args(["--json", "--http", "127.0.0.1:0"])
             .args(args)
             .env("NO_COLOR", "1")
-            // The DHT's default routers are outside.
-            .env("SHOAL_NO_DHT", "1");
+            // The DHT's default routers are outside; LSD multicasts on the LAN.
+            .env("SHOAL_NO_DHT", "1")
+            .env("SHOAL_NO_LSD", "1");
         // the engine's debug lines are what a failure message needs
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn,shoal=debug");

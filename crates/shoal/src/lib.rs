@@ -8,6 +8,7 @@ mod clock;
 pub mod dht;
 mod disk;
 pub mod fetch;
+pub mod lsd;
 mod peer_conn;
 pub mod rate;
 mod session;

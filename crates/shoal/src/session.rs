@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::dht::{Dht, DhtConfig, DhtError};
+use crate::lsd::Lsd;
 use crate::peer_conn::read_handshake;
 use crate::rate::UploadLimit;
 use crate::stream::shared::StreamShared;
@@ -67,6 +68,8 @@ pub struct SessionConfig {
     /// The Mainline DHT (BEP 5) node, for peers no tracker names; `None` turns it off (the
     /// default here: a library user opts in, the command line turns it on).
     pub dht: Option<DhtConfig>,
+    /// Local service discovery (BEP 14) on the LAN; off by default here, as the DHT.
+    pub lsd: bool,
 }
 
 impl Default for SessionConfig {
@@ -77,6 +80,7 @@ impl Default for SessionConfig {
             webrtc: Some(WebRtcConfig::default()),
             max_upload_rate: None,
             dht: None,
+            lsd: false,
         }
     }
 }
@@ -124,6 +128,7 @@ pub struct Session {
     web_seed_client: Arc<WebSeedClient>,
     upload_limit: Option<UploadLimit>,
     dht: Option<Dht>,
+    lsd: Option<Lsd>,
 }
 
 impl Session {
@@ -171,7 +176,12 @@ impl Session {
             Some(dht) => Some(start_dht(dht, listen_addr).await?),
             None => None,
         };
+        let lsd = match (config.lsd, listen_addr) {
+            (true, Some(listen)) => start_lsd(listen.port(), routes.clone()),
+            _ => None,
+        };
         Ok(Session {
+            lsd,
             dht,
             upload_limit: config.max_upload_rate.map(UploadLimit::new),
             web_seed_client: Arc::new(web_seed_client),
@@ -288,9 +298,27 @@ impl Session {
             web_seed_client: self.web_seed_client.clone(),
             upload_limit: self.upload_limit.clone(),
             dht: self.dht.clone(),
+            lsd: self.lsd.clone(),
         });
         routes.insert(info_hash, Route { commands: commands.clone(), room });
         Ok(TorrentHandle { info_hash, name, commands, status, shared })
+    }
+}
+
+/// Joins the LAN's LSD group; peers it hears of go to their torrent. Without it (the port
+/// taken by a client that does not share it, no multicast route) the session goes on.
+fn start_lsd(listen_port: u16, routes: Routes) -> Option<Lsd> {
+    let deliver = move |info_hash: InfoHash, peer: SocketAddr| {
+        if let Some(route) = route(&routes, &info_hash) {
+            let _ = route.commands.send(Command::LsdPeer(peer));
+        }
+    };
+    match Lsd::start(listen_port, Arc::new(deliver)) {
+        Ok(lsd) => Some(lsd),
+        Err(e) => {
+            tracing::warn!("{e}; no local service discovery");
+            None
+        }
     }
 }
 

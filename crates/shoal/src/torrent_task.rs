@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::clock::Clock;
 use crate::dht::{Dht, Lookups};
 use crate::disk::{DiskDone, DiskHandle, DiskJob};
+use crate::lsd::{Announces as LsdAnnounces, Lsd};
 use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
 use crate::rate::UploadLimit;
 use crate::storage::{
@@ -117,6 +118,8 @@ pub(crate) enum Command {
     RemoveReader {
         id: ReaderId,
     },
+    /// A peer on the LAN announced this torrent (BEP 14).
+    LsdPeer(SocketAddr),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -151,6 +154,8 @@ pub(crate) struct TorrentSetup {
     pub upload_limit: Option<UploadLimit>,
     /// The session's DHT node, when the DHT is on.
     pub dht: Option<Dht>,
+    /// The session's LSD socket, when local service discovery is on.
+    pub lsd: Option<Lsd>,
 }
 
 /// How often the status snapshot is republished while data moves.
@@ -207,8 +212,11 @@ pub(crate) fn spawn(
         let deliver = move |peers| bg.send(Background::DhtPeers(peers)).is_ok();
         Lookups::start(dht, core.info_hash(), setup.listen_port, deliver)
     });
+    let lsd_announces =
+        setup.lsd.filter(|_| !private).map(|lsd| LsdAnnounces::start(lsd, core.info_hash()));
     let task = TorrentTask {
         dht_lookups,
+        lsd_announces,
         upload_limit: setup.upload_limit,
         web_seed_client: setup.web_seed_client,
         web_fetches: HashMap::new(),
@@ -282,6 +290,8 @@ struct TorrentTask {
     held_web_data: VecDeque<(PeerKey, u64, FetchEnd)>,
     /// The torrent's DHT lookups and announces; stopped with the task.
     dht_lookups: Option<Lookups>,
+    /// Its LSD announces (none for a private torrent); stopped with the task.
+    lsd_announces: Option<LsdAnnounces>,
 }
 
 /// The bounded in-memory store and its budget in bytes.
@@ -549,6 +559,12 @@ impl TorrentTask {
     fn on_command(&mut self, command: Command) {
         let now = self.clock.now();
         match command {
+            Command::LsdPeer(peer) => {
+                // Not for a private torrent (nor once LSD stopped for one).
+                if self.lsd_announces.is_some() {
+                    self.core.add_peer_addrs(now, PeerSource::Lsd, [peer]);
+                }
+            }
             Command::Incoming { stream, addr, handshake } => {
                 if matches!(self.phase, Phase::Failed(_) | Phase::Stopped) {
                     return;
@@ -768,9 +784,10 @@ impl TorrentTask {
                     tracing::warn!(piece, "piece failed its hash check");
                 }
                 Action::MetadataReceived { .. } => {
-                    if self.core.info().is_some_and(|i| i.private) && self.dht_lookups.is_some() {
-                        tracing::info!("a private torrent: no DHT");
+                    if self.core.info().is_some_and(|i| i.private) {
+                        // BEP 27: its peers come from its trackers only.
                         self.dht_lookups = None;
+                        self.lsd_announces = None;
                     }
                     let info = self.core.info().cloned().map(Arc::new);
                     self.status_tx.send_modify(|s| s.info = info);
@@ -812,6 +829,7 @@ impl TorrentTask {
         self.core.shutdown(now);
         self.drain_actions();
         self.dht_lookups = None;
+        self.lsd_announces = None;
         for (_, (fetch, _)) in self.web_fetches.drain() {
             fetch.abort();
         }

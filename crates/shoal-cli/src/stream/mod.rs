@@ -43,7 +43,8 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
     let session = transfer::start_session(transfer::SessionOptions {
         listen: args.listen,
         webrtc: args.webrtc.config(),
-        dht: args.dht.config(),
+        dht: args.discovery.dht(),
+        lsd: args.discovery.lsd(),
         purpose: transfer::SessionPurpose::Streaming,
         max_upload_rate: args.max_upload_rate,
     })

@@ -118,6 +118,10 @@ pub fn spawn_shoal_through(name: &str, mut cmd: Command, args: &[OsString]) -> C
     } else {
         cmd.env("SHOAL_NO_DHT", "1");
     }
+    // No multicast on the LAN unless the test asks for it (SHOAL_NO_LSD=0, in a namespace).
+    if !cmd.get_envs().any(|(key, _)| key == "SHOAL_NO_LSD") {
+        cmd.env("SHOAL_NO_LSD", "1");
+    }
     cmd.args(args).arg("--json");
     // The engine's debug lines are few (connections and why they end, announces) and are
     // what a failure message needs; plain text, since they end up in a test log.

@@ -30,14 +30,14 @@ pub fn shoal_bin() -> PathBuf {
 }
 
 /// `shoal ARGS...` ready to run, without the DHT (its default routers are outside; a test
-/// of the DHT removes `SHOAL_NO_DHT` and names local nodes).
+/// of the DHT removes `SHOAL_NO_DHT` and names local nodes) or LSD (multicast on the LAN).
 pub fn shoal_command<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
     let mut cmd = Command::new(shoal_bin());
-    cmd.args(args).env("SHOAL_NO_DHT", "1");
+    cmd.args(args).env("SHOAL_NO_DHT", "1").env("SHOAL_NO_LSD", "1");
     cmd
 }
 

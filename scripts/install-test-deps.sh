@@ -6,9 +6,10 @@
 #
 # Reference peers for interop tests (see tests/peers/): libtorrent (python3-libtorrent 2.0),
 # Transmission 3.00, aria2 1.36, opentracker, qBittorrent; nginx as a web seed; coturn as a STUN
-# server; nftables for NAT routers in namespaces; ffmpeg for media payloads; GNU time
-# for peak-RSS figures; iproute2/util-linux for private network namespaces. WebRTC peers: PyPI
-# libtorrent 2.1 in a virtualenv of its own, WebTorrent in node with @roamhq/wrtc (npm).
+# server; nftables for NAT routers in namespaces, miniupnpd for their port mapping; ffmpeg for
+# media payloads; GNU time for peak-RSS figures; iproute2/util-linux for private network
+# namespaces. WebRTC peers: PyPI libtorrent 2.1 in a virtualenv of its own, WebTorrent in node
+# with @roamhq/wrtc (npm).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,6 +32,8 @@ APT_PACKAGES=(
     coturn
     # the NAT routers of webrtc_nat.rs (masquerade and a stateful filter, shoal_testkit::nat)
     nftables
+    # UPnP IGD/NAT-PMP/PCP on those routers (shoal_testkit::upnp): the binary only, no service
+    miniupnpd-nftables
     # the virtualenv holding PyPI libtorrent 2.1 (ensurepip is packaged apart in Debian)
     python3-venv
     # The npm side of the tracker and browser tests (tests/web): bittorrent-tracker's client,
@@ -52,6 +55,10 @@ SUDO=()
 if [[ $(id -u) -ne 0 ]] && command -v sudo >/dev/null; then
     SUDO=(sudo)
 fi
+# No debconf questions, also through sudo (which drops the environment). Only the binary package
+# of miniupnpd is installed: the `miniupnpd` package, whose service would start a system daemon
+# and ask about its interfaces, is not (tests start their own in a namespace).
+APT_GET=(env DEBIAN_FRONTEND=noninteractive apt-get)
 
 if ((${#missing[@]})); then
     say "installing: ${missing[*]}"
@@ -59,9 +66,8 @@ if ((${#missing[@]})); then
         say "ERROR: not root and no sudo; as root run: apt-get install ${missing[*]}" >&2
         exit 1
     fi
-    export DEBIAN_FRONTEND=noninteractive
-    "${SUDO[@]}" apt-get update -q
-    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    "${SUDO[@]}" "${APT_GET[@]}" update -q
+    "${SUDO[@]}" "${APT_GET[@]}" install -y -q --no-install-recommends "${missing[@]}"
 else
     say "apt packages: all ${#APT_PACKAGES[@]} present"
 fi
@@ -70,7 +76,7 @@ fi
 # Debian's npm package would conflict with them, so it is installed only when missing.
 if ! command -v npm >/dev/null; then
     say "installing: npm"
-    "${SUDO[@]}" apt-get install -y -q --no-install-recommends npm
+    "${SUDO[@]}" "${APT_GET[@]}" install -y -q --no-install-recommends npm
 fi
 
 # npm packages of tests/web, from its lock file. --ignore-scripts: a WebTorrent dependency's

@@ -38,6 +38,7 @@ pub async fn run(args: DownloadArgs) -> Result<(), CliError> {
         webrtc: args.webrtc.config(),
         dht: args.discovery.dht(),
         lsd: args.discovery.lsd(),
+        port_mapping: args.discovery.port_mapping(),
         trackers: args.trackers,
         web_seeds: args.web_seeds,
         only_files,

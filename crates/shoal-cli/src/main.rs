@@ -258,8 +258,8 @@ impl WebRtcArgs {
     }
 }
 
-/// How peers are found besides trackers: the Mainline DHT (BEP 5) and local service
-/// discovery (BEP 14); shared by download, seed, stream and serve.
+/// How peers are found besides trackers, and how they find us: the Mainline DHT (BEP 5),
+/// local service discovery (BEP 14), port mapping; shared by download, seed, stream and serve.
 #[derive(Debug, Args, Clone, Default)]
 pub struct DiscoveryArgs {
     /// No DHT: peers come from trackers, --peer, peer exchange and the LAN only.
@@ -276,6 +276,13 @@ pub struct DiscoveryArgs {
     /// nor take peers from it.
     #[arg(long, env = "SHOAL_NO_LSD", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_lsd: bool,
+    /// Do not ask the home router (PCP, NAT-PMP, UPnP IGD) to forward the listen port.
+    #[arg(
+        long,
+        env = "SHOAL_NO_PORT_MAPPING",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub no_port_mapping: bool,
 }
 
 impl DiscoveryArgs {
@@ -294,6 +301,11 @@ impl DiscoveryArgs {
     /// Whether local service discovery is on.
     pub fn lsd(&self) -> bool {
         !self.no_lsd
+    }
+
+    /// Whether the listen port is mapped at the router.
+    pub fn port_mapping(&self) -> bool {
+        !self.no_port_mapping
     }
 }
 

@@ -45,6 +45,7 @@ pub async fn run(args: SeedArgs) -> Result<(), CliError> {
         webrtc: args.webrtc.config(),
         dht: args.discovery.dht(),
         lsd: args.discovery.lsd(),
+        port_mapping: args.discovery.port_mapping(),
         trackers: args.trackers,
         web_seeds: Vec::new(),
         only_files: None,

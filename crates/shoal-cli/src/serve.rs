@@ -134,12 +134,15 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         webrtc: args.webrtc.config(),
         dht: args.discovery.dht(),
         lsd: args.discovery.lsd(),
+        port_mapping: args.discovery.port_mapping(),
         purpose,
         max_upload_rate: args.max_upload_rate,
     })
     .await?;
     let (shared, handles) = seed_files(&session, &files, &urls, args.json).await?;
     print_serving(args.json, &urls, &session, &shared);
+    // The link is out already; whether the router forwards the port follows.
+    transfer::report_port_mapping_later(&session, args.json);
 
     let state = Arc::new(AppState {
         ws_tracker: urls.ws_tracker,

@@ -29,6 +29,8 @@ pub struct TransferOptions {
     pub dht: Option<shoal::dht::DhtConfig>,
     /// Local service discovery (BEP 14).
     pub lsd: bool,
+    /// Ask the router to forward the listen port.
+    pub port_mapping: bool,
     pub trackers: Vec<String>,
     /// Web seeds besides the torrent's or magnet's own.
     pub web_seeds: Vec<String>,
@@ -103,6 +105,55 @@ pub enum SessionPurpose {
     Origin,
 }
 
+/// How long a start-up report waits for the router's answer (PCP/NAT-PMP retries end
+/// within 2 s, the UPnP search within 2 s more); the torrent runs meanwhile.
+pub const PORT_MAPPING_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// `null` when port mapping is off; else whether the router forwards the ports, by which
+/// protocol, and the external addresses.
+pub fn port_mapping_json(state: Option<&shoal::port_mapping::MappingState>) -> serde_json::Value {
+    let Some(state) = state else { return serde_json::Value::Null };
+    match &state.mapped {
+        Some(m) => serde_json::json!({
+            "mapped": true,
+            "protocol": m.protocol.name(),
+            "tcp": m.tcp.to_string(),
+            "udp": m.udp.map(|a| a.to_string()),
+        }),
+        None => serde_json::json!({ "mapped": false, "searched": state.searched }),
+    }
+}
+
+/// One line on stderr when the router forwards the port.
+pub fn report_port_mapping(state: Option<&shoal::port_mapping::MappingState>) {
+    if let Some(m) = state.and_then(|s| s.mapped.as_ref()) {
+        eprintln!("the router forwards {} to us ({})", m.tcp, m.protocol.name());
+    }
+}
+
+/// For commands whose start-up report should not wait (`serve`, `stream`: their URLs are
+/// what a user waits for): a `port_mapping` event (or a line) once the first search for a
+/// gateway has ended.
+pub fn report_port_mapping_later(session: &Session, json: bool) {
+    if let Some(updates) = session.watch_port_mapping() {
+        tokio::spawn(report_port_mapping_when_searched(updates, json));
+    }
+}
+
+async fn report_port_mapping_when_searched(
+    mut updates: tokio::sync::watch::Receiver<shoal::port_mapping::MappingState>,
+    json: bool,
+) {
+    let Ok(state) = updates.wait_for(|s| s.searched).await.map(|s| s.clone()) else { return };
+    if json {
+        let mut line = port_mapping_json(Some(&state));
+        line["event"] = serde_json::json!("port_mapping");
+        println!("{line}");
+    } else {
+        report_port_mapping(Some(&state));
+    }
+}
+
 /// How a command's session starts.
 pub struct SessionOptions {
     /// Where peers connect (any port when `None`).
@@ -111,6 +162,8 @@ pub struct SessionOptions {
     pub dht: Option<shoal::dht::DhtConfig>,
     /// Local service discovery (BEP 14).
     pub lsd: bool,
+    /// Ask the router to forward the listen port.
+    pub port_mapping: bool,
     pub purpose: SessionPurpose,
     /// Bytes per second all peers together may be sent.
     pub max_upload_rate: Option<u64>,
@@ -126,6 +179,7 @@ pub async fn start_session(options: SessionOptions) -> Result<Session, CliError>
         max_upload_rate: options.max_upload_rate,
         dht: options.dht,
         lsd: options.lsd,
+        port_mapping: options.port_mapping,
         ..SessionConfig::default()
     };
     config.torrent.file_ends_first = options.purpose == SessionPurpose::Streaming;
@@ -145,6 +199,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         webrtc: options.webrtc.clone(),
         dht: options.dht.clone(),
         lsd: options.lsd,
+        port_mapping: options.port_mapping,
         purpose,
         max_upload_rate: options.max_upload_rate,
     })
@@ -166,6 +221,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         }
         m.to_uri()
     });
+    let port_mapping = session.port_mapping_searched(PORT_MAPPING_REPORT_WAIT).await;
     if options.json {
         let line = serde_json::json!({
             "event": "started",
@@ -174,6 +230,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
             "webrtc": session.webrtc_addr().map(|a| a.to_string()),
             "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
             "dht": session.dht().map(|d| d.local_addr().to_string()),
+            "port_mapping": port_mapping_json(port_mapping.as_ref()),
             "magnet": magnet,
         });
         println!("{line}");
@@ -181,6 +238,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         if let Some(addr) = listen {
             eprintln!("listening for peers on {addr}");
         }
+        report_port_mapping(port_mapping.as_ref());
         if let Some(magnet) = &magnet {
             println!("{magnet}");
         }

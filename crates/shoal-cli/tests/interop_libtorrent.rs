@@ -10,6 +10,8 @@ mod interop_support;
 use std::time::Duration;
 
 use interop_support::*;
+use shoal_testkit::nat::{self, NatHost};
+use shoal_testkit::upnp;
 use shoal_testkit::*;
 
 #[test]
@@ -403,5 +405,89 @@ fn shoal_finds_shoal_on_the_lan() {
             by_source["lsd"].as_u64().unwrap_or(0) + by_source["incoming"].as_u64().unwrap_or(0);
         assert_eq!(found, 1, "{complete}");
         assert_trees_equal(&fx.shared(), &downloaded(&out));
+    });
+}
+
+/// Port mapping, against Debian's miniupnpd on a NAT router (`shoal_testkit::nat`): `shoal
+/// seed` on a host behind it asks the router to forward its port (PCP, the first protocol
+/// Shoal tries; then a router that speaks UPnP IGD only), reports the public address in its
+/// `started` event, and a libtorrent leecher on the internet side downloads by dialling that
+/// address, which the router's filter drops unless a mapping holds. On SIGTERM the seed
+/// deletes its mappings.
+#[test]
+fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
+    // The seed deletes its mappings within 3 s of SIGTERM; miniupnpd then updates nftables.
+    const STOP_WAIT: Duration = Duration::from_secs(10);
+    let test = "libtorrent_reaches_shoal_behind_a_nat_through_port_mapping";
+    if skip_interop() {
+        return;
+    }
+    in_netns_unless(test, upnp::unavailable(), |_ws| {
+        let internet = nat::internet_servers().expect("an address on the internet side");
+        let fx = Fixture::new(35);
+        for (index, protocols, expected) in
+            [(1, upnp::Protocols::All, "pcp"), (2, upnp::Protocols::UpnpOnly, "upnp")]
+        {
+            let host = NatHost::with_port_mapping(index, protocols).expect("a router");
+            let mut cmd = host.command(shoal_path());
+            cmd.env("SHOAL_NO_PORT_MAPPING", "0");
+            let args = [
+                arg("seed"),
+                arg(&fx.torrent.path),
+                arg("-o"),
+                arg(&fx.data),
+                arg("--no-webrtc"),
+                arg("--listen"),
+                arg(format!("{}:0", host.lan_addr())),
+                // The DHT on (so its UDP port is mapped too), joining through nobody.
+                arg("--dht-bootstrap"),
+                arg(format!("{internet}:9")),
+                arg("--dht-state"),
+                arg(fx.out(&format!("dht-{index}.json"))),
+            ];
+            let mut seed = spawn_shoal_through(&format!("shoal-seed-nat-{expected}"), cmd, &args);
+            let started = seed.wait_event("started", SEED_START_TIMEOUT).expect("the seed starts");
+            let mapping = &started["port_mapping"];
+            assert_eq!(mapping["mapped"], true, "{started}\n{}", host.router_state());
+            assert_eq!(mapping["protocol"], expected, "{started}");
+            let listen: std::net::SocketAddr = started["listen"].as_str().unwrap().parse().unwrap();
+            let dht: std::net::SocketAddr = started["dht"].as_str().unwrap().parse().unwrap();
+            let public = std::net::SocketAddr::from((host.public_addr(), listen.port()));
+            assert_eq!(mapping["tcp"], public.to_string(), "{started}");
+            let public_udp = std::net::SocketAddr::from((host.public_addr(), dht.port()));
+            assert_eq!(mapping["udp"], public_udp.to_string(), "{started}");
+            let router = host.port_mapper().expect("miniupnpd");
+            let forwarded = router.port_mappings().expect("the router's mappings");
+            for (protocol, port) in [("TCP", listen.port()), ("UDP", dht.port())] {
+                assert!(
+                    forwarded.iter().any(|m| m.protocol == protocol
+                        && m.external_port == port
+                        && m.internal == std::net::SocketAddrV4::new(host.lan_addr(), port)),
+                    "no {protocol} mapping of port {port}: {forwarded:?}"
+                );
+            }
+
+            let out = fx.out(&format!("lt-behind-nat-{expected}"));
+            let opts = PeerOpts { ip: Some(internet), ..PeerOpts::default() }.connect(public);
+            let mut leech = lt_leech(&fx.torrent.path, &out, &opts).expect("libtorrent starts");
+            if let Err(e) = leech.wait_done(TRANSFER_TIMEOUT) {
+                panic!(
+                    "libtorrent did not download through the mapping: {e}\n--- seed ---\n{}\n\
+                     --- router ---\n{}\n{}",
+                    seed.output_tail(),
+                    host.router_state(),
+                    router.log()
+                );
+            }
+            assert_trees_equal(&fx.shared(), &downloaded(&out));
+            drop(leech);
+
+            seed.stop();
+            router
+                .wait_port_mappings("the seed's mappings removed at exit", STOP_WAIT, |m| {
+                    m.is_empty()
+                })
+                .expect("no mapping left");
+        }
     });
 }

@@ -44,6 +44,7 @@ pub mod tls;
 pub mod torrent;
 pub mod tracker;
 pub mod tree;
+pub mod upnp;
 pub mod webserver;
 
 pub use browser::{

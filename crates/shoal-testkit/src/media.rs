@@ -259,9 +259,11 @@ impl ShoalStream {
             .args(["--json", "--http", "127.0.0.1:0"])
             .args(args)
             .env("NO_COLOR", "1")
-            // The DHT's default routers are outside; LSD multicasts on the LAN.
+            // The DHT's default routers are outside; LSD multicasts on the LAN; port mapping
+            // asks the machine's router.
             .env("SHOAL_NO_DHT", "1")
-            .env("SHOAL_NO_LSD", "1");
+            .env("SHOAL_NO_LSD", "1")
+            .env("SHOAL_NO_PORT_MAPPING", "1");
         // the engine's debug lines are what a failure message needs
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "warn,shoal=debug");

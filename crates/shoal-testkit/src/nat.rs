@@ -18,6 +18,9 @@
 //! private address, as every home network does, so an address in an offer says nothing about
 //! who sent it.
 //!
+//! A router can also map ports for its host, as a home router with UPnP IGD and NAT-PMP/PCP
+//! does: [`NatHost::with_port_mapping`] runs miniupnpd on it ([`crate::upnp`]).
+//!
 //! Each namespace is held by one `cat` process (made with `unshare -n`, entered with
 //! `nsenter -n`) and goes away when that is killed, on drop. Needs root, `nsenter` and `nft`.
 
@@ -28,11 +31,13 @@ use std::process::{Child, Command, Stdio};
 
 use crate::error::{Error, Result};
 use crate::paths::require_tool;
+use crate::upnp::{Miniupnpd, PortMapping, Protocols};
 
 /// The address of every NAT host on its LAN.
 pub const LAN_HOST: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 2);
-/// The router's address on the LAN: the hosts' default route.
-const LAN_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
+/// The router's address on the LAN: the hosts' default route, and where they find its
+/// miniupnpd ([`NatHost::with_port_mapping`]).
+pub const LAN_ROUTER: Ipv4Addr = Ipv4Addr::new(192, 168, 1, 1);
 
 /// Where servers on the "internet" listen: an address of the test namespace's own (on `lo`,
 /// so it exists before any link does), reached from every NAT host through its router's
@@ -75,8 +80,10 @@ pub fn unavailable() -> Option<String> {
 
 /// A host behind its own NAT router (see the module documentation).
 pub struct NatHost {
+    /// miniupnpd, when started: first, so that it stops before its namespace goes.
+    port_mapper: Option<Miniupnpd>,
     index: u8,
-    /// The last byte of the router's public address (198.18.<index>.<public>).
+    /// The last byte of the router's public address (`198.18.<index>.<public>`).
     public: u8,
     host: Namespace,
     router: Namespace,
@@ -116,7 +123,45 @@ impl NatHost {
         run(host.command("ip").args(["addr", "add", &format!("{LAN_HOST}/24"), "dev", "eth0"]))?;
         run(host.command("ip").args(["link", "set", "eth0", "up"]))?;
         run(host.command("ip").args(["route", "add", "default", "via", &LAN_ROUTER.to_string()]))?;
-        Ok(NatHost { index, public: 2, host, router })
+        Ok(NatHost { port_mapper: None, index, public: 2, host, router })
+    }
+
+    /// [`NatHost::new`] with miniupnpd on the router ([`NatHost::start_port_mapping`]).
+    pub fn with_port_mapping(index: u8, protocols: Protocols) -> Result<NatHost> {
+        let mut host = NatHost::new(index)?;
+        host.start_port_mapping(protocols)?;
+        Ok(host)
+    }
+
+    /// Starts miniupnpd on the router: UPnP IGD (found by SSDP on the LAN), NAT-PMP and PCP
+    /// (on [`LAN_ROUTER`]:5351), mapping ports 1024-65535 of the public address to the same
+    /// range on the host's own address only. Returns once it listens (bounded); it stops
+    /// when this host is dropped. Needs what [`crate::upnp::unavailable`] checks.
+    pub fn start_port_mapping(&mut self, protocols: Protocols) -> Result<&Miniupnpd> {
+        if self.port_mapper.is_some() {
+            return Err(Error::Setup(format!("router {} already runs miniupnpd", self.index)));
+        }
+        let started = Miniupnpd::start(
+            self.index,
+            self.router.launcher(),
+            Self::internet_side(self.index),
+            protocols,
+        )?;
+        Ok(self.port_mapper.insert(started))
+    }
+
+    /// The router's miniupnpd, if [`NatHost::start_port_mapping`] started it.
+    pub fn port_mapper(&self) -> Option<&Miniupnpd> {
+        self.port_mapper.as_ref()
+    }
+
+    /// The router's port mappings now ([`Miniupnpd::port_mappings`]); an error if it does not
+    /// run miniupnpd.
+    pub fn port_mappings(&self) -> Result<Vec<PortMapping>> {
+        self.port_mapper
+            .as_ref()
+            .ok_or_else(|| Error::Setup(format!("router {} runs no miniupnpd", self.index)))?
+            .port_mappings()
     }
 
     /// The address the outside sees this host's flows come from: the router's.
@@ -182,8 +227,15 @@ impl NatHost {
     }
 }
 
-/// Masquerade out of `wan`; forward LAN → WAN, and back only what conntrack knows. The
-/// counters show, in [`NatHost::router_state`], how many packets the filter dropped.
+/// Masquerade out of `wan`; forward LAN → WAN, and back only what conntrack knows, or what
+/// a port mapping sends in. The counters show, in [`NatHost::router_state`], how many packets
+/// the filter dropped.
+///
+/// A port mapping is a DNAT rule miniupnpd adds in a table of its own ([`crate::upnp`]); the
+/// new flows it starts from outside are no established ones, and a drop here is final whatever
+/// another table accepts, so this filter must let them through itself: `ct status dnat` (as
+/// OpenWrt's firewall does for port forwards). Without miniupnpd nothing is DNATed and the
+/// rule never matches.
 ///
 /// The input chain matters as much as the forward one: a packet from outside to the router's
 /// own address that nobody asked for (a peer's ICE check that arrives before our host has
@@ -203,6 +255,7 @@ table ip filter {
     chain forward {
         type filter hook forward priority filter; policy drop;
         ct state established,related counter accept
+        ct status dnat counter accept
         iifname \"lan\" oifname \"wan\" counter accept
         counter drop
     }
@@ -267,7 +320,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// [`run`] with `input` on the command's stdin.
-fn run_with_input(cmd: &mut Command, input: &str) -> Result<()> {
+pub(crate) fn run_with_input(cmd: &mut Command, input: &str) -> Result<()> {
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {cmd:?}"), e))?;
     if let Some(mut stdin) = child.stdin.take() {

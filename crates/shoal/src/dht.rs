@@ -25,6 +25,10 @@ pub struct DhtConfig {
     pub bind: SocketAddrV4,
     /// Where the routing table is kept between runs; `None` to keep nothing.
     pub state_file: Option<PathBuf>,
+    /// Answer other nodes' queries from the start, for a node known to be reachable (a
+    /// server with a public address). Otherwise the node answers once it has run long
+    /// enough without finding itself firewalled, as BEP 5 asks of nodes behind a NAT.
+    pub server_mode: bool,
 }
 
 impl Default for DhtConfig {
@@ -33,6 +37,7 @@ impl Default for DhtConfig {
             bootstrap: None,
             bind: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
             state_file: None,
+            server_mode: false,
         }
     }
 }
@@ -44,6 +49,14 @@ pub enum DhtError {
     #[error("cannot save the DHT's nodes to {path}: {source}")]
     Save { path: PathBuf, source: std::io::Error },
 }
+
+/// What the node stores for others, bounded so that the whole store stays within a few MiB
+/// (an entry costs some 100 bytes with the LRU's bookkeeping, an item up to 1 KiB): peers
+/// for 500 torrents, 100 each (libtorrent keeps 2000 and 500, but answers with at most
+/// 10-100 of them anyway), and 100 BEP 44 items of each kind.
+const STORED_INFO_HASHES: usize = 500;
+const STORED_PEERS_PER_INFO_HASH: usize = 100;
+const STORED_ITEMS: usize = 100;
 
 /// Nodes kept in the state file at most (a full routing table holds a few hundred).
 const MAX_SAVED_NODES: usize = 512;
@@ -79,8 +92,15 @@ impl Dht {
         builder.bind_address(*config.bind.ip()).port(config.bind.port());
         builder.server_settings(mainline::ServerSettings {
             filter: Box::new(source_limit::SourceLimit::default()),
-            ..mainline::ServerSettings::default()
+            max_info_hashes: STORED_INFO_HASHES,
+            max_peers_per_info_hash: STORED_PEERS_PER_INFO_HASH,
+            // BEP 44 items: stored for others, never used by us.
+            max_immutable_values: STORED_ITEMS,
+            max_mutable_values: STORED_ITEMS,
         });
+        if config.server_mode {
+            builder.server_mode();
+        }
         match &config.bootstrap {
             Some(nodes) => {
                 let mut all: Vec<String> = saved;

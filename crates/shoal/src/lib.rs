@@ -10,6 +10,7 @@ mod disk;
 pub mod fetch;
 pub mod lsd;
 mod peer_conn;
+pub mod port_mapping;
 pub mod rate;
 mod session;
 pub mod storage;

@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::dht::{Dht, DhtConfig, DhtError};
 use crate::lsd::Lsd;
 use crate::peer_conn::read_handshake;
+use crate::port_mapping::{MappingState, PortMapper, Ports};
 use crate::rate::UploadLimit;
 use crate::stream::shared::StreamShared;
 use crate::stream::FileStream;
@@ -70,6 +71,9 @@ pub struct SessionConfig {
     pub dht: Option<DhtConfig>,
     /// Local service discovery (BEP 14) on the LAN; off by default here, as the DHT.
     pub lsd: bool,
+    /// Ask the home router (PCP, NAT-PMP, UPnP IGD) to forward the listen port (and the
+    /// DHT's UDP port) to us; off by default here, as the DHT.
+    pub port_mapping: bool,
 }
 
 impl Default for SessionConfig {
@@ -81,6 +85,7 @@ impl Default for SessionConfig {
             max_upload_rate: None,
             dht: None,
             lsd: false,
+            port_mapping: false,
         }
     }
 }
@@ -129,6 +134,7 @@ pub struct Session {
     upload_limit: Option<UploadLimit>,
     dht: Option<Dht>,
     lsd: Option<Lsd>,
+    port_mapper: Option<PortMapper>,
 }
 
 impl Session {
@@ -180,7 +186,12 @@ impl Session {
             (true, Some(listen)) => start_lsd(listen.port(), routes.clone()),
             _ => None,
         };
+        let port_mapper = match (config.port_mapping, listen_addr) {
+            (true, Some(listen)) => start_port_mapping(listen, dht.as_ref()),
+            _ => None,
+        };
         Ok(Session {
+            port_mapper,
             lsd,
             dht,
             upload_limit: config.max_upload_rate.map(UploadLimit::new),
@@ -221,13 +232,38 @@ impl Session {
         self.dht.as_ref()
     }
 
-    /// Ends what outlives the torrents: the DHT's routing table is saved for the next start.
-    /// Call it after the torrents' `shutdown`.
+    /// What the router forwards to us, when port mapping is on.
+    pub fn port_mapping(&self) -> Option<MappingState> {
+        self.port_mapper.as_ref().map(PortMapper::state)
+    }
+
+    /// Follows what the router forwards to us, when port mapping is on.
+    pub fn watch_port_mapping(&self) -> Option<tokio::sync::watch::Receiver<MappingState>> {
+        self.port_mapper.as_ref().map(PortMapper::watch)
+    }
+
+    /// Waits (no longer than `deadline`) until the first search for a gateway has ended, so
+    /// that a start-up report can say whether the port is open; `None` when mapping is off.
+    pub async fn port_mapping_searched(
+        &self,
+        deadline: std::time::Duration,
+    ) -> Option<MappingState> {
+        match &self.port_mapper {
+            Some(mapper) => Some(mapper.searched(deadline).await),
+            None => None,
+        }
+    }
+
+    /// Ends what outlives the torrents: the DHT's routing table is saved for the next start,
+    /// the router's port mappings are deleted. Call it after the torrents' `shutdown`.
     pub async fn shutdown(&self) {
         if let Some(dht) = &self.dht {
             if let Err(e) = dht.save().await {
                 tracing::warn!("{e}");
             }
+        }
+        if let Some(mapper) = &self.port_mapper {
+            mapper.shutdown().await;
         }
     }
 
@@ -320,6 +356,19 @@ fn start_lsd(listen_port: u16, routes: Routes) -> Option<Lsd> {
             None
         }
     }
+}
+
+/// Maps the TCP listen port, and the DHT's UDP port, at the router. Not for a listener on
+/// loopback (nothing outside reaches it) nor an IPv6 one (no NAT to open: a firewall pinhole
+/// is another matter).
+fn start_port_mapping(listen: SocketAddr, dht: Option<&Dht>) -> Option<PortMapper> {
+    let SocketAddr::V4(listen) = listen else { return None };
+    if listen.ip().is_loopback() {
+        return None;
+    }
+    let local_ip = Some(*listen.ip()).filter(|ip| !ip.is_unspecified());
+    let ports = Ports { tcp: listen.port(), udp: dht.map(|d| d.local_addr().port()) };
+    Some(PortMapper::start(ports, local_ip))
 }
 
 /// Starts the DHT node on the UDP side of the listen port, as other clients do (one port

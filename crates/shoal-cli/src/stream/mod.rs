@@ -45,6 +45,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
         webrtc: args.webrtc.config(),
         dht: args.discovery.dht(),
         lsd: args.discovery.lsd(),
+        port_mapping: args.discovery.port_mapping(),
         purpose: transfer::SessionPurpose::Streaming,
         max_upload_rate: args.max_upload_rate,
     })
@@ -114,6 +115,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
     let base = format!("http://{http_addr}");
     let url = format!("{base}{}", selected.url_path);
     announce(&args, &handle, &base, &url, &files, selected);
+    transfer::report_port_mapping_later(&session, args.json);
 
     let mut player = match &args.player {
         Some(program) => Some(launch_player(program, &url)?),

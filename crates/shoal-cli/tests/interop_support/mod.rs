@@ -122,6 +122,10 @@ pub fn spawn_shoal_through(name: &str, mut cmd: Command, args: &[OsString]) -> C
     if !cmd.get_envs().any(|(key, _)| key == "SHOAL_NO_LSD") {
         cmd.env("SHOAL_NO_LSD", "1");
     }
+    // Nor any router asked to forward a port, unless the test made one (miniupnpd).
+    if !cmd.get_envs().any(|(key, _)| key == "SHOAL_NO_PORT_MAPPING") {
+        cmd.env("SHOAL_NO_PORT_MAPPING", "1");
+    }
     cmd.args(args).arg("--json");
     // The engine's debug lines are few (connections and why they end, announces) and are
     // what a failure message needs; plain text, since they end up in a test log.

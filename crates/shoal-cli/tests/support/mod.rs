@@ -37,7 +37,10 @@ where
     S: AsRef<OsStr>,
 {
     let mut cmd = Command::new(shoal_bin());
-    cmd.args(args).env("SHOAL_NO_DHT", "1").env("SHOAL_NO_LSD", "1");
+    cmd.args(args)
+        .env("SHOAL_NO_DHT", "1")
+        .env("SHOAL_NO_LSD", "1")
+        .env("SHOAL_NO_PORT_MAPPING", "1");
     cmd
 }
 

@@ -1,0 +1,498 @@
+//! Opening the listen port on the home router: PCP and NAT-PMP (`crab_nat`) or UPnP IGD
+//! (`igd-next`), whichever the gateway answers, renewed before the lease ends and removed at
+//! shutdown. Without it, a peer behind a NAT can dial out but nobody can dial in, and two
+//! such peers never meet.
+//!
+//! One task per session owns the mappings: it looks for a gateway (both protocols at once,
+//! each bounded in time), maps the TCP port (and the UDP one, where the DHT listens), renews
+//! at half the lease, looks again when a renewal fails or nothing answered (every
+//! [`RETRY_INTERVAL`]), and on [`PortMapper::shutdown`] deletes what it made.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::num::NonZeroU16;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// How long a mapping is asked for; it is renewed at half of it.
+const LEASE: Duration = Duration::from_secs(60 * 60);
+/// How long the search for a UPnP gateway listens for answers.
+const UPNP_SEARCH: Duration = Duration::from_secs(2);
+/// PCP/NAT-PMP: 250 ms, then 500 ms, then 1 s for an answer (RFC 6886 starts at 250 ms and
+/// doubles; nine tries would take a minute, too long for a gateway that never answers).
+const PMP_TIMEOUTS: crab_nat::TimeoutConfig = crab_nat::TimeoutConfig {
+    initial_timeout: Duration::from_millis(250),
+    max_retries: 2,
+    max_retry_timeout: Some(Duration::from_secs(1)),
+};
+/// When nothing was mapped (no gateway answered, or one refused), the next try.
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// Deleting the mappings at shutdown waits no longer than this.
+const REMOVE_DEADLINE: Duration = Duration::from_secs(3);
+/// A gateway that only grants permanent mappings is asked again this often (it may have
+/// rebooted and forgotten them).
+const PERMANENT_REFRESH: Duration = Duration::from_secs(30 * 60);
+const DESCRIPTION: &str = "Shoal";
+
+/// Which protocol holds the mappings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MappingProtocol {
+    Pcp,
+    NatPmp,
+    Upnp,
+}
+
+impl MappingProtocol {
+    /// The name in `--json` events and progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            MappingProtocol::Pcp => "pcp",
+            MappingProtocol::NatPmp => "natpmp",
+            MappingProtocol::Upnp => "upnp",
+        }
+    }
+}
+
+/// The ports to open: TCP always, UDP where the DHT (and later uTP) listens.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ports {
+    pub tcp: u16,
+    pub udp: Option<u16>,
+}
+
+/// What the router forwards to us, as the internet sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapped {
+    pub protocol: MappingProtocol,
+    pub tcp: SocketAddrV4,
+    pub udp: Option<SocketAddrV4>,
+}
+
+/// What the mapper knows so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MappingState {
+    /// The first search has ended (mapped or not).
+    pub searched: bool,
+    pub mapped: Option<Mapped>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum MapError {
+    #[error("no default gateway (IPv4)")]
+    NoGateway,
+    #[error("no UPnP gateway answered: {0}")]
+    UpnpSearch(#[from] igd_next::SearchError),
+    #[error("the UPnP gateway refused the mapping: {0}")]
+    UpnpAdd(String),
+    #[error("the UPnP gateway did not tell its external address: {0}")]
+    UpnpExternal(#[from] igd_next::GetExternalIpError),
+    #[error("{0}")]
+    Pmp(#[from] crab_nat::MappingFailure),
+    #[error("NAT-PMP external address: {0}")]
+    PmpExternal(#[from] crab_nat::natpmp::Failure),
+    #[error("the gateway's external address is IPv6")]
+    NotIpv4,
+}
+
+/// The session's port mapper (see the module documentation).
+pub struct PortMapper {
+    state: watch::Receiver<MappingState>,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl PortMapper {
+    /// Starts mapping `ports` to `local_ip` (the address the gateway sees us at; when `None`,
+    /// the one the route to the gateway leaves from).
+    pub fn start(ports: Ports, local_ip: Option<Ipv4Addr>) -> PortMapper {
+        let (state_tx, state) = watch::channel(MappingState::default());
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(run(ports, local_ip, state_tx, stop_rx));
+        PortMapper { state, stop: Mutex::new(Some(stop_tx)), task: Mutex::new(Some(task)) }
+    }
+
+    pub fn state(&self) -> MappingState {
+        self.state.borrow().clone()
+    }
+
+    /// Follows the state as it changes (for a report once the search has ended).
+    pub fn watch(&self) -> watch::Receiver<MappingState> {
+        self.state.clone()
+    }
+
+    /// Waits until the first search has ended, or `deadline` passed.
+    pub async fn searched(&self, deadline: Duration) -> MappingState {
+        let mut state = self.state.clone();
+        let _ = tokio::time::timeout(deadline, state.wait_for(|s| s.searched)).await;
+        self.state()
+    }
+
+    /// Deletes the mappings from the gateway (bounded in time) and stops.
+    pub async fn shutdown(&self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = task {
+            // The task bounds its own removal; this bounds a task stuck elsewhere.
+            let _ = tokio::time::timeout(REMOVE_DEADLINE + Duration::from_secs(1), task).await;
+        }
+    }
+}
+
+impl Drop for PortMapper {
+    fn drop(&mut self) {
+        // Without `shutdown` the leases simply run out at the gateway.
+        if let Some(task) = self.task.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+async fn run(
+    ports: Ports,
+    local_ip: Option<Ipv4Addr>,
+    state: watch::Sender<MappingState>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    loop {
+        let found = tokio::select! {
+            found = map_ports(ports, local_ip) => found,
+            _ = &mut stop => return,
+        };
+        let mut held = match found {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::info!("port mapping: {e}");
+                state.send_replace(MappingState { searched: true, mapped: None });
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_INTERVAL) => continue,
+                    _ = &mut stop => return,
+                }
+            }
+        };
+        tracing::info!(
+            "port mapping ({}): {} forwarded to us",
+            held.mapped.protocol.name(),
+            held.mapped.tcp
+        );
+        state.send_replace(MappingState { searched: true, mapped: Some(held.mapped.clone()) });
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(held.renew_in()) => {}
+                _ = &mut stop => {
+                    let _ = tokio::time::timeout(REMOVE_DEADLINE, held.remove()).await;
+                    state.send_replace(MappingState { searched: true, mapped: None });
+                    return;
+                }
+            }
+            match held.renew().await {
+                Ok(()) => {
+                    state.send_replace(MappingState {
+                        searched: true,
+                        mapped: Some(held.mapped.clone()),
+                    });
+                }
+                Err(e) => {
+                    tracing::info!("port mapping lost: {e}");
+                    state.send_replace(MappingState { searched: true, mapped: None });
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Mappings held at one gateway.
+struct Held {
+    mapped: Mapped,
+    at: Gateway,
+}
+
+enum Gateway {
+    Pmp { mappings: Vec<crab_nat::PortMapping> },
+    Upnp { gateway: igd_next::aio::Gateway<igd_next::aio::tokio::Tokio>, entries: Vec<UpnpEntry> },
+}
+
+struct UpnpEntry {
+    protocol: igd_next::PortMappingProtocol,
+    external_port: u16,
+    local: SocketAddr,
+    /// Seconds; 0 when the gateway grants only permanent mappings.
+    lease: u32,
+}
+
+impl Held {
+    fn renew_in(&self) -> Duration {
+        match &self.at {
+            Gateway::Pmp { mappings } => mappings
+                .iter()
+                .map(|m| Duration::from_secs(u64::from(m.lifetime()) / 2))
+                .min()
+                .unwrap_or(LEASE / 2)
+                .max(Duration::from_secs(10)),
+            Gateway::Upnp { entries, .. } => entries
+                .iter()
+                .map(|e| match e.lease {
+                    0 => PERMANENT_REFRESH,
+                    s => Duration::from_secs(u64::from(s) / 2),
+                })
+                .min()
+                .unwrap_or(LEASE / 2)
+                .max(Duration::from_secs(10)),
+        }
+    }
+
+    async fn renew(&mut self) -> Result<(), MapError> {
+        match &mut self.at {
+            Gateway::Pmp { mappings } => {
+                for mapping in mappings.iter_mut() {
+                    mapping.renew().await?;
+                }
+                // A gateway may hand out another external port on renewal.
+                if let Some(tcp) = mappings.first() {
+                    self.mapped.tcp.set_port(tcp.external_port().get());
+                }
+                if let (Some(udp), Some(m)) = (self.mapped.udp.as_mut(), mappings.get(1)) {
+                    udp.set_port(m.external_port().get());
+                }
+            }
+            Gateway::Upnp { gateway, entries } => {
+                for e in entries.iter() {
+                    gateway
+                        .add_port(e.protocol, e.external_port, e.local, e.lease, DESCRIPTION)
+                        .await
+                        .map_err(|e| MapError::UpnpAdd(e.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn remove(self) {
+        match self.at {
+            Gateway::Pmp { mappings } => {
+                for mapping in mappings {
+                    if let Err((e, _)) = mapping.try_drop().await {
+                        tracing::debug!("port mapping not removed: {e}");
+                    }
+                }
+            }
+            Gateway::Upnp { gateway, entries } => {
+                for e in entries {
+                    if let Err(e) = gateway.remove_port(e.protocol, e.external_port).await {
+                        tracing::debug!("port mapping not removed: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Asks the default gateway by PCP/NAT-PMP and looks for a UPnP gateway at the same time;
+/// PCP/NAT-PMP wins when both answer (one UDP exchange per renewal, no HTTP).
+async fn map_ports(ports: Ports, local_ip: Option<Ipv4Addr>) -> Result<Held, MapError> {
+    let gateway = default_gateway();
+    let local_ip = local_ip.or_else(|| gateway.and_then(route_source));
+    let pmp = async {
+        match (gateway, local_ip) {
+            (Some(gateway), Some(local_ip)) => map_with_pmp(gateway, local_ip, ports).await,
+            _ => Err(MapError::NoGateway),
+        }
+    };
+    let (pmp, upnp_gateway) = tokio::join!(pmp, search_upnp(local_ip));
+    let pmp_error = match pmp {
+        Ok(held) => return Ok(held),
+        Err(e) => e,
+    };
+    let upnp_gateway = match upnp_gateway {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::debug!("PCP/NAT-PMP: {pmp_error}");
+            return Err(e);
+        }
+    };
+    tracing::debug!("PCP/NAT-PMP: {pmp_error}; UPnP gateway at {}", upnp_gateway.addr);
+    let local_ip = match local_ip.or_else(|| route_source(ipv4(upnp_gateway.addr.ip())?)) {
+        Some(ip) => ip,
+        None => return Err(MapError::NoGateway),
+    };
+    map_with_upnp(upnp_gateway, local_ip, ports).await
+}
+
+fn ipv4(ip: IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V4(v4) => Some(v4),
+        IpAddr::V6(_) => None,
+    }
+}
+
+async fn map_with_pmp(
+    gateway: Ipv4Addr,
+    local_ip: Ipv4Addr,
+    ports: Ports,
+) -> Result<Held, MapError> {
+    let options = |port: u16| crab_nat::PortMappingOptions {
+        external_port: NonZeroU16::new(port),
+        lifetime_seconds: Some(LEASE.as_secs() as u32),
+        timeout_config: Some(PMP_TIMEOUTS),
+    };
+    let mut wanted = vec![(crab_nat::InternetProtocol::Tcp, ports.tcp)];
+    wanted.extend(ports.udp.map(|p| (crab_nat::InternetProtocol::Udp, p)));
+    let mut mappings = Vec::new();
+    for (protocol, port) in wanted {
+        let Some(internal) = NonZeroU16::new(port) else { continue };
+        let mapping = crab_nat::PortMapping::new(
+            gateway.into(),
+            local_ip.into(),
+            protocol,
+            internal,
+            options(port),
+        )
+        .await;
+        match mapping {
+            Ok(m) => mappings.push(m),
+            // The UDP side is a bonus; without the TCP side nothing is mapped.
+            Err(e) if !mappings.is_empty() => tracing::debug!("UDP port not mapped: {e}"),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let Some(first) = mappings.first() else { return Err(MapError::NoGateway) };
+    let (protocol, external_ip) = match first.mapping_type() {
+        crab_nat::PortMappingType::Pcp { external_ip, .. } => {
+            (MappingProtocol::Pcp, ipv4(external_ip).ok_or(MapError::NotIpv4)?)
+        }
+        crab_nat::PortMappingType::NatPmp => {
+            let ip = crab_nat::natpmp::external_address(gateway.into(), Some(PMP_TIMEOUTS)).await?;
+            (MappingProtocol::NatPmp, ip)
+        }
+    };
+    let at = |m: &crab_nat::PortMapping| SocketAddrV4::new(external_ip, m.external_port().get());
+    let mapped = Mapped { protocol, tcp: at(first), udp: mappings.get(1).map(at) };
+    Ok(Held { mapped, at: Gateway::Pmp { mappings } })
+}
+
+async fn search_upnp(
+    local_ip: Option<Ipv4Addr>,
+) -> Result<igd_next::aio::Gateway<igd_next::aio::tokio::Tokio>, MapError> {
+    let mut options = igd_next::SearchOptions::default();
+    // From the interface the gateway is on, when known (else the OS picks).
+    options.bind_addr = SocketAddr::from((local_ip.unwrap_or(Ipv4Addr::UNSPECIFIED), 0));
+    options.timeout = Some(UPNP_SEARCH);
+    options.single_search_timeout = Some(UPNP_SEARCH);
+    options.gateway_ip_version = igd_next::GatewayIpVersion::V4;
+    Ok(igd_next::aio::tokio::search_gateway(options).await?)
+}
+
+async fn map_with_upnp(
+    gateway: igd_next::aio::Gateway<igd_next::aio::tokio::Tokio>,
+    local_ip: Ipv4Addr,
+    ports: Ports,
+) -> Result<Held, MapError> {
+    let external_ip = ipv4(gateway.get_external_ip().await?).ok_or(MapError::NotIpv4)?;
+    let mut wanted = vec![(igd_next::PortMappingProtocol::TCP, ports.tcp)];
+    wanted.extend(ports.udp.map(|p| (igd_next::PortMappingProtocol::UDP, p)));
+    let mut entries: Vec<UpnpEntry> = Vec::new();
+    for (protocol, port) in wanted {
+        match add_upnp(&gateway, protocol, SocketAddr::from((local_ip, port))).await {
+            Ok(entry) => entries.push(entry),
+            Err(e) if !entries.is_empty() => tracing::debug!("UDP port not mapped: {e}"),
+            Err(e) => return Err(e),
+        }
+    }
+    let at = |e: &UpnpEntry| SocketAddrV4::new(external_ip, e.external_port);
+    let Some(tcp) = entries.first().map(at) else { return Err(MapError::NoGateway) };
+    let mapped = Mapped { protocol: MappingProtocol::Upnp, tcp, udp: entries.get(1).map(at) };
+    Ok(Held { mapped, at: Gateway::Upnp { gateway, entries } })
+}
+
+/// The same external port as ours when the gateway allows it (what peers behind no NAT
+/// would see), else whichever it picks.
+async fn add_upnp(
+    gateway: &igd_next::aio::Gateway<igd_next::aio::tokio::Tokio>,
+    protocol: igd_next::PortMappingProtocol,
+    local: SocketAddr,
+) -> Result<UpnpEntry, MapError> {
+    use igd_next::AddPortError;
+    let mut lease = LEASE.as_secs() as u32;
+    for _ in 0..2 {
+        match gateway.add_port(protocol, local.port(), local, lease, DESCRIPTION).await {
+            Ok(()) => return Ok(UpnpEntry { protocol, external_port: local.port(), local, lease }),
+            Err(AddPortError::OnlyPermanentLeasesSupported) if lease != 0 => lease = 0,
+            Err(AddPortError::PortInUse) => {
+                let external_port = gateway
+                    .add_any_port(protocol, local, lease, DESCRIPTION)
+                    .await
+                    .map_err(|e| MapError::UpnpAdd(e.to_string()))?;
+                return Ok(UpnpEntry { protocol, external_port, local, lease });
+            }
+            Err(e) => return Err(MapError::UpnpAdd(e.to_string())),
+        }
+    }
+    Err(MapError::UpnpAdd("the gateway refused every lease".into()))
+}
+
+/// The IPv4 default gateway, from the kernel's routing table (Linux); `None` elsewhere, where
+/// only UPnP's search finds the gateway.
+fn default_gateway() -> Option<Ipv4Addr> {
+    let table = std::fs::read_to_string("/proc/net/route").ok()?;
+    parse_default_gateway(&table)
+}
+
+/// `/proc/net/route`: a header, then `Iface Destination Gateway Flags ...` per route, the
+/// addresses in hex as the kernel holds them (network order read as a native integer).
+fn parse_default_gateway(table: &str) -> Option<Ipv4Addr> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    table.lines().skip(1).find_map(|line| {
+        let mut fields = line.split_whitespace().skip(1);
+        let destination = u32::from_str_radix(fields.next()?, 16).ok()?;
+        let gateway = u32::from_str_radix(fields.next()?, 16).ok()?;
+        let flags = u32::from_str_radix(fields.next()?, 16).ok()?;
+        let usable = flags & RTF_UP != 0 && flags & RTF_GATEWAY != 0;
+        (destination == 0 && usable && gateway != 0).then(|| Ipv4Addr::from(u32::from_be(gateway)))
+    })
+}
+
+/// The local address packets to `gateway` leave from (no packet is sent: a UDP `connect`
+/// only picks the route).
+fn route_source(gateway: Ipv4Addr) -> Option<Ipv4Addr> {
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).ok()?;
+    socket.connect((gateway, 5351)).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_default_gateway_in_the_routing_table() {
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+            eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n";
+        let expected = Ipv4Addr::from(u32::from_be(0x0101A8C0));
+        assert_eq!(parse_default_gateway(table), Some(expected));
+        if cfg!(target_endian = "little") {
+            assert_eq!(expected, Ipv4Addr::new(192, 168, 1, 1));
+        }
+    }
+
+    #[test]
+    fn no_default_route_means_no_gateway() {
+        let header = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n";
+        let link_only = format!("{header}eth0\t0001A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\n");
+        assert_eq!(parse_default_gateway(&link_only), None);
+        // A default route that is down, or garbage, is no gateway either.
+        let down = format!("{header}eth0\t00000000\t0101A8C0\t0002\t0\t0\t0\t00000000\n");
+        assert_eq!(parse_default_gateway(&down), None);
+        assert_eq!(parse_default_gateway(&format!("{header}eth0 zz")), None);
+        assert_eq!(parse_default_gateway(""), None);
+    }
+}

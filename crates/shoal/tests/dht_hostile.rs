@@ -4,7 +4,8 @@
 //! responses with huge `nodes`, a flood from one source, one query from each of thousands of
 //! sources, announces with forged tokens. After each, a well-behaved node is still answered;
 //! the flood is cut to a small budget; a forged token stores nothing while a real one does;
-//! no answer grows with what the node stores.
+//! no answer grows with what the node stores. Every query carries a 2-byte transaction id, as
+//! libtorrent's do, and every answer must echo it.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::time::{Duration, Instant};
@@ -85,8 +86,8 @@ fn fastrand_id() -> [u8; 20] {
     std::array::from_fn(|_| fastrand::u8(..))
 }
 
-/// A KRPC query (BEP 5). Its transaction id has 4 bytes: `mainline` 8.0.1 drops queries
-/// whose id has any other length, libtorrent's 2-byte ones included (docs/STATUS.md).
+/// A KRPC query (BEP 5), with a 2-byte transaction id as libtorrent sends it (`mainline`
+/// 8.0.1 dropped every query whose id was not 4 bytes: vendor/mainline.diff).
 struct Query {
     tid: Vec<u8>,
     method: &'static str,
@@ -106,12 +107,12 @@ fn int(n: i64) -> Vec<u8> {
 
 impl Query {
     fn ping(tid: u16) -> Query {
-        Query { tid: u32::from(tid).to_be_bytes().to_vec(), method: "ping", args: vec![] }
+        Query { tid: tid.to_be_bytes().to_vec(), method: "ping", args: vec![] }
     }
 
     fn get_peers(tid: u16, info_hash: &[u8; 20]) -> Query {
         Query {
-            tid: u32::from(tid).to_be_bytes().to_vec(),
+            tid: tid.to_be_bytes().to_vec(),
             method: "get_peers",
             args: vec![("info_hash", string(info_hash))],
         }
@@ -119,7 +120,7 @@ impl Query {
 
     fn announce(tid: u16, info_hash: &[u8; 20], port: u16, token: &[u8]) -> Query {
         Query {
-            tid: u32::from(tid).to_be_bytes().to_vec(),
+            tid: tid.to_be_bytes().to_vec(),
             method: "announce_peer",
             args: vec![
                 ("implied_port", int(0)),

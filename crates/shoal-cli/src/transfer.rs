@@ -105,10 +105,6 @@ pub enum SessionPurpose {
     Origin,
 }
 
-/// How long a start-up report waits for the router's answer (PCP/NAT-PMP retries end
-/// within 2 s, the UPnP search within 2 s more); the torrent runs meanwhile.
-pub const PORT_MAPPING_REPORT_WAIT: std::time::Duration = std::time::Duration::from_secs(4);
-
 /// `null` when port mapping is off; else whether the router forwards the ports, by which
 /// protocol, and the external addresses.
 pub fn port_mapping_json(state: Option<&shoal::port_mapping::MappingState>) -> serde_json::Value {
@@ -131,9 +127,8 @@ pub fn report_port_mapping(state: Option<&shoal::port_mapping::MappingState>) {
     }
 }
 
-/// For commands whose start-up report should not wait (`serve`, `stream`: their URLs are
-/// what a user waits for): a `port_mapping` event (or a line) once the first search for a
-/// gateway has ended.
+/// A `port_mapping` event (or a line) once the first search for a gateway has ended: no
+/// command holds its start for the router (a search that nobody answers takes 2 s).
 pub fn report_port_mapping_later(session: &Session, json: bool) {
     if let Some(updates) = session.watch_port_mapping() {
         tokio::spawn(report_port_mapping_when_searched(updates, json));
@@ -221,7 +216,9 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         }
         m.to_uri()
     });
-    let port_mapping = session.port_mapping_searched(PORT_MAPPING_REPORT_WAIT).await;
+    // What the router forwards is known once it has answered (a UPnP search takes up to 2 s):
+    // the start is not held for it; a `port_mapping` event follows.
+    let port_mapping = session.port_mapping();
     if options.json {
         let line = serde_json::json!({
             "event": "started",
@@ -238,11 +235,12 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         if let Some(addr) = listen {
             eprintln!("listening for peers on {addr}");
         }
-        report_port_mapping(port_mapping.as_ref());
         if let Some(magnet) = &magnet {
             println!("{magnet}");
         }
     }
+
+    report_port_mapping_later(&session, options.json);
 
     let progress = Progress::new(options.json, session.dht().cloned());
     let outcome = watch_until_done(&handle, &progress, options.require_complete).await;

@@ -410,8 +410,8 @@ fn shoal_finds_shoal_on_the_lan() {
 
 /// Port mapping, against Debian's miniupnpd on a NAT router (`shoal_testkit::nat`): `shoal
 /// seed` on a host behind it asks the router to forward its port (PCP, the first protocol
-/// Shoal tries; then a router that speaks UPnP IGD only), reports the public address in its
-/// `started` event, and a libtorrent leecher on the internet side downloads by dialling that
+/// Shoal tries; then a router that speaks UPnP IGD only), reports the public address in a
+/// `port_mapping` event, and a libtorrent leecher on the internet side downloads by dialling that
 /// address, which the router's filter drops unless a mapping holds. On SIGTERM the seed
 /// deletes its mappings.
 #[test]
@@ -447,15 +447,15 @@ fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
             ];
             let mut seed = spawn_shoal_through(&format!("shoal-seed-nat-{expected}"), cmd, &args);
             let started = seed.wait_event("started", SEED_START_TIMEOUT).expect("the seed starts");
-            let mapping = &started["port_mapping"];
-            assert_eq!(mapping["mapped"], true, "{started}\n{}", host.router_state());
-            assert_eq!(mapping["protocol"], expected, "{started}");
+            let mapping = seed.wait_event("port_mapping", SEED_START_TIMEOUT).expect("a report");
+            assert_eq!(mapping["mapped"], true, "{mapping}\n{}", host.router_state());
+            assert_eq!(mapping["protocol"], expected, "{mapping}");
             let listen: std::net::SocketAddr = started["listen"].as_str().unwrap().parse().unwrap();
             let dht: std::net::SocketAddr = started["dht"].as_str().unwrap().parse().unwrap();
             let public = std::net::SocketAddr::from((host.public_addr(), listen.port()));
-            assert_eq!(mapping["tcp"], public.to_string(), "{started}");
+            assert_eq!(mapping["tcp"], public.to_string(), "{mapping}");
             let public_udp = std::net::SocketAddr::from((host.public_addr(), dht.port()));
-            assert_eq!(mapping["udp"], public_udp.to_string(), "{started}");
+            assert_eq!(mapping["udp"], public_udp.to_string(), "{mapping}");
             let router = host.port_mapper().expect("miniupnpd");
             let forwarded = router.port_mappings().expect("the router's mappings");
             for (protocol, port) in [("TCP", listen.port()), ("UDP", dht.port())] {

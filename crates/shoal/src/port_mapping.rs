@@ -122,13 +122,6 @@ impl PortMapper {
         self.state.clone()
     }
 
-    /// Waits until the first search has ended, or `deadline` passed.
-    pub async fn searched(&self, deadline: Duration) -> MappingState {
-        let mut state = self.state.clone();
-        let _ = tokio::time::timeout(deadline, state.wait_for(|s| s.searched)).await;
-        self.state()
-    }
-
     /// Deletes the mappings from the gateway (bounded in time) and stops.
     pub async fn shutdown(&self) {
         if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {

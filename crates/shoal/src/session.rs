@@ -242,18 +242,6 @@ impl Session {
         self.port_mapper.as_ref().map(PortMapper::watch)
     }
 
-    /// Waits (no longer than `deadline`) until the first search for a gateway has ended, so
-    /// that a start-up report can say whether the port is open; `None` when mapping is off.
-    pub async fn port_mapping_searched(
-        &self,
-        deadline: std::time::Duration,
-    ) -> Option<MappingState> {
-        match &self.port_mapper {
-            Some(mapper) => Some(mapper.searched(deadline).await),
-            None => None,
-        }
-    }
-
     /// Ends what outlives the torrents: the DHT's routing table is saved for the next start,
     /// the router's port mappings are deleted. Call it after the torrents' `shutdown`.
     pub async fn shutdown(&self) {

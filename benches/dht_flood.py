@@ -25,7 +25,6 @@ scripts/build-env.sh's settings; or pass --shoal-node PATH).
 import argparse
 import json
 import os
-import random
 import socket
 import struct
 import subprocess
@@ -34,47 +33,10 @@ import time
 from datetime import datetime, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "peers"))
+from dht_flood import Flood, query  # noqa: E402  (the test drivers' generator)
 PY = "/usr/bin/python3"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def bstr(b):
-    return str(len(b)).encode() + b":" + b
-
-
-def query(method, args, tid):
-    """A KRPC query; `args` is a list of (key, bencoded value) besides `id`."""
-    body = b"".join(bstr(k) + v for k, v in sorted([(b"id", bstr(os.urandom(20)))] + args))
-    return b"d1:ad" + body + b"e1:q" + bstr(method) + b"1:t" + bstr(tid) + b"1:y1:qe"
-
-
-def random_query(tid):
-    r = random.random()
-    if r < 0.4:
-        return query(b"get_peers", [(b"info_hash", bstr(os.urandom(20)))], tid)
-    if r < 0.7:
-        return query(b"find_node", [(b"target", bstr(os.urandom(20)))], tid)
-    if r < 0.9:
-        return query(b"ping", [], tid)
-    if r < 0.98:
-        return query(b"announce_peer", [(b"implied_port", b"i0e"), (b"info_hash", bstr(os.urandom(20))),
-                                        (b"port", b"i6881e"), (b"token", bstr(os.urandom(8)))], tid)
-    return os.urandom(random.randint(1, 300))
-
-
-def source_ip(i):
-    """The i-th flood source: 127.64.0.0 upward (clear of the nodes' and the client's)."""
-    n = (64 << 16) + i
-    return "127.%d.%d.%d" % ((n >> 16) & 255, (n >> 8) & 255, n & 255)
-
-
-def udp_packet(src, sport, dst, dport, payload):
-    """IPv4 + UDP, the IP header's checksum and length left to the kernel (IP_HDRINCL), no UDP
-    checksum (optional over IPv4)."""
-    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 0, random.getrandbits(16), 0, 64, socket.IPPROTO_UDP, 0,
-                     socket.inet_aton(src), socket.inet_aton(dst))
-    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0)
-    return ip + udp + payload
 
 
 def proc_cpu_seconds(pid):
@@ -124,7 +86,6 @@ def flood(args, kind, ip):
     proc, port = start_node(kind, args, ip)
     # the node the process runs: libtorrent's driver is python with libtorrent's threads in it
     pid = proc.pid
-    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.99", 0))
     client.setblocking(False)
@@ -133,22 +94,16 @@ def flood(args, kind, ip):
     rss_peak = rss_before
     cpu_before = proc_cpu_seconds(pid)
     udp_before = udp_out_datagrams()
-    sent = probes = answered = 0
-    started = time.monotonic()
+    probes = answered = 0
+    flood = Flood(ip, port, args.sources, args.rate)
+    started = flood.started
     next_probe = started
     next_sample = started + 1
-    interval = 1.0 / args.rate
     while True:
         now = time.monotonic()
         if now - started >= args.seconds:
             break
-        due = int((now - started) / interval)
-        while sent < due:
-            i = sent % args.sources
-            tid = struct.pack("!H", sent & 0xFFFF)
-            payload = random_query(tid)
-            raw.sendto(udp_packet(source_ip(i), 1024 + (i % 60000), ip, port, payload), (ip, 0))
-            sent += 1
+        flood.pump()
         if now >= next_probe:
             probes += 1
             client.sendto(query(b"ping", [], struct.pack("!H", probes & 0xFFFF)), (ip, port))
@@ -163,6 +118,7 @@ def flood(args, kind, ip):
             rss_peak = max(rss_peak, proc_rss_kib(pid))
             next_sample += 1
         time.sleep(0.001)
+    sent = flood.sent
     elapsed = time.monotonic() - started
     time.sleep(0.5)
     try:

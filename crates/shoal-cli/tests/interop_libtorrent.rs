@@ -281,6 +281,45 @@ fn libtorrent_seeds_to_shoal_found_through_the_dht() {
     assert_trees_equal(&fx.shared(), &downloaded(&again));
 }
 
+/// The same bare magnet while Shoal's DHT node is flooded (tests/peers/dht_flood.py: 2,000
+/// queries a second from 50,000 spoofed sources, started before Shoal): the lookup still
+/// finds the seed and the download completes. A node that answered the flood without
+/// bounds, or choked on it, would not get its own lookups through.
+#[test]
+fn shoal_downloads_through_the_dht_while_its_node_is_flooded() {
+    if skip_interop() {
+        return;
+    }
+    if !shoal_testkit::netns::is_root() {
+        println!("SKIP: the flood's spoofed sources need a raw socket (root)");
+        return;
+    }
+    let fx = Fixture::new(36);
+    let (node, _seed) = libtorrent_seed_in_a_dht(&fx);
+    // The DHT binds the listen port's number on UDP: flood it before Shoal starts.
+    let ip = loopback_ip();
+    let listen = std::net::SocketAddr::from((ip, free_port(ip).expect("a free port")));
+    let mut cmd = std::process::Command::new("/usr/bin/python3");
+    cmd.arg(peer_script("dht_flood.py").expect("the flood driver"))
+        .args(["--target", &listen.to_string()])
+        .args(["--sources", "50000", "--rate", "2000", "--seconds", "60"]);
+    let mut flood = ChildGuard::spawn("dht-flood", cmd).expect("the flood starts");
+    flood.wait_event("flooding", Duration::from_secs(10)).expect("the flood is on");
+    let out = fx.out("shoal-dht-flooded");
+    let complete = shoal_download(&[
+        arg(fx.bare_magnet()),
+        arg("-o"),
+        arg(&out),
+        arg("--listen"),
+        arg(listen.to_string()),
+        arg("--dht-bootstrap"),
+        arg(node.addr.to_string()),
+    ]);
+    assert_eq!(complete["connections_by_source"]["dht"], 1, "{complete}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+    assert!(flood.wait_exit(Duration::from_millis(0)).is_err(), "the flood lasted the download");
+}
+
 /// `shoal seed` announces itself into the DHT (the bootstrap node, the only node there is,
 /// stores it); a libtorrent leecher given only the bare magnet finds it there.
 #[test]

@@ -63,7 +63,8 @@ pub fn inside() -> bool {
     std::env::var_os(INSIDE_ENV).is_some_and(|v| v == "1")
 }
 
-fn is_root() -> bool {
+/// Whether this process runs as root (namespaces, raw sockets).
+pub fn is_root() -> bool {
     // SAFETY: geteuid(2) has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }

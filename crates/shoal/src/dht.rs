@@ -16,6 +16,8 @@ use futures_util::StreamExt;
 use mainline::{Dht as Node, Id};
 use shoal_proto::InfoHash;
 
+use crate::port_mapping::AnnouncedPort;
+
 /// How a session's DHT node starts.
 #[derive(Clone, Debug)]
 pub struct DhtConfig {
@@ -240,11 +242,11 @@ pub(crate) struct Lookups(tokio::task::AbortHandle);
 
 impl Lookups {
     /// Starts them: peers found go to `deliver`; `port` is the TCP port announced (0 to look
-    /// up only: nothing listens for the peers we would bring).
+    /// up only: nothing listens for the peers we would bring), read at each announce.
     pub(crate) fn start(
         dht: Dht,
         info_hash: InfoHash,
-        port: u16,
+        port: AnnouncedPort,
         mut deliver: impl FnMut(Vec<SocketAddr>) -> bool + Send + 'static,
     ) -> Lookups {
         let task = tokio::spawn(async move {
@@ -257,6 +259,7 @@ impl Lookups {
                         open
                     })
                     .await;
+                let port = port.get();
                 let announced = open && port != 0 && dht.announce(info_hash, port).await;
                 tracing::debug!(info_hash = %info_hash.to_hex(), found, announced, "DHT lookup");
                 wait = next_lookup(found, wait);

@@ -10,7 +10,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::num::NonZeroU16;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{oneshot, watch};
@@ -70,6 +71,26 @@ pub struct Mapped {
     pub udp: Option<SocketAddrV4>,
 }
 
+/// The TCP port trackers and the DHT are told: the listen port, or the router's external
+/// port for it while a mapping that differs holds (a gateway that had ours taken gives
+/// another). Shared by the session's torrents; the mapper changes it.
+#[derive(Clone, Debug)]
+pub struct AnnouncedPort(Arc<AtomicU16>);
+
+impl AnnouncedPort {
+    pub fn new(listen_port: u16) -> AnnouncedPort {
+        AnnouncedPort(Arc::new(AtomicU16::new(listen_port)))
+    }
+
+    pub fn get(&self) -> u16 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn set(&self, port: u16) {
+        self.0.store(port, Ordering::Relaxed);
+    }
+}
+
 /// What the mapper knows so far.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MappingState {
@@ -105,11 +126,16 @@ pub struct PortMapper {
 
 impl PortMapper {
     /// Starts mapping `ports` to `local_ip` (the address the gateway sees us at; when `None`,
-    /// the one the route to the gateway leaves from).
-    pub fn start(ports: Ports, local_ip: Option<Ipv4Addr>) -> PortMapper {
+    /// the one the route to the gateway leaves from), keeping `announced` to the external TCP
+    /// port while a mapping holds.
+    pub fn start(ports: Ports, local_ip: Option<Ipv4Addr>, announced: AnnouncedPort) -> PortMapper {
         let (state_tx, state) = watch::channel(MappingState::default());
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(ports, local_ip, state_tx, stop_rx));
+        let publish = move |new: MappingState| {
+            announced.set(announced_port(ports, &new));
+            state_tx.send_replace(new);
+        };
+        let task = tokio::spawn(run(ports, local_ip, publish, stop_rx));
         PortMapper { state, stop: Mutex::new(Some(stop_tx)), task: Mutex::new(Some(task)) }
     }
 
@@ -147,7 +173,7 @@ impl Drop for PortMapper {
 async fn run(
     ports: Ports,
     local_ip: Option<Ipv4Addr>,
-    state: watch::Sender<MappingState>,
+    state: impl Fn(MappingState),
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
@@ -159,7 +185,7 @@ async fn run(
             Ok(held) => held,
             Err(e) => {
                 tracing::info!("port mapping: {e}");
-                state.send_replace(MappingState { searched: true, mapped: None });
+                state(MappingState { searched: true, mapped: None });
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY_INTERVAL) => continue,
                     _ = &mut stop => return,
@@ -171,31 +197,33 @@ async fn run(
             held.mapped.protocol.name(),
             held.mapped.tcp
         );
-        state.send_replace(MappingState { searched: true, mapped: Some(held.mapped.clone()) });
+        state(MappingState { searched: true, mapped: Some(held.mapped.clone()) });
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(held.renew_in()) => {}
                 _ = &mut stop => {
                     let _ = tokio::time::timeout(REMOVE_DEADLINE, held.remove()).await;
-                    state.send_replace(MappingState { searched: true, mapped: None });
+                    state(MappingState { searched: true, mapped: None });
                     return;
                 }
             }
             match held.renew().await {
                 Ok(()) => {
-                    state.send_replace(MappingState {
-                        searched: true,
-                        mapped: Some(held.mapped.clone()),
-                    });
+                    state(MappingState { searched: true, mapped: Some(held.mapped.clone()) });
                 }
                 Err(e) => {
                     tracing::info!("port mapping lost: {e}");
-                    state.send_replace(MappingState { searched: true, mapped: None });
+                    state(MappingState { searched: true, mapped: None });
                     break;
                 }
             }
         }
     }
+}
+
+/// The TCP port peers on the internet reach us at: the router's while a mapping holds.
+fn announced_port(ports: Ports, state: &MappingState) -> u16 {
+    state.mapped.as_ref().map_or(ports.tcp, |m| m.tcp.port())
 }
 
 /// Mappings held at one gateway.
@@ -463,6 +491,27 @@ fn route_source(gateway: Ipv4Addr) -> Option<Ipv4Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trackers_hear_of_the_port_the_router_opened() {
+        let ports = Ports { tcp: 6881, udp: Some(6881) };
+        let public = Ipv4Addr::new(203, 0, 113, 7);
+        let mapped = |port| MappingState {
+            searched: true,
+            mapped: Some(Mapped {
+                protocol: MappingProtocol::Pcp,
+                tcp: SocketAddrV4::new(public, port),
+                udp: None,
+            }),
+        };
+        assert_eq!(announced_port(ports, &MappingState::default()), 6881);
+        assert_eq!(announced_port(ports, &mapped(6881)), 6881);
+        // Ours was taken at the router: it forwards another.
+        assert_eq!(announced_port(ports, &mapped(40123)), 40123);
+        // Lost again: back to the listen port.
+        let lost = MappingState { searched: true, mapped: None };
+        assert_eq!(announced_port(ports, &lost), 6881);
+    }
 
     #[test]
     fn finds_the_default_gateway_in_the_routing_table() {

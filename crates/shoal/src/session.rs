@@ -19,7 +19,7 @@ use crate::clock::Clock;
 use crate::dht::{Dht, DhtConfig, DhtError};
 use crate::lsd::Lsd;
 use crate::peer_conn::read_handshake;
-use crate::port_mapping::{MappingState, PortMapper, Ports};
+use crate::port_mapping::{AnnouncedPort, MappingState, PortMapper, Ports};
 use crate::rate::UploadLimit;
 use crate::stream::shared::StreamShared;
 use crate::stream::FileStream;
@@ -135,6 +135,7 @@ pub struct Session {
     dht: Option<Dht>,
     lsd: Option<Lsd>,
     port_mapper: Option<PortMapper>,
+    announced_port: AnnouncedPort,
 }
 
 impl Session {
@@ -186,12 +187,14 @@ impl Session {
             (true, Some(listen)) => start_lsd(listen.port(), routes.clone()),
             _ => None,
         };
+        let announced_port = AnnouncedPort::new(listen_addr.map_or(0, |a| a.port()));
         let port_mapper = match (config.port_mapping, listen_addr) {
-            (true, Some(listen)) => start_port_mapping(listen, dht.as_ref()),
+            (true, Some(listen)) => start_port_mapping(listen, dht.as_ref(), &announced_port),
             _ => None,
         };
         Ok(Session {
             port_mapper,
+            announced_port,
             lsd,
             dht,
             upload_limit: config.max_upload_rate.map(UploadLimit::new),
@@ -312,7 +315,7 @@ impl Session {
             only_files: add.only_files,
             trackers,
             peers,
-            listen_port: self.listen_addr.map_or(0, |a| a.port()),
+            announced_port: self.announced_port.clone(),
             local_ip: self.tracker_client.config().local_ip,
             tracker_client: self.tracker_client.clone(),
             clock: self.clock,
@@ -349,14 +352,18 @@ fn start_lsd(listen_port: u16, routes: Routes) -> Option<Lsd> {
 /// Maps the TCP listen port, and the DHT's UDP port, at the router. Not for a listener on
 /// loopback (nothing outside reaches it) nor an IPv6 one (no NAT to open: a firewall pinhole
 /// is another matter).
-fn start_port_mapping(listen: SocketAddr, dht: Option<&Dht>) -> Option<PortMapper> {
+fn start_port_mapping(
+    listen: SocketAddr,
+    dht: Option<&Dht>,
+    announced: &AnnouncedPort,
+) -> Option<PortMapper> {
     let SocketAddr::V4(listen) = listen else { return None };
     if listen.ip().is_loopback() {
         return None;
     }
     let local_ip = Some(*listen.ip()).filter(|ip| !ip.is_unspecified());
     let ports = Ports { tcp: listen.port(), udp: dht.map(|d| d.local_addr().port()) };
-    Some(PortMapper::start(ports, local_ip))
+    Some(PortMapper::start(ports, local_ip, announced.clone()))
 }
 
 /// Starts the DHT node on the UDP side of the listen port, as other clients do (one port

@@ -30,6 +30,7 @@ use crate::dht::{Dht, Lookups};
 use crate::disk::{DiskDone, DiskHandle, DiskJob};
 use crate::lsd::{Announces as LsdAnnounces, Lsd};
 use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
+use crate::port_mapping::AnnouncedPort;
 use crate::rate::UploadLimit;
 use crate::storage::{
     FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout,
@@ -138,7 +139,8 @@ pub(crate) struct TorrentSetup {
     pub only_files: Option<Vec<usize>>,
     pub trackers: Vec<Vec<String>>,
     pub peers: Vec<SocketAddr>,
-    pub listen_port: u16,
+    /// The port trackers and the DHT are told (the listen port, or the router's for it).
+    pub announced_port: AnnouncedPort,
     /// The specific IP the session listens on, which peers are dialled from.
     pub local_ip: Option<IpAddr>,
     pub tracker_client: Arc<TrackerClient>,
@@ -210,7 +212,7 @@ pub(crate) fn spawn(
     let dht_lookups = setup.dht.filter(|_| !private).map(|dht| {
         let bg = bg_tx.clone();
         let deliver = move |peers| bg.send(Background::DhtPeers(peers)).is_ok();
-        Lookups::start(dht, core.info_hash(), setup.listen_port, deliver)
+        Lookups::start(dht, core.info_hash(), setup.announced_port.clone(), deliver)
     });
     let lsd_announces =
         setup.lsd.filter(|_| !private).map(|lsd| LsdAnnounces::start(lsd, core.info_hash()));
@@ -225,7 +227,7 @@ pub(crate) fn spawn(
         clock: setup.clock,
         target: setup.target,
         only_files: setup.only_files,
-        listen_port: setup.listen_port,
+        announced_port: setup.announced_port,
         local_ip: setup.local_ip,
         tracker_client: setup.tracker_client,
         announcer,
@@ -256,7 +258,7 @@ struct TorrentTask {
     clock: Clock,
     target: StorageTarget,
     only_files: Option<Vec<usize>>,
-    listen_port: u16,
+    announced_port: AnnouncedPort,
     local_ip: Option<IpAddr>,
     tracker_client: Arc<TrackerClient>,
     announcer: Announcer,
@@ -701,7 +703,7 @@ impl TorrentTask {
 
     fn announce_request(&self, event: AnnounceEvent) -> AnnounceRequest {
         let now = self.clock.now();
-        announce_request(&self.core, now, event, self.listen_port, self.announce_key)
+        announce_request(&self.core, now, event, self.announced_port.get(), self.announce_key)
     }
 
     /// A torrent checking its data has no `left` to report yet; a stopped one has nothing to

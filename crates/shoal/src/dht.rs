@@ -75,6 +75,8 @@ pub struct Dht {
     nodes: Arc<AtomicUsize>,
 }
 
+/// How often the routing table is saved besides at exit.
+const SAVE_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How often the routing table's size is counted for progress displays.
 const NODE_COUNT_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -124,11 +126,23 @@ impl Dht {
         tracing::info!(%local_addr, "DHT node started");
         let nodes = Arc::new(AtomicUsize::new(0));
         let (counted, counter) = (Arc::downgrade(&nodes), node.clone());
+        let state_file = config.state_file.clone();
         tokio::spawn(async move {
+            let mut last_saved = tokio::time::Instant::now();
             // Until the last handle of the session's node is gone.
             while let Some(nodes) = counted.upgrade() {
-                nodes.store(counter.to_bootstrap().await.len(), Ordering::Relaxed);
+                let known = counter.to_bootstrap().await;
+                nodes.store(known.len(), Ordering::Relaxed);
                 drop(nodes);
+                // Saved now and then too, so that a killed process loses little.
+                if let Some(path) = state_file.as_deref() {
+                    if last_saved.elapsed() >= SAVE_INTERVAL {
+                        last_saved = tokio::time::Instant::now();
+                        if let Err(e) = save_nodes(path, known) {
+                            tracing::debug!("{e}");
+                        }
+                    }
+                }
                 tokio::time::sleep(NODE_COUNT_INTERVAL).await;
             }
         });
@@ -179,16 +193,21 @@ impl Dht {
     /// old file or the new one), so the next start does not need the routers.
     pub async fn save(&self) -> Result<(), DhtError> {
         let Some(path) = &self.state_file else { return Ok(()) };
-        let mut nodes = self.node.to_bootstrap().await;
-        nodes.truncate(MAX_SAVED_NODES);
-        if nodes.is_empty() {
-            // Nothing learnt this run: keep what the last one saved.
-            return Ok(());
-        }
-        let text = serde_json::json!({ "nodes": nodes }).to_string();
-        write_atomically(path, text.as_bytes())
-            .map_err(|source| DhtError::Save { path: path.clone(), source })
+        save_nodes(path, self.node.to_bootstrap().await)
     }
+}
+
+/// Writes the routing table's nodes to `path` (atomically: a crash leaves the old file or the
+/// new one).
+fn save_nodes(path: &Path, mut nodes: Vec<String>) -> Result<(), DhtError> {
+    nodes.truncate(MAX_SAVED_NODES);
+    if nodes.is_empty() {
+        // Nothing learnt this run: keep what the last one saved.
+        return Ok(());
+    }
+    let text = serde_json::json!({ "nodes": nodes }).to_string();
+    write_atomically(path, text.as_bytes())
+        .map_err(|source| DhtError::Save { path: path.to_owned(), source })
 }
 
 fn id(info_hash: InfoHash) -> Id {

@@ -73,6 +73,8 @@ pub struct AppState {
     pub files: Arc<Vec<ServedFile>>,
     /// How long one read of a body may wait for its data before the response is cut off.
     pub read_timeout: Option<Duration>,
+    /// The session's DHT node and port mapping, for the status.
+    pub network: page::Network,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -91,7 +93,8 @@ async fn status_page(State(app): State<AppState>) -> Html<String> {
 }
 
 async fn status_json(State(app): State<AppState>) -> Response {
-    let mut response = axum::Json(page::status_json(&app.handle, &app.files)).into_response();
+    let mut response =
+        axum::Json(page::status_json(&app.handle, &app.files, &app.network)).into_response();
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }

@@ -102,6 +102,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
         handle: handle.clone(),
         files: Arc::new(files.clone()),
         read_timeout: Some(READ_TIMEOUT),
+        network: page::Network::of(&session),
     };
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

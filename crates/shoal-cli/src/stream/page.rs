@@ -6,8 +6,22 @@ use shoal::{Phase, TorrentHandle};
 use super::http::ServedFile;
 use crate::html::escape;
 
+/// What the session knows of the network besides the torrent: the DHT's size, whether the
+/// router forwards our port.
+#[derive(Clone, Default)]
+pub struct Network {
+    pub dht: Option<shoal::dht::Dht>,
+    pub port_mapping: Option<tokio::sync::watch::Receiver<shoal::port_mapping::MappingState>>,
+}
+
+impl Network {
+    pub fn of(session: &shoal::Session) -> Network {
+        Network { dht: session.dht().cloned(), port_mapping: session.watch_port_mapping() }
+    }
+}
+
 /// The torrent's state as `/api/status` reports it.
-pub fn status_json(handle: &TorrentHandle, files: &[ServedFile]) -> Value {
+pub fn status_json(handle: &TorrentHandle, files: &[ServedFile], network: &Network) -> Value {
     let status = handle.status();
     let s = &status.stats;
     json!({
@@ -21,6 +35,10 @@ pub fn status_json(handle: &TorrentHandle, files: &[ServedFile]) -> Value {
         "upload_rate": s.upload_rate,
         "peers": s.peers,
         "peers_by_source": s.peers_by_source,
+        "dht_nodes": network.dht.as_ref().map(shoal::dht::Dht::node_count),
+        "port_mapping": crate::transfer::port_mapping_json(
+            network.port_mapping.as_ref().map(|w| w.borrow().clone()).as_ref()
+        ),
         "webrtc_peers": status.webrtc_peers,
         "seeds": s.seeds,
         "pieces_have": s.pieces_have,
@@ -111,6 +129,8 @@ async function refresh() {{
     const sources = Object.entries(s.peers_by_source || {{}}).map(([k, n]) => `${{k}} ${{n}}`).join(', ');
     let text = `${{s.phase}} · ${{s.pieces_have}}/${{s.pieces_total}} pieces · ${{s.peers}} peers${{sources ? ` (${{sources}})` : ''}} · ` +
       `↓ ${{size(s.download_rate)}}/s · ↑ ${{size(s.upload_rate)}}/s · ${{s.readers}} readers`;
+    if (s.dht_nodes != null) text += ` · DHT ${{s.dht_nodes}} nodes`;
+    if (s.port_mapping && s.port_mapping.mapped) text += ` · reachable at ${{s.port_mapping.tcp}}`;
     if (s.memory) text += ` · memory ${{size(s.memory.resident)}} of ${{size(s.memory.budget)}}`;
     if (s.error) text += ` · error: ${{s.error}}`;
     document.getElementById('stats').textContent = text;

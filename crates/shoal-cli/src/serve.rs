@@ -121,6 +121,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     };
     let tracker = start_tracker(&args).await?;
     let urls = Urls::new(&args, http_addr, &tracker, tls.is_some());
+    let listener = match tls {
+        Some(acceptor) => AppListener::Tls(
+            tls_listener::TlsListener::new(listener, acceptor).context("cannot listen with TLS")?,
+        ),
+        None => AppListener::Plain(listener),
+    };
 
     // With nothing given, the sample video, written where it can be seeded from.
     let sample_dir = std::env::temp_dir().join(format!("shoal-serve-{}", std::process::id()));
@@ -139,7 +145,14 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         max_upload_rate: args.max_upload_rate,
     })
     .await?;
-    let (shared, handles) = seed_files(&session, &files, &urls, args.json).await?;
+    let (shared, handles) = match seed_files(&session, &files, &urls, args.json).await {
+        Ok(seeding) => seeding,
+        Err(e) => {
+            // Minutes of hashing may have passed: the router's mapping is made by now.
+            session.shutdown().await;
+            return Err(e);
+        }
+    };
     print_serving(args.json, &urls, &session, &shared);
     // The link is out already; whether the router forwards the port follows.
     transfer::report_port_mapping_later(&session, args.json);
@@ -150,12 +163,6 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         shared,
         upload_limit: session.upload_limit(),
     });
-    let listener = match tls {
-        Some(acceptor) => AppListener::Tls(
-            tls_listener::TlsListener::new(listener, acceptor).context("cannot listen with TLS")?,
-        ),
-        None => AppListener::Plain(listener),
-    };
     let result = serve_app(listener, state).await;
     shut_down(args.json, &session, handles, tracker).await;
     let _ = std::fs::remove_dir_all(&sample_dir);

@@ -199,16 +199,21 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         max_upload_rate: options.max_upload_rate,
     })
     .await?;
-    let handle = session
-        .add_torrent(AddTorrent {
-            source,
-            target: StorageTarget::Dir(options.output.clone()),
-            only_files: options.only_files.clone(),
-            peers,
-            extra_trackers: options.trackers.clone(),
-            web_seeds: options.web_seeds.clone(),
-        })
-        .map_err(|e| CliError::with_source("cannot add the torrent", e))?;
+    let added = session.add_torrent(AddTorrent {
+        source,
+        target: StorageTarget::Dir(options.output.clone()),
+        only_files: options.only_files.clone(),
+        peers,
+        extra_trackers: options.trackers.clone(),
+        web_seeds: options.web_seeds.clone(),
+    });
+    let handle = match added {
+        Ok(handle) => handle,
+        Err(e) => {
+            session.shutdown().await;
+            return Err(CliError::with_source("cannot add the torrent", e));
+        }
+    };
     let listen = session.listen_addr();
     let magnet = options.print_magnet.clone().map(|mut m| {
         if let Some(addr) = listen.filter(|a| !a.ip().is_unspecified()) {

@@ -302,7 +302,8 @@ fn shoal_downloads_through_the_dht_while_its_node_is_flooded() {
     let mut cmd = std::process::Command::new("/usr/bin/python3");
     cmd.arg(peer_script("dht_flood.py").expect("the flood driver"))
         .args(["--target", &listen.to_string()])
-        .args(["--sources", "50000", "--rate", "2000", "--seconds", "60"]);
+        // Longer than any download may take: the guard ends it when the test does.
+        .args(["--sources", "50000", "--rate", "2000", "--seconds", "600"]);
     let mut flood = ChildGuard::spawn("dht-flood", cmd).expect("the flood starts");
     flood.wait_event("flooding", Duration::from_secs(10)).expect("the flood is on");
     let out = fx.out("shoal-dht-flooded");

@@ -32,6 +32,10 @@ const PMP_TIMEOUTS: crab_nat::TimeoutConfig = crab_nat::TimeoutConfig {
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(10 * 60);
 /// Deleting the mappings at shutdown waits no longer than this.
 const REMOVE_DEADLINE: Duration = Duration::from_secs(3);
+/// A stop while the gateway is being asked waits this long for its answer, so that what it
+/// granted is deleted too (a LAN gateway answers in milliseconds; a search that nobody
+/// answers is not waited for: nothing was granted).
+const STOP_DURING_SEARCH: Duration = Duration::from_millis(500);
 /// A gateway that only grants permanent mappings is asked again this often (it may have
 /// rebooted and forgotten them).
 const PERMANENT_REFRESH: Duration = Duration::from_secs(30 * 60);
@@ -156,16 +160,19 @@ impl PortMapper {
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
             // The task bounds its own removal; this bounds a task stuck elsewhere.
-            let _ = tokio::time::timeout(REMOVE_DEADLINE + Duration::from_secs(1), task).await;
+            let bound = STOP_DURING_SEARCH + REMOVE_DEADLINE + Duration::from_secs(1);
+            let _ = tokio::time::timeout(bound, task).await;
         }
     }
 }
 
 impl Drop for PortMapper {
     fn drop(&mut self) {
-        // Without `shutdown` the leases simply run out at the gateway.
-        if let Some(task) = self.task.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-            task.abort();
+        // Without `shutdown`, the task is told to stop and deletes the mappings on its own
+        // while the runtime lives (a gateway that grants only permanent mappings would keep
+        // them forever).
+        if let Some(stop) = self.stop.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
         }
     }
 }
@@ -177,9 +184,15 @@ async fn run(
     mut stop: oneshot::Receiver<()>,
 ) {
     loop {
+        let mut search = Box::pin(map_ports(ports, local_ip));
         let found = tokio::select! {
-            found = map_ports(ports, local_ip) => found,
-            _ = &mut stop => return,
+            found = &mut search => found,
+            _ = &mut stop => {
+                if let Ok(Ok(held)) = tokio::time::timeout(STOP_DURING_SEARCH, search).await {
+                    let _ = tokio::time::timeout(REMOVE_DEADLINE, held.remove()).await;
+                }
+                return;
+            }
         };
         let mut held = match found {
             Ok(held) => held,
@@ -207,11 +220,21 @@ async fn run(
                     return;
                 }
             }
-            match held.renew().await {
-                Ok(()) => {
+            // A renewal (UPnP: HTTP requests) does not hold up a stop.
+            let renewed = tokio::select! {
+                renewed = held.renew() => Some(renewed),
+                _ = &mut stop => None,
+            };
+            match renewed {
+                None => {
+                    let _ = tokio::time::timeout(REMOVE_DEADLINE, held.remove()).await;
+                    state(MappingState { searched: true, mapped: None });
+                    return;
+                }
+                Some(Ok(())) => {
                     state(MappingState { searched: true, mapped: Some(held.mapped.clone()) });
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::info!("port mapping lost: {e}");
                     state(MappingState { searched: true, mapped: None });
                     break;
@@ -272,9 +295,15 @@ impl Held {
                 for mapping in mappings.iter_mut() {
                     mapping.renew().await?;
                 }
-                // A gateway may hand out another external port on renewal.
+                // A gateway may hand out another external port (PCP: address) on renewal.
                 if let Some(tcp) = mappings.first() {
                     self.mapped.tcp.set_port(tcp.external_port().get());
+                    if let Some(ip) = pcp_external_ip(tcp) {
+                        self.mapped.tcp.set_ip(ip);
+                        if let Some(udp) = self.mapped.udp.as_mut() {
+                            udp.set_ip(ip);
+                        }
+                    }
                 }
                 if let (Some(udp), Some(m)) = (self.mapped.udp.as_mut(), mappings.get(1)) {
                     udp.set_port(m.external_port().get());
@@ -381,18 +410,38 @@ async fn map_with_pmp(
         }
     }
     let Some(first) = mappings.first() else { return Err(MapError::NoGateway) };
-    let (protocol, external_ip) = match first.mapping_type() {
+    let external = match first.mapping_type() {
         crab_nat::PortMappingType::Pcp { external_ip, .. } => {
-            (MappingProtocol::Pcp, ipv4(external_ip).ok_or(MapError::NotIpv4)?)
+            ipv4(external_ip).map(|ip| (MappingProtocol::Pcp, ip)).ok_or(MapError::NotIpv4)
         }
         crab_nat::PortMappingType::NatPmp => {
-            let ip = crab_nat::natpmp::external_address(gateway.into(), Some(PMP_TIMEOUTS)).await?;
-            (MappingProtocol::NatPmp, ip)
+            crab_nat::natpmp::external_address(gateway.into(), Some(PMP_TIMEOUTS))
+                .await
+                .map(|ip| (MappingProtocol::NatPmp, ip))
+                .map_err(MapError::from)
+        }
+    };
+    let (protocol, external_ip) = match external {
+        Ok(x) => x,
+        Err(e) => {
+            // Useless without the address to tell peers: give back what was granted.
+            for mapping in mappings {
+                let _ = mapping.try_drop().await;
+            }
+            return Err(e);
         }
     };
     let at = |m: &crab_nat::PortMapping| SocketAddrV4::new(external_ip, m.external_port().get());
     let mapped = Mapped { protocol, tcp: at(first), udp: mappings.get(1).map(at) };
     Ok(Held { mapped, at: Gateway::Pmp { mappings } })
+}
+
+/// The external address a PCP mapping reports (NAT-PMP's comes from a request of its own).
+fn pcp_external_ip(mapping: &crab_nat::PortMapping) -> Option<Ipv4Addr> {
+    match mapping.mapping_type() {
+        crab_nat::PortMappingType::Pcp { external_ip, .. } => ipv4(external_ip),
+        crab_nat::PortMappingType::NatPmp => None,
+    }
 }
 
 async fn search_upnp(

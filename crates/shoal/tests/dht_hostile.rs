@@ -247,10 +247,17 @@ fn hostile_traffic(node: SocketAddrV4) {
     );
     still_answers(node, 4, "a flood from one source");
 
-    // One query from each of 5,000 sources (more than the per-source budget tracks): the
-    // shared budget answers a few hundred of them, not all.
+    // One query from each of 5,000 sources, more than the per-source budget tracks (4,096):
+    // it stays bounded and the node goes on (a socket at a time: few descriptors open).
+    for n in 0..5000u16 {
+        let client = Client::new(source(11, n));
+        client.send(node, &Query::get_peers(1, &fastrand_id()).encode(&client.id));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // One query from each of 1,500 sources, each waiting for its answer: the shared budget
+    // answers a few hundred of them, not all.
     let started = Instant::now();
-    let many: Vec<Client> = (0..5000u16)
+    let many: Vec<Client> = (0..1500u16)
         .map(|n| {
             let client = Client::new(source(5, n));
             client.send(node, &Query::get_peers(1, &fastrand_id()).encode(&client.id));
@@ -258,7 +265,6 @@ fn hostile_traffic(node: SocketAddrV4) {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let elapsed = started.elapsed().as_secs_f64();
     let mut buf = [0u8; 2048];
     let answered = many
         .iter()
@@ -267,15 +273,17 @@ fn hostile_traffic(node: SocketAddrV4) {
             c.socket.recv_from(&mut buf).is_ok()
         })
         .count();
+    // Every answer counted was sent by now.
+    let elapsed = started.elapsed().as_secs_f64();
     // 400 at once, 200 a second after (shoal/src/dht/source_limit.rs).
     let budget = 400.0 + 200.0 * elapsed + 2.0;
-    assert!(answered >= 1, "none of 5,000 sources was answered");
+    assert!(answered >= 1, "none of 1,500 sources was answered");
     assert!(
         (answered as f64) <= budget,
-        "{answered} of 5,000 sources answered in {elapsed:.2} s: no shared budget"
+        "{answered} of 1,500 sources answered in {elapsed:.2} s: no shared budget"
     );
     drop(many);
-    still_answers(node, 6, "queries from 5,000 sources");
+    still_answers(node, 6, "queries from 1,500 sources");
 
     // Forged tokens store nothing; a token the node gave does.
     let info_hash = fastrand_id();

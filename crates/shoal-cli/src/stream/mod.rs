@@ -50,6 +50,22 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
         max_upload_rate: args.max_upload_rate,
     })
     .await?;
+    let outcome = stream(&args, &session, listener, http_addr, source, peers).await;
+    // Whatever ended the stream: the router's mappings go, the DHT's nodes are kept.
+    session.shutdown().await;
+    outcome
+}
+
+/// Adds the torrent and serves it until the player or the user stops; the torrent is shut
+/// down on every path out.
+async fn stream(
+    args: &StreamArgs,
+    session: &shoal::Session,
+    listener: tokio::net::TcpListener,
+    http_addr: std::net::SocketAddr,
+    source: shoal::TorrentSource,
+    peers: Vec<std::net::SocketAddr>,
+) -> Result<(), CliError> {
     let target = match &args.output {
         Some(dir) => StorageTarget::Dir(dir.clone()),
         None => StorageTarget::BoundedMemory {
@@ -102,7 +118,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
         handle: handle.clone(),
         files: Arc::new(files.clone()),
         read_timeout: Some(READ_TIMEOUT),
-        network: page::Network::of(&session),
+        network: page::Network::of(session),
     };
     let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
@@ -115,17 +131,18 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
 
     let base = format!("http://{http_addr}");
     let url = format!("{base}{}", selected.url_path);
-    announce(&args, &handle, &base, &url, &files, selected);
-    transfer::report_port_mapping_later(&session, args.json);
+    announce(args, &handle, &base, &url, &files, selected);
+    transfer::report_port_mapping_later(session, args.json);
 
-    let mut player = match &args.player {
-        Some(program) => Some(launch_player(program, &url)?),
-        None => None,
+    let outcome = match &args.player {
+        Some(program) => match launch_player(program, &url) {
+            Ok(mut player) => run_until_stopped(&handle, Some(&mut player), args.json).await,
+            Err(e) => Err(e),
+        },
+        None => run_until_stopped(&handle, None, args.json).await,
     };
-    let outcome = run_until_stopped(&handle, player.as_mut(), args.json).await;
     let _ = stop_server.send(());
     handle.shutdown().await;
-    session.shutdown().await;
     // Open responses keep the server's graceful shutdown waiting; do not hang on them.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     outcome

@@ -36,8 +36,12 @@ pub const INSIDE_ENV: &str = "SHOAL_TEST_NETNS";
 /// The namespace's non-loopback address (RFC 2544 benchmarking range, on `v0`).
 pub const VETH_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
 
-/// Run by `sh` inside the new namespace before the wrapped program is exec'd.
+/// Run by `sh` inside the new namespace before the wrapped program is exec'd. IPv6 is off on
+/// the veth pair (the namespace's own setting for new interfaces; `lo` keeps `::1`): its
+/// link-local addresses would otherwise turn permanent 1-2 s later, and Chromium, seeing the
+/// addresses change, aborts the loads in flight with `ERR_NETWORK_CHANGED`.
 const SETUP: &str = "ip link set lo up \
+    && { sysctl -qw net.ipv6.conf.default.disable_ipv6=1 2>/dev/null || true; } \
     && ip link add v0 type veth peer name v1 \
     && ip addr add 198.18.0.1/24 dev v0 \
     && ip link set v0 up && ip link set v1 up \

@@ -39,6 +39,17 @@ PY = "/usr/bin/python3"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def drain(sock):
+    """How many datagrams wait on a non-blocking socket (read and dropped)."""
+    n = 0
+    try:
+        while True:
+            sock.recv(2048)
+            n += 1
+    except BlockingIOError:
+        return n
+
+
 def proc_cpu_seconds(pid):
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -108,12 +119,7 @@ def flood(args, kind, ip):
             probes += 1
             client.sendto(query(b"ping", [], struct.pack("!H", probes & 0xFFFF)), (ip, port))
             next_probe += 0.5
-        try:
-            while True:
-                client.recv(2048)
-                answered += 1
-        except BlockingIOError:
-            pass
+        answered += drain(client)
         if now >= next_sample:
             rss_peak = max(rss_peak, proc_rss_kib(pid))
             next_sample += 1
@@ -121,12 +127,7 @@ def flood(args, kind, ip):
     sent = flood.sent
     elapsed = time.monotonic() - started
     time.sleep(0.5)
-    try:
-        while True:
-            client.recv(2048)
-            answered += 1
-    except BlockingIOError:
-        pass
+    answered += drain(client)
     cpu = proc_cpu_seconds(pid) - cpu_before
     answers = udp_out_datagrams() - udp_before - probes
     rss_peak = max(rss_peak, proc_rss_kib(pid))

@@ -286,8 +286,17 @@ pub struct DiscoveryArgs {
 }
 
 impl DiscoveryArgs {
+    /// What the session turns on, from these flags.
+    pub fn discovery(&self) -> crate::transfer::Discovery {
+        crate::transfer::Discovery {
+            dht: self.dht(),
+            lsd: !self.no_lsd,
+            port_mapping: !self.no_port_mapping,
+        }
+    }
+
     /// The session's DHT settings; `None` when turned off.
-    pub fn dht(&self) -> Option<shoal::dht::DhtConfig> {
+    fn dht(&self) -> Option<shoal::dht::DhtConfig> {
         if self.no_dht {
             return None;
         }
@@ -296,16 +305,6 @@ impl DiscoveryArgs {
             state_file: self.dht_state.clone().or_else(default_dht_state),
             ..shoal::dht::DhtConfig::default()
         })
-    }
-
-    /// Whether local service discovery is on.
-    pub fn lsd(&self) -> bool {
-        !self.no_lsd
-    }
-
-    /// Whether the listen port is mapped at the router.
-    pub fn port_mapping(&self) -> bool {
-        !self.no_port_mapping
     }
 }
 

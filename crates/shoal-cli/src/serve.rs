@@ -138,9 +138,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
     let session = transfer::start_session(transfer::SessionOptions {
         listen: args.listen,
         webrtc: args.webrtc.config(),
-        dht: args.discovery.dht(),
-        lsd: args.discovery.lsd(),
-        port_mapping: args.discovery.port_mapping(),
+        discovery: args.discovery.discovery(),
         purpose,
         max_upload_rate: args.max_upload_rate,
     })

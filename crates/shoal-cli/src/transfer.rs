@@ -20,17 +20,22 @@ use crate::CliError;
 /// Largest .torrent accepted from a file or URL: what the parser accepts at all.
 const MAX_TORRENT_FILE: u64 = shoal_proto::metainfo::MAX_METAINFO_BYTES as u64;
 
+/// How peers are found and find us besides trackers: the DHT, local service discovery
+/// (BEP 14), the router's port mapping (from `--no-dht`, `--no-lsd`, `--no-port-mapping`...).
+#[derive(Clone)]
+pub struct Discovery {
+    pub dht: Option<shoal::dht::DhtConfig>,
+    pub lsd: bool,
+    pub port_mapping: bool,
+}
+
 /// What the user asked to run.
 pub struct TransferOptions {
     pub output: PathBuf,
     pub peers: Vec<String>,
     pub listen: Option<SocketAddr>,
     pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
-    pub dht: Option<shoal::dht::DhtConfig>,
-    /// Local service discovery (BEP 14).
-    pub lsd: bool,
-    /// Ask the router to forward the listen port.
-    pub port_mapping: bool,
+    pub discovery: Discovery,
     pub trackers: Vec<String>,
     /// Web seeds besides the torrent's or magnet's own.
     pub web_seeds: Vec<String>,
@@ -154,11 +159,7 @@ pub struct SessionOptions {
     /// Where peers connect (any port when `None`).
     pub listen: Option<SocketAddr>,
     pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
-    pub dht: Option<shoal::dht::DhtConfig>,
-    /// Local service discovery (BEP 14).
-    pub lsd: bool,
-    /// Ask the router to forward the listen port.
-    pub port_mapping: bool,
+    pub discovery: Discovery,
     pub purpose: SessionPurpose,
     /// Bytes per second all peers together may be sent.
     pub max_upload_rate: Option<u64>,
@@ -172,9 +173,9 @@ pub async fn start_session(options: SessionOptions) -> Result<Session, CliError>
         listen: Some(listen),
         webrtc: options.webrtc,
         max_upload_rate: options.max_upload_rate,
-        dht: options.dht,
-        lsd: options.lsd,
-        port_mapping: options.port_mapping,
+        dht: options.discovery.dht,
+        lsd: options.discovery.lsd,
+        port_mapping: options.discovery.port_mapping,
         ..SessionConfig::default()
     };
     config.torrent.file_ends_first = options.purpose == SessionPurpose::Streaming;
@@ -192,9 +193,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
     let session = start_session(SessionOptions {
         listen: options.listen,
         webrtc: options.webrtc.clone(),
-        dht: options.dht.clone(),
-        lsd: options.lsd,
-        port_mapping: options.port_mapping,
+        discovery: options.discovery.clone(),
         purpose,
         max_upload_rate: options.max_upload_rate,
     })

@@ -43,9 +43,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
     let session = transfer::start_session(transfer::SessionOptions {
         listen: args.listen,
         webrtc: args.webrtc.config(),
-        dht: args.discovery.dht(),
-        lsd: args.discovery.lsd(),
-        port_mapping: args.discovery.port_mapping(),
+        discovery: args.discovery.discovery(),
         purpose: transfer::SessionPurpose::Streaming,
         max_upload_rate: args.max_upload_rate,
     })

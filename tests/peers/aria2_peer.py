@@ -86,6 +86,9 @@ def aria2_command(a, directory, seeding, work):
                 "--dht-file-path=" + os.path.join(work, "dht.dat")]
     if a.announce_interval:
         cmd.append("--bt-tracker-interval=%d" % a.announce_interval)
+    if a.require_crypto:
+        # Protocol encryption, RC4 only: plaintext peers and handshakes are refused.
+        cmd += ["--bt-require-crypto=true", "--bt-min-crypto-level=arc4"]
     if a.upload_limit:
         cmd.append("--max-overall-upload-limit=%d" % a.upload_limit)
     if a.download_limit:
@@ -171,6 +174,8 @@ def add_network_args(ap):
     ap.add_argument("--ip", default="127.0.0.1", help="address to listen on and dial from (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=0, help="listen port (default 0: pick a free one, reported in 'ready')")
     ap.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
+    ap.add_argument("--require-crypto", action="store_true",
+                    help="protocol encryption required, RC4 only (aria2's default: plaintext allowed)")
     ap.add_argument("--download-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
     ap.add_argument("--tracker", action="append", default=[], metavar="URL",
                     help="announce here instead of the torrent's own trackers (repeatable)")

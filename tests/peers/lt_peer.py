@@ -115,6 +115,14 @@ def build_settings(a, user_agent):
         # The DHT uses the UDP socket of the listen interface (--ip/--port): one node per session.
         settings.update(dht_settings(a.dht_bootstrap))
         settings["alert_mask"] |= lt.alert_category.dht | lt.alert_category.dht_operation
+    # Protocol encryption: libtorrent's default (enabled: both ways, either) unless asked.
+    if a.encryption == "forced":
+        settings.update({"out_enc_policy": int(lt.enc_policy.forced),
+                         "in_enc_policy": int(lt.enc_policy.forced),
+                         "allowed_enc_level": int(lt.enc_level.rc4), "prefer_rc4": True})
+    elif a.encryption == "disabled":
+        settings.update({"out_enc_policy": int(lt.enc_policy.disabled),
+                         "in_enc_policy": int(lt.enc_policy.disabled)})
     if a.upload_limit:
         settings["upload_rate_limit"] = a.upload_limit
     if a.download_limit:
@@ -501,6 +509,9 @@ def add_network_args(ap):
     ap.add_argument("--port", type=int, default=0, help="listen port (default 0: any free port, reported in 'ready')")
     ap.add_argument("--utp", action="store_true", help="enable uTP (off by default: TCP only)")
     ap.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
+    ap.add_argument("--encryption", choices=["enabled", "forced", "disabled"], default="enabled",
+                    help="protocol encryption: enabled (libtorrent's default: either, both ways), "
+                         "forced (RC4 only, both ways), disabled (plaintext only)")
     ap.add_argument("--download-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
     ap.add_argument("--connect", action="append", default=[], metavar="HOST:PORT",
                     help="peer to dial (repeatable; re-dialed until connected)")
@@ -538,7 +549,8 @@ def make_parser(description, add_args=None):
                    help="UDP (and TCP) port (default 0: any free port, reported in 'ready')")
     add_dht_args(d, "bootstrap from this node (repeatable; default: none, the first node of a DHT)")
     peerlib.add_common_args(d)
-    d.set_defaults(utp=False, upload_limit=0, download_limit=0, connect=[], tracker=[])
+    d.set_defaults(utp=False, upload_limit=0, download_limit=0, connect=[], tracker=[],
+                   encryption="enabled")
     if add_args:
         add_args(s)
         add_args(l)

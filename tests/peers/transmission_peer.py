@@ -114,6 +114,9 @@ def settings(a, directory, keep_seeding):
         "lpd-enabled": False,
         "pex-enabled": False,
         "utp-enabled": a.utp,
+        # Protocol encryption: 0 tolerated (plaintext first), 1 preferred (Transmission's
+        # default), 2 required.
+        "encryption": {"tolerated": 0, "preferred": 1, "required": 2}[a.encryption],
         "rpc-enabled": False,
         "ratio-limit-enabled": False,
         "idle-seeding-limit-enabled": False,
@@ -224,6 +227,8 @@ def add_network_args(ap):
     ap.add_argument("--port", type=int, default=0, help="listen port (default 0: pick a free one, reported in 'ready')")
     ap.add_argument("--utp", action="store_true", help="enable uTP (off by default: TCP only)")
     ap.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
+    ap.add_argument("--encryption", choices=["tolerated", "preferred", "required"], default="preferred",
+                    help="protocol encryption (default preferred, Transmission's own default)")
     ap.add_argument("--download-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
     ap.add_argument("--tracker", action="append", default=[], metavar="URL",
                     help="announce here instead of the torrent's own trackers (repeatable)")

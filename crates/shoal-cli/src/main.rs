@@ -258,8 +258,9 @@ impl WebRtcArgs {
     }
 }
 
-/// How peers are found besides trackers, and how they find us: the Mainline DHT (BEP 5),
-/// local service discovery (BEP 14), port mapping; shared by download, seed, stream and serve.
+/// How peers are found besides trackers, how they find us, and how they are spoken to: the
+/// Mainline DHT (BEP 5), local service discovery (BEP 14), port mapping, protocol encryption;
+/// shared by download, seed, stream and serve.
 #[derive(Debug, Args, Clone, Default)]
 pub struct DiscoveryArgs {
     /// No DHT: peers come from trackers, --peer, peer exchange and the LAN only.
@@ -283,6 +284,20 @@ pub struct DiscoveryArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub no_port_mapping: bool,
+    /// Protocol encryption (MSE/PE) with TCP peers. prefer: connect encrypted (RC4), retry in
+    /// plaintext when the peer will not, accept both; require: RC4 only, both ways (plaintext
+    /// peers get nothing); disable: plaintext only.
+    #[arg(long, value_name = "MODE", value_enum, default_value_t = Encryption::Prefer)]
+    pub encryption: Encryption,
+}
+
+/// `--encryption`'s values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Encryption {
+    #[default]
+    Prefer,
+    Require,
+    Disable,
 }
 
 impl DiscoveryArgs {
@@ -292,6 +307,11 @@ impl DiscoveryArgs {
             dht: self.dht(),
             lsd: !self.no_lsd,
             port_mapping: !self.no_port_mapping,
+            encryption: match self.encryption {
+                Encryption::Prefer => shoal::EncryptionPolicy::Prefer,
+                Encryption::Require => shoal::EncryptionPolicy::Require,
+                Encryption::Disable => shoal::EncryptionPolicy::Disable,
+            },
         }
     }
 

@@ -397,13 +397,16 @@ fn stopped_event(handles: &[shoal::TorrentHandle]) -> serde_json::Value {
     let torrents: Vec<_> = handles
         .iter()
         .map(|handle| {
-            let stats = handle.status().stats;
+            let status = handle.status();
+            let stats = status.stats;
             serde_json::json!({
                 "info_hash": handle.info_hash().to_hex(),
                 "uploaded": stats.uploaded,
                 "peers": stats.peers,
                 "peers_by_source": stats.peers_by_source,
                 "connections_by_source": stats.connections_by_source,
+                "connections_by_transport": status.connections_by_transport,
+                "encrypted_connections": status.encrypted_connections,
                 "spread_refused": stats.spread_refused,
                 "spread_granted_again": stats.spread_granted_again,
                 "protocol_violations": stats.protocol_violations,

@@ -20,13 +20,15 @@ use crate::CliError;
 /// Largest .torrent accepted from a file or URL: what the parser accepts at all.
 const MAX_TORRENT_FILE: u64 = shoal_proto::metainfo::MAX_METAINFO_BYTES as u64;
 
-/// How peers are found and find us besides trackers: the DHT, local service discovery
-/// (BEP 14), the router's port mapping (from `--no-dht`, `--no-lsd`, `--no-port-mapping`...).
+/// How peers are found and find us besides trackers, and how they are spoken to: the DHT,
+/// local service discovery (BEP 14), the router's port mapping, protocol encryption (from
+/// `--no-dht`, `--no-lsd`, `--no-port-mapping`, `--encryption`...).
 #[derive(Clone)]
 pub struct Discovery {
     pub dht: Option<shoal::dht::DhtConfig>,
     pub lsd: bool,
     pub port_mapping: bool,
+    pub encryption: shoal::EncryptionPolicy,
 }
 
 /// What the user asked to run.
@@ -176,6 +178,7 @@ pub async fn start_session(options: SessionOptions) -> Result<Session, CliError>
         dht: options.discovery.dht,
         lsd: options.discovery.lsd,
         port_mapping: options.discovery.port_mapping,
+        encryption: options.discovery.encryption,
         ..SessionConfig::default()
     };
     config.torrent.file_ends_first = options.purpose == SessionPurpose::Streaming;
@@ -324,6 +327,8 @@ async fn seed_until_interrupted(session: &Session, handle: &TorrentHandle, json:
                         "peers_by_source": s.peers_by_source,
                         "dht_nodes": session.dht().map(Dht::node_count),
                         "webrtc_peers": status.webrtc_peers,
+                        "peers_by_transport": status.peers_by_transport,
+                        "encrypted_peers": status.encrypted_peers,
                         "protocol_violations": s.protocol_violations,
                         // Current: the endpoint asks the STUN server again and again.
                         "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
@@ -350,7 +355,11 @@ fn report_done(handle: &TorrentHandle, status: &TorrentStatus, json: bool) {
                 "peers": status.stats.peers,
                 "peers_by_source": status.stats.peers_by_source,
                 "connections_by_source": status.stats.connections_by_source,
+                "connections_by_transport": status.connections_by_transport,
+                "encrypted_connections": status.encrypted_connections,
                 "webrtc_peers": status.webrtc_peers,
+                "peers_by_transport": status.peers_by_transport,
+                "encrypted_peers": status.encrypted_peers,
                 "web_seeds": status.stats.web_seeds,
                 "web_seed_downloaded": status.stats.web_seed_downloaded,
                 "web_seed_status": web_seeds_json(status),
@@ -433,6 +442,8 @@ impl Progress {
                         "peers_by_source": s.peers_by_source,
                         "dht_nodes": self.dht.as_ref().map(Dht::node_count),
                         "webrtc_peers": status.webrtc_peers,
+                        "peers_by_transport": status.peers_by_transport,
+                        "encrypted_peers": status.encrypted_peers,
                         "web_seeds": s.web_seeds,
                         "web_seed_downloaded": s.web_seed_downloaded,
                         "web_seed_status": web_seeds_json(status),
@@ -449,17 +460,19 @@ impl Progress {
     }
 }
 
-/// "3 peers (tracker 2, dht 1), 1 web seed, DHT 120 nodes".
+/// "3 peers (tracker 2, dht 1; tcp 2, webrtc 1; 2 encrypted), 1 web seed, DHT 120 nodes".
 fn peer_counts(status: &TorrentStatus, dht: Option<&Dht>) -> String {
     let mut text = format!("{} peers", status.stats.peers);
     if !status.stats.peers_by_source.is_empty() {
-        let sources: Vec<String> = status
-            .stats
-            .peers_by_source
-            .iter()
-            .map(|(source, n)| format!("{source} {n}"))
-            .collect();
-        text.push_str(&format!(" ({})", sources.join(", ")));
+        let counts = |by: &std::collections::BTreeMap<&str, usize>| {
+            by.iter().map(|(name, n)| format!("{name} {n}")).collect::<Vec<_>>().join(", ")
+        };
+        text.push_str(&format!(
+            " ({}; {}; {} encrypted)",
+            counts(&status.stats.peers_by_source),
+            counts(&status.peers_by_transport),
+            status.encrypted_peers
+        ));
     }
     match status.stats.web_seeds {
         0 => {}

@@ -89,7 +89,7 @@ fn liar_is_banned_while_an_honest_seed_completes_the_download() {
     assert_trees_equal(&fx.content(), &out.join("share"));
 
     assert!(liar.requests_answered() > 0, "Shoal never asked the liar for anything");
-    assert_eq!(liar.accepted(), 1, "Shoal dialled a banned peer again: {:?}", liar.events());
+    assert_eq!(liar.dialled(), 1, "Shoal dialled a banned peer again: {:?}", liar.events());
     let piece = u64::from(PIECE_KIB) * 1024;
     assert!(
         field_u64(&done, "wasted") >= piece,
@@ -120,7 +120,7 @@ fn liar_alone_is_banned_and_an_honest_seed_joining_later_completes_the_download(
     );
     let done = wait_complete(&mut shoal);
     assert_trees_equal(&fx.content(), &out.join("share"));
-    assert_eq!(liar.accepted(), 1, "Shoal dialled a banned peer again: {:?}", liar.events());
+    assert_eq!(liar.dialled(), 1, "Shoal dialled a banned peer again: {:?}", liar.events());
     assert!(field_u64(&done, "wasted") > 0, "the liar's data should count as wasted: {done}");
     liar.assert_no_violation();
 }
@@ -228,9 +228,12 @@ fn silent_peers_tie_up_nothing() {
     let listen = wait_started(&mut shoal).expect("listen address");
 
     let partial = &Handshake::new(InfoHash(fx.info_hash()), PeerId([7; 20])).encode()[..20];
+    // An encryption (MSE) handshake's public key, and then nothing.
+    let key = &[0x55; shoal_proto::mse::KEY_LEN];
     let mut first: Vec<RawClient> = (0..8)
         .map(|i| RawClient::connect(&format!("silent #{i}"), listen, &[]))
         .chain((0..8).map(|i| RawClient::connect(&format!("half handshake #{i}"), listen, partial)))
+        .chain((0..4).map(|i| RawClient::connect(&format!("MSE key only #{i}"), listen, key)))
         .collect();
     // Shoal gives up on all of them by itself (handshake timeouts), without a peer to help.
     mute.wait_closed(VERDICT_TIMEOUT);
@@ -274,6 +277,12 @@ fn abuse_on_the_listening_socket_is_hung_up_on() {
     oversized.extend_from_slice(&0x7fff_ffffu32.to_be_bytes());
     let mut http = b"GET /announce?info_hash=x HTTP/1.1\r\nHost: shoal\r\n\r\n".to_vec();
     http.resize(2 * HANDSHAKE_LEN, b' ');
+    // Encryption (MSE) handshakes: a public key of 1 (it would force the shared secret), and
+    // a valid key followed by more than the longest pad without the marker that must end it.
+    let mut key_of_one = vec![0; shoal_proto::mse::KEY_LEN];
+    key_of_one[shoal_proto::mse::KEY_LEN - 1] = 1;
+    let mut no_marker = vec![0x55; shoal_proto::mse::KEY_LEN];
+    no_marker.extend((0..2 * shoal_proto::mse::MAX_PAD).map(|i| (i * 31 % 251) as u8));
 
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("an HTTP request", http),
@@ -284,6 +293,8 @@ fn abuse_on_the_listening_socket_is_hung_up_on() {
         ("an oversized length prefix", oversized),
         ("a have beyond the piece count", then(good(3), &Message::Have(fx.piece_count()))),
         ("a short bitfield", then(good(4), &Message::Bitfield(vec![0xff].into()))),
+        ("an MSE public key of 1", key_of_one),
+        ("an MSE key and a pad without end", no_marker),
     ];
     let mut clients: Vec<RawClient> =
         cases.iter().map(|(label, bytes)| RawClient::connect(label, listen, bytes)).collect();

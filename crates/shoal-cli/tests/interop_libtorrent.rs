@@ -531,3 +531,101 @@ fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
         }
     });
 }
+
+fn lt_encryption(mode: &str) -> Vec<String> {
+    vec!["--encryption".into(), mode.into()]
+}
+
+/// Protocol encryption (MSE), Shoal dialling: a libtorrent seeder that takes RC4-encrypted
+/// connections only (both ways) serves `shoal download` with its defaults (`prefer`), and the
+/// connection is counted as encrypted; a plaintext-only one serves it too.
+#[test]
+fn libtorrent_requiring_encryption_seeds_to_shoal() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(47);
+    let opts = PeerOpts { extra_args: lt_encryption("forced"), ..PeerOpts::default() };
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &opts).unwrap();
+    let out = fx.out("shoal-encrypted");
+    let complete = shoal_download(&[
+        arg(&fx.torrent.path),
+        arg("-o"),
+        arg(&out),
+        arg("--listen"),
+        arg(format!("{}:0", loopback_ip())),
+        arg("--peer"),
+        arg(seed.addr().to_string()),
+    ]);
+    assert_eq!(complete["encrypted_connections"], 1, "{complete}");
+    assert_eq!(complete["connections_by_transport"]["tcp"], 1, "{complete}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+
+    // A plaintext-only seeder drops the encrypted handshake; Shoal dials again in plaintext.
+    let opts = PeerOpts { extra_args: lt_encryption("disabled"), ..PeerOpts::default() };
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &opts).unwrap();
+    let out = fx.out("shoal-plaintext");
+    let complete = shoal_download(&[
+        arg(&fx.torrent.path),
+        arg("-o"),
+        arg(&out),
+        arg("--listen"),
+        arg(format!("{}:0", loopback_ip())),
+        arg("--peer"),
+        arg(seed.addr().to_string()),
+    ]);
+    assert_eq!(complete["encrypted_connections"], 0, "{complete}");
+    assert_eq!(complete["connections_by_transport"]["tcp"], 1, "{complete}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+/// Protocol encryption, Shoal accepting: `shoal seed --encryption require` serves a libtorrent
+/// leecher that encrypts, and a plaintext-only one, dialling the same seed meanwhile, gets
+/// nothing. A libtorrent leecher with its defaults, against a seed that disables encryption,
+/// falls back to plaintext and completes.
+#[test]
+fn shoal_seed_requiring_encryption_serves_only_encrypting_peers() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(48);
+    let mut seed = shoal_seed(
+        &fx.torrent.path,
+        loopback_ip(),
+        &[arg("-o"), arg(&fx.data), arg("--encryption"), arg("require")],
+    );
+    let plain = PeerOpts {
+        extra_args: lt_encryption("disabled"),
+        timeout: Duration::from_secs(10),
+        ..PeerOpts::default().connect(seed.addr())
+    };
+    let out_plain = fx.out("lt-plain");
+    let mut refused = lt_leech(&fx.torrent.path, &out_plain, &plain).unwrap();
+    let encrypting = PeerOpts {
+        extra_args: lt_encryption("forced"),
+        ..PeerOpts::default().connect(seed.addr())
+    };
+    let out = fx.out("lt-encrypted");
+    let mut leech = lt_leech(&fx.torrent.path, &out, &encrypting).unwrap();
+    let done = seed.serve(&mut leech);
+    assert_eq!(done["bytes"], fx.torrent.total_size, "{done}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+    let gave_up = refused
+        .process()
+        .wait_event("timeout", Duration::from_secs(60))
+        .expect("the plaintext leecher gives up");
+    assert_eq!(gave_up["bytes"], 0, "the plaintext leecher got data: {gave_up}");
+    assert_eq!(gave_up["peers"], 0, "the plaintext leecher stayed connected: {gave_up}");
+
+    let fx = Fixture::new(49);
+    let mut seed = shoal_seed(
+        &fx.torrent.path,
+        loopback_ip(),
+        &[arg("-o"), arg(&fx.data), arg("--encryption"), arg("disable")],
+    );
+    let out = fx.out("lt-default");
+    let mut leech =
+        lt_leech(&fx.torrent.path, &out, &PeerOpts::default().connect(seed.addr())).unwrap();
+    let done = seed.serve(&mut leech);
+    assert_eq!(done["bytes"], fx.torrent.total_size, "{done}");
+}

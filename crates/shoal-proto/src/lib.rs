@@ -15,6 +15,7 @@ pub mod lsd;
 pub mod magnet;
 pub mod metadata;
 pub mod metainfo;
+pub mod mse;
 pub mod peer;
 pub mod peer_book;
 pub mod percent;

@@ -9,6 +9,7 @@ pub mod dht;
 mod disk;
 pub mod fetch;
 pub mod lsd;
+mod mse;
 mod peer_conn;
 pub mod port_mapping;
 pub mod rate;
@@ -23,6 +24,7 @@ pub mod webseed;
 pub use session::{
     AddTorrent, OpenFileError, Session, SessionConfig, SessionError, TorrentHandle, TorrentSource,
 };
+pub use shoal_proto::mse::EncryptionPolicy;
 pub use shoal_proto::torrent::{WebSeedState, WebSeedStatus};
 pub use stream::FileStream;
-pub use torrent_task::{MemoryUsage, Phase, StorageTarget, TorrentStatus};
+pub use torrent_task::{MemoryUsage, Phase, StorageTarget, TorrentStatus, Transport};

@@ -11,7 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use shoal_proto::wire::{FrameDecoder, Handshake, Message, HANDSHAKE_LEN};
+use shoal_proto::mse::{Attempt, Ciphers, EncryptionPolicy, Rc4Stream};
+use shoal_proto::wire::{FrameDecoder, Handshake, Message};
 use shoal_proto::PeerKey;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -19,6 +20,7 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::mse::{self, PeerStream};
 use crate::rate::UploadLimit;
 
 /// How long a dial plus handshake may take.
@@ -42,44 +44,62 @@ pub enum ConnError {
     Io { addr: SocketAddr, source: std::io::Error },
     #[error("bad handshake from {addr}: {reason}")]
     BadHandshake { addr: SocketAddr, reason: String },
+    #[error("{addr} closed the connection during the handshake")]
+    Closed { addr: SocketAddr },
+    #[error("encryption handshake with {addr}: {source}")]
+    Encryption { addr: SocketAddr, source: shoal_proto::mse::MseError },
+    #[error("the encryption policy allows no way to connect to {addr}")]
+    NoWayIn { addr: SocketAddr },
 }
 
-/// Reads the remote handshake (exactly 68 bytes, so nothing after it is consumed).
-pub async fn read_handshake(
-    stream: &mut TcpStream,
-    addr: SocketAddr,
-) -> Result<Handshake, ConnError> {
-    let mut buf = [0u8; HANDSHAKE_LEN];
-    let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.read_exact(&mut buf)).await;
-    match read {
-        Err(_) => Err(ConnError::Timeout { addr }),
-        Ok(Err(source)) => Err(ConnError::Io { addr, source }),
-        Ok(Ok(_)) => match Handshake::parse(&buf) {
-            Ok(Some(hs)) => Ok(hs),
-            Ok(None) => Err(ConnError::BadHandshake { addr, reason: "truncated".into() }),
-            Err(e) => Err(ConnError::BadHandshake { addr, reason: e.to_string() }),
-        },
-    }
-}
-
-/// Dials `addr` (from `local`, see [`source_ip`]), sends our handshake and reads theirs.
+/// Dials `addr` (from `local`, see [`source_ip`]) and opens the connection the ways `policy`
+/// allows, in its order (see [`EncryptionPolicy::attempts`]): a peer that closes on one way
+/// is dialled again for the next. Returns the stream and the peer's handshake.
 pub async fn dial(
     addr: SocketAddr,
     local: Option<IpAddr>,
     ours: &Handshake,
-) -> Result<(TcpStream, Handshake), ConnError> {
-    let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_from(addr, local)).await;
-    let mut stream = match connect {
-        Err(_) => return Err(ConnError::Timeout { addr }),
-        Ok(Err(source)) => return Err(ConnError::Connect { addr, source }),
-        Ok(Ok(s)) => s,
-    };
-    let _ = stream.set_nodelay(true);
-    stream.write_all(&ours.encode()).await.map_err(|source| ConnError::Io { addr, source })?;
-    let theirs = read_handshake(&mut stream, addr).await?;
-    if theirs.info_hash != ours.info_hash {
-        return Err(ConnError::BadHandshake { addr, reason: "different info hash".into() });
+    policy: EncryptionPolicy,
+) -> Result<(PeerStream, Handshake), ConnError> {
+    let mut refused = None;
+    for attempt in policy.attempts() {
+        let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_from(addr, local)).await;
+        let socket = match connect {
+            Err(_) => return Err(ConnError::Timeout { addr }),
+            Ok(Err(source)) => return Err(ConnError::Connect { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        let _ = socket.set_nodelay(true);
+        let opened = match attempt {
+            Attempt::Plain => plain_handshake(socket, addr, ours).await,
+            Attempt::Encrypted(provide) => mse::initiate(socket, addr, *provide, ours).await,
+        };
+        match opened {
+            Ok((stream, theirs)) => {
+                if theirs.info_hash != ours.info_hash {
+                    return Err(ConnError::BadHandshake {
+                        addr,
+                        reason: "different info hash".into(),
+                    });
+                }
+                return Ok((stream, theirs));
+            }
+            // A peer that does not answer at all would not answer another way either.
+            Err(e @ ConnError::Timeout { .. }) => return Err(e),
+            Err(e) => refused = Some(e),
+        }
     }
+    Err(refused.unwrap_or(ConnError::NoWayIn { addr }))
+}
+
+async fn plain_handshake(
+    mut socket: TcpStream,
+    addr: SocketAddr,
+    ours: &Handshake,
+) -> Result<(PeerStream, Handshake), ConnError> {
+    socket.write_all(&ours.encode()).await.map_err(|source| ConnError::Io { addr, source })?;
+    let mut stream = PeerStream::plain(socket);
+    let theirs = stream.read_handshake(addr).await?;
     Ok((stream, theirs))
 }
 
@@ -121,16 +141,22 @@ impl PeerLink {
     /// handshake, for connections we accepted). The writer waits on `limit` (the process's
     /// upload cap) before each write.
     pub fn spawn(
-        stream: TcpStream,
+        stream: PeerStream,
         peer: PeerKey,
         preamble: Option<Vec<u8>>,
         max_frame: u32,
         input: mpsc::Sender<PeerInput>,
         limit: Option<UploadLimit>,
     ) -> PeerLink {
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
-        Self::spawn_halves(read, write, peer, preamble, max_frame, input, limit)
+        let PeerStream { socket, ciphers, read_ahead } = stream;
+        let _ = socket.set_nodelay(true);
+        let (read, write) = socket.into_split();
+        let (encrypt, decrypt) = match ciphers.map(|c| *c) {
+            Some(Ciphers { encrypt, decrypt }) => (Some(encrypt), Some(decrypt)),
+            None => (None, None),
+        };
+        let reading = Reading { peer, max_frame, input: input.clone(), decrypt, read_ahead };
+        Self::spawn_halves(read, write, reading, preamble, encrypt, limit)
     }
 
     /// Starts the reader and writer tasks on any byte stream (a WebRTC data channel, say),
@@ -146,16 +172,17 @@ impl PeerLink {
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (read, write) = tokio::io::split(stream);
-        Self::spawn_halves(read, write, peer, None, max_frame, input, limit)
+        let reading =
+            Reading { peer, max_frame, input, decrypt: None, read_ahead: BytesMut::new() };
+        Self::spawn_halves(read, write, reading, None, None, limit)
     }
 
     fn spawn_halves<R, W>(
         read: R,
         write: W,
-        peer: PeerKey,
+        reading: Reading,
         preamble: Option<Vec<u8>>,
-        max_frame: u32,
-        input: mpsc::Sender<PeerInput>,
+        encrypt: Option<Rc4Stream>,
         limit: Option<UploadLimit>,
     ) -> PeerLink
     where
@@ -164,9 +191,15 @@ impl PeerLink {
     {
         let (outbox, rx) = mpsc::unbounded_channel();
         let queued = Arc::new(AtomicUsize::new(0));
-        let writer = Writer { peer, queued: queued.clone(), input: input.clone(), limit };
+        let writer = Writer {
+            peer: reading.peer,
+            queued: queued.clone(),
+            input: reading.input.clone(),
+            limit,
+            encrypt,
+        };
         tokio::spawn(writer.run(write, rx, preamble));
-        let reader = tokio::spawn(read_loop(read, peer, max_frame, input));
+        let reader = tokio::spawn(reading.run(read));
         PeerLink { outbox, queued, reader }
     }
 
@@ -189,40 +222,54 @@ impl PeerLink {
     }
 }
 
-async fn read_loop<R: AsyncRead + Unpin>(
-    mut read: R,
+/// The reader task's state.
+struct Reading {
     peer: PeerKey,
     max_frame: u32,
     input: mpsc::Sender<PeerInput>,
-) {
-    let mut decoder = FrameDecoder::new(max_frame);
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let reason = loop {
-        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
-            buf.reserve(READ_CHUNK);
-        }
-        match read.read_buf(&mut buf).await {
-            Ok(0) => break "connection closed by peer".to_string(),
-            Ok(_) => {}
-            Err(e) => break format!("read error: {e}"),
-        }
-        let mut messages = Vec::new();
-        let error = loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(m)) => messages.push(m),
-                Ok(None) => break None,
-                Err(e) => break Some(format!("protocol error: {e}")),
+    /// The peer's keystream, for an encrypted connection.
+    decrypt: Option<Rc4Stream>,
+    /// Stream bytes read with the handshake, decrypted; framed before the first read.
+    read_ahead: BytesMut,
+}
+
+impl Reading {
+    async fn run<R: AsyncRead + Unpin>(mut self, mut read: R) {
+        let peer = self.peer;
+        let mut decoder = FrameDecoder::new(self.max_frame);
+        let mut buf = std::mem::take(&mut self.read_ahead);
+        let reason = loop {
+            let mut messages = Vec::new();
+            let error = loop {
+                match decoder.decode(&mut buf) {
+                    Ok(Some(m)) => messages.push(m),
+                    Ok(None) => break None,
+                    Err(e) => break Some(format!("protocol error: {e}")),
+                }
+            };
+            if !messages.is_empty()
+                && self.input.send(PeerInput::Messages { peer, messages }).await.is_err()
+            {
+                return; // the torrent is gone
+            }
+            if let Some(reason) = error {
+                break reason;
+            }
+            if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+                buf.reserve(READ_CHUNK);
+            }
+            let before = buf.len();
+            match read.read_buf(&mut buf).await {
+                Ok(0) => break "connection closed by peer".to_string(),
+                Ok(_) => {}
+                Err(e) => break format!("read error: {e}"),
+            }
+            if let Some(decrypt) = &mut self.decrypt {
+                decrypt.apply(&mut buf[before..]);
             }
         };
-        if !messages.is_empty() && input.send(PeerInput::Messages { peer, messages }).await.is_err()
-        {
-            return; // the torrent is gone
-        }
-        if let Some(reason) = error {
-            break reason;
-        }
-    };
-    let _ = input.send(PeerInput::Closed { peer, reason }).await;
+        let _ = self.input.send(PeerInput::Closed { peer, reason }).await;
+    }
 }
 
 struct Writer {
@@ -230,11 +277,13 @@ struct Writer {
     queued: Arc<AtomicUsize>,
     input: mpsc::Sender<PeerInput>,
     limit: Option<UploadLimit>,
+    /// Our keystream, for an encrypted connection: applied to each batch in place.
+    encrypt: Option<Rc4Stream>,
 }
 
 impl Writer {
     async fn run<W: AsyncWrite + Unpin>(
-        self,
+        mut self,
         mut write: W,
         mut rx: mpsc::UnboundedReceiver<Message>,
         preamble: Option<Vec<u8>>,
@@ -267,7 +316,7 @@ impl Writer {
 
     /// Writes `buf`; a peer that takes no bytes at all for `WRITE_TIMEOUT` is gone.
     async fn write<W: AsyncWrite + Unpin>(
-        &self,
+        &mut self,
         write: &mut W,
         buf: &mut BytesMut,
         payload: usize,
@@ -275,6 +324,9 @@ impl Writer {
         // Under the cap the bytes wait here, still counted as queued: the torrent reads no
         // more blocks for this peer meanwhile, so its requests wait where a cancel reaches them.
         // They go in chunks, each waiting its turn, so a batch is no burst beyond the cap's.
+        if let Some(encrypt) = &mut self.encrypt {
+            encrypt.apply(buf);
+        }
         let result = match &self.limit {
             None => tokio::time::timeout(WRITE_TIMEOUT, write.write_all(buf)).await,
             Some(limit) => {

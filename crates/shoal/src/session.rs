@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
+use shoal_proto::mse::EncryptionPolicy;
 use shoal_proto::torrent::{Torrent, TorrentConfig};
 use shoal_proto::{InfoHash, PeerId};
 use thiserror::Error;
@@ -18,7 +19,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::clock::Clock;
 use crate::dht::{Dht, DhtConfig, DhtError};
 use crate::lsd::Lsd;
-use crate::peer_conn::read_handshake;
+use crate::mse::{self, PeerStream};
+use crate::peer_conn::HANDSHAKE_TIMEOUT;
 use crate::port_mapping::{AnnouncedPort, MappingState, PortMapper, Ports};
 use crate::rate::UploadLimit;
 use crate::stream::shared::StreamShared;
@@ -74,6 +76,8 @@ pub struct SessionConfig {
     /// Ask the home router (PCP, NAT-PMP, UPnP IGD) to forward the listen port (and the
     /// DHT's UDP port) to us; off by default here, as the DHT.
     pub port_mapping: bool,
+    /// Protocol encryption (MSE) for TCP peers, both ways.
+    pub encryption: EncryptionPolicy,
 }
 
 impl Default for SessionConfig {
@@ -86,6 +90,7 @@ impl Default for SessionConfig {
             dht: None,
             lsd: false,
             port_mapping: false,
+            encryption: EncryptionPolicy::default(),
         }
     }
 }
@@ -150,7 +155,7 @@ impl Session {
                 let bound = listener
                     .local_addr()
                     .map_err(|source| SessionError::Listen { addr, source })?;
-                tokio::spawn(accept_loop(listener, routes.clone()));
+                tokio::spawn(accept_loop(listener, routes.clone(), config.encryption));
                 Some(bound)
             }
             None => None,
@@ -326,6 +331,7 @@ impl Session {
             upload_limit: self.upload_limit.clone(),
             dht: self.dht.clone(),
             lsd: self.lsd.clone(),
+            encryption: self.config.encryption,
         });
         routes.insert(info_hash, Route { commands: commands.clone(), room });
         Ok(TorrentHandle { info_hash, name, commands, status, shared })
@@ -390,7 +396,7 @@ async fn start_dht(config: &DhtConfig, listen: Option<SocketAddr>) -> Result<Dht
 /// closed at once, so a flood of silent connections cannot exhaust file descriptors.
 const MAX_PENDING_HANDSHAKES: usize = 256;
 
-async fn accept_loop(listener: TcpListener, routes: Routes) {
+async fn accept_loop(listener: TcpListener, routes: Routes, policy: EncryptionPolicy) {
     let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -407,18 +413,59 @@ async fn accept_loop(listener: TcpListener, routes: Routes) {
         };
         let routes = routes.clone();
         tokio::spawn(async move {
-            route_incoming(stream, addr, routes).await;
+            route_incoming(stream, addr, routes, policy).await;
             drop(permit);
         });
     }
 }
 
-/// Reads the handshake of an incoming connection and hands the socket to its torrent.
-async fn route_incoming(mut stream: TcpStream, addr: SocketAddr, routes: Routes) {
-    let Ok(handshake) = read_handshake(&mut stream, addr).await else { return };
+/// Reads the handshakes of an incoming connection (a plain BitTorrent one, or MSE and the
+/// BitTorrent one inside, as `policy` allows) and hands the stream to its torrent.
+async fn route_incoming(
+    mut socket: TcpStream,
+    addr: SocketAddr,
+    routes: Routes,
+    policy: EncryptionPolicy,
+) {
+    use tokio::io::AsyncReadExt;
+    // Both a plain handshake (68 bytes) and an MSE public key (96) are longer than this.
+    let mut first = [0u8; 20];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.read_exact(&mut first)).await {
+        Ok(Ok(_)) => {}
+        _ => return,
+    }
+    let opened = if shoal_proto::mse::looks_plain(&first) == Some(true) {
+        if !policy.accepts_plain() {
+            tracing::debug!(%addr, "plaintext handshake refused: encryption is required");
+            return;
+        }
+        let mut stream = PeerStream::plain(socket);
+        stream.read_ahead.extend_from_slice(&first);
+        stream.read_handshake(addr).await.map(|handshake| (stream, handshake))
+    } else {
+        if !policy.accepts_encrypted() {
+            tracing::debug!(%addr, "encrypted handshake refused: encryption is disabled");
+            return;
+        }
+        mse::respond(socket, addr, &first, policy, |obfuscated| torrent_named(&routes, obfuscated))
+            .await
+    };
+    let (stream, handshake) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::debug!(%addr, "incoming handshake failed: {e}");
+            return;
+        }
+    };
     if let Some(route) = route(&routes, &handshake.info_hash) {
         let _ = route.commands.send(Command::Incoming { stream, addr, handshake });
     }
+}
+
+/// The torrent of ours whose `HASH('req2', info hash)` an MSE initiator sent.
+fn torrent_named(routes: &Routes, obfuscated: &[u8; 20]) -> Option<InfoHash> {
+    let routes = routes.lock().unwrap_or_else(|e| e.into_inner());
+    routes.keys().find(|hash| shoal_proto::mse::obfuscated_info_hash(hash) == *obfuscated).copied()
 }
 
 /// Hands peers that reached us over WebRTC to their torrent.

@@ -5,7 +5,7 @@
 //! dial and announce outcomes, commands); the task feeds it to the core, then drains the
 //! core's actions. The core is never shared, so there are no locks on the hot path.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use shoal_proto::bitfield::Bitfield;
 use shoal_proto::metainfo::Info;
+use shoal_proto::mse::EncryptionPolicy;
 use shoal_proto::torrent::{Action, Stats, Torrent, WebSeedFetch, WebSeedStatus};
 use shoal_proto::webseed::FetchEnd;
 use shoal_proto::wire::{self, Handshake};
@@ -22,13 +23,13 @@ use shoal_tracker_proto::announce_request;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
 use shoal_tracker_proto::tiers::TrackerTiers;
 use shoal_tracker_proto::types::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
 use crate::dht::{Dht, Lookups};
 use crate::disk::{DiskDone, DiskHandle, DiskJob};
 use crate::lsd::{Announces as LsdAnnounces, Lsd};
+use crate::mse::PeerStream;
 use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
 use crate::port_mapping::AnnouncedPort;
 use crate::rate::UploadLimit;
@@ -86,6 +87,15 @@ pub struct TorrentStatus {
     pub readers: usize,
     /// Connected peers that speak over WebRTC (browsers, WebTorrent); the rest are TCP.
     pub webrtc_peers: usize,
+    /// Connected peers by transport ([`Transport::name`]).
+    pub peers_by_transport: BTreeMap<&'static str, usize>,
+    /// Connected peers whose stream is encrypted end to end: RC4 (protocol encryption) on
+    /// TCP, DTLS on WebRTC.
+    pub encrypted_peers: usize,
+    /// Every peer connection made since the start, by transport, and how many of them were
+    /// encrypted.
+    pub connections_by_transport: BTreeMap<&'static str, u64>,
+    pub encrypted_connections: u64,
     /// HTTP web seeds (BEP 19) and how each fares.
     pub web_seeds: Vec<WebSeedStatus>,
 }
@@ -102,7 +112,7 @@ pub struct MemoryUsage {
 
 pub(crate) enum Command {
     Incoming {
-        stream: TcpStream,
+        stream: PeerStream,
         addr: SocketAddr,
         handshake: Handshake,
     },
@@ -126,7 +136,7 @@ pub(crate) enum Command {
 
 /// Outcomes of work the task started in the background.
 enum Background {
-    Dialed { peer: PeerKey, result: Result<(TcpStream, Handshake), ConnError> },
+    Dialed { peer: PeerKey, result: Result<(PeerStream, Handshake), ConnError> },
     Announced { url: String, event: AnnounceEvent, result: Result<AnnounceResponse, String> },
     WebSeedFetched { seed: PeerKey, id: u64, end: FetchEnd },
     DhtPeers(Vec<SocketAddr>),
@@ -158,6 +168,31 @@ pub(crate) struct TorrentSetup {
     pub dht: Option<Dht>,
     /// The session's LSD socket, when local service discovery is on.
     pub lsd: Option<Lsd>,
+    /// Protocol encryption for the peers this torrent dials.
+    pub encryption: EncryptionPolicy,
+}
+
+/// What carries a peer connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    WebRtc,
+}
+
+impl Transport {
+    /// The name progress lines and `--json` count peers under.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::WebRtc => "webrtc",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct LinkKind {
+    transport: Transport,
+    encrypted: bool,
 }
 
 /// How often the status snapshot is republished while data moves.
@@ -189,6 +224,10 @@ pub(crate) fn spawn(
         memory: None,
         readers: 0,
         webrtc_peers: 0,
+        peers_by_transport: BTreeMap::new(),
+        encrypted_peers: 0,
+        connections_by_transport: BTreeMap::new(),
+        encrypted_connections: 0,
         web_seeds: Vec::new(),
     };
     let (status_tx, status_rx) = watch::channel(initial);
@@ -233,7 +272,10 @@ pub(crate) fn spawn(
         announcer,
         announce_key: (setup.random_seed >> 32) as u32,
         links: HashMap::new(),
-        webrtc_peers: HashSet::new(),
+        transports: HashMap::new(),
+        connections_by_transport: BTreeMap::new(),
+        encrypted_connections: 0,
+        encryption: setup.encryption,
         disk: None,
         peer_tx,
         disk_tx,
@@ -264,8 +306,13 @@ struct TorrentTask {
     announcer: Announcer,
     announce_key: u32,
     links: HashMap<PeerKey, PeerLink>,
-    /// Which of `links` run over WebRTC.
-    webrtc_peers: HashSet<PeerKey>,
+    /// How each of `links` is carried.
+    transports: HashMap<PeerKey, LinkKind>,
+    /// Connections made since the start, by transport; and the encrypted ones.
+    connections_by_transport: BTreeMap<&'static str, u64>,
+    encrypted_connections: u64,
+    /// Which ways out (and in) protocol encryption allows.
+    encryption: EncryptionPolicy,
     disk: Option<DiskHandle>,
     peer_tx: mpsc::Sender<PeerInput>,
     disk_tx: mpsc::UnboundedSender<DiskDone>,
@@ -430,7 +477,18 @@ impl TorrentTask {
                 budget: b.budget,
             }),
             readers: self.core.readers().count(),
-            webrtc_peers: self.webrtc_peers.len(),
+            webrtc_peers: self
+                .transports
+                .values()
+                .filter(|kind| kind.transport == Transport::WebRtc)
+                .count(),
+            peers_by_transport: self.transports.values().fold(BTreeMap::new(), |mut by, kind| {
+                *by.entry(kind.transport.name()).or_default() += 1;
+                by
+            }),
+            encrypted_peers: self.transports.values().filter(|kind| kind.encrypted).count(),
+            connections_by_transport: self.connections_by_transport.clone(),
+            encrypted_connections: self.encrypted_connections,
             web_seeds: self.core.web_seeds(self.clock.now()),
         };
         let _ = self.status_tx.send(status);
@@ -575,6 +633,8 @@ impl TorrentTask {
                     self.core.on_incoming(now, Some(addr), PeerSource::Incoming, &handshake)
                 {
                     let ours = self.core.handshake().encode().to_vec();
+                    let encrypted = stream.is_encrypted();
+                    self.count_link(key, LinkKind { transport: Transport::Tcp, encrypted });
                     let link = PeerLink::spawn(
                         stream,
                         key,
@@ -602,7 +662,8 @@ impl TorrentTask {
                             self.upload_limit.clone(),
                         );
                         self.links.insert(key, link);
-                        self.webrtc_peers.insert(key);
+                        let kind = LinkKind { transport: Transport::WebRtc, encrypted: true };
+                        self.count_link(key, kind);
                         // A new browser peer is news to whoever shows the swarm; do not
                         // make it wait for the next periodic snapshot.
                         self.publish();
@@ -621,6 +682,13 @@ impl TorrentTask {
         }
     }
 
+    /// Notes how a new connection is carried, for the counts users see.
+    fn count_link(&mut self, peer: PeerKey, kind: LinkKind) {
+        *self.connections_by_transport.entry(kind.transport.name()).or_default() += 1;
+        self.encrypted_connections += u64::from(kind.encrypted);
+        self.transports.insert(peer, kind);
+    }
+
     fn on_peer_input(&mut self, input: PeerInput) {
         let now = self.clock.now();
         match input {
@@ -632,7 +700,7 @@ impl TorrentTask {
             PeerInput::Closed { peer, reason } => {
                 tracing::debug!(?peer, "peer closed: {reason}");
                 self.links.remove(&peer);
-                self.webrtc_peers.remove(&peer);
+                self.transports.remove(&peer);
                 self.core.on_disconnected(now, peer);
             }
         }
@@ -644,6 +712,8 @@ impl TorrentTask {
             Background::Dialed { peer, result } => match result {
                 Ok((stream, handshake)) => {
                     if self.core.on_connected(now, peer, &handshake) {
+                        let encrypted = stream.is_encrypted();
+                        self.count_link(peer, LinkKind { transport: Transport::Tcp, encrypted });
                         let link = PeerLink::spawn(
                             stream,
                             peer,
@@ -748,14 +818,15 @@ impl TorrentTask {
                     let ours = self.core.handshake();
                     let bg = self.bg_tx.clone();
                     let local = self.local_ip;
+                    let policy = self.encryption;
                     tokio::spawn(async move {
-                        let result = dial(addr, local, &ours).await;
+                        let result = dial(addr, local, &ours, policy).await;
                         let _ = bg.send(Background::Dialed { peer, result });
                     });
                 }
                 Action::Disconnect { peer, reason } => {
                     tracing::debug!(?peer, %reason, "disconnecting");
-                    self.webrtc_peers.remove(&peer);
+                    self.transports.remove(&peer);
                     if let Some(link) = self.links.remove(&peer) {
                         link.close();
                     }

@@ -287,6 +287,8 @@ async fn run_until_stopped(
                         "peers": s.peers,
                         "peers_by_source": s.peers_by_source,
                         "webrtc_peers": status.webrtc_peers,
+                        "peers_by_transport": status.peers_by_transport,
+                        "encrypted_peers": status.encrypted_peers,
                         "web_seeds": s.web_seeds,
                         "web_seed_status": transfer::web_seeds_json(&status),
                         "readers": status.readers,

@@ -40,6 +40,8 @@ pub fn status_json(handle: &TorrentHandle, files: &[ServedFile], network: &Netwo
             network.port_mapping.as_ref().map(|w| w.borrow().clone()).as_ref()
         ),
         "webrtc_peers": status.webrtc_peers,
+        "peers_by_transport": status.peers_by_transport,
+        "encrypted_peers": status.encrypted_peers,
         "seeds": s.seeds,
         "pieces_have": s.pieces_have,
         "pieces_total": s.pieces_total,
@@ -126,7 +128,8 @@ async function refresh() {{
     const s = await (await fetch('/api/status')).json();
     const p = document.getElementById('progress');
     p.max = Math.max(1, s.pieces_total); p.value = s.pieces_have;
-    const sources = Object.entries(s.peers_by_source || {{}}).map(([k, n]) => `${{k}} ${{n}}`).join(', ');
+    const counts = (by) => Object.entries(by || {{}}).map(([k, n]) => `${{k}} ${{n}}`).join(', ');
+    const sources = s.peers ? `${{counts(s.peers_by_source)}}; ${{counts(s.peers_by_transport)}}; ${{s.encrypted_peers}} encrypted` : '';
     let text = `${{s.phase}} · ${{s.pieces_have}}/${{s.pieces_total}} pieces · ${{s.peers}} peers${{sources ? ` (${{sources}})` : ''}} · ` +
       `↓ ${{size(s.download_rate)}}/s · ↑ ${{size(s.upload_rate)}}/s · ${{s.readers}} readers`;
     if (s.dht_nodes != null) text += ` · DHT ${{s.dht_nodes}} nodes`;

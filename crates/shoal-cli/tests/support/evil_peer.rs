@@ -82,6 +82,8 @@ pub enum PeerEvent {
 #[derive(Default)]
 struct Counters {
     accepted: AtomicUsize,
+    /// Connections that opened with an encrypted handshake, hung up on.
+    declined: AtomicUsize,
     requests_answered: AtomicU64,
     bytes_sent: AtomicU64,
 }
@@ -132,6 +134,12 @@ impl EvilPeer {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.counters.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Times Shoal dialled this peer to speak BitTorrent: accepted connections less the
+    /// encrypted attempts hung up on (each followed by Shoal's plaintext retry).
+    pub fn dialled(&self) -> usize {
+        self.accepted() - self.counters.declined.load(Ordering::SeqCst)
     }
 
     /// Requests answered with fabricated data so far.
@@ -244,7 +252,7 @@ enum End {
     Closed(String),
     /// Shoal sent something invalid.
     Violation(String),
-    /// The test is over.
+    /// The test is over, or the peer hung up by itself.
     Stopped,
 }
 
@@ -271,6 +279,12 @@ fn run_script(conn: usize, stream: &mut TcpStream, ctx: &Context) -> End {
     let mut theirs = [0u8; HANDSHAKE_LEN];
     if let Err(end) = read_exact(stream, &mut theirs, ctx) {
         return end;
+    }
+    if shoal_proto::mse::looks_plain(&theirs) == Some(false) {
+        // An encrypted (MSE) handshake: this peer speaks plaintext only and hangs up, as such
+        // clients do; Shoal is expected to dial again in plaintext, where the script runs.
+        ctx.counters.declined.fetch_add(1, Ordering::SeqCst);
+        return End::Stopped;
     }
     let handshake = match Handshake::parse(&theirs) {
         Ok(Some(hs)) => hs,

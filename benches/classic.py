@@ -47,7 +47,11 @@ def parse_args():
     ap.add_argument("--sizes", default="200M,1G", help="payload sizes, binary units (default 200M,1G)")
     ap.add_argument("--runs", type=int, default=3, help="runs per client and size; the table shows medians")
     ap.add_argument("--only", default=",".join(clients.LEECHERS),
-                    help="clients to run (default %s)" % ",".join(clients.LEECHERS))
+                    help="clients to run (default %s; also %s: Shoal with --no-utp, and with "
+                         "encryption off too)" % (",".join(clients.LEECHERS), ",".join(clients.SHOAL_VARIANTS)))
+    ap.add_argument("--transport", choices=["tcp", "utp"], default="tcp",
+                    help="utp: the libtorrent seeder and leecher speak uTP only (TCP off both ways); "
+                         "Shoal leeches with its defaults (it picks uTP when the peer answers on it)")
     ap.add_argument("--scenarios", default="lt,self",
                     help="lt: libtorrent seeder -> each client; self: shoal -> shoal, rqbit -> rqbit")
     ap.add_argument("--cache-dir", default=os.path.join(default_target, "bench-classic"),
@@ -64,8 +68,10 @@ def parse_args():
     a = ap.parse_args()
     a.only = [c.strip() for c in a.only.split(",") if c.strip()]
     for c in a.only:
-        if c not in clients.LEECHERS:
-            ap.error("unknown client %r (known: %s)" % (c, ", ".join(clients.LEECHERS)))
+        if c not in clients.KNOWN:
+            ap.error("unknown client %r (known: %s)" % (c, ", ".join(clients.KNOWN)))
+        if a.transport == "utp" and c in ("rqbit", "aria2"):
+            ap.error("%s is not benchmarked over uTP (aria2 has no uTP; rqbit's is experimental)" % c)
     a.scenarios = [s.strip() for s in a.scenarios.split(",") if s.strip()]
     for s in a.scenarios:
         if s not in SCENARIO_NAMES:
@@ -142,7 +148,7 @@ class Bench:
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
         argv = clients.leech_argv(client, self.paths, payload.torrent, out, "%s:%d" % seed_addr,
-                                  self.tracker.url, limit)
+                                  self.tracker.url, limit, utp=self.a.transport == "utp")
         run = procs.Run(tag, argv, os.path.join(self.logs, tag + ".log"), os.path.join(self.logs, tag + ".time"),
                         limit)
         rc = run.wait(limit + 10)
@@ -178,7 +184,8 @@ class Bench:
         out = os.path.join(self.a.dl_dir, tag)
         shutil.rmtree(out, ignore_errors=True)
         os.makedirs(out)
-        argv = clients.leech_argv("libtorrent", self.paths, payload.torrent, out, "%s:%d" % seed_addr, "", limit)
+        argv = clients.leech_argv("libtorrent", self.paths, payload.torrent, out, "%s:%d" % seed_addr, "", limit,
+                                  utp=self.a.transport == "utp")
         run = procs.Run(tag, argv, os.path.join(self.logs, tag + ".log"), os.path.join(self.logs, tag + ".time"), limit)
         rc = run.wait(limit + 10)
         shutil.rmtree(out, ignore_errors=True)
@@ -190,10 +197,17 @@ class Bench:
         total_limit = 120 + sum(limit_for(p.size, self.a.timeout) + 15 for p in items) * self.a.runs * len(self.a.only)
         argv = [clients.PYTHON, os.path.join(HERE, "lt_seeder.py"), "--ip", LT_SEED_IP, "--port", str(port),
                 "--data-dir", self.a.cache_dir, "--max-seconds", str(int(total_limit))] + [p.torrent for p in items]
+        if self.a.transport == "utp":
+            argv += ["--set", "enable_incoming_utp=true", "--set", "enable_outgoing_utp=true",
+                     "--set", "enable_incoming_tcp=false", "--set", "enable_outgoing_tcp=false"]
         seeder = procs.Run("lt-seeder", argv, os.path.join(self.logs, "lt-seeder.log"),
                            os.path.join(self.logs, "lt-seeder.time"), total_limit + 30)
         try:
-            for p in items:
+            if self.a.transport == "utp":
+                # No TCP to probe it over: its own word that every torrent is seeding.
+                if not seeder.wait_for_line("READY", 300):
+                    raise SystemExit("libtorrent seeder never got ready:\n%s" % seeder.log_tail())
+            for p in items if self.a.transport == "tcp" else []:
                 if not bt_probe.wait_until_seeding(LT_SEED_IP, port, p.info_hash, p.num_pieces, 120,
                                                    alive=lambda: seeder.poll() is None):
                     raise SystemExit("libtorrent seeder is not seeding %s:\n%s" % (p.label, seeder.log_tail()))

@@ -14,7 +14,15 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"  # Debian's python3-libtorrent lives in the system interpreter
 
 LEECHERS = ("shoal", "rqbit", "libtorrent", "aria2")
-SELF_SEEDERS = ("shoal", "rqbit")  # clients also benchmarked as X -> X
+# Shoal with other flags than its defaults (uTP first, protocol encryption preferred), to
+# compare transports and encryption on the same setup.
+SHOAL_VARIANTS = {
+    "shoal-tcp": ["--no-utp"],
+    "shoal-plain": ["--no-utp", "--encryption", "disable"],
+    "shoal-rc4": ["--no-utp", "--encryption", "require"],
+}
+KNOWN = LEECHERS + tuple(SHOAL_VARIANTS)
+SELF_SEEDERS = ("shoal", "rqbit") + tuple(SHOAL_VARIANTS)  # clients also benchmarked as X -> X
 
 
 def find_shoal(repo_root, explicit=None):
@@ -32,6 +40,8 @@ def find_rqbit(explicit=None):
 
 def binary_for(client, paths):
     """The executable a client needs, or None when it needs none we look up (libtorrent)."""
+    if client in SHOAL_VARIANTS:
+        return paths["shoal"]
     return {"shoal": paths["shoal"], "rqbit": paths["rqbit"], "aria2": shutil.which("aria2c") or "aria2c",
             "libtorrent": PYTHON}[client]
 
@@ -44,17 +54,20 @@ def _rqbit_globals(listen_ip, listen_port=None):
     return args
 
 
-def leech_argv(client, paths, torrent, out_dir, peer, tracker_url, limit_s):
-    """argv that downloads `torrent` into `out_dir` from `peer` ("HOST:PORT") and then exits."""
-    if client == "shoal":
-        return [paths["shoal"], "download", torrent, "-o", out_dir, "--peer", peer, "--listen", "127.0.0.1:0"]
+def leech_argv(client, paths, torrent, out_dir, peer, tracker_url, limit_s, utp=False):
+    """argv that downloads `torrent` into `out_dir` from `peer` ("HOST:PORT") and then exits.
+    `utp`: the libtorrent leecher speaks uTP only (Shoal picks uTP by itself when the peer
+    answers on it)."""
+    if client == "shoal" or client in SHOAL_VARIANTS:
+        return ([paths["shoal"], "download", torrent, "-o", out_dir, "--peer", peer, "--listen", "127.0.0.1:0"]
+                + SHOAL_VARIANTS.get(client, []))
     if client == "rqbit":
         return ([paths["rqbit"]] + _rqbit_globals("127.0.0.1")
                 + ["download", torrent, "-o", out_dir, "--exit-on-finish", "--initial-peers", peer,
                    "--disable-http-api"])
     if client == "libtorrent":
         return [PYTHON, os.path.join(HERE, "lt_leecher.py"), torrent, out_dir, "--peer", peer,
-                "--timeout", str(int(limit_s))]
+                "--timeout", str(int(limit_s))] + (["--utp"] if utp else [])
     if client == "aria2":
         return [binary_for("aria2", paths), "--dir=" + out_dir, "--bt-tracker=" + tracker_url,
                 "--seed-time=0", "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
@@ -67,8 +80,9 @@ def leech_argv(client, paths, torrent, out_dir, peer, tracker_url, limit_s):
 
 def seed_argv(client, paths, torrent, data_dir, ip, port):
     """argv of a long-running seeder of `torrent` whose content is in `data_dir`."""
-    if client == "shoal":
-        return [paths["shoal"], "seed", torrent, "-o", data_dir, "--listen", "%s:%d" % (ip, port)]
+    if client == "shoal" or client in SHOAL_VARIANTS:
+        return ([paths["shoal"], "seed", torrent, "-o", data_dir, "--listen", "%s:%d" % (ip, port)]
+                + SHOAL_VARIANTS.get(client, []))
     if client == "rqbit":
         # `rqbit download` of complete data checks it and keeps seeding until stopped;
         # --overwrite lets it open the existing file (it only writes pieces that fail the check).

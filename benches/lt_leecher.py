@@ -22,11 +22,13 @@ def main():
     ap.add_argument("out_dir")
     ap.add_argument("--peer", required=True, help="HOST:PORT of the seeder")
     ap.add_argument("--timeout", type=float, default=300)
+    ap.add_argument("--utp", action="store_true", help="uTP only (TCP off both ways)")
     a = ap.parse_args()
 
     ses = lt.session({
         "listen_interfaces": "127.0.0.1:0",
-        "enable_incoming_utp": False, "enable_outgoing_utp": False,
+        "enable_incoming_utp": a.utp, "enable_outgoing_utp": a.utp,
+        "enable_incoming_tcp": not a.utp, "enable_outgoing_tcp": not a.utp,
         "enable_dht": False, "enable_lsd": False, "enable_upnp": False, "enable_natpmp": False,
         "enable_ip_notifier": False,
         "alert_mask": lt.alert_category.error | lt.alert_category.status,

@@ -86,6 +86,22 @@ class Run:
         system = re.search(r"System time \(seconds\): ([\d.]+)", report)
         return round(float(user.group(1)) + float(system.group(1)), 2) if user and system else None
 
+    def wait_for_line(self, prefix, limit_s):
+        """True once a line of the program's output starts with `prefix`; False when it exits
+        first or `limit_s` passes."""
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline:
+            try:
+                with open(self.log_path, errors="replace") as f:
+                    if any(line.startswith(prefix) for line in f):
+                        return True
+            except OSError:
+                pass
+            if self.poll() is not None:
+                return False
+            time.sleep(0.1)
+        return False
+
     def log_tail(self, lines=15):
         try:
             with open(self.log_path, errors="replace") as f:

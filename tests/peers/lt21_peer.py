@@ -29,7 +29,6 @@ from peerlib import fail
 
 def add_args(ap):
     ap.add_argument("--stun", default="", metavar="HOST:PORT", help="STUN server ('' = none, the default)")
-    ap.add_argument("--no-tcp", action="store_true", help="WebRTC only: no TCP connections in or out")
     ap.add_argument("--max-offers", type=int, default=None, metavar="N", help="WebRTC offers per announce")
 
 
@@ -46,8 +45,6 @@ def main():
     a.extra_settings = {"webtorrent_stun_server": a.stun, "outgoing_interfaces": ""}
     if a.max_offers is not None:
         a.extra_settings["max_webtorrent_offers"] = a.max_offers
-    if a.no_tcp:
-        a.extra_settings.update(enable_incoming_tcp=False, enable_outgoing_tcp=False)
     lt_peer.run(a)
 
 

@@ -94,8 +94,8 @@ def build_settings(a, user_agent):
         "enable_ip_notifier": False,
         "enable_incoming_utp": a.utp,
         "enable_outgoing_utp": a.utp,
-        "enable_incoming_tcp": True,
-        "enable_outgoing_tcp": True,
+        "enable_incoming_tcp": not a.no_tcp,
+        "enable_outgoing_tcp": not a.no_tcp,
         "allow_multiple_connections_per_ip": True,
         # Loopback test setups: trackers and web seeds on 127.x with arbitrary paths, peers on any
         # port, quick reconnects instead of the minute-long Internet defaults.
@@ -187,6 +187,11 @@ class Dialer:
         self.pending -= connected
         for host, port in self.pending:
             self.handle.connect_peer((host, port))
+
+
+def listen_socket_type(a):
+    """The listen socket that says the peer is up: TCP's, or uTP's when TCP is off."""
+    return lt.socket_type_t.udp if a.no_tcp and a.utp else lt.socket_type_t.tcp
 
 
 def wait_listening(ses, life, timeout=15.0, socket_type=lt.socket_type_t.tcp):
@@ -339,7 +344,7 @@ def cmd_seed(a):
     if a.trust_data:
         p.flags |= lt.torrent_flags.seed_mode
     h = ses.add_torrent(p)
-    port, pending_alerts = wait_listening(ses, life)
+    port, pending_alerts = wait_listening(ses, life, socket_type=listen_socket_type(a))
     peers = PeerEvents(a.ip, port, dht_wanted(a))
     dialer = Dialer(h, a.connect)
     has_trackers = bool(h.trackers())
@@ -411,7 +416,7 @@ def cmd_leech(a):
     p = add_params(a.source, a.out_dir, a.tracker)
     t0 = time.monotonic()
     h = ses.add_torrent(p)
-    port, pending_alerts = wait_listening(ses, life)
+    port, pending_alerts = wait_listening(ses, life, socket_type=listen_socket_type(a))
     peers = PeerEvents(a.ip, port, dht_wanted(a))
     emit("ready", port=port, ip=a.ip, info_hash=info_hash_hex(h), libtorrent=lt.__version__)
     dialer = Dialer(h, a.connect)
@@ -508,6 +513,8 @@ def add_network_args(ap):
     ap.add_argument("--ip", default="127.0.0.1", help="address to listen on and dial from (default 127.0.0.1)")
     ap.add_argument("--port", type=int, default=0, help="listen port (default 0: any free port, reported in 'ready')")
     ap.add_argument("--utp", action="store_true", help="enable uTP (off by default: TCP only)")
+    ap.add_argument("--no-tcp", action="store_true",
+                    help="no TCP connections in or out (uTP only with --utp; WebRTC only in lt21_peer.py)")
     ap.add_argument("--upload-limit", type=int, default=0, metavar="BYTES_PER_S", help="0 = unlimited")
     ap.add_argument("--encryption", choices=["enabled", "forced", "disabled"], default="enabled",
                     help="protocol encryption: enabled (libtorrent's default: either, both ways), "
@@ -549,8 +556,8 @@ def make_parser(description, add_args=None):
                    help="UDP (and TCP) port (default 0: any free port, reported in 'ready')")
     add_dht_args(d, "bootstrap from this node (repeatable; default: none, the first node of a DHT)")
     peerlib.add_common_args(d)
-    d.set_defaults(utp=False, upload_limit=0, download_limit=0, connect=[], tracker=[],
-                   encryption="enabled")
+    d.set_defaults(utp=False, no_tcp=False, upload_limit=0, download_limit=0, connect=[],
+                   tracker=[], encryption="enabled")
     if add_args:
         add_args(s)
         add_args(l)

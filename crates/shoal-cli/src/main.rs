@@ -289,6 +289,9 @@ pub struct DiscoveryArgs {
     /// peers get nothing); disable: plaintext only.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = Encryption::Prefer)]
     pub encryption: Encryption,
+    /// TCP only: no uTP, neither on the listen port's UDP side nor when dialling.
+    #[arg(long)]
+    pub no_utp: bool,
 }
 
 /// `--encryption`'s values.
@@ -312,6 +315,7 @@ impl DiscoveryArgs {
                 Encryption::Require => shoal::EncryptionPolicy::Require,
                 Encryption::Disable => shoal::EncryptionPolicy::Disable,
             },
+            utp: !self.no_utp,
         }
     }
 

@@ -29,6 +29,7 @@ pub struct Discovery {
     pub lsd: bool,
     pub port_mapping: bool,
     pub encryption: shoal::EncryptionPolicy,
+    pub utp: bool,
 }
 
 /// What the user asked to run.
@@ -179,6 +180,7 @@ pub async fn start_session(options: SessionOptions) -> Result<Session, CliError>
         lsd: options.discovery.lsd,
         port_mapping: options.discovery.port_mapping,
         encryption: options.discovery.encryption,
+        utp: options.discovery.utp,
         ..SessionConfig::default()
     };
     config.torrent.file_ends_first = options.purpose == SessionPurpose::Streaming;

@@ -479,7 +479,7 @@ fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
                 arg("--no-webrtc"),
                 arg("--listen"),
                 arg(format!("{}:0", host.lan_addr())),
-                // The DHT on (so its UDP port is mapped too), joining through nobody.
+                // The DHT on, joining through nobody: it takes another UDP port than uTP's.
                 arg("--dht-bootstrap"),
                 arg(format!("{internet}:9")),
                 arg("--dht-state"),
@@ -491,14 +491,13 @@ fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
             assert_eq!(mapping["mapped"], true, "{mapping}\n{}", host.router_state());
             assert_eq!(mapping["protocol"], expected, "{mapping}");
             let listen: std::net::SocketAddr = started["listen"].as_str().unwrap().parse().unwrap();
-            let dht: std::net::SocketAddr = started["dht"].as_str().unwrap().parse().unwrap();
             let public = std::net::SocketAddr::from((host.public_addr(), listen.port()));
             assert_eq!(mapping["tcp"], public.to_string(), "{mapping}");
-            let public_udp = std::net::SocketAddr::from((host.public_addr(), dht.port()));
-            assert_eq!(mapping["udp"], public_udp.to_string(), "{mapping}");
+            // UDP: uTP's port, the listen port's UDP side.
+            assert_eq!(mapping["udp"], public.to_string(), "{mapping}");
             let router = host.port_mapper().expect("miniupnpd");
             let forwarded = router.port_mappings().expect("the router's mappings");
-            for (protocol, port) in [("TCP", listen.port()), ("UDP", dht.port())] {
+            for (protocol, port) in [("TCP", listen.port()), ("UDP", listen.port())] {
                 assert!(
                     forwarded.iter().any(|m| m.protocol == protocol
                         && m.external_port == port
@@ -548,15 +547,7 @@ fn libtorrent_requiring_encryption_seeds_to_shoal() {
     let opts = PeerOpts { extra_args: lt_encryption("forced"), ..PeerOpts::default() };
     let seed = lt_seed(&fx.torrent.path, &fx.data, &opts).unwrap();
     let out = fx.out("shoal-encrypted");
-    let complete = shoal_download(&[
-        arg(&fx.torrent.path),
-        arg("-o"),
-        arg(&out),
-        arg("--listen"),
-        arg(format!("{}:0", loopback_ip())),
-        arg("--peer"),
-        arg(seed.addr().to_string()),
-    ]);
+    let complete = shoal_download_from(&fx.torrent.path, &out, seed.addr(), &[]);
     assert_eq!(complete["encrypted_connections"], 1, "{complete}");
     assert_eq!(complete["connections_by_transport"]["tcp"], 1, "{complete}");
     assert_trees_equal(&fx.shared(), &downloaded(&out));
@@ -565,15 +556,7 @@ fn libtorrent_requiring_encryption_seeds_to_shoal() {
     let opts = PeerOpts { extra_args: lt_encryption("disabled"), ..PeerOpts::default() };
     let seed = lt_seed(&fx.torrent.path, &fx.data, &opts).unwrap();
     let out = fx.out("shoal-plaintext");
-    let complete = shoal_download(&[
-        arg(&fx.torrent.path),
-        arg("-o"),
-        arg(&out),
-        arg("--listen"),
-        arg(format!("{}:0", loopback_ip())),
-        arg("--peer"),
-        arg(seed.addr().to_string()),
-    ]);
+    let complete = shoal_download_from(&fx.torrent.path, &out, seed.addr(), &[]);
     assert_eq!(complete["encrypted_connections"], 0, "{complete}");
     assert_eq!(complete["connections_by_transport"]["tcp"], 1, "{complete}");
     assert_trees_equal(&fx.shared(), &downloaded(&out));
@@ -628,4 +611,41 @@ fn shoal_seed_requiring_encryption_serves_only_encrypting_peers() {
         lt_leech(&fx.torrent.path, &out, &PeerOpts::default().connect(seed.addr())).unwrap();
     let done = seed.serve(&mut leech);
     assert_eq!(done["bytes"], fx.torrent.total_size, "{done}");
+}
+
+/// uTP only: libtorrent with TCP off both ways.
+fn utp_only() -> PeerOpts {
+    PeerOpts { utp: true, extra_args: vec!["--no-tcp".into()], ..PeerOpts::default() }
+}
+
+/// uTP (BEP 29), Shoal dialling: a libtorrent seeder that speaks uTP only serves `shoal
+/// download --peer`, over uTP (MSE with the plaintext method: both sides' defaults).
+#[test]
+fn utp_only_libtorrent_seeds_to_shoal() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(50);
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &utp_only()).unwrap();
+    let out = fx.out("shoal-utp");
+    let complete = shoal_download_from(&fx.torrent.path, &out, seed.addr(), &[]);
+    assert_eq!(complete["connections_by_transport"]["utp"], 1, "{complete}");
+    assert_eq!(complete["encrypted_connections"], 0, "{complete}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
+}
+
+/// uTP, Shoal accepting: a libtorrent leecher that speaks uTP only downloads from `shoal seed`
+/// (uTP on the listen port's UDP side).
+#[test]
+fn utp_only_libtorrent_leeches_from_shoal() {
+    if skip_interop() {
+        return;
+    }
+    let fx = Fixture::new(51);
+    let mut seed = shoal_seed(&fx.torrent.path, loopback_ip(), &[arg("-o"), arg(&fx.data)]);
+    let out = fx.out("lt-utp");
+    let mut leech = lt_leech(&fx.torrent.path, &out, &utp_only().connect(seed.addr())).unwrap();
+    let done = seed.serve(&mut leech);
+    assert_eq!(done["bytes"], fx.torrent.total_size, "{done}");
+    assert_trees_equal(&fx.shared(), &downloaded(&out));
 }

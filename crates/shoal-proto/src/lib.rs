@@ -26,6 +26,7 @@ pub mod streaming;
 pub mod time;
 pub mod torrent;
 pub mod types;
+pub mod utp;
 pub mod webseed;
 pub mod wire;
 

@@ -18,6 +18,8 @@ pub mod storage;
 pub mod stream;
 mod torrent_task;
 pub mod tracker;
+mod transport;
+pub mod utp;
 pub mod webrtc;
 pub mod webseed;
 

@@ -13,13 +13,13 @@ use shoal_proto::mse::{
 use shoal_proto::wire::{Handshake, HANDSHAKE_LEN};
 use shoal_proto::InfoHash;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::peer_conn::{ConnError, HANDSHAKE_TIMEOUT};
+use crate::transport::Socket;
 
 /// A peer connection's byte stream once the handshakes are done.
 pub struct PeerStream {
-    pub(crate) socket: TcpStream,
+    pub(crate) socket: Socket,
     /// `Some` when the stream is RC4-encrypted (boxed: two RC4 states are half a kilobyte,
     /// carried in every connection's messages).
     pub(crate) ciphers: Option<Box<Ciphers>>,
@@ -29,14 +29,18 @@ pub struct PeerStream {
 }
 
 impl PeerStream {
-    pub fn plain(socket: TcpStream) -> PeerStream {
+    pub fn plain(socket: Socket) -> PeerStream {
         PeerStream { socket, ciphers: None, read_ahead: BytesMut::new() }
     }
 
-    fn from_established(socket: TcpStream, established: Established) -> PeerStream {
+    fn from_established(socket: Socket, established: Established) -> PeerStream {
         let mut read_ahead = BytesMut::from(&established.initial_payload[..]);
         read_ahead.extend_from_slice(&established.rest);
         PeerStream { socket, ciphers: established.ciphers.map(Box::new), read_ahead }
+    }
+
+    pub fn transport(&self) -> crate::torrent_task::Transport {
+        self.socket.transport()
     }
 
     /// Whether what follows the handshake is RC4-encrypted.
@@ -89,7 +93,7 @@ fn failed(addr: SocketAddr, error: MseError) -> ConnError {
 /// Runs the handshake as the connecting side, sending `ours` (our BitTorrent handshake) as the
 /// initial payload; then reads the peer's BitTorrent handshake.
 pub async fn initiate(
-    mut socket: TcpStream,
+    mut socket: Socket,
     addr: SocketAddr,
     provide: Methods,
     ours: &Handshake,
@@ -125,7 +129,7 @@ pub async fn initiate(
 /// BitTorrent handshake; `torrent` names the torrent of ours an obfuscated info hash stands
 /// for. Then reads the peer's BitTorrent handshake.
 pub async fn respond(
-    mut socket: TcpStream,
+    mut socket: Socket,
     addr: SocketAddr,
     first: &[u8],
     policy: EncryptionPolicy,

@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 
 use crate::mse::{self, PeerStream};
 use crate::rate::UploadLimit;
+use crate::transport::Socket;
+use crate::utp::UtpSocket;
 
 /// How long a dial plus handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -60,16 +62,11 @@ pub async fn dial(
     local: Option<IpAddr>,
     ours: &Handshake,
     policy: EncryptionPolicy,
+    utp: Option<&UtpSocket>,
 ) -> Result<(PeerStream, Handshake), ConnError> {
     let mut refused = None;
     for attempt in policy.attempts() {
-        let connect = tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_from(addr, local)).await;
-        let socket = match connect {
-            Err(_) => return Err(ConnError::Timeout { addr }),
-            Ok(Err(source)) => return Err(ConnError::Connect { addr, source }),
-            Ok(Ok(s)) => s,
-        };
-        let _ = socket.set_nodelay(true);
+        let socket = open(addr, local, utp).await?;
         let opened = match attempt {
             Attempt::Plain => plain_handshake(socket, addr, ours).await,
             Attempt::Encrypted(provide) => mse::initiate(socket, addr, *provide, ours).await,
@@ -92,8 +89,56 @@ pub async fn dial(
     Err(refused.unwrap_or(ConnError::NoWayIn { addr }))
 }
 
+/// Least time uTP still gets once TCP has connected (see [`open`]).
+const UTP_GRACE: Duration = Duration::from_millis(20);
+
+/// Opens a byte stream to `addr`, over uTP when the peer speaks it (libtorrent, qBittorrent
+/// and µTorrent prefer it: LEDBAT yields to the user's other traffic, and some peers behind
+/// NATs take nothing else), else TCP. Both are tried at once; uTP wins if it connects first,
+/// or within [`UTP_GRACE`] (at least as long again as TCP took) after TCP: a peer that speaks
+/// uTP answers within a round trip, and one that does not costs no more than that wait. The
+/// loser is dropped. (libtorrent tries uTP alone first and falls back after its 3 s connect
+/// timeout: every TCP-only peer costs it 3 s.)
+async fn open(
+    addr: SocketAddr,
+    local: Option<IpAddr>,
+    utp: Option<&UtpSocket>,
+) -> Result<Socket, ConnError> {
+    let started = tokio::time::Instant::now();
+    let tcp = async {
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_from(addr, local)).await {
+            Err(_) => Err(ConnError::Timeout { addr }),
+            Ok(Err(source)) => Err(ConnError::Connect { addr, source }),
+            Ok(Ok(s)) => {
+                let _ = s.set_nodelay(true);
+                Ok(Socket::Tcp(s))
+            }
+        }
+    };
+    let Some(utp) = utp.filter(|u| u.local_addr().is_ipv4() == addr.is_ipv4()) else {
+        return tcp.await;
+    };
+    let utp_connect = utp.connect(addr);
+    tokio::pin!(utp_connect, tcp);
+    let tcp_socket = tokio::select! {
+        connected = &mut utp_connect => return match connected {
+            Ok(stream) => Ok(Socket::Utp(stream)),
+            Err(_) => tcp.await,
+        },
+        connected = &mut tcp => match connected {
+            Ok(socket) => socket,
+            Err(e) => return utp_connect.await.map(Socket::Utp).map_err(|_| e),
+        },
+    };
+    let grace = started.elapsed().max(UTP_GRACE);
+    match tokio::time::timeout(grace, &mut utp_connect).await {
+        Ok(Ok(stream)) => Ok(Socket::Utp(stream)),
+        _ => Ok(tcp_socket),
+    }
+}
+
 async fn plain_handshake(
-    mut socket: TcpStream,
+    mut socket: Socket,
     addr: SocketAddr,
     ours: &Handshake,
 ) -> Result<(PeerStream, Handshake), ConnError> {
@@ -149,14 +194,22 @@ impl PeerLink {
         limit: Option<UploadLimit>,
     ) -> PeerLink {
         let PeerStream { socket, ciphers, read_ahead } = stream;
-        let _ = socket.set_nodelay(true);
-        let (read, write) = socket.into_split();
         let (encrypt, decrypt) = match ciphers.map(|c| *c) {
             Some(Ciphers { encrypt, decrypt }) => (Some(encrypt), Some(decrypt)),
             None => (None, None),
         };
         let reading = Reading { peer, max_frame, input: input.clone(), decrypt, read_ahead };
-        Self::spawn_halves(read, write, reading, preamble, encrypt, limit)
+        match socket {
+            Socket::Tcp(tcp) => {
+                let _ = tcp.set_nodelay(true);
+                let (read, write) = tcp.into_split();
+                Self::spawn_halves(read, write, reading, preamble, encrypt, limit)
+            }
+            Socket::Utp(utp) => {
+                let (read, write) = tokio::io::split(utp);
+                Self::spawn_halves(read, write, reading, preamble, encrypt, limit)
+            }
+        }
     }
 
     /// Starts the reader and writer tasks on any byte stream (a WebRTC data channel, say),

@@ -13,7 +13,7 @@ use shoal_proto::mse::EncryptionPolicy;
 use shoal_proto::torrent::{Torrent, TorrentConfig};
 use shoal_proto::{InfoHash, PeerId};
 use thiserror::Error;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::Clock;
@@ -28,6 +28,8 @@ use crate::stream::FileStream;
 use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, TorrentStatus};
 use crate::tracker::ws::{WebRtcPeer, WsTrackers};
 use crate::tracker::{TrackerClient, TrackerClientConfig};
+use crate::transport::Socket;
+use crate::utp::{UtpSocket, UtpStream};
 use crate::webrtc::{self, Endpoint, WebRtcConfig};
 use crate::webseed::{WebSeedClient, WebSeedClientConfig};
 
@@ -47,6 +49,8 @@ pub enum SessionError {
     WebRtc(#[from] webrtc::WebRtcError),
     #[error("cannot start the DHT: {0}")]
     Dht(#[from] DhtError),
+    #[error("cannot open uTP's UDP socket on {addr}: {source}")]
+    Utp { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Why a file could not be opened for streaming.
@@ -76,8 +80,11 @@ pub struct SessionConfig {
     /// Ask the home router (PCP, NAT-PMP, UPnP IGD) to forward the listen port (and the
     /// DHT's UDP port) to us; off by default here, as the DHT.
     pub port_mapping: bool,
-    /// Protocol encryption (MSE) for TCP peers, both ways.
+    /// Protocol encryption (MSE) for TCP and uTP peers, both ways.
     pub encryption: EncryptionPolicy,
+    /// uTP (BEP 29) on the listen port's UDP side, both ways; outgoing connections try it
+    /// before TCP.
+    pub utp: bool,
 }
 
 impl Default for SessionConfig {
@@ -91,6 +98,7 @@ impl Default for SessionConfig {
             lsd: false,
             port_mapping: false,
             encryption: EncryptionPolicy::default(),
+            utp: true,
         }
     }
 }
@@ -141,6 +149,7 @@ pub struct Session {
     lsd: Option<Lsd>,
     port_mapper: Option<PortMapper>,
     announced_port: AnnouncedPort,
+    utp: Option<Arc<UtpSocket>>,
 }
 
 impl Session {
@@ -159,6 +168,18 @@ impl Session {
                 Some(bound)
             }
             None => None,
+        };
+        // uTP on the UDP side of the listen port, where peers dial it (trackers and the DHT
+        // carry one port for both).
+        let utp = match (config.utp, listen_addr) {
+            (true, Some(listen)) => match UtpSocket::bind(listen).await {
+                Ok((socket, accepted)) => {
+                    tokio::spawn(accept_utp(accepted, routes.clone(), config.encryption));
+                    Some(Arc::new(socket))
+                }
+                Err(source) => return Err(SessionError::Utp { addr: listen, source }),
+            },
+            _ => None,
         };
         // Listening on one address means speaking from it too (see `peer_conn::source_ip`).
         let local_ip = listen_addr.map(|a| a.ip()).filter(|ip| !ip.is_unspecified());
@@ -194,10 +215,13 @@ impl Session {
         };
         let announced_port = AnnouncedPort::new(listen_addr.map_or(0, |a| a.port()));
         let port_mapper = match (config.port_mapping, listen_addr) {
-            (true, Some(listen)) => start_port_mapping(listen, dht.as_ref(), &announced_port),
+            (true, Some(listen)) => {
+                start_port_mapping(listen, utp.is_some(), dht.as_ref(), &announced_port)
+            }
             _ => None,
         };
         Ok(Session {
+            utp,
             port_mapper,
             announced_port,
             lsd,
@@ -332,6 +356,7 @@ impl Session {
             dht: self.dht.clone(),
             lsd: self.lsd.clone(),
             encryption: self.config.encryption,
+            utp: self.utp.clone(),
         });
         routes.insert(info_hash, Route { commands: commands.clone(), room });
         Ok(TorrentHandle { info_hash, name, commands, status, shared })
@@ -358,8 +383,11 @@ fn start_lsd(listen_port: u16, routes: Routes) -> Option<Lsd> {
 /// Maps the TCP listen port, and the DHT's UDP port, at the router. Not for a listener on
 /// loopback (nothing outside reaches it) nor an IPv6 one (no NAT to open: a firewall pinhole
 /// is another matter).
+/// Maps the listen port (TCP) and one UDP port: uTP's (the listen port's UDP side, which peers
+/// dial) when uTP is on, else the DHT's.
 fn start_port_mapping(
     listen: SocketAddr,
+    utp: bool,
     dht: Option<&Dht>,
     announced: &AnnouncedPort,
 ) -> Option<PortMapper> {
@@ -368,12 +396,13 @@ fn start_port_mapping(
         return None;
     }
     let local_ip = Some(*listen.ip()).filter(|ip| !ip.is_unspecified());
-    let ports = Ports { tcp: listen.port(), udp: dht.map(|d| d.local_addr().port()) };
+    let udp = if utp { Some(listen.port()) } else { dht.map(|d| d.local_addr().port()) };
+    let ports = Ports { tcp: listen.port(), udp };
     Some(PortMapper::start(ports, local_ip, announced.clone()))
 }
 
-/// Starts the DHT node on the UDP side of the listen port, as other clients do (one port
-/// to open in a firewall), unless the config names a port; any port when that one is taken.
+/// Starts the DHT node on the UDP side of the listen port unless the config names a port; any
+/// port when that one is taken (by uTP, when it is on).
 async fn start_dht(config: &DhtConfig, listen: Option<SocketAddr>) -> Result<Dht, DhtError> {
     let mut config = config.clone();
     let Some(SocketAddr::V4(listen)) = listen else { return Dht::start(config).await };
@@ -397,23 +426,42 @@ async fn start_dht(config: &DhtConfig, listen: Option<SocketAddr>) -> Result<Dht
 const MAX_PENDING_HANDSHAKES: usize = 256;
 
 async fn accept_loop(listener: TcpListener, routes: Routes, policy: EncryptionPolicy) {
-    let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let handshakes = Handshakes::new(routes, policy);
     loop {
-        let (stream, addr) = match listener.accept().await {
-            Ok(x) => x,
+        match listener.accept().await {
+            Ok((stream, addr)) => handshakes.start(Socket::Tcp(stream), addr),
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
             }
-        };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
+        }
+    }
+}
+
+/// Incoming connections' handshakes, each read in a task of its own, at most
+/// [`MAX_PENDING_HANDSHAKES`] at once (TCP and uTP each have their own budget).
+struct Handshakes {
+    pending: Arc<tokio::sync::Semaphore>,
+    routes: Routes,
+    policy: EncryptionPolicy,
+}
+
+impl Handshakes {
+    fn new(routes: Routes, policy: EncryptionPolicy) -> Self {
+        let pending = Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_HANDSHAKES));
+        Handshakes { pending, routes, policy }
+    }
+
+    /// Reads the connection's handshakes and routes it, or closes it at once when too many
+    /// are in progress.
+    fn start(&self, socket: Socket, addr: SocketAddr) {
+        let Ok(permit) = self.pending.clone().try_acquire_owned() else {
             tracing::debug!(%addr, "too many handshakes in progress; closing");
-            continue;
+            return;
         };
-        let routes = routes.clone();
+        let (routes, policy) = (self.routes.clone(), self.policy);
         tokio::spawn(async move {
-            route_incoming(stream, addr, routes, policy).await;
+            route_incoming(socket, addr, routes, policy).await;
             drop(permit);
         });
     }
@@ -422,7 +470,7 @@ async fn accept_loop(listener: TcpListener, routes: Routes, policy: EncryptionPo
 /// Reads the handshakes of an incoming connection (a plain BitTorrent one, or MSE and the
 /// BitTorrent one inside, as `policy` allows) and hands the stream to its torrent.
 async fn route_incoming(
-    mut socket: TcpStream,
+    mut socket: Socket,
     addr: SocketAddr,
     routes: Routes,
     policy: EncryptionPolicy,
@@ -459,6 +507,18 @@ async fn route_incoming(
     };
     if let Some(route) = route(&routes, &handshake.info_hash) {
         let _ = route.commands.send(Command::Incoming { stream, addr, handshake });
+    }
+}
+
+/// Routes incoming uTP connections as [`accept_loop`] does TCP ones.
+async fn accept_utp(
+    mut accepted: mpsc::Receiver<(UtpStream, SocketAddr)>,
+    routes: Routes,
+    policy: EncryptionPolicy,
+) {
+    let handshakes = Handshakes::new(routes, policy);
+    while let Some((stream, addr)) = accepted.recv().await {
+        handshakes.start(Socket::Utp(stream), addr);
     }
 }
 

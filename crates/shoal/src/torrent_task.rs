@@ -38,6 +38,7 @@ use crate::storage::{
 };
 use crate::stream::shared::StreamShared;
 use crate::tracker::TrackerClient;
+use crate::utp::UtpSocket;
 use crate::webseed::WebSeedClient;
 use shoal_proto::eviction;
 use shoal_proto::streaming::{ReaderId, ReaderWindow};
@@ -170,12 +171,15 @@ pub(crate) struct TorrentSetup {
     pub lsd: Option<Lsd>,
     /// Protocol encryption for the peers this torrent dials.
     pub encryption: EncryptionPolicy,
+    /// The session's uTP socket, tried before TCP when dialling.
+    pub utp: Option<Arc<UtpSocket>>,
 }
 
 /// What carries a peer connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Tcp,
+    Utp,
     WebRtc,
 }
 
@@ -184,6 +188,7 @@ impl Transport {
     pub fn name(self) -> &'static str {
         match self {
             Transport::Tcp => "tcp",
+            Transport::Utp => "utp",
             Transport::WebRtc => "webrtc",
         }
     }
@@ -276,6 +281,7 @@ pub(crate) fn spawn(
         connections_by_transport: BTreeMap::new(),
         encrypted_connections: 0,
         encryption: setup.encryption,
+        utp: setup.utp,
         disk: None,
         peer_tx,
         disk_tx,
@@ -313,6 +319,7 @@ struct TorrentTask {
     encrypted_connections: u64,
     /// Which ways out (and in) protocol encryption allows.
     encryption: EncryptionPolicy,
+    utp: Option<Arc<UtpSocket>>,
     disk: Option<DiskHandle>,
     peer_tx: mpsc::Sender<PeerInput>,
     disk_tx: mpsc::UnboundedSender<DiskDone>,
@@ -633,8 +640,11 @@ impl TorrentTask {
                     self.core.on_incoming(now, Some(addr), PeerSource::Incoming, &handshake)
                 {
                     let ours = self.core.handshake().encode().to_vec();
-                    let encrypted = stream.is_encrypted();
-                    self.count_link(key, LinkKind { transport: Transport::Tcp, encrypted });
+                    let kind = LinkKind {
+                        transport: stream.transport(),
+                        encrypted: stream.is_encrypted(),
+                    };
+                    self.count_link(key, kind);
                     let link = PeerLink::spawn(
                         stream,
                         key,
@@ -713,7 +723,8 @@ impl TorrentTask {
                 Ok((stream, handshake)) => {
                     if self.core.on_connected(now, peer, &handshake) {
                         let encrypted = stream.is_encrypted();
-                        self.count_link(peer, LinkKind { transport: Transport::Tcp, encrypted });
+                        let transport = stream.transport();
+                        self.count_link(peer, LinkKind { transport, encrypted });
                         let link = PeerLink::spawn(
                             stream,
                             peer,
@@ -819,8 +830,9 @@ impl TorrentTask {
                     let bg = self.bg_tx.clone();
                     let local = self.local_ip;
                     let policy = self.encryption;
+                    let utp = self.utp.clone();
                     tokio::spawn(async move {
-                        let result = dial(addr, local, &ours, policy).await;
+                        let result = dial(addr, local, &ours, policy, utp.as_deref()).await;
                         let _ = bg.send(Background::Dialed { peer, result });
                     });
                 }

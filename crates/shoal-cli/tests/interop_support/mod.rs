@@ -170,6 +170,28 @@ pub fn arg(a: impl Into<OsString>) -> OsString {
     a.into()
 }
 
+/// `shoal download TORRENT -o OUT --listen <a fresh 127.x>:0 --peer PEER ARGS...`: see
+/// [`shoal_download`].
+#[track_caller]
+pub fn shoal_download_from(
+    torrent: &Path,
+    out: &Path,
+    peer: SocketAddr,
+    args: &[OsString],
+) -> Value {
+    let mut all = vec![
+        arg(torrent),
+        arg("-o"),
+        arg(out),
+        arg("--listen"),
+        arg(format!("{}:0", loopback_ip())),
+        arg("--peer"),
+        arg(peer.to_string()),
+    ];
+    all.extend_from_slice(args);
+    shoal_download(&all)
+}
+
 /// Runs `shoal download ARGS... --json` to its end (bounded by [`TRANSFER_TIMEOUT`]) and
 /// requires exit status 0 and a `complete` event; returns that event.
 #[track_caller]

@@ -5,7 +5,9 @@
 //! batch per socket read), so block payloads stay slices of the read buffer all the way to the
 //! disk worker. The writer drains every queued message into one buffer per write.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +25,7 @@ use tokio::task::JoinHandle;
 use crate::mse::{self, PeerStream};
 use crate::rate::UploadLimit;
 use crate::transport::Socket;
-use crate::utp::UtpSocket;
+use crate::utp::{UtpSocket, UtpStream};
 
 /// How long a dial plus handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,10 +68,24 @@ pub async fn dial(
 ) -> Result<(PeerStream, Handshake), ConnError> {
     let mut refused = None;
     for attempt in policy.attempts() {
-        let socket = open(addr, local, utp).await?;
-        let opened = match attempt {
-            Attempt::Plain => plain_handshake(socket, addr, ours).await,
-            Attempt::Encrypted(provide) => mse::initiate(socket, addr, *provide, ours).await,
+        let opened = match open(addr, local, utp).await? {
+            Opened::Chosen(socket) => handshake(socket, *attempt, addr, ours).await,
+            // TCP was kept while uTP had not answered yet. A peer that takes TCP
+            // connections only to close them (libtorrent with TCP turned off does) gets
+            // the pending uTP attempt a little longer.
+            Opened::TcpOverPendingUtp(socket, pending_utp) => {
+                match handshake(socket, *attempt, addr, ours).await {
+                    Err(e @ (ConnError::Closed { .. } | ConnError::Io { .. })) => {
+                        match tokio::time::timeout(UTP_SECOND_CHANCE, pending_utp).await {
+                            Ok(Ok(stream)) => {
+                                handshake(Socket::Utp(stream), *attempt, addr, ours).await
+                            }
+                            _ => Err(e),
+                        }
+                    }
+                    other => other,
+                }
+            }
         };
         match opened {
             Ok((stream, theirs)) => {
@@ -89,6 +105,34 @@ pub async fn dial(
     Err(refused.unwrap_or(ConnError::NoWayIn { addr }))
 }
 
+async fn handshake(
+    socket: Socket,
+    attempt: Attempt,
+    addr: SocketAddr,
+    ours: &Handshake,
+) -> Result<(PeerStream, Handshake), ConnError> {
+    match attempt {
+        Attempt::Plain => plain_handshake(socket, addr, ours).await,
+        Attempt::Encrypted(provide) => mse::initiate(socket, addr, provide, ours).await,
+    }
+}
+
+/// A uTP connection attempt still under way.
+type PendingUtp<'a> = Pin<Box<dyn Future<Output = std::io::Result<UtpStream>> + Send + 'a>>;
+
+/// What [`open`] connected.
+enum Opened<'a> {
+    /// The transport to use.
+    Chosen(Socket),
+    /// TCP, taken while uTP's attempt was still unanswered; that attempt, kept for a peer
+    /// that closes the TCP connection (libtorrent with TCP turned off accepts and closes).
+    TcpOverPendingUtp(Socket, PendingUtp<'a>),
+}
+
+/// How much longer a pending uTP attempt may take once the TCP connection chosen over it was
+/// closed by the peer: a peer that speaks uTP has answered within a round trip or two.
+const UTP_SECOND_CHANCE: Duration = Duration::from_secs(1);
+
 /// Least time uTP still gets once TCP has connected (see [`open`]).
 const UTP_GRACE: Duration = Duration::from_millis(20);
 
@@ -99,11 +143,11 @@ const UTP_GRACE: Duration = Duration::from_millis(20);
 /// uTP answers within a round trip, and one that does not costs no more than that wait. The
 /// loser is dropped. (libtorrent tries uTP alone first and falls back after its 3 s connect
 /// timeout: every TCP-only peer costs it 3 s.)
-async fn open(
+async fn open<'a>(
     addr: SocketAddr,
     local: Option<IpAddr>,
-    utp: Option<&UtpSocket>,
-) -> Result<Socket, ConnError> {
+    utp: Option<&'a UtpSocket>,
+) -> Result<Opened<'a>, ConnError> {
     let started = tokio::time::Instant::now();
     let tcp = async {
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, connect_from(addr, local)).await {
@@ -116,24 +160,27 @@ async fn open(
         }
     };
     let Some(utp) = utp.filter(|u| u.local_addr().is_ipv4() == addr.is_ipv4()) else {
-        return tcp.await;
+        return tcp.await.map(Opened::Chosen);
     };
-    let utp_connect = utp.connect(addr);
-    tokio::pin!(utp_connect, tcp);
+    let mut utp_connect: PendingUtp<'a> = Box::pin(utp.connect(addr));
+    tokio::pin!(tcp);
     let tcp_socket = tokio::select! {
         connected = &mut utp_connect => return match connected {
-            Ok(stream) => Ok(Socket::Utp(stream)),
-            Err(_) => tcp.await,
+            Ok(stream) => Ok(Opened::Chosen(Socket::Utp(stream))),
+            Err(_) => tcp.await.map(Opened::Chosen),
         },
         connected = &mut tcp => match connected {
             Ok(socket) => socket,
-            Err(e) => return utp_connect.await.map(Socket::Utp).map_err(|_| e),
+            Err(e) => {
+                return utp_connect.await.map(|s| Opened::Chosen(Socket::Utp(s))).map_err(|_| e)
+            }
         },
     };
     let grace = started.elapsed().max(UTP_GRACE);
     match tokio::time::timeout(grace, &mut utp_connect).await {
-        Ok(Ok(stream)) => Ok(Socket::Utp(stream)),
-        _ => Ok(tcp_socket),
+        Ok(Ok(stream)) => Ok(Opened::Chosen(Socket::Utp(stream))),
+        Ok(Err(_)) => Ok(Opened::Chosen(tcp_socket)),
+        Err(_) => Ok(Opened::TcpOverPendingUtp(tcp_socket, utp_connect)),
     }
 }
 

@@ -49,8 +49,6 @@ pub enum SessionError {
     WebRtc(#[from] webrtc::WebRtcError),
     #[error("cannot start the DHT: {0}")]
     Dht(#[from] DhtError),
-    #[error("cannot open uTP's UDP socket on {addr}: {source}")]
-    Utp { addr: SocketAddr, source: std::io::Error },
 }
 
 /// Why a file could not be opened for streaming.
@@ -177,7 +175,12 @@ impl Session {
                     tokio::spawn(accept_utp(accepted, routes.clone(), config.encryption));
                     Some(Arc::new(socket))
                 }
-                Err(source) => return Err(SessionError::Utp { addr: listen, source }),
+                // Another program may hold that UDP port (the TCP one was free): TCP alone
+                // still reaches every peer but the uTP-only ones.
+                Err(e) => {
+                    tracing::warn!(%listen, "no uTP: cannot open the listen port's UDP side: {e}");
+                    None
+                }
             },
             _ => None,
         };

@@ -34,8 +34,9 @@ const SYN_RESENDS: u32 = 2;
 const DATA_RESENDS: u32 = 6;
 /// An idle connection sends an empty ACK this often (keeps NAT mappings open).
 const KEEPALIVE: Duration = Duration::from_secs(30);
-/// A connection that hears nothing for this long is dead.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A connection that hears nothing for this long is dead. Longer than the peer wire
+/// protocol's own keepalive (2 minutes), as ACKs of our keepalives are never sent.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a cleanly closed connection still answers the peer's retransmissions (its last
 /// ACK may have been lost), as TCP's TIME-WAIT does.
 const LINGER: Duration = Duration::from_secs(5);

@@ -14,12 +14,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON = "/usr/bin/python3"  # Debian's python3-libtorrent lives in the system interpreter
 
 LEECHERS = ("shoal", "rqbit", "libtorrent", "aria2")
-# Shoal with other flags than its defaults (uTP first, protocol encryption preferred), to
-# compare transports and encryption on the same setup.
+# Shoal with other flags than its defaults (TCP, protocol encryption preferred), to compare
+# transports and encryption on the same setup.
 SHOAL_VARIANTS = {
-    "shoal-tcp": ["--no-utp"],
-    "shoal-plain": ["--no-utp", "--encryption", "disable"],
-    "shoal-rc4": ["--no-utp", "--encryption", "require"],
+    "shoal-utp": ["--utp"],
+    "shoal-plain": ["--encryption", "disable"],
+    "shoal-rc4": ["--encryption", "require"],
 }
 KNOWN = LEECHERS + tuple(SHOAL_VARIANTS)
 SELF_SEEDERS = ("shoal", "rqbit") + tuple(SHOAL_VARIANTS)  # clients also benchmarked as X -> X

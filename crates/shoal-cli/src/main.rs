@@ -289,9 +289,11 @@ pub struct DiscoveryArgs {
     /// peers get nothing); disable: plaintext only.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = Encryption::Prefer)]
     pub encryption: Encryption,
-    /// TCP only: no uTP, neither on the listen port's UDP side nor when dialling.
+    /// Also speak uTP (BEP 29, LEDBAT): on the listen port's UDP side, and tried beside TCP
+    /// when dialling. Off by default until downloads over it from libtorrent stop stalling
+    /// (docs/STATUS.md).
     #[arg(long)]
-    pub no_utp: bool,
+    pub utp: bool,
 }
 
 /// `--encryption`'s values.
@@ -315,7 +317,7 @@ impl DiscoveryArgs {
                 Encryption::Require => shoal::EncryptionPolicy::Require,
                 Encryption::Disable => shoal::EncryptionPolicy::Disable,
             },
-            utp: !self.no_utp,
+            utp: self.utp,
         }
     }
 

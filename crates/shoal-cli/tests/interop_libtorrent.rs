@@ -479,7 +479,7 @@ fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
                 arg("--no-webrtc"),
                 arg("--listen"),
                 arg(format!("{}:0", host.lan_addr())),
-                // The DHT on, joining through nobody: it takes another UDP port than uTP's.
+                // The DHT on (so its UDP port is mapped too), joining through nobody.
                 arg("--dht-bootstrap"),
                 arg(format!("{internet}:9")),
                 arg("--dht-state"),
@@ -491,13 +491,15 @@ fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
             assert_eq!(mapping["mapped"], true, "{mapping}\n{}", host.router_state());
             assert_eq!(mapping["protocol"], expected, "{mapping}");
             let listen: std::net::SocketAddr = started["listen"].as_str().unwrap().parse().unwrap();
+            let dht: std::net::SocketAddr = started["dht"].as_str().unwrap().parse().unwrap();
             let public = std::net::SocketAddr::from((host.public_addr(), listen.port()));
             assert_eq!(mapping["tcp"], public.to_string(), "{mapping}");
-            // UDP: uTP's port, the listen port's UDP side.
-            assert_eq!(mapping["udp"], public.to_string(), "{mapping}");
+            // UDP: the DHT's port (uTP's, the listen port's UDP side, with --utp).
+            let public_udp = std::net::SocketAddr::from((host.public_addr(), dht.port()));
+            assert_eq!(mapping["udp"], public_udp.to_string(), "{mapping}");
             let router = host.port_mapper().expect("miniupnpd");
             let forwarded = router.port_mappings().expect("the router's mappings");
-            for (protocol, port) in [("TCP", listen.port()), ("UDP", listen.port())] {
+            for (protocol, port) in [("TCP", listen.port()), ("UDP", dht.port())] {
                 assert!(
                     forwarded.iter().any(|m| m.protocol == protocol
                         && m.external_port == port
@@ -628,7 +630,7 @@ fn utp_only_libtorrent_seeds_to_shoal() {
     let fx = Fixture::new(50);
     let seed = lt_seed(&fx.torrent.path, &fx.data, &utp_only()).unwrap();
     let out = fx.out("shoal-utp");
-    let complete = shoal_download_from(&fx.torrent.path, &out, seed.addr(), &[]);
+    let complete = shoal_download_from(&fx.torrent.path, &out, seed.addr(), &[arg("--utp")]);
     assert_eq!(complete["connections_by_transport"]["utp"], 1, "{complete}");
     assert_eq!(complete["encrypted_connections"], 0, "{complete}");
     assert_trees_equal(&fx.shared(), &downloaded(&out));
@@ -642,7 +644,8 @@ fn utp_only_libtorrent_leeches_from_shoal() {
         return;
     }
     let fx = Fixture::new(51);
-    let mut seed = shoal_seed(&fx.torrent.path, loopback_ip(), &[arg("-o"), arg(&fx.data)]);
+    let mut seed =
+        shoal_seed(&fx.torrent.path, loopback_ip(), &[arg("-o"), arg(&fx.data), arg("--utp")]);
     let out = fx.out("lt-utp");
     let mut leech = lt_leech(&fx.torrent.path, &out, &utp_only().connect(seed.addr())).unwrap();
     let done = seed.serve(&mut leech);

@@ -81,7 +81,8 @@ pub struct SessionConfig {
     /// Protocol encryption (MSE) for TCP and uTP peers, both ways.
     pub encryption: EncryptionPolicy,
     /// uTP (BEP 29) on the listen port's UDP side, both ways; outgoing connections try it
-    /// before TCP.
+    /// beside TCP. Off by default: downloads over it from libtorrent can stall
+    /// (docs/STATUS.md).
     pub utp: bool,
 }
 
@@ -96,7 +97,7 @@ impl Default for SessionConfig {
             lsd: false,
             port_mapping: false,
             encryption: EncryptionPolicy::default(),
-            utp: true,
+            utp: false,
         }
     }
 }

@@ -9,7 +9,7 @@ mod endpoint;
 pub mod ledbat;
 pub mod packet;
 
-pub use conn::{CloseReason, Connection, UtpConfig};
+pub use conn::{CloseReason, ConnStats, Connection, UtpConfig};
 pub use endpoint::{ConnId, Endpoint, EndpointLimits, Received};
 
 #[cfg(test)]

@@ -360,6 +360,7 @@ impl Drop for UtpStream {
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
         if let Some(conn) = inner.endpoint.conn(self.id) {
+            tracing::debug!(peer = %self.peer, rtt = ?conn.rtt(), stats = ?conn.stats(), "uTP stream dropped");
             if conn.is_connected() {
                 // What was written still goes out, then the FIN.
                 conn.close();

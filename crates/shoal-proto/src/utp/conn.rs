@@ -44,6 +44,8 @@ const LINGER: Duration = Duration::from_secs(5);
 const SHORT_PATH_RTT: Duration = Duration::from_millis(5);
 /// The most in flight on a short path.
 const SHORT_PATH_WINDOW: usize = 64 * 1024;
+/// Least wait before a tail-loss probe (see `Connection::probe_timeout`).
+const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(10);
 /// Selective ACKs that must name packets after a hole before it counts as lost.
 const DUPLICATE_THRESHOLD: usize = 3;
 
@@ -69,6 +71,34 @@ impl UtpConfig {
     fn mss(&self) -> usize {
         self.packet_size.saturating_sub(HEADER_LEN).max(100)
     }
+}
+
+/// What a connection has seen and done, for logs and benchmarks: how a transfer went wrong
+/// shows here first (a window that stayed shut, packets thrown away, retransmissions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnStats {
+    /// Data and FIN packets received (duplicates included).
+    pub data_in: u64,
+    /// Of those, ones already received.
+    pub duplicates_in: u64,
+    /// Of those, ones kept ahead of a gap.
+    pub reordered_in: u64,
+    /// Of those, ones thrown away: no room in the receive buffer, or too far ahead.
+    pub discarded_in: u64,
+    /// Data and FIN packets sent for the first time.
+    pub data_out: u64,
+    /// Retransmissions.
+    pub resent: u64,
+    /// Retransmission timeouts.
+    pub timeouts: u64,
+    /// Tail-loss probes: a segment resent early, without shrinking the window.
+    pub probes: u64,
+    /// Losses found from duplicate or selective ACKs.
+    pub fast_losses: u64,
+    /// Acknowledgements sent on their own (not riding on data).
+    pub acks_out: u64,
+    /// Of those, ones that advertised a window smaller than one packet.
+    pub zero_windows_out: u64,
 }
 
 /// Why a connection ended.
@@ -138,6 +168,8 @@ pub struct Connection {
     srtt: Option<(f64, f64)>,
     rto: Duration,
     rto_deadline: Option<Instant>,
+    /// When to send a tail-loss probe, if one is due before the retransmission timeout.
+    probe_deadline: Option<Instant>,
     timeouts: u32,
     duplicate_acks: u32,
     last_ack: u16,
@@ -164,6 +196,7 @@ pub struct Connection {
     /// Something the application waits for changed (data, room, state).
     wake: bool,
     closed_at: Option<Instant>,
+    stats: ConnStats,
 }
 
 impl Connection {
@@ -192,6 +225,7 @@ impl Connection {
             srtt: None,
             rto: INITIAL_RTO,
             rto_deadline: None,
+            probe_deadline: None,
             timeouts: 0,
             duplicate_acks: 0,
             last_ack: seq_nr.wrapping_sub(1),
@@ -211,6 +245,7 @@ impl Connection {
             last_sent: now,
             wake: false,
             closed_at: None,
+            stats: ConnStats::default(),
         }
     }
 
@@ -277,6 +312,10 @@ impl Connection {
     /// Round-trip time as measured, if any.
     pub fn rtt(&self) -> Option<Duration> {
         self.srtt.map(|(srtt, _)| Duration::from_secs_f64(srtt))
+    }
+
+    pub fn stats(&self) -> ConnStats {
+        self.stats
     }
 
     pub fn window(&self) -> usize {
@@ -367,6 +406,7 @@ impl Connection {
         if !matches!(self.state, State::Closed(_)) {
             self.state = State::Closed(CloseReason::Aborted);
             self.rto_deadline = None;
+            self.probe_deadline = None;
             self.need_ack = true; // the reset is sent in its place
             self.wake = true;
         }
@@ -428,8 +468,10 @@ impl Connection {
 
     fn receive(&mut self, seq: u16, payload: Bytes) {
         self.need_ack = true;
+        self.stats.data_in += 1;
         let ahead = seq_diff(seq, self.ack_nr.wrapping_add(1));
         if ahead < 0 {
+            self.stats.duplicates_in += 1;
             return; // a duplicate: the ACK tells the peer again
         }
         if ahead == 0 {
@@ -442,15 +484,21 @@ impl Connection {
         }
         let fits =
             self.readable_bytes + self.reorder_bytes + payload.len() <= self.config.recv_buffer;
-        if ahead as u16 <= MAX_REORDER && fits && !self.reorder.contains_key(&seq) {
+        if self.reorder.contains_key(&seq) {
+            self.stats.duplicates_in += 1;
+        } else if ahead as u16 <= MAX_REORDER && fits {
+            self.stats.reordered_in += 1;
             self.reorder_bytes += payload.len();
             self.reorder.insert(seq, payload);
+        } else {
+            self.stats.discarded_in += 1;
         }
     }
 
     fn deliver(&mut self, seq: u16, payload: Bytes) {
         if self.readable_bytes + payload.len() > self.config.recv_buffer {
             // The peer ignored our window; it resends once we ACK less.
+            self.stats.discarded_in += 1;
             return;
         }
         self.ack_nr = seq;
@@ -500,7 +548,7 @@ impl Connection {
             if let Some(sample) = rtt_sample {
                 self.update_rtt(sample);
             }
-            self.rto_deadline = (!self.in_flight.is_empty()).then(|| now + self.rto);
+            self.arm_timers(now);
         } else if h.kind == PacketType::State
             && h.ack_nr == self.last_ack
             && !self.in_flight.is_empty()
@@ -572,6 +620,7 @@ impl Connection {
             return;
         }
         seg.need_resend = true;
+        self.stats.fast_losses += 1;
         if self.recovery_until.is_none() {
             self.ledbat.on_loss();
             self.recovery_until = Some(self.seq_nr.wrapping_sub(1));
@@ -595,7 +644,7 @@ impl Connection {
         }
         let idle = self.last_recv + IDLE_TIMEOUT;
         let keepalive = (self.state != State::SynSent).then_some(self.last_sent + KEEPALIVE);
-        [self.rto_deadline, Some(idle), keepalive].into_iter().flatten().min()
+        [self.rto_deadline, self.probe_deadline, Some(idle), keepalive].into_iter().flatten().min()
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -611,8 +660,16 @@ impl Connection {
         }
         let Some(deadline) = self.rto_deadline else { return };
         if now < deadline {
+            if self.probe_deadline.is_some_and(|at| at <= now) {
+                self.probe_deadline = None;
+                if let Some(seg) = self.in_flight.iter_mut().find(|s| !s.sacked && !s.need_resend) {
+                    seg.need_resend = true;
+                    self.stats.probes += 1;
+                }
+            }
             return;
         }
+        self.probe_deadline = None;
         self.timeouts += 1;
         let limit = if self.state == State::SynSent { SYN_RESENDS } else { DATA_RESENDS };
         if self.timeouts > limit {
@@ -624,6 +681,7 @@ impl Connection {
             self.finish(reason, now);
             return;
         }
+        self.stats.timeouts += 1;
         self.ledbat.on_timeout();
         self.rto = (self.rto * 2).min(MAX_RTO);
         if let Some(seg) = self.in_flight.iter_mut().find(|s| !s.sacked) {
@@ -632,10 +690,34 @@ impl Connection {
         self.rto_deadline = Some(now + self.rto);
     }
 
+    /// Restarts the retransmission timer (and the probe's) after the flight moved on.
+    fn arm_timers(&mut self, now: Instant) {
+        if self.in_flight.is_empty() {
+            self.rto_deadline = None;
+            self.probe_deadline = None;
+        } else {
+            self.rto_deadline = Some(now + self.rto);
+            self.probe_deadline = self.probe_timeout().map(|pto| now + pto);
+        }
+    }
+
+    /// How long a flight may go unacknowledged before its first segment is resent as a
+    /// probe: twice the round trip. The retransmission timeout's floor (500 ms, BEP 29 and
+    /// libtorrent) is hundreds of round trips on a short path; a lost request there would
+    /// leave the connection idle that long, as the peer has nothing to send back that would
+    /// reveal the loss (the tail-loss probe of RFC 8985). A probe does not shrink the window:
+    /// only the timeout that follows an unanswered one does.
+    fn probe_timeout(&self) -> Option<Duration> {
+        let (srtt, _) = self.srtt?;
+        let pto = Duration::from_secs_f64(2.0 * srtt).max(MIN_PROBE_TIMEOUT);
+        (pto < self.rto).then_some(pto)
+    }
+
     fn finish(&mut self, reason: CloseReason, now: Instant) {
         self.state = State::Closed(reason);
         self.closed_at = Some(now);
         self.rto_deadline = None;
+        self.probe_deadline = None;
         self.wake = true;
     }
 
@@ -664,7 +746,7 @@ impl Connection {
         });
         self.seq_nr = self.seq_nr.wrapping_add(1);
         if self.rto_deadline.is_none() {
-            self.rto_deadline = Some(now + self.rto);
+            self.arm_timers(now);
         }
     }
 
@@ -695,6 +777,11 @@ impl Connection {
             seg.need_resend = false;
             seg.transmissions += 1;
             seg.sent_at = now;
+            if seg.transmissions > 1 {
+                self.stats.resent += 1;
+            } else if matches!(seg.kind, PacketType::Data | PacketType::Fin) {
+                self.stats.data_out += 1;
+            }
             let (kind, seq, payload) = (seg.kind, seg.seq, seg.payload.clone());
             self.encode(kind, seq, None, &payload, now, out);
             return true;
@@ -791,6 +878,12 @@ impl Connection {
             ack_nr: self.ack_nr,
         };
         header.encode(sack, payload, out);
+        if kind == PacketType::State {
+            self.stats.acks_out += 1;
+            if wnd < self.config.mss() {
+                self.stats.zero_windows_out += 1;
+            }
+        }
         self.advertised = wnd;
         self.last_sent = now;
         // A data packet carries our ACK too, unless a selective ACK has news to add.

@@ -8,7 +8,9 @@ pub const HEADER_LEN: usize = 20;
 const VERSION: u8 = 1;
 const EXT_NONE: u8 = 0;
 const EXT_SELECTIVE_ACK: u8 = 1;
-/// Longest selective ACK bitmask we send or read: 256 packets past the cumulative ACK.
+/// Longest selective ACK bitmask we send: 256 packets past the cumulative ACK. We read any
+/// length (the length byte bounds it at 255): BEP 29 asks for a multiple of 4 bytes, but
+/// libtorrent 2.0 sends as many bytes as its reorder buffer spans, often one.
 pub const MAX_SACK_BYTES: usize = 32;
 /// Most extensions a packet may chain before it is refused (real packets carry one or two).
 const MAX_EXTENSIONS: usize = 8;
@@ -62,8 +64,6 @@ pub enum PacketError {
     TruncatedExtension,
     #[error("more than {MAX_EXTENSIONS} extensions")]
     TooManyExtensions,
-    #[error("a selective ACK of {0} bytes (a multiple of 4, at most {MAX_SACK_BYTES})")]
-    SelectiveAck(usize),
 }
 
 /// A packet's header fields.
@@ -130,10 +130,8 @@ impl<'a> Packet<'a> {
             };
             let len = usize::from(len);
             let body = datagram.get(at + 2..at + 2 + len).ok_or(PacketError::TruncatedExtension)?;
-            if next == EXT_SELECTIVE_ACK {
-                if len == 0 || len % 4 != 0 || len > MAX_SACK_BYTES {
-                    return Err(PacketError::SelectiveAck(len));
-                }
+            // An empty mask names nothing: as good as none.
+            if next == EXT_SELECTIVE_ACK && len > 0 {
                 selective_ack = Some(body);
             }
             next = kind;
@@ -211,6 +209,22 @@ mod tests {
     }
 
     #[test]
+    fn reads_selective_acks_of_any_length_as_libtorrent_sends_them() {
+        // libtorrent 2.0 sizes the mask to its reorder buffer: one byte for a packet or two
+        // past the hole. Refusing it dropped every data packet carrying one, and the
+        // connection stalled until libtorrent gave up.
+        for mask in [&[0x01u8][..], &[0x03, 0x80, 0x01], &[0xff; 255]] {
+            let mut bytes = Vec::new();
+            header(PacketType::Data).encode(Some(mask), b"block", &mut bytes);
+            let p = Packet::parse(&bytes).unwrap();
+            assert_eq!((p.selective_ack, p.payload), (Some(mask), &b"block"[..]));
+        }
+        let mut empty = Vec::new();
+        header(PacketType::State).encode(Some(&[]), &[], &mut empty);
+        assert_eq!(Packet::parse(&empty).unwrap().selective_ack, None);
+    }
+
+    #[test]
     fn bad_packets_are_refused_with_a_reason() {
         assert_eq!(Packet::parse(&[0x41; 19]), Err(PacketError::TooShort(19)));
         let mut bytes = Vec::new();
@@ -225,10 +239,6 @@ mod tests {
         ext[1] = 1;
         ext.extend_from_slice(&[0, 8, 1, 2]);
         assert_eq!(Packet::parse(&ext), Err(PacketError::TruncatedExtension));
-        let mut odd = bytes.clone();
-        odd[1] = 1;
-        odd.extend_from_slice(&[0, 3, 1, 2, 3]);
-        assert_eq!(Packet::parse(&odd), Err(PacketError::SelectiveAck(3)));
         // An unknown extension is skipped; a chain that never ends is cut off.
         let mut unknown = bytes.clone();
         unknown[1] = 7;

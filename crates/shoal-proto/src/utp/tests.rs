@@ -267,3 +267,52 @@ fn a_short_path_keeps_the_flight_within_a_default_socket_buffer() {
     assert_eq!(sent, data.len(), "the transfer ran");
     assert!(most <= 64 * 1024 + 1400, "{most} bytes in flight");
 }
+
+#[test]
+fn a_lost_request_on_a_short_path_is_resent_within_round_trips() {
+    // 1 ms round trips, as on a LAN. A small message whose only packet is lost has nothing
+    // behind it to reveal the loss; waiting for the 500 ms retransmission timeout left
+    // downloads from libtorrent idle that long per lost request.
+    let mut net = Net::new(7, 0, 0, 0.0);
+    net.latency = Duration::from_micros(500);
+    let ca = net.a.connect(net.now, addr(B)).unwrap();
+    let mut cb = None;
+    let mut got = BytesMut::new();
+    // Warm up: a few exchanges give A its round-trip estimate.
+    for round in 0..20u8 {
+        if let Some(c) = net.a.conn(ca) {
+            if c.is_connected() {
+                c.write(&[round; 100]);
+            }
+        }
+        net.a.touch(ca);
+        for _ in 0..50 {
+            net.step();
+            cb = cb.or_else(|| net.b.accept());
+        }
+        if let Some(c) = cb.and_then(|id| net.b.conn(id)) {
+            c.read(&mut got, usize::MAX);
+        }
+    }
+    let cb = cb.expect("B accepted");
+    let before = got.len();
+    assert!(before > 0, "the warm-up carried data");
+    // The request is lost on the wire, once.
+    net.a.conn(ca).unwrap().write(b"request");
+    net.a.touch(ca);
+    net.loss = 1.0;
+    net.flush();
+    net.loss = 0.0;
+    let sent_at = net.now;
+    while got.len() < before + 7 && net.now < sent_at + Duration::from_secs(2) {
+        if !net.step() {
+            break;
+        }
+        net.b.conn(cb).unwrap().read(&mut got, usize::MAX);
+    }
+    assert_eq!(&got[before..], b"request");
+    let waited = net.now.saturating_since(sent_at);
+    assert!(waited < Duration::from_millis(100), "repaired after {waited:?}");
+    let stats = net.a.conn(ca).unwrap().stats();
+    assert_eq!((stats.probes, stats.timeouts), (1, 0), "{stats:?}");
+}

@@ -47,11 +47,11 @@ def parse_args():
     ap.add_argument("--sizes", default="200M,1G", help="payload sizes, binary units (default 200M,1G)")
     ap.add_argument("--runs", type=int, default=3, help="runs per client and size; the table shows medians")
     ap.add_argument("--only", default=",".join(clients.LEECHERS),
-                    help="clients to run (default %s; also %s: Shoal with --utp, with "
+                    help="clients to run (default %s; also %s: Shoal with --no-utp, with "
                          "encryption off, with RC4 required)" % (",".join(clients.LEECHERS), ",".join(clients.SHOAL_VARIANTS)))
     ap.add_argument("--transport", choices=["tcp", "utp"], default="tcp",
                     help="utp: the libtorrent seeder and leecher speak uTP only (TCP off both ways); "
-                         "run Shoal as shoal-utp (--utp)")
+                         "Shoal's defaults reach it over uTP")
     ap.add_argument("--scenarios", default="lt,self",
                     help="lt: libtorrent seeder -> each client; self: shoal -> shoal, rqbit -> rqbit")
     ap.add_argument("--cache-dir", default=os.path.join(default_target, "bench-classic"),

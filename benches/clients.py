@@ -17,7 +17,7 @@ LEECHERS = ("shoal", "rqbit", "libtorrent", "aria2")
 # Shoal with other flags than its defaults (TCP, protocol encryption preferred), to compare
 # transports and encryption on the same setup.
 SHOAL_VARIANTS = {
-    "shoal-utp": ["--utp"],
+    "shoal-tcp": ["--no-utp"],
     "shoal-plain": ["--encryption", "disable"],
     "shoal-rc4": ["--encryption", "require"],
 }

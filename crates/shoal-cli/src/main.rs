@@ -289,11 +289,10 @@ pub struct DiscoveryArgs {
     /// peers get nothing); disable: plaintext only.
     #[arg(long, value_name = "MODE", value_enum, default_value_t = Encryption::Prefer)]
     pub encryption: Encryption,
-    /// Also speak uTP (BEP 29, LEDBAT): on the listen port's UDP side, and tried beside TCP
-    /// when dialling. Off by default until downloads over it from libtorrent stop stalling
-    /// (docs/STATUS.md).
-    #[arg(long)]
-    pub utp: bool,
+    /// Speak TCP only: no uTP (BEP 29, LEDBAT) on the listen port's UDP side, and none tried
+    /// beside TCP when dialling.
+    #[arg(long, env = "SHOAL_NO_UTP", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_utp: bool,
 }
 
 /// `--encryption`'s values.
@@ -317,7 +316,7 @@ impl DiscoveryArgs {
                 Encryption::Require => shoal::EncryptionPolicy::Require,
                 Encryption::Disable => shoal::EncryptionPolicy::Disable,
             },
-            utp: self.utp,
+            utp: !self.no_utp,
         }
     }
 

@@ -123,6 +123,7 @@ pub fn port_mapping_json(state: Option<&shoal::port_mapping::MappingState>) -> s
             "protocol": m.protocol.name(),
             "tcp": m.tcp.to_string(),
             "udp": m.udp.map(|a| a.to_string()),
+            "dht": m.dht.map(|a| a.to_string()),
         }),
         None => serde_json::json!({ "mapped": false, "searched": state.searched }),
     }

@@ -494,12 +494,16 @@ fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
             let dht: std::net::SocketAddr = started["dht"].as_str().unwrap().parse().unwrap();
             let public = std::net::SocketAddr::from((host.public_addr(), listen.port()));
             assert_eq!(mapping["tcp"], public.to_string(), "{mapping}");
-            // UDP: the DHT's port (uTP's, the listen port's UDP side, with --utp).
-            let public_udp = std::net::SocketAddr::from((host.public_addr(), dht.port()));
+            // UDP: uTP's (the listen port's UDP side), and the DHT's own port beside it.
+            assert_ne!(dht.port(), listen.port(), "uTP holds the listen port's UDP side");
+            let public_udp = std::net::SocketAddr::from((host.public_addr(), listen.port()));
             assert_eq!(mapping["udp"], public_udp.to_string(), "{mapping}");
+            let public_dht = std::net::SocketAddr::from((host.public_addr(), dht.port()));
+            assert_eq!(mapping["dht"], public_dht.to_string(), "{mapping}");
             let router = host.port_mapper().expect("miniupnpd");
             let forwarded = router.port_mappings().expect("the router's mappings");
-            for (protocol, port) in [("TCP", listen.port()), ("UDP", dht.port())] {
+            let wanted = [("TCP", listen.port()), ("UDP", listen.port()), ("UDP", dht.port())];
+            for (protocol, port) in wanted {
                 assert!(
                     forwarded.iter().any(|m| m.protocol == protocol
                         && m.external_port == port
@@ -621,7 +625,8 @@ fn utp_only() -> PeerOpts {
 }
 
 /// uTP (BEP 29), Shoal dialling: a libtorrent seeder that speaks uTP only serves `shoal
-/// download --peer`, over uTP (MSE with the plaintext method: both sides' defaults).
+/// download --peer`, over uTP (MSE with the plaintext method: both sides' defaults); one that
+/// speaks both is reached over uTP, or over TCP with `--no-utp`.
 #[test]
 fn utp_only_libtorrent_seeds_to_shoal() {
     if skip_interop() {
@@ -630,10 +635,24 @@ fn utp_only_libtorrent_seeds_to_shoal() {
     let fx = Fixture::new(50);
     let seed = lt_seed(&fx.torrent.path, &fx.data, &utp_only()).unwrap();
     let out = fx.out("shoal-utp");
-    let complete = shoal_download_from(&fx.torrent.path, &out, seed.addr(), &[arg("--utp")]);
+    let complete = shoal_download_from(&fx.torrent.path, &out, seed.addr(), &[]);
     assert_eq!(complete["connections_by_transport"]["utp"], 1, "{complete}");
     assert_eq!(complete["encrypted_connections"], 0, "{complete}");
     assert_trees_equal(&fx.shared(), &downloaded(&out));
+
+    // A seeder that speaks both: uTP is chosen, as libtorrent and µTorrent prefer it;
+    // `--no-utp` keeps to TCP.
+    let both = PeerOpts { utp: true, ..PeerOpts::default() };
+    let seed = lt_seed(&fx.torrent.path, &fx.data, &both).unwrap();
+    for (flags, transport) in [(vec![], "utp"), (vec![arg("--no-utp")], "tcp")] {
+        let out = fx.out(&format!("shoal-both-{transport}"));
+        let complete = shoal_download_from(&fx.torrent.path, &out, seed.addr(), &flags);
+        let by_transport = &complete["connections_by_transport"];
+        assert_eq!(by_transport[transport], 1, "{complete}");
+        let count = |t: &str| by_transport[t].as_u64().unwrap_or(0);
+        assert_eq!(count("tcp") + count("utp"), 1, "one connection: {complete}");
+        assert_trees_equal(&fx.shared(), &downloaded(&out));
+    }
 }
 
 /// uTP, Shoal accepting: a libtorrent leecher that speaks uTP only downloads from `shoal seed`
@@ -644,8 +663,7 @@ fn utp_only_libtorrent_leeches_from_shoal() {
         return;
     }
     let fx = Fixture::new(51);
-    let mut seed =
-        shoal_seed(&fx.torrent.path, loopback_ip(), &[arg("-o"), arg(&fx.data), arg("--utp")]);
+    let mut seed = shoal_seed(&fx.torrent.path, loopback_ip(), &[arg("-o"), arg(&fx.data)]);
     let out = fx.out("lt-utp");
     let mut leech = lt_leech(&fx.torrent.path, &out, &utp_only().connect(seed.addr())).unwrap();
     let done = seed.serve(&mut leech);

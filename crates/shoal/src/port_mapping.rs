@@ -4,7 +4,8 @@
 //! such peers never meet.
 //!
 //! One task per session owns the mappings: it looks for a gateway (both protocols at once,
-//! each bounded in time), maps the TCP port (and the UDP one, where the DHT listens), renews
+//! each bounded in time), maps the TCP port and the UDP ones (uTP's, and the DHT's when it
+//! has a port of its own), renews
 //! at half the lease, looks again when a renewal fails or nothing answered (every
 //! [`RETRY_INTERVAL`]), and on [`PortMapper::shutdown`] deletes what it made.
 
@@ -60,11 +61,38 @@ impl MappingProtocol {
     }
 }
 
-/// The ports to open: TCP always, UDP where the DHT (and later uTP) listens.
+/// The ports to open: TCP always; UDP where peers dial uTP (the listen port's UDP side, or
+/// the DHT's when uTP is off); the DHT's own when it listens elsewhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ports {
     pub tcp: u16,
     pub udp: Option<u16>,
+    pub dht: Option<u16>,
+}
+
+impl Ports {
+    /// What to ask the gateway for, in order: the TCP port first (without it nothing else is
+    /// worth having).
+    fn wanted(&self) -> Vec<(Role, u16)> {
+        let mut wanted = vec![(Role::Tcp, self.tcp)];
+        wanted.extend(self.udp.map(|p| (Role::Udp, p)));
+        wanted.extend(self.dht.filter(|&p| Some(p) != self.udp).map(|p| (Role::Dht, p)));
+        wanted
+    }
+}
+
+/// What a mapping is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Role {
+    Tcp,
+    Udp,
+    Dht,
+}
+
+impl Role {
+    fn is_udp(self) -> bool {
+        self != Role::Tcp
+    }
 }
 
 /// What the router forwards to us, as the internet sees it.
@@ -73,6 +101,15 @@ pub struct Mapped {
     pub protocol: MappingProtocol,
     pub tcp: SocketAddrV4,
     pub udp: Option<SocketAddrV4>,
+    /// The DHT's own UDP port, when it is not `udp`.
+    pub dht: Option<SocketAddrV4>,
+}
+
+impl Mapped {
+    fn new(protocol: MappingProtocol, granted: &[(Role, SocketAddrV4)]) -> Option<Mapped> {
+        let find = |role| granted.iter().find(|(r, _)| *r == role).map(|(_, a)| *a);
+        Some(Mapped { protocol, tcp: find(Role::Tcp)?, udp: find(Role::Udp), dht: find(Role::Dht) })
+    }
 }
 
 /// The TCP port trackers and the DHT are told: the listen port, or the router's external
@@ -256,7 +293,7 @@ struct Held {
 }
 
 enum Gateway {
-    Pmp { mappings: Vec<crab_nat::PortMapping> },
+    Pmp { mappings: Vec<(Role, crab_nat::PortMapping)> },
     Upnp { gateway: igd_next::aio::Gateway<igd_next::aio::tokio::Tokio>, entries: Vec<UpnpEntry> },
 }
 
@@ -273,7 +310,7 @@ impl Held {
         match &self.at {
             Gateway::Pmp { mappings } => mappings
                 .iter()
-                .map(|m| Duration::from_secs(u64::from(m.lifetime()) / 2))
+                .map(|(_, m)| Duration::from_secs(u64::from(m.lifetime()) / 2))
                 .min()
                 .unwrap_or(LEASE / 2)
                 .max(Duration::from_secs(10)),
@@ -292,21 +329,20 @@ impl Held {
     async fn renew(&mut self) -> Result<(), MapError> {
         match &mut self.at {
             Gateway::Pmp { mappings } => {
-                for mapping in mappings.iter_mut() {
+                for (_, mapping) in mappings.iter_mut() {
                     mapping.renew().await?;
                 }
                 // A gateway may hand out another external port (PCP: address) on renewal.
-                if let Some(tcp) = mappings.first() {
-                    self.mapped.tcp.set_port(tcp.external_port().get());
-                    if let Some(ip) = pcp_external_ip(tcp) {
-                        self.mapped.tcp.set_ip(ip);
-                        if let Some(udp) = self.mapped.udp.as_mut() {
-                            udp.set_ip(ip);
-                        }
-                    }
-                }
-                if let (Some(udp), Some(m)) = (self.mapped.udp.as_mut(), mappings.get(1)) {
-                    udp.set_port(m.external_port().get());
+                let ip = mappings
+                    .first()
+                    .and_then(|(_, tcp)| pcp_external_ip(tcp))
+                    .unwrap_or(*self.mapped.tcp.ip());
+                let granted: Vec<_> = mappings
+                    .iter()
+                    .map(|(role, m)| (*role, SocketAddrV4::new(ip, m.external_port().get())))
+                    .collect();
+                if let Some(mapped) = Mapped::new(self.mapped.protocol, &granted) {
+                    self.mapped = mapped;
                 }
             }
             Gateway::Upnp { gateway, entries } => {
@@ -324,7 +360,7 @@ impl Held {
     async fn remove(self) {
         match self.at {
             Gateway::Pmp { mappings } => {
-                for mapping in mappings {
+                for (_, mapping) in mappings {
                     if let Err((e, _)) = mapping.try_drop().await {
                         tracing::debug!("port mapping not removed: {e}");
                     }
@@ -389,11 +425,13 @@ async fn map_with_pmp(
         lifetime_seconds: Some(LEASE.as_secs() as u32),
         timeout_config: Some(PMP_TIMEOUTS),
     };
-    let mut wanted = vec![(crab_nat::InternetProtocol::Tcp, ports.tcp)];
-    wanted.extend(ports.udp.map(|p| (crab_nat::InternetProtocol::Udp, p)));
     let mut mappings = Vec::new();
-    for (protocol, port) in wanted {
+    for (role, port) in ports.wanted() {
         let Some(internal) = NonZeroU16::new(port) else { continue };
+        let protocol = match role.is_udp() {
+            true => crab_nat::InternetProtocol::Udp,
+            false => crab_nat::InternetProtocol::Tcp,
+        };
         let mapping = crab_nat::PortMapping::new(
             gateway.into(),
             local_ip.into(),
@@ -403,13 +441,13 @@ async fn map_with_pmp(
         )
         .await;
         match mapping {
-            Ok(m) => mappings.push(m),
+            Ok(m) => mappings.push((role, m)),
             // The UDP side is a bonus; without the TCP side nothing is mapped.
-            Err(e) if !mappings.is_empty() => tracing::debug!("UDP port not mapped: {e}"),
+            Err(e) if !mappings.is_empty() => tracing::debug!("UDP port {port} not mapped: {e}"),
             Err(e) => return Err(e.into()),
         }
     }
-    let Some(first) = mappings.first() else { return Err(MapError::NoGateway) };
+    let Some((_, first)) = mappings.first() else { return Err(MapError::NoGateway) };
     let external = match first.mapping_type() {
         crab_nat::PortMappingType::Pcp { external_ip, .. } => {
             ipv4(external_ip).map(|ip| (MappingProtocol::Pcp, ip)).ok_or(MapError::NotIpv4)
@@ -425,14 +463,17 @@ async fn map_with_pmp(
         Ok(x) => x,
         Err(e) => {
             // Useless without the address to tell peers: give back what was granted.
-            for mapping in mappings {
+            for (_, mapping) in mappings {
                 let _ = mapping.try_drop().await;
             }
             return Err(e);
         }
     };
-    let at = |m: &crab_nat::PortMapping| SocketAddrV4::new(external_ip, m.external_port().get());
-    let mapped = Mapped { protocol, tcp: at(first), udp: mappings.get(1).map(at) };
+    let granted: Vec<_> = mappings
+        .iter()
+        .map(|(role, m)| (*role, SocketAddrV4::new(external_ip, m.external_port().get())))
+        .collect();
+    let Some(mapped) = Mapped::new(protocol, &granted) else { return Err(MapError::NoGateway) };
     Ok(Held { mapped, at: Gateway::Pmp { mappings } })
 }
 
@@ -462,19 +503,25 @@ async fn map_with_upnp(
     ports: Ports,
 ) -> Result<Held, MapError> {
     let external_ip = ipv4(gateway.get_external_ip().await?).ok_or(MapError::NotIpv4)?;
-    let mut wanted = vec![(igd_next::PortMappingProtocol::TCP, ports.tcp)];
-    wanted.extend(ports.udp.map(|p| (igd_next::PortMappingProtocol::UDP, p)));
     let mut entries: Vec<UpnpEntry> = Vec::new();
-    for (protocol, port) in wanted {
+    let mut granted = Vec::new();
+    for (role, port) in ports.wanted() {
+        let protocol = match role.is_udp() {
+            true => igd_next::PortMappingProtocol::UDP,
+            false => igd_next::PortMappingProtocol::TCP,
+        };
         match add_upnp(&gateway, protocol, SocketAddr::from((local_ip, port))).await {
-            Ok(entry) => entries.push(entry),
-            Err(e) if !entries.is_empty() => tracing::debug!("UDP port not mapped: {e}"),
+            Ok(entry) => {
+                granted.push((role, SocketAddrV4::new(external_ip, entry.external_port)));
+                entries.push(entry);
+            }
+            Err(e) if !entries.is_empty() => tracing::debug!("UDP port {port} not mapped: {e}"),
             Err(e) => return Err(e),
         }
     }
-    let at = |e: &UpnpEntry| SocketAddrV4::new(external_ip, e.external_port);
-    let Some(tcp) = entries.first().map(at) else { return Err(MapError::NoGateway) };
-    let mapped = Mapped { protocol: MappingProtocol::Upnp, tcp, udp: entries.get(1).map(at) };
+    let Some(mapped) = Mapped::new(MappingProtocol::Upnp, &granted) else {
+        return Err(MapError::NoGateway);
+    };
     Ok(Held { mapped, at: Gateway::Upnp { gateway, entries } })
 }
 
@@ -543,7 +590,7 @@ mod tests {
 
     #[test]
     fn trackers_hear_of_the_port_the_router_opened() {
-        let ports = Ports { tcp: 6881, udp: Some(6881) };
+        let ports = Ports { tcp: 6881, udp: Some(6881), dht: None };
         let public = Ipv4Addr::new(203, 0, 113, 7);
         let mapped = |port| MappingState {
             searched: true,
@@ -551,6 +598,7 @@ mod tests {
                 protocol: MappingProtocol::Pcp,
                 tcp: SocketAddrV4::new(public, port),
                 udp: None,
+                dht: None,
             }),
         };
         assert_eq!(announced_port(ports, &MappingState::default()), 6881);
@@ -560,6 +608,20 @@ mod tests {
         // Lost again: back to the listen port.
         let lost = MappingState { searched: true, mapped: None };
         assert_eq!(announced_port(ports, &lost), 6881);
+    }
+
+    #[test]
+    fn the_dht_port_is_asked_for_once_and_only_when_it_is_its_own() {
+        let both = Ports { tcp: 6881, udp: Some(6881), dht: Some(50000) };
+        assert_eq!(both.wanted(), [(Role::Tcp, 6881), (Role::Udp, 6881), (Role::Dht, 50000)]);
+        let shared = Ports { tcp: 6881, udp: Some(6881), dht: Some(6881) };
+        assert_eq!(shared.wanted(), [(Role::Tcp, 6881), (Role::Udp, 6881)]);
+        let at = |port| SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 7), port);
+        // The UDP mapping may be refused while the DHT's is granted: each keeps its role.
+        let granted = [(Role::Tcp, at(1)), (Role::Dht, at(3))];
+        let mapped = Mapped::new(MappingProtocol::Upnp, &granted).unwrap();
+        assert_eq!((mapped.tcp, mapped.udp, mapped.dht), (at(1), None, Some(at(3))));
+        assert_eq!(Mapped::new(MappingProtocol::Upnp, &[(Role::Udp, at(2))]), None);
     }
 
     #[test]

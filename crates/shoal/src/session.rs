@@ -75,14 +75,13 @@ pub struct SessionConfig {
     pub dht: Option<DhtConfig>,
     /// Local service discovery (BEP 14) on the LAN; off by default here, as the DHT.
     pub lsd: bool,
-    /// Ask the home router (PCP, NAT-PMP, UPnP IGD) to forward the listen port (and the
-    /// DHT's UDP port) to us; off by default here, as the DHT.
+    /// Ask the home router (PCP, NAT-PMP, UPnP IGD) to forward the listen port (TCP and UDP,
+    /// and the DHT's UDP port) to us; off by default here, as the DHT.
     pub port_mapping: bool,
     /// Protocol encryption (MSE) for TCP and uTP peers, both ways.
     pub encryption: EncryptionPolicy,
     /// uTP (BEP 29) on the listen port's UDP side, both ways; outgoing connections try it
-    /// beside TCP. Off by default: downloads over it from libtorrent can stall
-    /// (docs/STATUS.md).
+    /// beside TCP (see `peer_conn::open`). On by default.
     pub utp: bool,
 }
 
@@ -97,7 +96,7 @@ impl Default for SessionConfig {
             lsd: false,
             port_mapping: false,
             encryption: EncryptionPolicy::default(),
-            utp: false,
+            utp: true,
         }
     }
 }
@@ -384,11 +383,10 @@ fn start_lsd(listen_port: u16, routes: Routes) -> Option<Lsd> {
     }
 }
 
-/// Maps the TCP listen port, and the DHT's UDP port, at the router. Not for a listener on
-/// loopback (nothing outside reaches it) nor an IPv6 one (no NAT to open: a firewall pinhole
-/// is another matter).
-/// Maps the listen port (TCP) and one UDP port: uTP's (the listen port's UDP side, which peers
-/// dial) when uTP is on, else the DHT's.
+/// Maps the listen port at the router: TCP, and UDP for uTP (the listen port's UDP side,
+/// which peers dial), and the DHT's UDP port when it is another (uTP took the listen port's).
+/// Not for a listener on loopback (nothing outside reaches it) nor an IPv6 one (no NAT to
+/// open: a firewall pinhole is another matter).
 fn start_port_mapping(
     listen: SocketAddr,
     utp: bool,
@@ -400,8 +398,9 @@ fn start_port_mapping(
         return None;
     }
     let local_ip = Some(*listen.ip()).filter(|ip| !ip.is_unspecified());
-    let udp = if utp { Some(listen.port()) } else { dht.map(|d| d.local_addr().port()) };
-    let ports = Ports { tcp: listen.port(), udp };
+    let dht = dht.map(|d| d.local_addr().port());
+    let udp = if utp { Some(listen.port()) } else { dht };
+    let ports = Ports { tcp: listen.port(), udp, dht };
     Some(PortMapper::start(ports, local_ip, announced.clone()))
 }
 

@@ -292,7 +292,12 @@ impl AsyncRead for UtpStream {
         let Some(conn) = inner.endpoint.conn(self.id) else {
             return Poll::Ready(Ok(()));
         };
-        match conn.read_slice(buf.initialize_unfilled()) {
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // Zeroing only what this read fills: a reader's fresh buffer is often far larger.
+        let want = conn.readable_bytes().clamp(1, buf.remaining());
+        match conn.read_slice(buf.initialize_unfilled_to(want)) {
             Some(0) => {
                 inner.wakers.entry(self.id).or_default().read = Some(cx.waker().clone());
                 Poll::Pending

@@ -7,6 +7,9 @@
 //! Invariants (checked in debug builds by `check`):
 //! - `in_flight` holds the sent, not yet cumulatively acknowledged segments, in sequence order
 //!   and contiguous: the first is `peer_ack + 1`, the last `seq_nr - 1`.
+//! - `to_resend` counts the segments of the flight marked `need_resend` (sending looks for
+//!   one only when there is one: a walk of the whole flight per packet sent cost more than
+//!   the rest of the sender).
 //! - Buffered bytes are bounded: `unsent` + in-flight payload ≤ `send_buffer`; readable +
 //!   out-of-order payload ≤ `recv_buffer` (a peer that ignores our window loses the excess).
 //! - `ack_nr` is the last sequence number received in order; out-of-order packets are kept only
@@ -40,10 +43,9 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long a cleanly closed connection still answers the peer's retransmissions (its last
 /// ACK may have been lost), as TCP's TIME-WAIT does.
 const LINGER: Duration = Duration::from_secs(5);
-/// Round trips under this are a short path (see `Connection::short_path_cap`).
-const SHORT_PATH_RTT: Duration = Duration::from_millis(5);
-/// The most in flight on a short path.
-const SHORT_PATH_WINDOW: usize = 64 * 1024;
+/// One packet in this many gets the invariants' full check (debug builds; see `check`).
+#[cfg(debug_assertions)]
+const FULL_CHECK_EVERY: u32 = 64;
 /// Least wait before a tail-loss probe (see `Connection::probe_timeout`).
 const MIN_PROBE_TIMEOUT: Duration = Duration::from_millis(10);
 /// Selective ACKs that must name packets after a hole before it counts as lost.
@@ -160,6 +162,7 @@ pub struct Connection {
     unsent: BytesMut,
     in_flight: VecDeque<Segment>,
     in_flight_bytes: usize,
+    to_resend: usize,
     /// The application will write no more: FIN once `unsent` is empty.
     closing: bool,
     fin_seq: Option<u16>,
@@ -197,6 +200,9 @@ pub struct Connection {
     wake: bool,
     closed_at: Option<Instant>,
     stats: ConnStats,
+    /// Calls of `check` (debug builds).
+    #[cfg(debug_assertions)]
+    checks: u32,
 }
 
 impl Connection {
@@ -218,6 +224,7 @@ impl Connection {
             unsent: BytesMut::new(),
             in_flight: VecDeque::new(),
             in_flight_bytes: 0,
+            to_resend: 0,
             closing: false,
             fin_seq: None,
             peer_wnd: mss,
@@ -246,6 +253,8 @@ impl Connection {
             wake: false,
             closed_at: None,
             stats: ConnStats::default(),
+            #[cfg(debug_assertions)]
+            checks: 0,
         }
     }
 
@@ -527,6 +536,9 @@ impl Connection {
             }
             let seg = self.in_flight.pop_front().unwrap_or_else(|| unreachable!("front exists"));
             self.in_flight_bytes -= seg.payload.len();
+            if seg.need_resend {
+                self.to_resend -= 1;
+            }
             if !seg.sacked {
                 acked += seg.payload.len().max(1);
             }
@@ -577,6 +589,7 @@ impl Connection {
     ) -> usize {
         let Some(first) = self.in_flight.front().map(|s| s.seq) else { return 0 };
         let mut acked = 0;
+        let mut highest = 0;
         for (byte_index, byte) in mask.iter().enumerate() {
             for bit in 0..8 {
                 if byte & (1 << bit) == 0 {
@@ -587,7 +600,10 @@ impl Connection {
                 if let Some(seg) = self.in_flight.get_mut(index) {
                     if !seg.sacked {
                         seg.sacked = true;
-                        seg.need_resend = false;
+                        if std::mem::take(&mut seg.need_resend) {
+                            self.to_resend -= 1;
+                        }
+                        highest = highest.max(index);
                         acked += seg.payload.len().max(1);
                         if seg.transmissions == 1 {
                             *rtt = Some(now.saturating_since(seg.sent_at));
@@ -596,10 +612,11 @@ impl Connection {
                 }
             }
         }
-        // Holes with DUPLICATE_THRESHOLD acknowledged segments after them are lost.
+        // Holes with DUPLICATE_THRESHOLD acknowledged segments after them are lost (nothing
+        // past the last one this ACK named has any after it).
         let mut after = 0;
         let mut lost = Vec::new();
-        for (index, seg) in self.in_flight.iter().enumerate().rev() {
+        for (index, seg) in self.in_flight.range(..=highest).enumerate().rev() {
             if seg.sacked {
                 after += 1;
             } else if after >= DUPLICATE_THRESHOLD && seg.transmissions == 1 && !seg.need_resend {
@@ -616,10 +633,11 @@ impl Connection {
     /// per round of losses.
     fn lost(&mut self, index: usize) {
         let Some(seg) = self.in_flight.get_mut(index) else { return };
-        if seg.sacked {
+        if seg.sacked || seg.need_resend {
             return;
         }
         seg.need_resend = true;
+        self.to_resend += 1;
         self.stats.fast_losses += 1;
         if self.recovery_until.is_none() {
             self.ledbat.on_loss();
@@ -664,6 +682,7 @@ impl Connection {
                 self.probe_deadline = None;
                 if let Some(seg) = self.in_flight.iter_mut().find(|s| !s.sacked && !s.need_resend) {
                     seg.need_resend = true;
+                    self.to_resend += 1;
                     self.stats.probes += 1;
                 }
             }
@@ -685,7 +704,9 @@ impl Connection {
         self.ledbat.on_timeout();
         self.rto = (self.rto * 2).min(MAX_RTO);
         if let Some(seg) = self.in_flight.iter_mut().find(|s| !s.sacked) {
-            seg.need_resend = true;
+            if !std::mem::replace(&mut seg.need_resend, true) {
+                self.to_resend += 1;
+            }
         }
         self.rto_deadline = Some(now + self.rto);
     }
@@ -733,8 +754,10 @@ impl Connection {
         self.config.recv_buffer.saturating_sub(self.readable_bytes + self.reorder_bytes)
     }
 
+    /// Adds a segment to the flight, marked for sending.
     fn push_segment(&mut self, kind: PacketType, payload: Bytes, now: Instant) {
         self.in_flight_bytes += payload.len();
+        self.to_resend += 1;
         self.in_flight.push_back(Segment {
             seq: self.seq_nr,
             kind,
@@ -772,19 +795,11 @@ impl Connection {
             return true;
         }
         // Retransmissions first.
-        if let Some(index) = self.in_flight.iter().position(|s| s.need_resend) {
-            let seg = &mut self.in_flight[index];
-            seg.need_resend = false;
-            seg.transmissions += 1;
-            seg.sent_at = now;
-            if seg.transmissions > 1 {
-                self.stats.resent += 1;
-            } else if matches!(seg.kind, PacketType::Data | PacketType::Fin) {
-                self.stats.data_out += 1;
+        if self.to_resend > 0 {
+            if let Some(index) = self.in_flight.iter().position(|s| s.need_resend) {
+                self.send_segment(index, now, out);
+                return true;
             }
-            let (kind, seq, payload) = (seg.kind, seg.seq, seg.payload.clone());
-            self.encode(kind, seq, None, &payload, now, out);
-            return true;
         }
         // An accepted connection acknowledges the SYN on its own first, as peers expect.
         if std::mem::take(&mut self.ack_syn_first) {
@@ -794,12 +809,14 @@ impl Connection {
         if self.state == State::Connected {
             if let Some(payload) = self.next_payload() {
                 self.push_segment(PacketType::Data, payload, now);
-                return self.poll_transmit(now, out);
+                self.send_segment(self.in_flight.len() - 1, now, out);
+                return true;
             }
             if self.closing && self.unsent.is_empty() && self.fin_seq.is_none() {
                 self.fin_seq = Some(self.seq_nr);
                 self.push_segment(PacketType::Fin, Bytes::new(), now);
-                return self.poll_transmit(now, out);
+                self.send_segment(self.in_flight.len() - 1, now, out);
+                return true;
             }
         }
         if self.need_ack && self.state != State::SynSent {
@@ -810,6 +827,23 @@ impl Connection {
         false
     }
 
+    /// Sends (or resends) the flight's segment at `index`, marked `need_resend`.
+    fn send_segment(&mut self, index: usize, now: Instant, out: &mut Vec<u8>) {
+        let seg = &mut self.in_flight[index];
+        debug_assert!(seg.need_resend);
+        seg.need_resend = false;
+        self.to_resend -= 1;
+        seg.transmissions += 1;
+        seg.sent_at = now;
+        if seg.transmissions > 1 {
+            self.stats.resent += 1;
+        } else if matches!(seg.kind, PacketType::Data | PacketType::Fin) {
+            self.stats.data_out += 1;
+        }
+        let (kind, seq, payload) = (seg.kind, seg.seq, seg.payload.clone());
+        self.encode(kind, seq, None, &payload, now, out);
+    }
+
     /// The next data packet's payload, if the windows allow one: ours (LEDBAT) and the
     /// peer's receive window. Small writes wait while data is in flight (Nagle), so a stream
     /// of small messages goes out in full packets.
@@ -818,7 +852,7 @@ impl Connection {
         if self.unsent.is_empty() {
             return None;
         }
-        let window = self.ledbat.window().min(self.peer_wnd.max(mss)).min(self.short_path_cap());
+        let window = self.ledbat.window().min(self.peer_wnd.max(mss));
         if self.in_flight_bytes + mss > window && !self.in_flight.is_empty() {
             return None;
         }
@@ -827,18 +861,6 @@ impl Connection {
         }
         let n = self.unsent.len().min(mss);
         Some(self.unsent.split_to(n).freeze())
-    }
-
-    /// On a short path (a LAN, this machine) nothing spreads a window's packets out in time:
-    /// they land in the peer's socket buffer at once, and a default one (208 KiB on Linux)
-    /// overflows. libtorrent 2.0 then stops answering the connection altogether. A short
-    /// round trip needs no large window for speed (64 KiB every 0.2 ms is 300 MB/s), so
-    /// there the window stays below [`SHORT_PATH_WINDOW`].
-    fn short_path_cap(&self) -> usize {
-        match self.srtt {
-            Some((srtt, _)) if srtt < SHORT_PATH_RTT.as_secs_f64() => SHORT_PATH_WINDOW,
-            _ => usize::MAX,
-        }
     }
 
     fn sack_mask(&self) -> Option<Vec<u8>> {
@@ -892,8 +914,21 @@ impl Connection {
         }
     }
 
+    /// Checks the invariants (module documentation) in debug builds: the cheap ones on every
+    /// packet, the walks of the flight and the reorder buffer on one packet in
+    /// [`FULL_CHECK_EVERY`] (every packet, they made the receive path quadratic in the window).
     #[cfg(debug_assertions)]
-    fn check(&self) {
+    fn check(&mut self) {
+        if let (Some(first), Some(last)) = (self.in_flight.front(), self.in_flight.back()) {
+            debug_assert_eq!(first.seq.wrapping_add(self.in_flight.len() as u16), self.seq_nr);
+            debug_assert_eq!(last.seq.wrapping_add(1), self.seq_nr);
+        }
+        debug_assert!(self.to_resend <= self.in_flight.len());
+        debug_assert!(self.readable_bytes + self.reorder_bytes <= self.config.recv_buffer);
+        self.checks += 1;
+        if self.checks % FULL_CHECK_EVERY != 0 {
+            return;
+        }
         if let Some(first) = self.in_flight.front() {
             for (i, seg) in self.in_flight.iter().enumerate() {
                 debug_assert_eq!(
@@ -902,13 +937,12 @@ impl Connection {
                     "flight not contiguous"
                 );
             }
-            debug_assert_eq!(first.seq.wrapping_add(self.in_flight.len() as u16), self.seq_nr);
         }
         debug_assert_eq!(
             self.in_flight_bytes,
             self.in_flight.iter().map(|s| s.payload.len()).sum::<usize>()
         );
-        debug_assert!(self.readable_bytes + self.reorder_bytes <= self.config.recv_buffer);
+        debug_assert_eq!(self.to_resend, self.in_flight.iter().filter(|s| s.need_resend).count());
         debug_assert!(self.reorder.keys().all(|&s| {
             let ahead = seq_diff(s, self.ack_nr);
             ahead > 1 && ahead as u16 <= MAX_REORDER + 1
@@ -916,7 +950,7 @@ impl Connection {
     }
 
     #[cfg(not(debug_assertions))]
-    fn check(&self) {}
+    fn check(&mut self) {}
 }
 
 impl std::fmt::Debug for Connection {

@@ -48,7 +48,9 @@ def parse_args():
     ap.add_argument("--runs", type=int, default=3, help="runs per client and size; the table shows medians")
     ap.add_argument("--only", default=",".join(clients.LEECHERS),
                     help="clients to run (default %s; also %s: Shoal with --no-utp, with "
-                         "encryption off, with RC4 required)" % (",".join(clients.LEECHERS), ",".join(clients.SHOAL_VARIANTS)))
+                         "encryption off, with RC4 required; %s: libtorrent with RC4 required)"
+                         % (",".join(clients.LEECHERS), ",".join(clients.SHOAL_VARIANTS),
+                            ",".join(clients.LT_VARIANTS)))
     ap.add_argument("--transport", choices=["tcp", "utp"], default="tcp",
                     help="utp: the libtorrent seeder and leecher speak uTP only (TCP off both ways); "
                          "Shoal's defaults reach it over uTP")

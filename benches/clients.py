@@ -21,7 +21,11 @@ SHOAL_VARIANTS = {
     "shoal-plain": ["--encryption", "disable"],
     "shoal-rc4": ["--encryption", "require"],
 }
-KNOWN = LEECHERS + tuple(SHOAL_VARIANTS)
+# libtorrent's leecher the same way, as the reference for what a variant costs.
+LT_VARIANTS = {
+    "libtorrent-rc4": ["--rc4"],
+}
+KNOWN = LEECHERS + tuple(SHOAL_VARIANTS) + tuple(LT_VARIANTS)
 SELF_SEEDERS = ("shoal", "rqbit") + tuple(SHOAL_VARIANTS)  # clients also benchmarked as X -> X
 
 
@@ -42,6 +46,8 @@ def binary_for(client, paths):
     """The executable a client needs, or None when it needs none we look up (libtorrent)."""
     if client in SHOAL_VARIANTS:
         return paths["shoal"]
+    if client in LT_VARIANTS:
+        return PYTHON
     return {"shoal": paths["shoal"], "rqbit": paths["rqbit"], "aria2": shutil.which("aria2c") or "aria2c",
             "libtorrent": PYTHON}[client]
 
@@ -65,9 +71,10 @@ def leech_argv(client, paths, torrent, out_dir, peer, tracker_url, limit_s, utp=
         return ([paths["rqbit"]] + _rqbit_globals("127.0.0.1")
                 + ["download", torrent, "-o", out_dir, "--exit-on-finish", "--initial-peers", peer,
                    "--disable-http-api"])
-    if client == "libtorrent":
-        return [PYTHON, os.path.join(HERE, "lt_leecher.py"), torrent, out_dir, "--peer", peer,
-                "--timeout", str(int(limit_s))] + (["--utp"] if utp else [])
+    if client == "libtorrent" or client in LT_VARIANTS:
+        return ([PYTHON, os.path.join(HERE, "lt_leecher.py"), torrent, out_dir, "--peer", peer,
+                 "--timeout", str(int(limit_s))] + (["--utp"] if utp else [])
+                + LT_VARIANTS.get(client, []))
     if client == "aria2":
         return [binary_for("aria2", paths), "--dir=" + out_dir, "--bt-tracker=" + tracker_url,
                 "--seed-time=0", "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",

@@ -23,7 +23,12 @@ def main():
     ap.add_argument("--peer", required=True, help="HOST:PORT of the seeder")
     ap.add_argument("--timeout", type=float, default=300)
     ap.add_argument("--utp", action="store_true", help="uTP only (TCP off both ways)")
+    ap.add_argument("--rc4", action="store_true",
+                    help="protocol encryption required, RC4 on the whole stream (both ways)")
     a = ap.parse_args()
+    # libtorrent's enums: enc_policy forced = 0, enabled = 1; enc_level rc4 = 2, both = 3.
+    encryption = ({"out_enc_policy": 0, "in_enc_policy": 0, "allowed_enc_level": 2} if a.rc4
+                  else {})
 
     ses = lt.session({
         "listen_interfaces": "127.0.0.1:0",
@@ -33,6 +38,7 @@ def main():
         "enable_ip_notifier": False,
         "alert_mask": lt.alert_category.error | lt.alert_category.status,
         "user_agent": "shoal-bench-leecher/libtorrent-" + lt.__version__,
+        **encryption,
     })
     p = lt.add_torrent_params()
     p.ti = lt.torrent_info(a.torrent)

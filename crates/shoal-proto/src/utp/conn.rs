@@ -926,7 +926,7 @@ impl Connection {
         debug_assert!(self.to_resend <= self.in_flight.len());
         debug_assert!(self.readable_bytes + self.reorder_bytes <= self.config.recv_buffer);
         self.checks += 1;
-        if self.checks % FULL_CHECK_EVERY != 0 {
+        if !self.checks.is_multiple_of(FULL_CHECK_EVERY) {
             return;
         }
         if let Some(first) = self.in_flight.front() {

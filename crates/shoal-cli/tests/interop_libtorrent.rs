@@ -451,9 +451,9 @@ fn shoal_finds_shoal_on_the_lan() {
 /// Port mapping, against Debian's miniupnpd on a NAT router (`shoal_testkit::nat`): `shoal
 /// seed` on a host behind it asks the router to forward its port (PCP, the first protocol
 /// Shoal tries; then a router that speaks UPnP IGD only), reports the public address in a
-/// `port_mapping` event, and a libtorrent leecher on the internet side downloads by dialling that
-/// address, which the router's filter drops unless a mapping holds. On SIGTERM the seed
-/// deletes its mappings.
+/// `port_mapping` event, and libtorrent leechers on the internet side (one over TCP, one over
+/// uTP only) download by dialling that address, which the router's filter drops unless a
+/// mapping holds. On SIGTERM the seed deletes its mappings.
 #[test]
 fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
     // The seed deletes its mappings within 3 s of SIGTERM; miniupnpd then updates nftables.
@@ -512,20 +512,25 @@ fn libtorrent_reaches_shoal_behind_a_nat_through_port_mapping() {
                 );
             }
 
-            let out = fx.out(&format!("lt-behind-nat-{expected}"));
-            let opts = PeerOpts { ip: Some(internet), ..PeerOpts::default() }.connect(public);
-            let mut leech = lt_leech(&fx.torrent.path, &out, &opts).expect("libtorrent starts");
-            if let Err(e) = leech.wait_done(TRANSFER_TIMEOUT) {
-                panic!(
-                    "libtorrent did not download through the mapping: {e}\n--- seed ---\n{}\n\
-                     --- router ---\n{}\n{}",
-                    seed.output_tail(),
-                    host.router_state(),
-                    router.log()
-                );
+            // Over TCP (the listen port), then over uTP only (its UDP side; libtorrent sends
+            // uTP only from an interface with a route to the peer).
+            let link = host.internet_link_addr();
+            for (transport, opts) in [("tcp", PeerOpts::default()), ("utp", utp_only())] {
+                let out = fx.out(&format!("lt-behind-nat-{expected}-{transport}"));
+                let ip = if transport == "utp" { link } else { internet };
+                let opts = PeerOpts { ip: Some(ip), ..opts }.connect(public);
+                let mut leech = lt_leech(&fx.torrent.path, &out, &opts).expect("libtorrent starts");
+                if let Err(e) = leech.wait_done(TRANSFER_TIMEOUT) {
+                    panic!(
+                        "libtorrent ({transport}) did not download through the mapping: {e}\n\
+                         --- seed ---\n{}\n--- router ---\n{}\n{}",
+                        seed.output_tail(),
+                        host.router_state(),
+                        router.log()
+                    );
+                }
+                assert_trees_equal(&fx.shared(), &downloaded(&out));
             }
-            assert_trees_equal(&fx.shared(), &downloaded(&out));
-            drop(leech);
 
             seed.stop();
             router

@@ -194,6 +194,14 @@ impl NatHost {
         LAN_HOST
     }
 
+    /// The test namespace's address on the link to this router: where a peer on the
+    /// internet that must send from the interface facing the router binds (libtorrent sends
+    /// uTP only from a socket on an interface with a route to the peer, not from
+    /// [`INTERNET_SERVERS`] on `lo`).
+    pub fn internet_link_addr(&self) -> Ipv4Addr {
+        Self::internet_side(self.index)
+    }
+
     /// The test namespace's address on the link to router `index`: the router's default
     /// route.
     fn internet_side(index: u8) -> Ipv4Addr {

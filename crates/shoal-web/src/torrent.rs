@@ -25,7 +25,7 @@ use shoal_tracker_proto::announce_request;
 use shoal_tracker_proto::announcer::{Announcer, AnnouncerConfig};
 use shoal_tracker_proto::tiers::TrackerTiers;
 use shoal_tracker_proto::types::{AnnounceEvent, AnnounceRequest, AnnounceResponse};
-use shoal_tracker_proto::ws::client::OfferId;
+use shoal_tracker_proto::ws::client::{OfferDrop, OfferId};
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::RtcDataChannelEvent;
@@ -750,9 +750,10 @@ impl TorrentDriver {
     }
 
     /// Our offer will get no answer.
-    pub fn on_offer_dropped(&mut self, offer_id: OfferId) {
+    pub fn on_offer_dropped(&mut self, offer_id: OfferId, reason: OfferDrop) {
         if let Some(id) = self.offers.remove(&offer_id) {
-            self.close_conn(id, "offer dropped");
+            // The reason goes to the debug log: a connection that never opens is explained.
+            self.close_conn(id, &format!("offer dropped: {reason}"));
         }
     }
 
@@ -932,9 +933,9 @@ impl TorrentDriver {
     }
 
     /// The offers we made for `url`'s announce that it refused at once.
-    pub fn drop_offers(&mut self, refused: &[OfferId]) {
-        for offer_id in refused {
-            self.on_offer_dropped(*offer_id);
+    pub fn drop_offers(&mut self, refused: &[(OfferId, OfferDrop)]) {
+        for &(offer_id, reason) in refused {
+            self.on_offer_dropped(offer_id, reason);
         }
     }
 

@@ -10,7 +10,7 @@ use std::rc::{Rc, Weak};
 use shoal_proto::{InfoHash, Instant};
 use shoal_tracker_proto::types::AnnounceRequest;
 use shoal_tracker_proto::ws::client::{
-    AnnounceTicket, OfferId, Reconnect, WsClient, WsClientConfig, WsEvent,
+    AnnounceTicket, OfferDrop, OfferId, Reconnect, WsClient, WsClientConfig, WsEvent,
 };
 use shoal_tracker_proto::ws::MAX_MESSAGE_LEN;
 use wasm_bindgen::closure::Closure;
@@ -117,10 +117,7 @@ impl Hub {
             h.connect_if_needed(url, now, false);
             h.pump(url)
                 .into_iter()
-                .chain(std::iter::once(Routed::Refused(
-                    req.info_hash,
-                    announcement.refused.into_iter().map(|(id, _)| id).collect(),
-                )))
+                .chain(std::iter::once(Routed::Refused(req.info_hash, announcement.refused)))
                 .collect::<Vec<_>>()
         };
         Hub::deliver(hub, url, refused);
@@ -325,11 +322,11 @@ impl Hub {
                 Routed::Event(WsEvent::Offer { info_hash, peer_id, offer_id, sdp }) => {
                     Hub::answer(hub, url, info_hash, peer_id, offer_id, sdp);
                 }
-                Routed::Event(WsEvent::OfferDropped { offer_id, .. }) => {
+                Routed::Event(WsEvent::OfferDropped { offer_id, reason }) => {
                     let torrents: Vec<_> =
                         hub.borrow().torrents.values().filter_map(Weak::upgrade).collect();
                     for t in torrents {
-                        TorrentDriver::dispatch(&t, move |d| d.on_offer_dropped(offer_id));
+                        TorrentDriver::dispatch(&t, move |d| d.on_offer_dropped(offer_id, reason));
                     }
                 }
                 Routed::Event(WsEvent::Ignored(why)) => log(&format!("{url}: ignored: {why}")),
@@ -403,7 +400,7 @@ enum SocketEvent {
 enum Routed {
     Event(WsEvent),
     /// Offers an announce refused at once, to drop in the torrent that made them.
-    Refused(InfoHash, Vec<OfferId>),
+    Refused(InfoHash, Vec<(OfferId, OfferDrop)>),
     /// The socket reopened and rejoined this torrent (without offers: a browser makes them
     /// asynchronously), so the torrent follows with an announce that carries some.
     Rejoined(InfoHash),

@@ -338,3 +338,42 @@ fn a_lost_request_on_a_short_path_is_resent_within_round_trips() {
     let stats = net.a.conn(ca).unwrap().stats();
     assert_eq!((stats.probes, stats.timeouts), (1, 0), "{stats:?}");
 }
+
+#[test]
+fn a_peer_that_stops_acknowledging_is_given_up_on() {
+    // The path dies mid-transfer (the peer vanished, or acknowledges nothing any more): the
+    // sender backs off and closes with a timeout, holding no more than its send buffer.
+    let mut net = Net::new(8, 10, 0, 0.0);
+    let ca = net.a.connect(net.now, addr(B)).unwrap();
+    let data = pattern(8 << 20, 5);
+    let mut sent = 0;
+    let mut cut_at = None;
+    for _ in 0..1_000_000 {
+        if let Some(c) = net.a.conn(ca) {
+            if c.is_connected() {
+                sent += c.write(&data[sent..]);
+            }
+            if c.close_reason().is_some() {
+                break;
+            }
+        }
+        net.a.touch(ca);
+        if let Some(id) = net.b.accept() {
+            net.b.touch(id);
+        }
+        if cut_at.is_none() && sent > 1 << 20 {
+            net.loss = 1.0;
+            cut_at = Some(net.now);
+        }
+        if !net.step() {
+            break;
+        }
+    }
+    let conn = net.a.conn(ca).unwrap();
+    assert_eq!(conn.close_reason(), Some(CloseReason::TimedOut));
+    let waited = net.now.saturating_since(cut_at.expect("the path was cut"));
+    // Six retransmissions with backoff from the 500 ms floor: about a minute.
+    assert!(waited < Duration::from_secs(120), "gave up after {waited:?}");
+    assert!(sent <= (1 << 20) + UtpConfig::default().send_buffer, "took {sent} bytes");
+    assert!(conn.stats().timeouts >= 6, "{:?}", conn.stats());
+}

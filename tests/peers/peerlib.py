@@ -16,6 +16,7 @@ of them the same way:
 """
 
 import ctypes
+import faulthandler
 import json
 import os
 import queue
@@ -25,6 +26,10 @@ import subprocess
 import sys
 import threading
 import time
+
+# A crash inside libtorrent's or Transmission's code prints the Python stack on stderr, so a
+# reference peer's SIGSEGV in a test log says which call it died in.
+faulthandler.enable()
 
 _emit_lock = threading.Lock()
 

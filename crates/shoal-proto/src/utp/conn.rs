@@ -24,8 +24,14 @@ use super::ledbat::Ledbat;
 use super::packet::{Header, Packet, PacketType, HEADER_LEN, MAX_SACK_BYTES};
 use crate::time::Instant;
 
-/// Packets received ahead of a gap that are kept (the selective ACK can name 256).
-const MAX_REORDER: u16 = 8 * MAX_SACK_BYTES as u16;
+/// Packets received ahead of a gap that are kept: more than a full receive window of full
+/// packets (1 MiB is ~760), so that a sender using all of our window loses nothing but the
+/// hole to one loss. The selective ACK names only the first 256 of them; the rest wait, and
+/// are acknowledged with the hole. (Keeping only what the selective ACK can name threw the
+/// rest away, and the sender, its window full of packets we had dropped, crept on one probe
+/// per round trip: a Shoal → Shoal download over uTP stalled.) The byte bound of the receive
+/// buffer applies too, so small packets cannot hold more than it either.
+const MAX_REORDER: u16 = 2048;
 /// Lower bound of the retransmission timeout (BEP 29's 500 ms).
 const MIN_RTO: Duration = Duration::from_millis(500);
 const MAX_RTO: Duration = Duration::from_secs(30);

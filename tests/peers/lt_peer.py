@@ -595,7 +595,7 @@ def leech_surviving_a_crash():
     argv = [sys.executable, os.path.abspath(__file__)] + sys.argv[1:]
     for attempt in (1, 2):
         # stdin is inherited: the harness's commands and its EOF reach the child.
-        child = subprocess.Popen(argv, env=env, preexec_fn=peerlib._die_with_parent)
+        child = subprocess.Popen(argv, env=env, preexec_fn=peerlib.die_with_parent)
         code = child.wait()
         if code != -signal.SIGSEGV or attempt == 2:
             return code if code >= 0 else 128 - code

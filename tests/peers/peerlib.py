@@ -131,7 +131,7 @@ except (OSError, AttributeError):
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent():
+def die_with_parent():
     # Runs in the child between fork and exec: ask the kernel to SIGTERM it when we die.
     if _prctl is not None:
         _prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
@@ -140,7 +140,7 @@ def _die_with_parent():
 def spawn(cmd, **kwargs):
     """Starts a third-party program that must not outlive this driver."""
     log("+ " + " ".join(cmd))
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent, **kwargs)
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent, **kwargs)
 
 
 def stop_process(proc, grace=5.0):

@@ -164,6 +164,34 @@ fn exchange(net: &mut Net, len: usize) -> Duration {
     net.now.since_epoch()
 }
 
+/// A sends `data` to B, which reads it as it comes; returns (A's, B's) connections and what B
+/// read (all of `data` unless the transfer stalled past the step budget).
+fn one_way(net: &mut Net, data: &[u8]) -> (ConnId, Option<ConnId>, BytesMut) {
+    let ca = net.a.connect(net.now, addr(B)).unwrap();
+    let mut cb = None;
+    let mut sent = 0;
+    let mut got = BytesMut::new();
+    for _ in 0..2_000_000 {
+        if let Some(c) = net.a.conn(ca) {
+            if c.is_connected() {
+                sent += c.write(&data[sent..]);
+            }
+        }
+        net.a.touch(ca);
+        cb = cb.or_else(|| net.b.accept());
+        if !net.step() || got.len() == data.len() {
+            break;
+        }
+        if let Some(id) = cb {
+            if let Some(c) = net.b.conn(id) {
+                c.read(&mut got, usize::MAX);
+            }
+            net.b.touch(id);
+        }
+    }
+    (ca, cb, got)
+}
+
 #[test]
 fn a_clean_path_carries_megabytes_both_ways_and_closes() {
     let mut net = Net::new(1, 10, 0, 0.0);
@@ -260,32 +288,8 @@ fn a_short_path_into_a_small_socket_buffer_loses_bursts_and_keeps_going() {
     let mut net = Net::new(6, 0, 0, 0.0);
     net.latency = Duration::from_micros(500);
     net.socket_buffer = Some(208 * 1024);
-    let ca = net.a.connect(net.now, addr(B)).unwrap();
     let data = pattern(16 << 20, 4);
-    let mut sent = 0;
-    let mut got = BytesMut::new();
-    for _ in 0..2_000_000 {
-        if let Some(c) = net.a.conn(ca) {
-            if c.is_connected() {
-                sent += c.write(&data[sent..]);
-            }
-        }
-        net.a.touch(ca);
-        if let Some(id) = net.b.accept() {
-            net.b.touch(id);
-        }
-        if !net.step() || got.len() == data.len() {
-            break;
-        }
-        // B reads everything as it comes.
-        let ids: Vec<_> = net.b.take_woken();
-        for id in ids {
-            if let Some(c) = net.b.conn(id) {
-                c.read(&mut got, usize::MAX);
-            }
-            net.b.touch(id);
-        }
-    }
+    let (ca, _, got) = one_way(&mut net, &data);
     assert!(got[..] == data[..], "the transfer completed");
     assert!(net.overflowed > 0, "bursts overflowed the socket buffer");
     let took = net.now.since_epoch();
@@ -390,31 +394,8 @@ fn one_loss_in_a_full_window_costs_a_retransmission_not_the_window() {
     let mut net = Net::new(9, 0, 0, 0.0);
     net.latency = Duration::from_micros(250);
     net.drop_nth = Some(2000);
-    let ca = net.a.connect(net.now, addr(B)).unwrap();
     let data = pattern(16 << 20, 6);
-    let mut sent = 0;
-    let mut got = BytesMut::new();
-    let mut cb = None;
-    for _ in 0..2_000_000 {
-        if let Some(c) = net.a.conn(ca) {
-            if c.is_connected() {
-                sent += c.write(&data[sent..]);
-            }
-        }
-        net.a.touch(ca);
-        if let Some(id) = net.b.accept() {
-            cb = Some(id);
-        }
-        if !net.step() || got.len() == data.len() {
-            break;
-        }
-        if let Some(c) = cb.and_then(|id| net.b.conn(id)) {
-            c.read(&mut got, usize::MAX);
-        }
-        if let Some(id) = cb {
-            net.b.touch(id);
-        }
-    }
+    let (_, cb, got) = one_way(&mut net, &data);
     assert!(got[..] == data[..], "the transfer completed");
     let received = net.b.conn(cb.unwrap()).unwrap().stats();
     assert_eq!(received.discarded_in, 0, "{received:?}");

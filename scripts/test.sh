@@ -11,7 +11,8 @@
 #   fmt     cargo fmt --all --check
 #   clippy  cargo clippy --workspace --all-targets -- -D warnings
 #   wasm    the sans-IO crates build for wasm32-unknown-unknown; web/pkg (scripts/build-web.sh)
-#   test    cargo test --workspace --release --no-fail-fast (unit, integration, interop)
+#   test    cargo test --workspace --release --no-fail-fast (unit, integration, interop), and
+#           the vendored sctp-proto fix's test
 #   fuzz    every cargo-fuzz target for FUZZ_SECONDS each (skipped while fuzz/ does not exist)
 #
 # Environment:
@@ -162,6 +163,9 @@ stage_wasm() {
 stage_test() {
     run 1800 env "${SHOAL_RELEASE_ENV[@]}" SHOAL_NO_DHT=1 SHOAL_NO_LSD=1 SHOAL_NO_PORT_MAPPING=1 \
         cargo test --workspace --release --no-fail-fast
+    # A vendored fix's own test (vendor/*.diff names it; it fails without the fix).
+    run 600 cargo test --manifest-path vendor/sctp-proto/Cargo.toml --lib \
+        test_sender_work_per_chunk_does_not_grow_with_the_flight
 }
 
 stage_fuzz() {

@@ -11,7 +11,7 @@ will hold) the torrent's top-level file or folder.
 
 Events on stdout (one JSON object a line):
   {"event":"ready","port":N,"ip":IP,"info_hash":HEX,...}   listening (seed: and verified seeding)
-  {"event":"metadata"}                                     magnet metadata received (leech)
+  {"event":"metadata","piece_length":N}                    magnet metadata received (leech)
   {"event":"progress","progress":0..1,"bytes":N,...}       about once a second (leech)
   {"event":"peer_connected","peer":"IP:PORT"} / peer_disconnected
   {"event":"done","seconds":S,"bytes":N,...}               download complete and flushed (leech)
@@ -431,7 +431,9 @@ def cmd_leech(a):
             if handle_common_alert(al, dialer, peers) or dht.on_alert(al):
                 continue
             if isinstance(al, lt.metadata_received_alert):
-                emit("metadata", seconds=round(time.monotonic() - t0, 3))
+                info = al.handle.torrent_file()
+                emit("metadata", seconds=round(time.monotonic() - t0, 3),
+                     piece_length=info.piece_length() if info is not None else None)
             elif isinstance(al, lt.piece_finished_alert) and t_first_piece is None:
                 t_first_piece = time.monotonic() - t0
             elif isinstance(al, lt.hash_failed_alert):

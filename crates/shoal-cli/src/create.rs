@@ -57,6 +57,7 @@ pub async fn share_in_place(
     path: &Path,
     trackers: Vec<String>,
     web_seeds: Vec<String>,
+    piece_size: Option<u32>,
     json: bool,
 ) -> Result<SharedInPlace, CliError> {
     let create = CreateArgs {
@@ -64,7 +65,7 @@ pub async fn share_in_place(
         output: None,
         trackers,
         web_seeds,
-        piece_size: None,
+        piece_size,
         name: None,
         comment: None,
         private: false,

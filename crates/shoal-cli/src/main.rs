@@ -163,6 +163,10 @@ pub struct SeedArgs {
     /// [default: no cap].
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
     pub max_upload_rate: Option<u64>,
+    /// Piece size of the torrent made for a PATH, as `create --piece-size` (16KiB to 256MiB)
+    /// [default: as `create`].
+    #[arg(long, value_name = "SIZE", value_parser = parse_piece_size)]
+    pub piece_size: Option<u32>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
     #[command(flatten)]
@@ -373,7 +377,7 @@ fn parse_rate(text: &str) -> Result<u64, String> {
 
 /// `16384`, `256KiB`, `256k`, `1MiB`, `1M`: piece sizes are always binary, so `KB` and `MB`
 /// mean KiB and MiB too.
-fn parse_piece_size(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_piece_size(text: &str) -> Result<u32, String> {
     let size = parse_size(text)?;
     let min = u64::from(shoal_proto::create::MIN_PIECE_LENGTH);
     let max = u64::from(shoal_proto::metainfo::MAX_PIECE_LENGTH);

@@ -26,6 +26,11 @@ pub async fn run(args: SeedArgs) -> Result<(), CliError> {
                     dir.display()
                 )));
             }
+            if args.piece_size.is_some() {
+                return Err(CliError::Usage(
+                    "--piece-size applies to sharing a PATH; a .torrent has its pieces".into(),
+                ));
+            }
             (meta, dir)
         }
         None => {
@@ -73,6 +78,8 @@ fn read_torrent_file(path: &Path) -> Result<Option<Metainfo>, CliError> {
 
 /// Makes a torrent for a file or folder; its content is then seeded from the parent folder.
 async fn share_path(args: &SeedArgs) -> Result<(Metainfo, PathBuf), CliError> {
-    let shared = share_in_place(&args.source, args.trackers.clone(), Vec::new(), args.json).await?;
+    let shared =
+        share_in_place(&args.source, args.trackers.clone(), Vec::new(), args.piece_size, args.json)
+            .await?;
     Ok((shared.meta, shared.root))
 }

@@ -78,6 +78,10 @@ pub struct ServeArgs {
     /// second, e.g. 2MiB [default: no cap].
     #[arg(long, value_name = "RATE", value_parser = crate::parse_rate)]
     pub max_upload_rate: Option<u64>,
+    /// Piece size of the torrents made for the FILES, as `create --piece-size` (16KiB to
+    /// 256MiB) [default: as `create`].
+    #[arg(long, value_name = "SIZE", value_parser = crate::parse_piece_size)]
+    pub piece_size: Option<u32>,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
     #[command(flatten)]
@@ -143,14 +147,15 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         max_upload_rate: args.max_upload_rate,
     })
     .await?;
-    let (shared, handles) = match seed_files(&session, &files, &urls, args.json).await {
-        Ok(seeding) => seeding,
-        Err(e) => {
-            // Minutes of hashing may have passed: the router's mapping is made by now.
-            session.shutdown().await;
-            return Err(e);
-        }
-    };
+    let (shared, handles) =
+        match seed_files(&session, &files, &urls, args.piece_size, args.json).await {
+            Ok(seeding) => seeding,
+            Err(e) => {
+                // Minutes of hashing may have passed: the router's mapping is made by now.
+                session.shutdown().await;
+                return Err(e);
+            }
+        };
     print_serving(args.json, &urls, &session, &shared);
     // The link is out already; whether the router forwards the port follows.
     transfer::report_port_mapping_later(&session, args.json);
@@ -258,6 +263,7 @@ async fn seed_files(
     session: &shoal::Session,
     files: &[PathBuf],
     urls: &Urls,
+    piece_size: Option<u32>,
     json: bool,
 ) -> Result<(Vec<Shared>, Vec<shoal::TorrentHandle>), CliError> {
     let mut shared = Vec::new();
@@ -265,7 +271,7 @@ async fn seed_files(
     for (index, path) in files.iter().enumerate() {
         let web_seed = web_seed_url(&urls.base, index, path);
         let SharedInPlace { meta, root } =
-            share_in_place(path, urls.trackers(), vec![web_seed], json).await?;
+            share_in_place(path, urls.trackers(), vec![web_seed], piece_size, json).await?;
         let handle = session
             .add_torrent(AddTorrent {
                 source: TorrentSource::Metainfo(Box::new(meta.clone())),

@@ -194,6 +194,23 @@ fn usage_errors_exit_with_2() {
     assert_eq!(shoal(&["download", "x", "--listen", "not-an-address"]).status.code(), Some(2));
 }
 
+/// `--piece-size` shapes a torrent `seed` makes for a PATH; a .torrent already has its
+/// pieces, so asking for a size there is a usage error, before anything starts.
+#[test]
+fn seed_piece_size_applies_to_a_path_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("clip.bin");
+    fs::write(&file, vec![3u8; 50_000]).unwrap();
+    let torrent = dir.path().join("clip.torrent");
+    let out = shoal(&["create", path_str(&file), "-o", path_str(&torrent)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out =
+        shoal(&["seed", path_str(&torrent), "-o", path_str(dir.path()), "--piece-size", "64KiB"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--piece-size applies to sharing a PATH"), "{}", stderr(&out));
+    assert_eq!(shoal(&["seed", path_str(&file), "--piece-size", "3KiB"]).status.code(), Some(2));
+}
+
 #[test]
 fn create_refuses_what_it_cannot_share() {
     let dir = tempfile::tempdir().unwrap();

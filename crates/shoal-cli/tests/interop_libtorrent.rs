@@ -204,8 +204,9 @@ fn shoal_seeds_a_path_and_libtorrent_leeches_its_magnet() {
     }
     let fx = Fixture::new(19);
     let ip = loopback_ip();
-    // no .torrent: Shoal makes one in memory and prints its magnet
-    let mut seed = shoal_seed(&fx.shared(), ip, &[]);
+    // no .torrent: Shoal makes one in memory, with the piece size asked for, and prints its
+    // magnet
+    let mut seed = shoal_seed(&fx.shared(), ip, &[arg("--piece-size"), arg("64KiB")]);
     let addr = seed.addr();
     assert_eq!(addr.ip(), ip, "listens where told");
     let magnet = seed.magnet().to_owned();
@@ -216,10 +217,10 @@ fn shoal_seeds_a_path_and_libtorrent_leeches_its_magnet() {
     let opts = PeerOpts::default().connect(addr).timeout(Duration::from_secs(90));
     let mut leech = lt_leech(&magnet, &out, &opts).unwrap();
     seed.serve(&mut leech);
-    assert!(
-        leech.process().events().iter().any(|e| e["event"] == "metadata"),
-        "libtorrent got the metadata from Shoal"
-    );
+    let events = leech.process().events();
+    let metadata = events.iter().find(|e| e["event"] == "metadata");
+    let metadata = metadata.expect("libtorrent got the metadata from Shoal");
+    assert_eq!(metadata["piece_length"], 65536, "the piece size asked for: {metadata}");
     assert_trees_equal(&fx.shared(), &downloaded(&out));
 }
 

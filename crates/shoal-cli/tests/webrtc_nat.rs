@@ -75,6 +75,14 @@ fn shoal_peers_behind_two_nats_meet_through_stun() {
         // socket at that and rejoins with fresh offers carrying it, which is how the two meet
         // (their regular announces are two minutes away; the download is bounded below that).
         let counter = |name: &str| net.tracker.stats().counters.get(name).copied().unwrap_or(0);
+        // The first downloader announces `stopped` as it exits, and the tracker may count it
+        // only now: wait until its socket is gone (the seed's alone is open), so that late
+        // announce is not taken for the next downloader's.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counter("ws_connections_open") != 1 {
+            assert!(Instant::now() < deadline, "the first downloader's tracker socket stayed open");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let (accepted, announced) = (counter("ws_connections_accepted"), counter("ws_announces"));
         let moved = seed_host.renumber().expect("a new public address");
         let out = net.dir.path().join("got-after-the-change");

@@ -87,6 +87,19 @@ function probe () {
   s.finish = () => {
     if (waitingAt !== null) { s.waits.push([waitingAt, null]); waitingAt = null }
   }
+  // The engine's view every 200 ms while it changes: [ms, peers, bytes downloaded, of which
+  // from the web seed], to line up the web seed's fetches with when peers came.
+  s.timeline = []
+  let seen = ''
+  setInterval(() => {
+    let st = null
+    try { st = window.shoalApp?.current?.torrent.status() } catch {}
+    if (!st || s.timeline.length >= 300) return
+    const key = `${st.peers}/${st.webSeedDownloaded}`
+    if (key === seen) return
+    seen = key
+    s.timeline.push([Math.round(now()), st.peers, st.downloaded, st.webSeedDownloaded])
+  }, 200)
   let last = null
   setInterval(() => {
     const v = document.querySelector('video')
@@ -101,7 +114,7 @@ function probe () {
 
 /** Bytes the page fetched over HTTP, by kind (Playwright's view; the Service Worker's own
  *  script fetch and the video's requests it answers are not network requests of the page). */
-function countRequests (context) {
+function countRequests (context, fetches = []) {
   const kinds = {}
   context.on('requestfinished', async request => {
     try {
@@ -113,6 +126,11 @@ function countRequests (context) {
       const sizes = await request.sizes()
       const k = kinds[kind] ??= { requests: 0, body: 0, headers: 0 }
       k.requests++
+      if (kind === 'webseed' && fetches.length < 200) {
+        // [start (ms since the epoch; the row makes it relative to navigation), Range, body]
+        const range = (await request.allHeaders()).range ?? null
+        fetches.push([request.timing().startTime, range, Math.max(0, sizes.responseBodySize)])
+      }
       k.body += Math.max(0, sizes.responseBodySize)
       k.headers += Math.max(0, sizes.responseHeadersSize)
     } catch {}
@@ -139,7 +157,8 @@ async function prime () {
 
 async function newViewer (i) {
   const t = await openTab(browser, `viewer-${i}`)
-  t.kinds = countRequests(t.context)
+  t.fetches = []
+  t.kinds = countRequests(t.context, t.fetches)
   await t.page.addInitScript(probe)
   return t
 }
@@ -171,6 +190,7 @@ async function viewer (i, t, t0) {
         ended: s.ended,
         errors: s.errors,
         events: s.events,
+        timeline: s.timeline,
         video: v ? { currentTime: v.currentTime, paused: v.paused, readyState: v.readyState, muted: v.muted, duration: v.duration } : null,
         notices: [...document.querySelectorAll('.notice, #messages .message')].map(e => e.textContent.trim()).slice(0, 8),
         status
@@ -192,6 +212,8 @@ async function viewer (i, t, t0) {
     row.media_errors = got.errors
     row.notices = got.notices
     row.events = got.events
+    row.timeline = got.timeline
+    row.webseed_fetches = t.fetches.map(([at, range, body]) => [Math.round(at - got.originDelay), range, body])
     row.status = got.status && {
       peers: got.status.peers, seeds: got.status.seeds, webSeeds: got.status.webSeeds,
       progress: got.status.progress, done: got.status.done, downloaded: got.status.downloaded,

@@ -103,8 +103,8 @@ pub struct TorrentConfig {
     /// For this long after the start, web seeds fetch only the pieces a reader is stalled on
     /// (critical ones) and peers get the chance to bring the rest: a viewer who joins a swarm
     /// takes little from the server, whose bytes no peer can spread. Non-zero also means a
-    /// viewer: until its first reader comes (at most [`webseeds::READER_PATIENCE`]), nothing
-    /// is urgent and web seeds wait. Zero: web seeds start in full at once (a download that
+    /// viewer: until its first reader comes and a peer with something it wants connects (at
+    /// most [`webseeds::READER_PATIENCE`]), the grace goes on. Zero: web seeds start in full at once (a download that
     /// uses the server as a mirror). The tab uses [`webseeds::VIEWER_WEB_SEED_GRACE`].
     pub web_seed_grace: Duration,
 }

@@ -41,7 +41,7 @@ use crate::fixture::TestTorrent;
 use crate::node::{NodeConfig, NodeId};
 use crate::player::{PlayerConfig, PlayerState, Wait};
 use crate::rng::SimRng;
-use crate::sim::{Sim, SimConfig};
+use crate::sim::{NetConfig, Sim, SimConfig};
 use crate::store::Verify;
 use crate::webseed::WebSeedConfig;
 
@@ -149,11 +149,22 @@ pub struct CrowdConfig {
     pub readahead: u64,
     /// A web seed on the origin at this rate (bytes per second, shared by all), if any.
     pub web_seed: Option<u64>,
+    /// One-way delay of every connection at least (each adds up to 30 ms more): the network,
+    /// and in `benches/crowd.py` six tabs' event loops on two busy cores.
+    pub latency: Duration,
+    /// Time from a viewer's fetch to the web seed's first byte: the network's round trip, and
+    /// in `benches/crowd.py` six tabs' engines on two busy cores (0.3-1 s a fetch there).
+    pub web_seed_latency: Duration,
     /// From a viewer's arrival to its player asking for data: the page, its Service Worker
     /// and the `<video>` element (0.7 s for one tab, about 4 s each for six tabs on two
     /// busy cores). Meanwhile the tab's torrent runs, without a reader. Start times count
     /// from the arrival.
     pub player_delay: Duration,
+    /// From a viewer's arrival to its first announce, and so to its first peers: a tab's
+    /// WebRTC offers travel through the tracker and its channels open after the ICE, DTLS and
+    /// SCTP handshakes (a few hundred ms alone, seconds for six tabs on two busy cores).
+    /// Viewers who announce meanwhile may still connect to it.
+    pub peer_delay: Duration,
     /// How viewers check pieces: `Identity` gives SHA-1's verdict without hashing, which at
     /// ten thousand viewers would be terabytes of SHA-1 and dominate the run.
     pub verify: Verify,
@@ -192,7 +203,10 @@ impl CrowdConfig {
             tab_memory: TAB_MEMORY,
             readahead: TAB_READAHEAD,
             web_seed: None,
+            latency: NetConfig::default().latency,
+            web_seed_latency: WebSeedConfig::new(WEB_SEED_URL, 0).latency,
             player_delay: Duration::ZERO,
+            peer_delay: Duration::ZERO,
             verify: Verify::Identity,
         }
     }
@@ -448,6 +462,7 @@ impl<'a> Run<'a> {
         sim_config.max_events_per_run = 1 << 62;
         sim_config.torrent = config.viewer_torrent_config();
         sim_config.net.verify = config.verify;
+        sim_config.net.latency = config.latency;
         // Nothing here reads the nodes' records of disconnects and refusals; ten thousand
         // viewers keeping a thousand each would cost gigabytes.
         sim_config.max_log_records = 0;
@@ -458,7 +473,8 @@ impl<'a> Run<'a> {
                 .torrent_config(config.origin_torrent_config()),
         );
         if let Some(rate) = config.web_seed {
-            sim.add_web_seed(WebSeedConfig::new(WEB_SEED_URL, rate));
+            let latency = config.web_seed_latency;
+            sim.add_web_seed(WebSeedConfig { latency, ..WebSeedConfig::new(WEB_SEED_URL, rate) });
         }
         let mut run = Run {
             config,
@@ -504,11 +520,12 @@ impl<'a> Run<'a> {
                     true => play(&mut self.sim, config, node),
                     false => self.plan(now + config.player_delay, Task::Play(i)),
                 }
-                announce(&mut self.sim, config, node, self.origin);
                 self.watching += 1;
                 self.waiting.insert(i);
-                if let Some(every) = config.reannounce {
-                    self.plan(now + every, Task::Announce(i));
+                if config.peer_delay.is_zero() {
+                    self.do_task(now, Task::Announce(i));
+                } else {
+                    self.plan(now + config.peer_delay, Task::Announce(i));
                 }
             }
             Task::Play(i) => {
@@ -837,7 +854,10 @@ impl CrowdReport {
             Some(rate) => k.num("web_seed_bytes_per_sec", rate),
             None => k.raw("web_seed_bytes_per_sec", "null"),
         }
+        k.float("latency_secs", c.latency.as_secs_f64());
+        k.float("web_seed_latency_secs", c.web_seed_latency.as_secs_f64());
         k.float("player_delay_secs", c.player_delay.as_secs_f64());
+        k.float("peer_delay_secs", c.peer_delay.as_secs_f64());
         k.str("verify", verify_name(c.verify));
         o.raw("config", &k.finish());
         o.finish()

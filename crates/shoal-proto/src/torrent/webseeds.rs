@@ -22,13 +22,16 @@
 //! for pieces readers wait for, which come first.
 //!
 //! A viewer spares the server further, since the server's bytes are the ones no peer can
-//! spread. With [`TorrentConfig::web_seed_grace`] set (the tab), for that long after the start,
-//! and until its first reader comes (at most [`READER_PATIENCE`]), it fetches only critical
-//! pieces (what a reader is about to stall on), a piece per fetch; while connected peers that
-//! have what it wants do not deliver, only critical pieces; once peers serve a streaming
-//! viewer, only pieces no connected peer has and the nearest critical piece still to arrive.
-//! In the simulated crowd of `benches/crowd.py` (six tabs, `crates/shoal-sim/tests/crowd.rs`)
-//! the server sends 0.3 of the video instead of 0.9-1.4, and the tabs start sooner.
+//! spread. With [`TorrentConfig::web_seed_grace`] set (the tab), it asks the server only for
+//! the nearest piece its reader is about to stall on, a piece at a time (or
+//! [`NEAREST_FETCH_BYTES`] of small pieces): for that long after
+//! the start, then until its first reader comes and a peer with pieces it wants connects (at
+//! most [`READER_PATIENCE`]), and whenever connected peers with what it wants do not deliver
+//! (a plain streaming client then asks for all its critical pieces). Once peers serve a
+//! streaming viewer: only pieces no connected peer has and the nearest critical piece still
+//! to arrive. In the simulated crowd of `benches/crowd.py` (six tabs,
+//! `crates/shoal-sim/tests/crowd.rs`) the server sends 0.3 of the video instead of 0.9-1.4,
+//! and the tabs start sooner.
 //!
 //! Failures back off (5 s doubling to 5 min);
 //! a seed whose data fails the hash check [`MAX_HASH_FAILURES`] times is disabled, and a piece
@@ -60,6 +63,16 @@ pub const SHARED_RUN_BYTES: u64 = 1 << 20;
 /// Shortest run once a seed's rate is known: a slow seed's runs cover about a second of its
 /// rate, so it holds few pieces peers could fetch sooner.
 pub const MIN_RUN_BYTES: u64 = 256 << 10;
+/// What a viewer asks the server for in one fetch while it leaves the rest to its peers: the
+/// nearest critical piece still to arrive and, when pieces are smaller than this, the critical
+/// pieces right after it up to this size; two such fetches may be in flight. A fetch costs a
+/// round trip (half a second in a busy tab): one 16 KiB piece at a time streams slower than a
+/// 1 Mbit/s video plays, and one 64 KiB fetch at a time just as fast, so a tab whose peers
+/// did not deliver yet stalled.
+pub const NEAREST_FETCH_BYTES: u64 = 64 << 10;
+/// Fetches of [`NEAREST_FETCH_BYTES`] a viewer may have in flight while it leaves the rest to
+/// its peers.
+const NEAREST_FETCHES: u64 = 2;
 /// Fetches in flight per seed when it is the only source.
 pub const PIPELINE: usize = 2;
 /// Fetches in flight per seed while peers serve us.
@@ -73,10 +86,12 @@ pub const SHARED_PIPELINE: usize = 1;
 ///
 /// [`TorrentConfig::web_seed_grace`]: super::TorrentConfig::web_seed_grace
 pub const VIEWER_WEB_SEED_GRACE: Duration = Duration::from_secs(1);
-/// How long a viewer's web seeds wait for its first reader before they serve it as a
-/// download. A tab adds the torrent when its page loads and the player asks for data seconds
-/// later (four on a busy machine); in between, six real tabs fetched most of the video from
-/// the server as if they were downloading it.
+/// How long a viewer's web seeds wait for its first reader, and for its first peer with
+/// pieces it wants, before they serve it as a download. A tab adds the torrent when its page
+/// loads and the player asks for data seconds later (four on a busy machine); in between, six
+/// real tabs fetched most of the video from the server as if they were downloading it. Its
+/// WebRTC channels take as long to open: six tabs whose early reader (`streamTo`) asked for
+/// the file's start at once streamed 0.5-5 MiB each from the server before their peers came.
 pub const READER_PATIENCE: Duration = Duration::from_secs(10);
 /// A seed whose data failed this many hash checks is not used again.
 pub const MAX_HASH_FAILURES: u32 = 3;
@@ -374,19 +389,31 @@ impl Torrent {
         let Some(picker) = &self.picker else { return };
         let critical: Vec<u32> =
             picker.deadlines().iter().filter(|d| d.critical).map(|d| d.piece).collect();
-        // Peers have not had their moment yet: only critical pieces (what a reader is about to
-        // stall on), a piece per fetch, so that peers arriving meanwhile take over the rest.
+        // Peers have not had their moment yet: only the nearest critical pieces (what a reader
+        // is about to stall on), so that peers arriving meanwhile take over the rest.
+        // A viewer's moment lasts its grace, and then (up to `READER_PATIENCE`) while its
+        // player has not asked or no peer with something it wants has connected: a tab's
+        // WebRTC channels take seconds to open on a busy machine, and a tab that streamed
+        // from the server meanwhile fetched most of the video there.
         let grace = self.config.web_seed_grace;
-        let awaiting_reader = !grace.is_zero() && self.first_reader_at.is_none();
-        let in_grace = self
-            .started_at
-            .is_some_and(|t| now < t + grace || (awaiting_reader && now < t + READER_PATIENCE));
+        let viewer = !grace.is_zero();
+        let awaiting_reader = self.first_reader_at.is_none();
+        let awaiting_peers = !self.peers.values().any(|p| p.am_interested);
+        let in_grace = viewer
+            && self.started_at.is_some_and(|t| {
+                now < t + grace
+                    || ((awaiting_reader || awaiting_peers) && now < t + READER_PATIENCE)
+            });
         // Peers that have what we want are connected but do not deliver yet (their channels
         // just opened, or a spreading origin refuses what the audience has): a streaming
-        // viewer asks the server only for critical pieces, so that it plays meanwhile but
-        // leaves the rest to the peers.
-        let peers_waiting = streaming && !serving && self.peers.values().any(|p| p.am_interested);
-        let critical_only = in_grace || peers_waiting;
+        // client asks the server only for critical pieces, so that it plays meanwhile but
+        // leaves the rest to the peers. A viewer asks for the nearest ones only, as in its
+        // grace: its reader runs ahead of playback (the browser buffers what
+        // it can), so the whole critical window would be streamed from the server; and the
+        // server's answers take a capped origin's upload from the peer that spreads.
+        let peers_waiting = streaming && !serving && !awaiting_peers;
+        let nearest_only = in_grace || (viewer && peers_waiting);
+        let critical_only = nearest_only || peers_waiting;
         // A viewer whose peers deliver asks the server only for what they cannot bring
         // (`spread.rs`): pieces no connected peer has, and the nearest critical piece still to
         // arrive (its free blocks: what peers were not asked for). A plain download keeps
@@ -395,6 +422,9 @@ impl Torrent {
         // Made when a seed first has room for a fetch (most calls find none).
         let mut crowded: Option<Vec<bool>> = None;
         let next_critical: Option<u32> = critical.iter().copied().find(|&p| picker.is_to_arrive(p));
+        let piece_bytes = self.info.as_ref().map_or(1, |i| u64::from(i.piece_length).max(1));
+        let nearest_pieces = (NEAREST_FETCHES * NEAREST_FETCH_BYTES).div_ceil(piece_bytes) as u32;
+        let nearest = |p: u32| next_critical.is_some_and(|n| p >= n && p - n < nearest_pieces);
         self.cancel_displaced_fetches(peers_serve, &critical);
         let background_ok = !streaming || self.background_has_headroom(now);
         let (slots, mut run_bytes) =
@@ -418,8 +448,8 @@ impl Torrent {
                     rate => rate.clamp(MIN_RUN_BYTES, MAX_RUN_BYTES),
                 }
                 .min(run_bytes);
-                if in_grace {
-                    run = run.min(u64::from(info.piece_length));
+                if nearest_only {
+                    run = run.min(u64::from(info.piece_length).max(NEAREST_FETCH_BYTES));
                 }
                 if !ws.usable(now) || busy > slots {
                     break;
@@ -432,7 +462,7 @@ impl Torrent {
                 let bad = &ws.bad_pieces;
                 let allowed = |p: u32| {
                     (retry_bad || !bad.contains(&p))
-                        && (!in_grace || next_critical == Some(p))
+                        && (!nearest_only || nearest(p))
                         && (!critical_only || critical.contains(&p))
                         && (!crowded.get(p as usize).copied().unwrap_or(false)
                             || next_critical == Some(p))
@@ -776,9 +806,12 @@ mod tests {
         assert_eq!(h.fetches.len(), PIPELINE + 1);
     }
 
+    fn viewer_config() -> TorrentConfig {
+        TorrentConfig { web_seed_grace: VIEWER_WEB_SEED_GRACE, ..TorrentConfig::default() }
+    }
+
     fn viewer(len: usize, url: &str) -> Harness {
-        let config =
-            TorrentConfig { web_seed_grace: VIEWER_WEB_SEED_GRACE, ..TorrentConfig::default() };
+        let config = viewer_config();
         let mut h = Harness::with_config(len, 256 << 10, &[url], config);
         let window = ReaderWindow { position: 0, end: len as u64, readahead: 8 << 20 };
         h.t.set_reader(h.now, ReaderId(1), window);
@@ -798,16 +831,71 @@ mod tests {
         let f = h.fetches.pop_front().expect("then the next one under the reader");
         assert_eq!(f.plan.range, 256 << 10..512 << 10);
         assert!(h.fetches.is_empty());
-        // Nobody came within the grace: the server is the only source and gets its pipeline.
-        h.tick(1.5);
+        // Nobody came within the grace, but the tab's peers may take seconds to connect: the
+        // server still sends a piece at a time, the one the player needs next.
+        h.now = at(1.5);
+        h.answer(&f, |_| false);
+        h.tick(1.6);
+        let f = h.fetches.pop_front().expect("the next piece under the reader");
+        assert_eq!(f.plan.range, 512 << 10..768 << 10);
+        assert!(h.fetches.is_empty(), "{:?}", h.fetches);
+        // Nobody came at all: the server is the only source and gets its pipeline.
+        h.tick(READER_PATIENCE.as_secs_f64() + 0.5);
         assert!(h.fetches.len() >= PIPELINE, "{:?}", h.fetches);
+    }
+
+    #[test]
+    fn a_viewer_asks_for_small_pieces_a_fetch_s_worth_at_a_time_two_at_once() {
+        let url = "http://s/f.bin";
+        let config = viewer_config();
+        let mut h = Harness::with_config(4 << 20, 16 << 10, &[url], config);
+        let window = ReaderWindow { position: 0, end: 4 << 20, readahead: 8 << 20 };
+        h.t.set_reader(h.now, ReaderId(1), window);
+        h.drain();
+        let ranges: Vec<Range<u64>> = h.fetches.iter().map(|f| f.plan.range.clone()).collect();
+        let step = NEAREST_FETCH_BYTES;
+        assert_eq!(ranges, [0..step, step..2 * step], "two fetches of the pieces under the reader");
+        h.now = at(0.2);
+        let f = h.fetches.pop_front().unwrap();
+        h.answer(&f, |_| false);
+        let ranges: Vec<Range<u64>> = h.fetches.iter().map(|f| f.plan.range.clone()).collect();
+        assert_eq!(ranges, [step..2 * step, 2 * step..3 * step], "then the next ones");
+    }
+
+    #[test]
+    fn a_viewer_whose_reader_came_first_waits_for_a_peer_with_pieces() {
+        let url = "http://s/f.bin";
+        let mut h = viewer(16 << 20, url);
+        let first = h.fetches.pop_front().expect("the piece the player needs first");
+        assert!(h.fetches.is_empty());
+        // Its grace is over and a peer with nothing it wants connected: still a piece at a
+        // time (a peer with pieces may come any moment).
+        h.tick(2.0);
+        let info_hash = h.t.info_hash();
+        let empty = Handshake::new(info_hash, PeerId([8; 20]));
+        let key = h.t.on_incoming(h.now, None, crate::types::PeerSource::WebRtc, &empty).unwrap();
+        h.t.on_message(h.now, key, Message::HaveNone);
+        h.drain();
+        h.tick(2.1);
+        assert!(h.fetches.is_empty(), "the first piece is still on its way: {:?}", h.fetches);
+        // A seed connects: it brings what is not critical; the server only what a stall waits
+        // for, and none of it twice.
+        let seed = h.seed_peer();
+        h.answer(&first, |_| false);
+        let asked: Vec<u32> =
+            h.requests.iter().filter(|(p, _)| *p == seed).map(|(_, b)| b.piece).collect();
+        assert!(!asked.is_empty());
+        for f in &h.fetches {
+            assert!(f.plan.range.end <= 1 << 20, "critical pieces only: {:?}", h.fetches);
+        }
     }
 
     #[test]
     fn fetches_peers_took_over_are_cancelled_and_what_arrived_is_kept() {
         let url = "http://s/f.bin";
         let mut h = viewer(8 << 20, url);
-        h.tick(1.5);
+        // Nobody came: the server serves it as a download.
+        h.tick(READER_PATIENCE.as_secs_f64() + 0.5);
         let queued: Vec<WebSeedFetch> = h.fetches.drain(..).collect();
         assert!(queued.len() >= 2, "{queued:?}");
         let background = queued.iter().find(|f| f.plan.range.start >= 1 << 20).unwrap().clone();
@@ -816,7 +904,7 @@ mod tests {
         let seed = h.seed_peer();
         assert!(!h.requests.is_empty() && h.requests.iter().all(|(p, _)| *p == seed));
         h.peers_answer();
-        h.tick(2.6);
+        h.tick(READER_PATIENCE.as_secs_f64() + 1.6);
         assert!(h.cancels.contains(&background.id), "{:?} of {queued:?}", h.cancels);
         // The server had sent 40 KiB: two whole blocks are kept, the rest goes to the peer.
         let before = h.t.stats(h.now).web_seed_downloaded;
@@ -845,22 +933,23 @@ mod tests {
     #[test]
     fn a_viewer_without_a_reader_leaves_the_server_alone_for_a_while() {
         let url = "http://s/f.bin";
-        let config =
-            TorrentConfig { web_seed_grace: VIEWER_WEB_SEED_GRACE, ..TorrentConfig::default() };
+        let config = viewer_config();
         let mut h = Harness::with_config(4 << 20, 256 << 10, &[url], config);
         // The page added the torrent; its player has not asked for anything yet.
         h.tick(5.0);
         assert!(h.fetches.is_empty(), "nothing is urgent: {:?}", h.fetches);
-        // The player asks, and no peer came in five seconds: the server is the only source.
+        // The player asks, and no peer came in five seconds: the piece it needs first, and
+        // once no peer came in ten, the server is the only source.
         let window = ReaderWindow { position: 0, end: 4 << 20, readahead: 8 << 20 };
         h.t.set_reader(h.now, ReaderId(1), window);
         h.drain();
-        assert!(h.fetches.len() >= PIPELINE, "{:?}", h.fetches);
-        assert_eq!(h.fetches[0].plan.range.start, 0);
+        assert_eq!(h.fetches.len(), 1, "{:?}", h.fetches);
+        assert_eq!(h.fetches[0].plan.range, 0..256 << 10);
+        h.tick(READER_PATIENCE.as_secs_f64() + 0.5);
+        assert!(h.fetches.len() > PIPELINE, "{:?}", h.fetches);
 
         // A viewer whose player never comes downloads from the server after a while.
-        let config =
-            TorrentConfig { web_seed_grace: VIEWER_WEB_SEED_GRACE, ..TorrentConfig::default() };
+        let config = viewer_config();
         let mut h = Harness::with_config(4 << 20, 256 << 10, &[url], config);
         h.tick(READER_PATIENCE.as_secs_f64() + 1.0);
         assert!(h.fetches.len() >= PIPELINE, "{:?}", h.fetches);

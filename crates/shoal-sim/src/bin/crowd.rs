@@ -37,7 +37,10 @@ the origin sent, time to first frame and stalls. The same seed gives the same fi
   --tab-memory SIZE       tab's memory for pieces; a larger file is deadline-only (512MiB)
   --readahead SIZE        player's read-ahead (default 8MiB, the tab's)
   --web-seed MBIT         also a web seed on the origin at this rate (default none)
+  --latency SECS          one-way delay of every connection at least (default 0.02)
+  --web-seed-latency SECS time to the web seed's first byte (default 0.03)
   --player-delay SECS     from a viewer's arrival to its player asking for data (default 0)
+  --peer-delay SECS       from a viewer's arrival to its first announce and peers (default 0)
   --verify KIND           identity (default: SHA-1's verdict without hashing) or sha1
   --progress              progress lines on stderr every 10 virtual seconds
   --json                  one JSON object on stdout instead of a summary
@@ -139,7 +142,10 @@ fn parse(argv: Vec<String>) -> Result<Option<Args>, String> {
             "--tab-memory" => config.tab_memory = size(&flag, &value()?)?,
             "--readahead" => config.readahead = size(&flag, &value()?)?,
             "--web-seed" => config.web_seed = Some(rate(&flag, &value()?)?),
+            "--latency" => config.latency = seconds(&flag, &value()?)?,
+            "--web-seed-latency" => config.web_seed_latency = seconds(&flag, &value()?)?,
             "--player-delay" => config.player_delay = seconds(&flag, &value()?)?,
+            "--peer-delay" => config.peer_delay = seconds(&flag, &value()?)?,
             "--verify" => {
                 config.verify = match value()?.as_str() {
                     "identity" => Verify::Identity,

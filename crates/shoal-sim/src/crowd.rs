@@ -165,6 +165,10 @@ pub struct CrowdConfig {
     /// SCTP handshakes (a few hundred ms alone, seconds for six tabs on two busy cores).
     /// Viewers who announce meanwhile may still connect to it.
     pub peer_delay: Duration,
+    /// From a viewer's announce to its connections with the viewers it named: the origin (a
+    /// native peer) answers a tab's offer at once, two busy tabs take seconds. Zero: all at
+    /// once.
+    pub mesh_delay: Duration,
     /// How viewers check pieces: `Identity` gives SHA-1's verdict without hashing, which at
     /// ten thousand viewers would be terabytes of SHA-1 and dominate the run.
     pub verify: Verify,
@@ -207,6 +211,7 @@ impl CrowdConfig {
             web_seed_latency: WebSeedConfig::new(WEB_SEED_URL, 0).latency,
             player_delay: Duration::ZERO,
             peer_delay: Duration::ZERO,
+            mesh_delay: Duration::ZERO,
             verify: Verify::Identity,
         }
     }
@@ -404,6 +409,8 @@ enum Task {
     Play(usize),
     Leave(usize),
     Announce(usize),
+    /// The viewer's connections to the viewers its announce named (after `mesh_delay`).
+    Meet(usize),
 }
 
 /// Runs the crowd.
@@ -545,9 +552,20 @@ impl<'a> Run<'a> {
                 if self.viewers[i].outcome.is_some() || !self.sim.node(node).is_running() {
                     return;
                 }
-                announce(&mut self.sim, config, node, self.origin);
+                if config.mesh_delay.is_zero() {
+                    announce(&mut self.sim, config, node, self.origin);
+                } else {
+                    self.sim.introduce(node, self.origin);
+                    self.plan(now + config.mesh_delay, Task::Meet(i));
+                }
                 if let Some(every) = config.reannounce {
                     self.plan(now + every, Task::Announce(i));
+                }
+            }
+            Task::Meet(i) => {
+                let Some(node) = self.viewers[i].node else { return };
+                if self.viewers[i].outcome.is_none() && self.sim.node(node).is_running() {
+                    self.sim.introduce_random(node, config.peers_per_announce);
                 }
             }
         }
@@ -858,6 +876,7 @@ impl CrowdReport {
         k.float("web_seed_latency_secs", c.web_seed_latency.as_secs_f64());
         k.float("player_delay_secs", c.player_delay.as_secs_f64());
         k.float("peer_delay_secs", c.peer_delay.as_secs_f64());
+        k.float("mesh_delay_secs", c.mesh_delay.as_secs_f64());
         k.str("verify", verify_name(c.verify));
         o.raw("config", &k.finish());
         o.finish()

@@ -41,6 +41,7 @@ the origin sent, time to first frame and stalls. The same seed gives the same fi
   --web-seed-latency SECS time to the web seed's first byte (default 0.03)
   --player-delay SECS     from a viewer's arrival to its player asking for data (default 0)
   --peer-delay SECS       from a viewer's arrival to its first announce and peers (default 0)
+  --mesh-delay SECS       from an announce to the connections with other viewers (default 0)
   --verify KIND           identity (default: SHA-1's verdict without hashing) or sha1
   --progress              progress lines on stderr every 10 virtual seconds
   --json                  one JSON object on stdout instead of a summary
@@ -146,6 +147,7 @@ fn parse(argv: Vec<String>) -> Result<Option<Args>, String> {
             "--web-seed-latency" => config.web_seed_latency = seconds(&flag, &value()?)?,
             "--player-delay" => config.player_delay = seconds(&flag, &value()?)?,
             "--peer-delay" => config.peer_delay = seconds(&flag, &value()?)?,
+            "--mesh-delay" => config.mesh_delay = seconds(&flag, &value()?)?,
             "--verify" => {
                 config.verify = match value()?.as_str() {
                     "identity" => Verify::Identity,

@@ -264,7 +264,7 @@ impl WebRtcArgs {
 
 /// How peers are found besides trackers, how they find us, and how they are spoken to: the
 /// Mainline DHT (BEP 5), local service discovery (BEP 14), port mapping, protocol encryption;
-/// shared by download, seed, stream and serve.
+/// and what is kept between runs (resume records); shared by download, seed, stream and serve.
 #[derive(Debug, Args, Clone, Default)]
 pub struct DiscoveryArgs {
     /// No DHT: peers come from trackers, --peer, peer exchange and the LAN only.
@@ -297,6 +297,14 @@ pub struct DiscoveryArgs {
     /// beside TCP when dialling.
     #[arg(long, env = "SHOAL_NO_UTP", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_utp: bool,
+    /// Where each torrent's resume record is kept (which pieces are verified, beside its files'
+    /// sizes and times), so a restart with unchanged files does not hash them again
+    /// [default: $XDG_STATE_HOME/shoal/resume, else ~/.local/state/shoal/resume].
+    #[arg(long, value_name = "DIR", conflicts_with = "no_resume")]
+    pub resume_dir: Option<PathBuf>,
+    /// Keep no resume record: every start hashes the data already there.
+    #[arg(long, env = "SHOAL_NO_RESUME", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_resume: bool,
 }
 
 /// `--encryption`'s values.
@@ -321,6 +329,10 @@ impl DiscoveryArgs {
                 Encryption::Disable => shoal::EncryptionPolicy::Disable,
             },
             utp: !self.no_utp,
+            resume_dir: match self.no_resume {
+                true => None,
+                false => self.resume_dir.clone().or_else(|| default_state("resume")),
+            },
         }
     }
 
@@ -331,20 +343,20 @@ impl DiscoveryArgs {
         }
         Some(shoal::dht::DhtConfig {
             bootstrap: (!self.dht_bootstrap.is_empty()).then(|| self.dht_bootstrap.clone()),
-            state_file: self.dht_state.clone().or_else(default_dht_state),
+            state_file: self.dht_state.clone().or_else(|| default_state("dht.json")),
             ..shoal::dht::DhtConfig::default()
         })
     }
 }
 
-/// `$XDG_STATE_HOME/shoal/dht.json`, else `~/.local/state/shoal/dht.json` (the XDG base
-/// directory rule for state that outlives a run but is not worth a backup).
-fn default_dht_state() -> Option<PathBuf> {
+/// `name` in `$XDG_STATE_HOME/shoal`, else in `~/.local/state/shoal` (the XDG base directory
+/// rule for state that outlives a run but is not worth a backup).
+fn default_state(name: &str) -> Option<PathBuf> {
     let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
     let state = std::env::var_os("XDG_STATE_HOME")
         .and_then(absolute)
         .or_else(|| std::env::var_os("HOME").and_then(absolute).map(|h| h.join(".local/state")))?;
-    Some(state.join("shoal").join("dht.json"))
+    Some(state.join("shoal").join(name))
 }
 
 /// A byte count: `1000`, `64KiB`, `64MiB`, `2GiB` (`K`, `KB`, `M`, `MB`... are binary too).

@@ -30,6 +30,8 @@ pub struct Discovery {
     pub port_mapping: bool,
     pub encryption: shoal::EncryptionPolicy,
     pub utp: bool,
+    /// Where resume records are kept; `None` for none.
+    pub resume_dir: Option<PathBuf>,
 }
 
 /// What the user asked to run.
@@ -182,6 +184,7 @@ pub async fn start_session(options: SessionOptions) -> Result<Session, CliError>
         port_mapping: options.discovery.port_mapping,
         encryption: options.discovery.encryption,
         utp: options.discovery.utp,
+        resume_dir: options.discovery.resume_dir,
         ..SessionConfig::default()
     };
     config.torrent.file_ends_first = options.purpose == SessionPurpose::Streaming;
@@ -386,6 +389,8 @@ struct Progress {
     last_json: std::cell::Cell<Option<std::time::Instant>>,
     /// The session's DHT node, whose size the progress shows.
     dht: Option<Dht>,
+    /// How the start found the data already there has been told.
+    told_checked: std::cell::Cell<bool>,
 }
 
 impl Progress {
@@ -403,11 +408,40 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(200));
             Some(bar)
         };
-        Progress { bar, json, last_json: std::cell::Cell::new(None), dht }
+        Progress {
+            bar,
+            json,
+            last_json: std::cell::Cell::new(None),
+            dht,
+            told_checked: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The data already there was found from the resume record (`resumed`) or by hashing.
+    fn tell_checked(&self, handle: &TorrentHandle, s: &shoal_proto::torrent::Stats, resumed: bool) {
+        let from = if resumed { "resume" } else { "hash" };
+        if self.json {
+            let line = serde_json::json!({
+                "event": "checked",
+                "info_hash": handle.info_hash().to_hex(),
+                "from": from,
+                "pieces_have": s.pieces_have,
+                "pieces_total": s.pieces_total,
+            });
+            println!("{line}");
+        } else if resumed {
+            eprintln!(
+                "{} of {} pieces already verified (resume record; the files are unchanged)",
+                s.pieces_have, s.pieces_total
+            );
+        }
     }
 
     fn update(&self, handle: &TorrentHandle, status: &TorrentStatus) {
         let s = &status.stats;
+        if let Some(resumed) = status.resumed.filter(|_| !self.told_checked.replace(true)) {
+            self.tell_checked(handle, s, resumed);
+        }
         let total = status.info.as_ref().map_or(0, |i| i.total_length);
         let done = match (&status.info, s.bytes_left) {
             (Some(_), Some(left)) => total.saturating_sub(left),

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shoal_testkit::{assert_trees_equal, event_name, lt_seed, PeerOpts};
-use support::{field_u64, skip, spawn_download, wait_complete, Fixture, TRANSFER_TIMEOUT};
+use support::{
+    field_u64, skip, spawn_download, wait_complete, Fixture, START_TIMEOUT, TRANSFER_TIMEOUT,
+};
 
 /// 64 MiB in 256 KiB pieces.
 const PAYLOAD: u64 = 64 << 20;
@@ -78,4 +80,79 @@ fn killed_download_resumes_without_fetching_verified_pieces_again() {
          downloaded, but only {} were missing",
         total - verified_at_kill
     );
+}
+
+/// Sets `path`'s modification time to `secs_ago` seconds before now (with `touch`).
+fn set_mtime_ago(path: &std::path::Path, secs_ago: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let status = Command::new("touch")
+        .arg("-d")
+        .arg(format!("@{}", now - secs_ago))
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| panic!("running touch: {e}"));
+    assert!(status.success(), "touch {} failed", path.display());
+}
+
+/// Every regular file under `dir`.
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("folder entry").path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// Runs `shoal download` over data already complete in `fx.data` and returns where its
+/// `checked` event says the pieces came from (`resume` or `hash`) and how many.
+fn check_complete_data(fx: &Fixture, state: &std::path::Path, run: &str) -> (String, u64) {
+    let extra = ["--resume-dir".to_owned(), state.display().to_string()];
+    let mut shoal = spawn_download(run, &fx.torrent.path, &fx.data, &extra);
+    let checked = shoal
+        .wait_event("checked", START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{run}: no checked event: {e}"));
+    let done = wait_complete(&mut shoal);
+    assert_eq!(field_u64(&done, "downloaded"), 0, "{run}: the data was complete: {done}");
+    let from = checked["from"].as_str().unwrap_or_else(|| panic!("no from in {checked}"));
+    (from.to_owned(), field_u64(&checked, "pieces_have"))
+}
+
+/// A clean exit leaves a resume record: the next start trusts it while every file is as it
+/// was (no hashing), and hashes again once one changed.
+#[test]
+fn a_restart_with_unchanged_files_does_not_hash_them_again() {
+    if skip() {
+        return;
+    }
+    let fx = Fixture::new(4 << 20, 64, 43);
+    let pieces = u64::from(fx.piece_count());
+    let state = fx.path("state");
+    // Files written just now could change again within one tick of the file system's clock
+    // without their time moving, and are not trusted (the record's "racily clean" rule): the
+    // fixture's are made older, as any file not written in the last seconds is.
+    let files = files_under(&fx.content());
+    for file in &files {
+        set_mtime_ago(file, 3600);
+    }
+    assert_eq!(check_complete_data(&fx, &state, "first start"), ("hash".into(), pieces));
+    assert_eq!(check_complete_data(&fx, &state, "second start"), ("resume".into(), pieces));
+    assert_eq!(check_complete_data(&fx, &state, "third start"), ("resume".into(), pieces));
+    // One file touched (same bytes, another time): hashed again, all still good.
+    set_mtime_ago(&files[0], 7200);
+    assert_eq!(check_complete_data(&fx, &state, "after a touch"), ("hash".into(), pieces));
+    assert_eq!(check_complete_data(&fx, &state, "then"), ("resume".into(), pieces));
+    // Without a record (another folder for them, or none kept), the start hashes.
+    let mut shoal =
+        spawn_download("no resume", &fx.torrent.path, &fx.data, &["--no-resume".into()]);
+    let checked = shoal.wait_event("checked", START_TIMEOUT).expect("checked event");
+    assert_eq!(checked["from"], "hash", "{checked}");
+    wait_complete(&mut shoal);
 }

@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use mainline::{Dht as Node, Id};
 use shoal_proto::InfoHash;
 
+use crate::atomic_file::write_atomically;
 use crate::port_mapping::AnnouncedPort;
 
 /// How a session's DHT node starts.
@@ -233,20 +234,6 @@ fn load_nodes(path: &Path) -> Vec<String> {
         )
     };
     read().unwrap_or_default()
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    // A name of this write's own: the periodic save, the one at exit and other Shoal
-    // processes sharing the default file never write into each other's.
-    let tmp =
-        path.with_extension(format!("tmp.{}.{:x}", std::process::id(), rand::random::<u32>()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
 }
 
 /// When a torrent asks the DHT again: soon while it finds nobody (a new torrent's first

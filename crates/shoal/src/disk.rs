@@ -16,6 +16,7 @@ use shoal_proto::wire::BlockRef;
 use shoal_proto::PeerKey;
 use tokio::sync::mpsc;
 
+use crate::resume::ResumeFile;
 use crate::storage::{PieceStorage, StorageError};
 
 pub enum DiskJob {
@@ -32,9 +33,19 @@ pub enum DiskJob {
         piece: u32,
         expected: [u8; 20],
     },
-    /// Rechecks existing data against `hashes`; answers with `DiskDone::Rechecked`.
+    /// Finds which pieces are on disk and good, from `resume`'s record when the files are
+    /// as it saw them, else by hashing them against `hashes`; answers with
+    /// `DiskDone::Rechecked`.
     Recheck {
         hashes: Arc<Vec<[u8; 20]>>,
+        resume: Option<ResumeFile>,
+    },
+    /// Saves `have` (verified pieces) in `resume`'s record with the files as they are once
+    /// every earlier job is done; `done` is told when it is written (or failed).
+    SaveResume {
+        resume: ResumeFile,
+        have: Vec<bool>,
+        done: Option<tokio::sync::oneshot::Sender<()>>,
     },
     /// Every wanted piece is verified: finish the files and make them durable.
     Complete,
@@ -57,6 +68,8 @@ pub enum DiskDone {
     },
     Rechecked {
         have: Result<Vec<bool>, StorageError>,
+        /// Taken from the resume record, not hashed.
+        resumed: bool,
     },
     /// The `Complete` job finished: files are whole and durable.
     Completed,
@@ -140,13 +153,31 @@ impl Worker {
                     };
                     let _ = self.done.send(DiskDone::Verified { piece, ok });
                 }
-                DiskJob::Recheck { hashes } => {
+                DiskJob::Recheck { hashes, resume } => {
                     let total = hashes.len() as u32;
+                    let resumed = resume.and_then(|r| r.load(total, &self.storage.stamps()?));
+                    if let Some(have) = resumed {
+                        let _ =
+                            self.done.send(DiskDone::Rechecked { have: Ok(have), resumed: true });
+                        continue;
+                    }
                     let done = self.done.clone();
                     let result = crate::storage::verify_existing(&*self.storage, &hashes, |n| {
                         let _ = done.send(DiskDone::RecheckProgress { done: n, total });
                     });
-                    let _ = self.done.send(DiskDone::Rechecked { have: result });
+                    let _ = self.done.send(DiskDone::Rechecked { have: result, resumed: false });
+                }
+                DiskJob::SaveResume { resume, have, done } => {
+                    let stamped_ns = crate::resume::now_ns();
+                    if let Some(stamps) = self.storage.stamps() {
+                        if let Err(e) = resume.save(&have, stamped_ns, stamps) {
+                            // Only the next start's speed depends on it: it rechecks.
+                            tracing::warn!(path = %resume.path().display(), "cannot save the resume record: {e}");
+                        }
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
+                    }
                 }
                 DiskJob::Complete => {
                     let done = match self.storage.complete() {

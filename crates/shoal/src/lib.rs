@@ -4,6 +4,7 @@
 //! Start with [`Session`]: add a torrent (from a `.torrent` or a magnet) and get a
 //! [`TorrentHandle`] to watch its progress and wait for completion.
 
+mod atomic_file;
 mod clock;
 pub mod dht;
 mod disk;
@@ -13,6 +14,7 @@ mod mse;
 mod peer_conn;
 pub mod port_mapping;
 pub mod rate;
+pub mod resume;
 mod session;
 pub mod storage;
 pub mod stream;

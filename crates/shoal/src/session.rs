@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -83,6 +84,10 @@ pub struct SessionConfig {
     /// uTP (BEP 29) on the listen port's UDP side, both ways; outgoing connections try it
     /// beside TCP (see `peer_conn::open`). On by default.
     pub utp: bool,
+    /// Where torrents stored in folders keep their resume records ([`crate::resume`]), so a
+    /// restart with unchanged files does not hash them again; `None` (the default here, as
+    /// the DHT: the command line turns it on) keeps none.
+    pub resume_dir: Option<PathBuf>,
 }
 
 impl Default for SessionConfig {
@@ -97,6 +102,7 @@ impl Default for SessionConfig {
             port_mapping: false,
             encryption: EncryptionPolicy::default(),
             utp: true,
+            resume_dir: None,
         }
     }
 }
@@ -360,6 +366,7 @@ impl Session {
             lsd: self.lsd.clone(),
             encryption: self.config.encryption,
             utp: self.utp.clone(),
+            resume_dir: self.config.resume_dir.clone(),
         });
         routes.insert(info_hash, Route { commands: commands.clone(), room });
         Ok(TorrentHandle { info_hash, name, commands, status, shared })

@@ -33,6 +33,7 @@ use crate::mse::PeerStream;
 use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
 use crate::port_mapping::AnnouncedPort;
 use crate::rate::UploadLimit;
+use crate::resume::ResumeFile;
 use crate::storage::{
     FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout,
 };
@@ -99,6 +100,9 @@ pub struct TorrentStatus {
     pub encrypted_connections: u64,
     /// HTTP web seeds (BEP 19) and how each fares.
     pub web_seeds: Vec<WebSeedStatus>,
+    /// How the start found the data already there: `Some(true)` from the resume record
+    /// (files unchanged since it was saved), `Some(false)` by hashing it; `None` until then.
+    pub resumed: Option<bool>,
 }
 
 /// How much a bounded in-memory store holds.
@@ -173,6 +177,8 @@ pub(crate) struct TorrentSetup {
     pub encryption: EncryptionPolicy,
     /// The session's uTP socket, tried before TCP when dialling.
     pub utp: Option<Arc<UtpSocket>>,
+    /// Where resume records are kept ([`crate::resume`]); `None` to keep none.
+    pub resume_dir: Option<PathBuf>,
 }
 
 /// What carries a peer connection.
@@ -204,6 +210,11 @@ struct LinkKind {
 const STATUS_INTERVAL: Duration = Duration::from_millis(200);
 /// How long the `stopped` announce may take at shutdown.
 const STOP_ANNOUNCE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the resume record is saved while pieces are being verified. Only the next
+/// start's speed depends on it (a record older than the files is not trusted).
+const RESUME_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a stopping torrent waits for its resume record to be written.
+const RESUME_SAVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Peer input batches (one socket read each, up to 256 KiB) buffered before readers wait:
 /// back-pressure onto the sockets.
 const PEER_INPUT_QUEUE: usize = 8;
@@ -234,6 +245,7 @@ pub(crate) fn spawn(
         connections_by_transport: BTreeMap::new(),
         encrypted_connections: 0,
         web_seeds: Vec::new(),
+        resumed: None,
     };
     let (status_tx, status_rx) = watch::channel(initial);
     let (peer_tx, peer_rx) = mpsc::channel(PEER_INPUT_QUEUE);
@@ -296,6 +308,11 @@ pub(crate) fn spawn(
         storage: None,
         bounded: None,
         room: setup.room,
+        resume_dir: setup.resume_dir,
+        resume: None,
+        resume_dirty: false,
+        resume_saved_at: None,
+        resumed: None,
     };
     tokio::spawn(task.run(commands, peer_rx, disk_rx, bg_rx));
     (commands_tx, status_rx)
@@ -342,6 +359,16 @@ struct TorrentTask {
     /// Web seed fetches under way: the task, and the way to ask it to stop with what arrived.
     web_fetches: HashMap<u64, (tokio::task::AbortHandle, oneshot::Sender<()>)>,
     room: Arc<AtomicUsize>,
+    /// Where this torrent's resume record goes, and the task that keeps it.
+    resume_dir: Option<PathBuf>,
+    resume: Option<ResumeFile>,
+    /// Pieces were verified (or the start hashed) since the record was last saved.
+    resume_dirty: bool,
+    /// When the last save was queued; `None` before the first.
+    resume_saved_at: Option<tokio::time::Instant>,
+    /// How the start found the data: `Some(true)` from the resume record, `Some(false)` by
+    /// hashing; `None` before the check is over.
+    resumed: Option<bool>,
     /// Web seed answers waiting for the disk to catch up.
     held_web_data: VecDeque<(PeerKey, u64, FetchEnd)>,
     /// The torrent's DHT lookups and announces; stopped with the task.
@@ -414,6 +441,10 @@ impl TorrentTask {
                 }
             }
             self.drain_actions();
+            let save_due = self.resume_saved_at.is_none_or(|t| t.elapsed() >= RESUME_SAVE_INTERVAL);
+            if self.resume_dirty && save_due {
+                self.save_resume(None);
+            }
             self.report_send_backlogs();
             self.release_web_seed_data();
             self.room.store(self.core.connection_room(), Ordering::Relaxed);
@@ -497,6 +528,7 @@ impl TorrentTask {
             connections_by_transport: self.connections_by_transport.clone(),
             encrypted_connections: self.encrypted_connections,
             web_seeds: self.core.web_seeds(self.clock.now()),
+            resumed: self.resumed,
         };
         let _ = self.status_tx.send(status);
     }
@@ -571,7 +603,11 @@ impl TorrentTask {
         self.max_frame = wire::max_frame_for_pieces(info.piece_count());
         let hashes = Arc::new(info.piece_hashes.clone());
         self.hashes = Some(hashes.clone());
-        disk.send(DiskJob::Recheck { hashes });
+        self.resume = self
+            .resume_dir
+            .as_deref()
+            .map(|dir| ResumeFile::in_dir(dir, self.core.info_hash(), info.piece_length));
+        disk.send(DiskJob::Recheck { hashes, resume: self.resume.clone() });
         self.disk = Some(disk);
         self.set_phase(Phase::Checking { done: 0, total: info.piece_count() });
     }
@@ -588,12 +624,18 @@ impl TorrentTask {
         let now = self.clock.now();
         match done {
             DiskDone::Read { peer, block, data } => self.core.on_block_read(now, peer, block, data),
-            DiskDone::Verified { piece, ok } => self.core.on_piece_verified(now, piece, ok),
+            DiskDone::Verified { piece, ok } => {
+                self.resume_dirty |= ok;
+                self.core.on_piece_verified(now, piece, ok);
+            }
             DiskDone::RecheckProgress { done, total } => {
                 self.phase = Phase::Checking { done, total };
             }
-            DiskDone::Rechecked { have } => match have {
+            DiskDone::Rechecked { have, resumed } => match have {
                 Ok(have) => {
+                    self.resumed = Some(resumed);
+                    // Hashed: the next start need not hash again.
+                    self.resume_dirty = !resumed;
                     let mut bits = Bitfield::new(have.len() as u32);
                     for (i, _) in have.iter().enumerate().filter(|(_, h)| **h) {
                         bits.set(i as u32);
@@ -614,6 +656,8 @@ impl TorrentTask {
                 Err(e) => self.fail(format!("checking existing data failed: {e}")),
             },
             DiskDone::Completed => {
+                self.resume_dirty = true;
+                self.save_resume(None);
                 self.set_phase(Phase::Seeding);
                 self.poll_announces(now);
             }
@@ -924,6 +968,13 @@ impl TorrentTask {
         if let Some(disk) = &self.disk {
             disk.send(DiskJob::Flush);
         }
+        // The record of what is verified, once the writes before it are done; waited for, so
+        // a clean exit always leaves one the next start can trust.
+        let (saved_tx, saved) = oneshot::channel();
+        self.resume_dirty = true;
+        if self.save_resume(Some(saved_tx)) {
+            let _ = tokio::time::timeout(RESUME_SAVE_TIMEOUT, saved).await;
+        }
         // Say goodbye to trackers, briefly.
         self.announcer.stop(now);
         let mut goodbyes = Vec::new();
@@ -942,6 +993,22 @@ impl TorrentTask {
         self.disk = None;
         self.shared.close();
         self.set_phase(Phase::Stopped);
+    }
+
+    /// Queues a save of the resume record (after the disk's queued writes); `true` if one was
+    /// queued (`done` is then told when it is written).
+    fn save_resume(&mut self, done: Option<oneshot::Sender<()>>) -> bool {
+        let (Some(disk), Some(resume)) = (&self.disk, &self.resume) else { return false };
+        // Only once the start's check is over: before, the core knows nothing of the disk.
+        if self.resumed.is_none() || !self.resume_dirty {
+            return false;
+        }
+        let bits = self.core.have();
+        let have = (0..bits.len()).map(|i| bits.get(i)).collect();
+        disk.send(DiskJob::SaveResume { resume: resume.clone(), have, done });
+        self.resume_dirty = false;
+        self.resume_saved_at = Some(tokio::time::Instant::now());
+        true
     }
 
     // ---- the bounded in-memory store ----

@@ -20,6 +20,7 @@ use super::partfile::PartFiles;
 use super::positional::{no_follow, read_exact_at, write_all_at};
 use super::safe_path::{check_relative, prepare_root, resolve};
 use super::PieceStorage;
+use crate::resume::{FileStamp, StorageStamps};
 
 /// Tuning for [`FileStorage::open_with`].
 #[derive(Debug, Clone)]
@@ -269,6 +270,39 @@ impl FileStorage {
 impl PieceStorage for FileStorage {
     fn layout(&self) -> &StorageLayout {
         &self.layout
+    }
+
+    fn stamps(&self) -> Option<StorageStamps> {
+        let mut files = Vec::new();
+        for (index, file) in self.layout.files().iter().enumerate() {
+            // Padding and empty files hold no piece bytes.
+            if file.padding || file.length == 0 || !self.is_selected(index) {
+                continue;
+            }
+            let name = file.path.join("/");
+            files.push(match resolve(&self.root, &file.path, false) {
+                Ok(path) => FileStamp::of(name, &path),
+                Err(_) => FileStamp { path: name, len: None, modified_ns: None },
+            });
+        }
+        // Part files (pieces shared with files not selected), in name order; the folder holds
+        // at most one per piece.
+        let dir = self.part_dir();
+        let mut parts: Vec<String> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .take(self.layout.piece_count() as usize + 1)
+                    .filter_map(|e| e.file_name().into_string().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        parts.sort();
+        for name in parts {
+            let path = dir.join(&name);
+            files.push(FileStamp::of(format!("{}/{name}", self.parts.dir_name()), &path));
+        }
+        Some(StorageStamps { root: self.root.clone(), files })
     }
 
     fn write_block(&self, piece: u32, offset: u32, data: &[u8]) -> Result<(), StorageError> {

@@ -46,6 +46,8 @@ pub use memory::MemoryStorage;
 pub use recheck::verify_existing;
 pub use safe_path::check_component;
 
+use crate::resume::StorageStamps;
+
 /// Block storage as the driver sees it. Blocks are addressed like the wire protocol addresses
 /// them, `(piece, offset in piece)`, so the driver never does file arithmetic.
 ///
@@ -79,5 +81,11 @@ pub trait PieceStorage: Send + Sync {
     /// files), then flush.
     fn complete(&self) -> Result<(), StorageError> {
         self.flush()
+    }
+
+    /// The files holding this storage's bytes as they are now, for a resume record
+    /// ([`crate::resume`]); `None` when nothing outlives the process (memory).
+    fn stamps(&self) -> Option<StorageStamps> {
+        None
     }
 }

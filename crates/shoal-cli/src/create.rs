@@ -14,8 +14,14 @@ use serde_json::json;
 use shoal_proto::create::TorrentBuilder;
 use shoal_proto::metainfo::{Metainfo, MAX_FILES, MAX_PATH_DEPTH};
 
+use shoal::resume::now_ns;
+
+use crate::made::MadeRecord;
 use crate::output::{byte_progress, human_size, print_json, CliError, Context, Table};
 use crate::CreateArgs;
+
+/// What made a torrent, in its `created by`.
+const CREATED_BY: &str = concat!("shoal/", env!("CARGO_PKG_VERSION"));
 
 /// One file to hash: its path inside the torrent and where to read it.
 struct SourceFile {
@@ -52,13 +58,15 @@ pub struct SharedInPlace {
 }
 
 /// Makes a torrent for `path` with these trackers and web seeds, hashing on a blocking
-/// thread; `shoal seed PATH` and `shoal serve` share files this way.
+/// thread (unless `remember`, the resume folder, holds the one made last time of the same
+/// unchanged files: `made.rs`); `shoal seed PATH` and `shoal serve` share files this way.
 pub async fn share_in_place(
     path: &Path,
     trackers: Vec<String>,
     web_seeds: Vec<String>,
     piece_size: Option<u32>,
     json: bool,
+    remember: Option<PathBuf>,
 ) -> Result<SharedInPlace, CliError> {
     let create = CreateArgs {
         path: path.to_path_buf(),
@@ -71,10 +79,19 @@ pub async fn share_in_place(
         private: false,
         json,
     };
-    let made = tokio::task::spawn_blocking(move || make_torrent(&create))
-        .await
-        .map_err(|e| CliError::with_source("hashing stopped", e))??;
-    let meta = Metainfo::from_bytes(&made.torrent).context("the torrent we made does not parse")?;
+    let (meta, remembered) =
+        tokio::task::spawn_blocking(move || make_remembered(&create, remember.as_deref()))
+            .await
+            .map_err(|e| CliError::with_source("hashing stopped", e))??;
+    if json {
+        let line = json!({
+            "event": "made",
+            "path": path.display().to_string(),
+            "info_hash": meta.info_hash.to_hex(),
+            "from": if remembered { "record" } else { "hash" },
+        });
+        println!("{line}");
+    }
     let canonical =
         fs::canonicalize(path).with_context(|| format!("cannot open {}", path.display()))?;
     let root = canonical.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"));
@@ -83,6 +100,49 @@ pub async fn share_in_place(
 
 /// Walks and hashes `args.path` into a .torrent (in memory).
 pub fn make_torrent(args: &CreateArgs) -> Result<MadeTorrent, CliError> {
+    let (builder, sources, name) = list_sources(args)?;
+    hash_sources(args, builder, sources, name)
+}
+
+/// The torrent of `args.path` as made last time for the same files, unchanged since, when
+/// `remember` (the resume folder) holds it; made (hashed) and remembered otherwise.
+/// The flag says whether it was taken from the record.
+fn make_remembered(
+    args: &CreateArgs,
+    remember: Option<&Path>,
+) -> Result<(Metainfo, bool), CliError> {
+    let parse = |made: &MadeTorrent| {
+        Metainfo::from_bytes(&made.torrent).context("the torrent we made does not parse")
+    };
+    let (builder, sources, name) = list_sources(args)?;
+    let Some(dir) = remember else {
+        return Ok((parse(&hash_sources(args, builder, sources, name)?)?, false));
+    };
+    let canonical = fs::canonicalize(&args.path)
+        .with_context(|| format!("cannot open {}", args.path.display()))?;
+    let record = MadeRecord::new(dir, &canonical, &name, args.piece_size);
+    let disk: Vec<PathBuf> = sources.iter().map(|s| s.disk_path.clone()).collect();
+    // Stamped before the files are read: one that changes while it is hashed shows a later
+    // time at the next start.
+    let stamped_ns = now_ns();
+    let stamps = MadeRecord::stamps(&disk);
+    if let Some(meta) = record.load(&stamps).and_then(|info| Metainfo::from_info_bytes(&info).ok())
+    {
+        let meta = Metainfo {
+            trackers: args.trackers.iter().map(|t| vec![t.clone()]).collect(),
+            web_seeds: args.web_seeds.clone(),
+            created_by: Some(CREATED_BY.to_owned()),
+            ..meta
+        };
+        return Ok((meta, true));
+    }
+    let meta = parse(&hash_sources(args, builder, sources, name)?)?;
+    record.save(stamps, stamped_ns, &meta.info_bytes);
+    Ok((meta, false))
+}
+
+/// What `args.path` shares, in the torrent's order, and the builder of its torrent.
+fn list_sources(args: &CreateArgs) -> Result<(TorrentBuilder, Vec<SourceFile>, String), CliError> {
     let root = fs::canonicalize(&args.path)
         .with_context(|| format!("cannot open {}", args.path.display()))?;
     let root_meta =
@@ -92,7 +152,7 @@ pub fn make_torrent(args: &CreateArgs) -> Result<MadeTorrent, CliError> {
     })?;
     let name = args.name.clone().unwrap_or_else(|| default_name.to_owned());
 
-    let (mut builder, sources) = if root_meta.is_file() {
+    let (builder, sources) = if root_meta.is_file() {
         let builder = TorrentBuilder::single_file(&name, root_meta.len())
             .with_context(|| format!("cannot use the name {name:?}"))?;
         let source =
@@ -117,11 +177,21 @@ pub fn make_torrent(args: &CreateArgs) -> Result<MadeTorrent, CliError> {
         )));
     };
 
+    Ok((builder, sources, name))
+}
+
+/// Hashes `sources` into the torrent `builder` describes, with `args`' settings.
+fn hash_sources(
+    args: &CreateArgs,
+    mut builder: TorrentBuilder,
+    sources: Vec<SourceFile>,
+    name: String,
+) -> Result<MadeTorrent, CliError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     builder = builder
         .trackers(args.trackers.iter().map(|t| vec![t.clone()]).collect())
         .web_seeds(args.web_seeds.clone())
-        .created_by(concat!("shoal/", env!("CARGO_PKG_VERSION")))
+        .created_by(CREATED_BY)
         .creation_date(now)
         .private(args.private);
     if let Some(comment) = &args.comment {

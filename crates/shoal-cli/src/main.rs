@@ -8,9 +8,11 @@ mod create;
 mod download;
 mod html;
 mod info;
+mod made;
 mod output;
 mod seed;
 mod serve;
+mod signals;
 mod stream;
 mod tracker;
 mod transfer;
@@ -426,6 +428,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> Result<(), CliError> {
+    // The commands that run until stopped stop cleanly on Ctrl-C and SIGTERM from now on.
+    if !matches!(command, Command::Create(_) | Command::Info(_)) {
+        signals::listen();
+    }
     match command {
         Command::Create(args) => tokio::task::spawn_blocking(move || create::run(args))
             .await

@@ -78,8 +78,10 @@ fn read_torrent_file(path: &Path) -> Result<Option<Metainfo>, CliError> {
 
 /// Makes a torrent for a file or folder; its content is then seeded from the parent folder.
 async fn share_path(args: &SeedArgs) -> Result<(Metainfo, PathBuf), CliError> {
+    let remember = args.discovery.discovery().resume_dir;
+    let trackers = args.trackers.clone();
     let shared =
-        share_in_place(&args.source, args.trackers.clone(), Vec::new(), args.piece_size, args.json)
+        share_in_place(&args.source, trackers, Vec::new(), args.piece_size, args.json, remember)
             .await?;
     Ok((shared.meta, shared.root))
 }

@@ -147,8 +147,9 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         max_upload_rate: args.max_upload_rate,
     })
     .await?;
+    let remember = args.discovery.discovery().resume_dir;
     let (shared, handles) =
-        match seed_files(&session, &files, &urls, args.piece_size, args.json).await {
+        match seed_files(&session, &files, &urls, args.piece_size, args.json, remember).await {
             Ok(seeding) => seeding,
             Err(e) => {
                 // Minutes of hashing may have passed: the router's mapping is made by now.
@@ -265,13 +266,21 @@ async fn seed_files(
     urls: &Urls,
     piece_size: Option<u32>,
     json: bool,
+    remember: Option<PathBuf>,
 ) -> Result<(Vec<Shared>, Vec<shoal::TorrentHandle>), CliError> {
     let mut shared = Vec::new();
     let mut handles = Vec::new();
     for (index, path) in files.iter().enumerate() {
         let web_seed = web_seed_url(&urls.base, index, path);
-        let SharedInPlace { meta, root } =
-            share_in_place(path, urls.trackers(), vec![web_seed], piece_size, json).await?;
+        let SharedInPlace { meta, root } = share_in_place(
+            path,
+            urls.trackers(),
+            vec![web_seed],
+            piece_size,
+            json,
+            remember.clone(),
+        )
+        .await?;
         let handle = session
             .add_torrent(AddTorrent {
                 source: TorrentSource::Metainfo(Box::new(meta.clone())),
@@ -367,12 +376,12 @@ async fn serve_app(listener: AppListener, state: Arc<AppState>) -> Result<(), Cl
     let result = match listener {
         AppListener::Tls(listener) => {
             axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
-                .with_graceful_shutdown(crate::tracker::wait_for_signal())
+                .with_graceful_shutdown(crate::signals::wait_for_signal())
                 .await
         }
         AppListener::Plain(listener) => {
             axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
-                .with_graceful_shutdown(crate::tracker::wait_for_signal())
+                .with_graceful_shutdown(crate::signals::wait_for_signal())
                 .await
         }
     };

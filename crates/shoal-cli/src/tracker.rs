@@ -73,23 +73,7 @@ pub async fn run(args: TrackerArgs) -> Result<(), CliError> {
             println!("tracker listening on {url}");
         }
     }
-    wait_for_signal().await;
+    crate::signals::wait_for_signal().await;
     eprintln!("shoal tracker: shutting down");
     tracker.shutdown().await.context("shutdown failed")
-}
-
-/// Ctrl-C, or SIGTERM on Unix (what service managers send).
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -288,7 +288,7 @@ async fn watch_until_done(
     require_complete: bool,
 ) -> Result<(), CliError> {
     let mut rx = handle.watch();
-    let mut interrupted = std::pin::pin!(crate::tracker::wait_for_signal());
+    let mut interrupted = std::pin::pin!(crate::signals::wait_for_signal());
     loop {
         let status = rx.borrow_and_update().clone();
         progress.update(handle, &status);
@@ -320,7 +320,7 @@ async fn watch_until_done(
 
 async fn seed_until_interrupted(session: &Session, handle: &TorrentHandle, json: bool) {
     let mut ticker = tokio::time::interval(Duration::from_secs(5));
-    let mut interrupted = std::pin::pin!(crate::tracker::wait_for_signal());
+    let mut interrupted = std::pin::pin!(crate::signals::wait_for_signal());
     loop {
         tokio::select! {
             _ = &mut interrupted => return,

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use shoal_testkit::{assert_trees_equal, event_name, lt_seed, PeerOpts};
+use shoal_testkit::{assert_trees_equal, event_name, lt_seed, ChildGuard, PeerOpts};
 use support::{
     field_u64, skip, spawn_download, wait_complete, Fixture, START_TIMEOUT, TRANSFER_TIMEOUT,
 };
@@ -155,4 +155,45 @@ fn a_restart_with_unchanged_files_does_not_hash_them_again() {
     let checked = shoal.wait_event("checked", START_TIMEOUT).expect("checked event");
     assert_eq!(checked["from"], "hash", "{checked}");
     wait_complete(&mut shoal);
+}
+
+/// `shoal seed PATH` until it reports how it made the torrent and found the data, then stopped
+/// with SIGTERM (a clean stop); returns the `made` and `checked` events' `from`.
+fn seed_path_once(file: &std::path::Path, state: &std::path::Path, run: &str) -> (String, String) {
+    let args = ["seed".as_ref(), file.as_os_str(), "--json".as_ref(), "--resume-dir".as_ref()];
+    let mut cmd = support::shoal_command(args);
+    cmd.arg(state);
+    let mut seed = ChildGuard::spawn(run, cmd).unwrap_or_else(|e| panic!("{run}: {e}"));
+    let made = seed.wait_event("made", START_TIMEOUT).unwrap_or_else(|e| panic!("{run}: {e}"));
+    let checked =
+        seed.wait_event("checked", START_TIMEOUT).unwrap_or_else(|e| panic!("{run}: {e}"));
+    assert_eq!(checked["pieces_have"], checked["pieces_total"], "{run}: {checked}");
+    // Seeding: from now on SIGTERM stops it cleanly.
+    seed.wait_event("seeding", START_TIMEOUT).unwrap_or_else(|e| panic!("{run}: {e}"));
+    let status = seed.stop().expect("the seed exits");
+    assert!(status.success(), "{run}: a stopped seed exits 0: {status}");
+    let from =
+        |e: &Value| e["from"].as_str().unwrap_or_else(|| panic!("no from in {e}")).to_owned();
+    (from(&made), from(&checked))
+}
+
+/// A shared path is not read again at a restart: the torrent made of it comes from the
+/// record of the last start and the pieces from the resume record, while the file is
+/// unchanged; once it changed, both are made again from its bytes.
+#[test]
+fn a_shared_path_restarts_without_reading_its_file() {
+    let dir = shoal_testkit::tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("clip.bin");
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+    std::fs::write(&file, &bytes).expect("write the file");
+    set_mtime_ago(&file, 3600);
+    let state = dir.path().join("state");
+    let hashed = ("hash".to_owned(), "hash".to_owned());
+    let remembered = ("record".to_owned(), "resume".to_owned());
+    assert_eq!(seed_path_once(&file, &state, "first"), hashed);
+    assert_eq!(seed_path_once(&file, &state, "second"), remembered);
+    assert_eq!(seed_path_once(&file, &state, "third"), remembered);
+    set_mtime_ago(&file, 7200);
+    assert_eq!(seed_path_once(&file, &state, "after a touch"), hashed);
+    assert_eq!(seed_path_once(&file, &state, "then"), remembered);
 }

@@ -115,10 +115,7 @@ impl ResumeFile {
             && record.piece_count == piece_count
             && record.root == now.root
             && record.files == now.files
-            && record.files.iter().all(|f| {
-                f.len.is_none()
-                    || f.modified_ns.is_some_and(|t| t.saturating_add(RACY_NS) < record.saved_ns)
-            });
+            && settled_before(&record.files, record.saved_ns);
         if !ours {
             return None;
         }
@@ -149,13 +146,21 @@ impl ResumeFile {
             root: now.root,
             piece_length: self.piece_length,
             piece_count: have.len() as u32,
-            have: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            have: encode_hex(&bytes),
             saved_ns: stamped_ns,
             files: now.files,
         };
         let text = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        write_atomically(&self.path, &text)
+        write_record(&self.path, &text)
     }
+}
+
+/// Whether every file stamped at `stamped_ns` was last modified long enough before it that a
+/// later write would have moved its time (missing files count as settled).
+pub fn settled_before(files: &[FileStamp], stamped_ns: u64) -> bool {
+    files.iter().all(|f| {
+        f.len.is_none() || f.modified_ns.is_some_and(|t| t.saturating_add(RACY_NS) < stamped_ns)
+    })
 }
 
 /// Now, in nanoseconds since the Unix epoch (0 if the clock is before it).
@@ -167,7 +172,19 @@ pub fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn decode_hex(text: &str) -> Option<Vec<u8>> {
+/// Writes a record (or any state file) atomically: the old one or the new one survives a
+/// crash, never a mix.
+pub fn write_record(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomically(path, bytes)
+}
+
+/// Bytes as lowercase hex, as records keep them.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex from a record; `None` unless it is whole bytes of hex digits.
+pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) {
         return None;
     }

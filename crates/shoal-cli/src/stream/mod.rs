@@ -150,7 +150,7 @@ async fn stream(
 /// magnet).
 async fn wait_for_info(handle: &TorrentHandle) -> Result<Arc<Info>, CliError> {
     let mut rx = handle.watch();
-    let mut interrupted = std::pin::pin!(crate::tracker::wait_for_signal());
+    let mut interrupted = std::pin::pin!(crate::signals::wait_for_signal());
     loop {
         let status = rx.borrow_and_update().clone();
         if let Some(info) = status.info {
@@ -255,13 +255,11 @@ async fn run_until_stopped(
     mut player: Option<&mut tokio::process::Child>,
     json: bool,
 ) -> Result<(), CliError> {
-    let mut interrupted = std::pin::pin!(crate::tracker::wait_for_signal());
-    let mut terminated = std::pin::pin!(terminated()?);
+    let mut interrupted = std::pin::pin!(crate::signals::wait_for_signal());
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = &mut interrupted => return Ok(()),
-            _ = &mut terminated => return Ok(()),
             _ = async {
                 match player.as_mut() {
                     Some(p) => { let _ = p.wait().await; }
@@ -297,21 +295,5 @@ async fn run_until_stopped(
                 }
             }
         }
-    }
-}
-
-/// Resolves when the process is asked to terminate (SIGTERM; never elsewhere).
-fn terminated() -> Result<impl std::future::Future<Output = ()>, CliError> {
-    #[cfg(unix)]
-    {
-        let mut signal = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .map_err(|e| CliError::with_source("cannot watch for SIGTERM", e))?;
-        Ok(async move {
-            signal.recv().await;
-        })
-    }
-    #[cfg(not(unix))]
-    {
-        Ok(std::future::pending::<()>())
     }
 }

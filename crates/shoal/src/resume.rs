@@ -236,6 +236,43 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Records are files a user (or a crash, or another program) may have changed: thousands
+    /// of random mutations of a good one are refused or read, never a panic, and whatever is
+    /// read is a whole bitfield of the torrent's size.
+    #[test]
+    fn mutated_records_never_panic() {
+        use rand::{Rng, SeedableRng};
+        let dir = temp_dir();
+        let resume = ResumeFile::in_dir(&dir, InfoHash([5; 20]), 16384);
+        let now = stamps(&dir);
+        resume
+            .save(&[true, false, true, true, false], now_ns() + 2 * RACY_NS, now.clone())
+            .unwrap();
+        let good = std::fs::read(resume.path()).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(23);
+        for _ in 0..3000 {
+            let mut bytes = good.clone();
+            for _ in 0..rng.random_range(1..6) {
+                let at = rng.random_range(0..bytes.len());
+                match rng.random_range(0..3) {
+                    0 => bytes[at] = rng.random(),
+                    1 => {
+                        bytes.remove(at);
+                    }
+                    _ => {
+                        let json = b"0f\"{}[],:";
+                        bytes.insert(at, json[rng.random_range(0..json.len())]);
+                    }
+                }
+            }
+            std::fs::write(resume.path(), &bytes).unwrap();
+            if let Some(have) = resume.load(5, &now) {
+                assert_eq!(have.len(), 5);
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_damaged_record_is_ignored() {
         let dir = temp_dir();

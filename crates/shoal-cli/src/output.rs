@@ -155,6 +155,18 @@ impl fmt::Display for Table {
     }
 }
 
+/// A torrent's phase as JSON names it (`/api/status`, `/api/torrents`, progress events).
+pub fn phase_name(phase: &shoal::Phase) -> &'static str {
+    match phase {
+        shoal::Phase::FetchingMetadata => "metadata",
+        shoal::Phase::Checking { .. } => "checking",
+        shoal::Phase::Downloading => "downloading",
+        shoal::Phase::Seeding => "seeding",
+        shoal::Phase::Failed(_) => "failed",
+        shoal::Phase::Stopped => "stopped",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,6 +30,7 @@ use crate::{transfer, DiscoveryArgs, WebRtcArgs};
 
 mod tls_listener;
 
+mod api;
 mod assets;
 mod embed;
 
@@ -107,8 +108,17 @@ struct AppState {
     /// Where `/announce` upgrades go: the tracker.
     ws_handoff: WsHandoff,
     shared: Vec<Shared>,
+    /// The torrent of each of `shared`, in the same order.
+    handles: Vec<shoal::TorrentHandle>,
     /// The process's upload cap, which web seed answers wait on like peer connections.
     upload_limit: Option<shoal::rate::UploadLimit>,
+}
+
+impl AppState {
+    /// Each shared torrent with its handle.
+    fn torrents(&self) -> impl Iterator<Item = (&Shared, &shoal::TorrentHandle)> {
+        self.shared.iter().zip(&self.handles)
+    }
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -165,6 +175,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         ws_tracker: urls.ws_tracker,
         ws_handoff: tracker.ws_handoff(),
         shared,
+        handles: handles.clone(),
         upload_limit: session.upload_limit(),
     });
     let result = serve_app(listener, state).await;
@@ -368,9 +379,9 @@ async fn serve_app(listener: AppListener, state: Arc<AppState>) -> Result<(), Cl
         .route("/", get(index))
         .route("/announce", get(ws_announce))
         .route("/index.html", get(index))
-        .route("/api/torrents", get(list))
         .route("/webseed/{index}/{*path}", get(web_seed).head(web_seed))
         .route("/torrent/{file}", get(torrent_file))
+        .merge(api::routes())
         .fallback(get(asset))
         .with_state(state);
     let result = match listener {
@@ -514,24 +525,6 @@ async fn ws_announce(
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     response
-}
-
-/// What this server shares, for the app's start page.
-async fn list(State(state): State<Arc<AppState>>) -> Response {
-    let torrents: Vec<_> = state
-        .shared
-        .iter()
-        .map(|s| {
-            serde_json::json!({
-                "name": s.meta.info.name,
-                "infoHash": s.meta.info_hash.to_hex(),
-                "length": s.meta.info.total_length,
-                "magnet": s.magnet,
-                "appUrl": s.app_url,
-            })
-        })
-        .collect();
-    axum::Json(serde_json::json!({ "torrents": torrents })).into_response()
 }
 
 /// A file of the web app, compressed and revalidated (`serve/assets.rs`).

@@ -275,7 +275,7 @@ async fn run_until_stopped(
                 if json {
                     println!("{}", json!({
                         "event": "progress",
-                        "phase": page::phase_name(&status.phase),
+                        "phase": crate::output::phase_name(&status.phase),
                         "pieces_have": s.pieces_have,
                         "pieces_total": s.pieces_total,
                         "downloaded": s.downloaded,

@@ -27,7 +27,7 @@ pub fn status_json(handle: &TorrentHandle, files: &[ServedFile], network: &Netwo
     json!({
         "name": handle.name(),
         "info_hash": handle.info_hash().to_hex(),
-        "phase": phase_name(&status.phase),
+        "phase": crate::output::phase_name(&status.phase),
         "error": match &status.phase { Phase::Failed(e) => Some(e.clone()), _ => None },
         "downloaded": s.downloaded,
         "uploaded": s.uploaded,
@@ -63,17 +63,6 @@ pub fn file_json(f: &ServedFile) -> Value {
         "mime": f.content_type,
         "url": f.url_path,
     })
-}
-
-pub fn phase_name(phase: &Phase) -> &'static str {
-    match phase {
-        Phase::FetchingMetadata => "metadata",
-        Phase::Checking { .. } => "checking",
-        Phase::Downloading => "downloading",
-        Phase::Seeding => "seeding",
-        Phase::Failed(_) => "failed",
-        Phase::Stopped => "stopped",
-    }
 }
 
 /// An extended M3U playlist with an absolute URL per file.

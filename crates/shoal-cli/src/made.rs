@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha1::{Digest, Sha1};
-use shoal::resume::{decode_hex, encode_hex, settled_before, write_record, FileStamp};
+use shoal::resume::{decode_hex, encode_hex, read_record, settled_before, write_record, FileStamp};
 
 const VERSION: u32 = 1;
 /// A record larger than this is neither read nor written (a torrent of millions of pieces is
@@ -64,10 +64,7 @@ impl MadeRecord {
 
     /// The info dictionary made last time, if `files` are exactly as they were then.
     pub fn load(&self, files: &[FileStamp]) -> Option<Vec<u8>> {
-        if std::fs::metadata(&self.file).ok()?.len() > MAX_RECORD_BYTES {
-            return None;
-        }
-        let record: Record = serde_json::from_slice(&std::fs::read(&self.file).ok()?).ok()?;
+        let record: Record = read_record(&self.file, MAX_RECORD_BYTES)?;
         let ours = record.version == VERSION
             && record.path == self.path
             && record.name == self.name
@@ -83,6 +80,7 @@ impl MadeRecord {
     /// Remembers `info` (bencoded), made of `files` as stamped at `stamped_ns` (before they
     /// were read). Failing only costs the next start a hash: it is logged, not returned.
     pub fn save(&self, files: Vec<FileStamp>, stamped_ns: u64, info: &[u8]) {
+        // Hex doubles it; the rest of the record must fit too.
         if info.len() as u64 * 2 > MAX_RECORD_BYTES / 2 {
             return;
         }

@@ -218,10 +218,7 @@ fn id(info_hash: InfoHash) -> Id {
 /// The nodes a state file lists; nothing when it is missing, too large or not ours.
 fn load_nodes(path: &Path) -> Vec<String> {
     let read = || -> Option<Vec<String>> {
-        if std::fs::metadata(path).ok()?.len() > MAX_STATE_FILE {
-            return None;
-        }
-        let value: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        let value: serde_json::Value = crate::resume::read_record(path, MAX_STATE_FILE)?;
         let nodes = value.get("nodes")?.as_array()?;
         Some(
             nodes

@@ -105,10 +105,7 @@ impl ResumeFile {
     /// The verified pieces the record names, if it is ours and the files are exactly as it
     /// saw them; `None` otherwise (the caller rechecks).
     pub fn load(&self, piece_count: u32, now: &StorageStamps) -> Option<Vec<bool>> {
-        if std::fs::metadata(&self.path).ok()?.len() > MAX_RECORD_BYTES {
-            return None;
-        }
-        let record: Record = serde_json::from_slice(&std::fs::read(&self.path).ok()?).ok()?;
+        let record: Record = read_record(&self.path, MAX_RECORD_BYTES)?;
         let ours = record.version == VERSION
             && record.info_hash == self.info_hash.to_hex()
             && record.piece_length == self.piece_length
@@ -170,6 +167,18 @@ pub fn now_ns() -> u64 {
         .ok()
         .and_then(|d| u64::try_from(d.as_nanos()).ok())
         .unwrap_or(0)
+}
+
+/// Reads a record (or any JSON state file) of at most `max_bytes`; `None` if it is missing,
+/// larger, or not what `T` parses.
+pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path, max_bytes: u64) -> Option<T> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).ok()?.take(max_bytes + 1).read_to_end(&mut bytes).ok()?;
+    if bytes.len() as u64 > max_bytes {
+        return None;
+    }
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Writes a record (or any state file) atomically: the old one or the new one survives a

@@ -160,13 +160,14 @@ stage_wasm() {
 # default routers are outside, LSD's multicast goes to the LAN, port mapping asks the
 # machine's router; the tests of each start local nodes, a private namespace or a router
 # namespace (miniupnpd) and turn it back on.
-# XDG_STATE_HOME: the resume records every shoal the tests start keeps by default go to a
-# folder of this run's, not the user's.
+# XDG_STATE_HOME, XDG_DATA_HOME: the resume records and server libraries every shoal the tests
+# start keeps by default go to a folder of this run's, not the user's.
 stage_test() {
     local state
     state="$(mktemp -d "${TMPDIR:-/tmp}/shoal-test-state.XXXXXX")"
     run 1800 env "${SHOAL_RELEASE_ENV[@]}" SHOAL_NO_DHT=1 SHOAL_NO_LSD=1 SHOAL_NO_PORT_MAPPING=1 \
-        XDG_STATE_HOME="$state" cargo test --workspace --release --no-fail-fast
+        XDG_STATE_HOME="$state" XDG_DATA_HOME="$state/data" \
+        cargo test --workspace --release --no-fail-fast
     rm -rf "$state"
     # A vendored fix's own test (vendor/*.diff names it; it fails without the fix).
     run 600 cargo test --manifest-path vendor/sctp-proto/Cargo.toml --lib \

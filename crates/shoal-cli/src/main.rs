@@ -354,11 +354,27 @@ impl DiscoveryArgs {
 /// `name` in `$XDG_STATE_HOME/shoal`, else in `~/.local/state/shoal` (the XDG base directory
 /// rule for state that outlives a run but is not worth a backup).
 fn default_state(name: &str) -> Option<PathBuf> {
+    xdg_dir("XDG_STATE_HOME", ".local/state").map(|d| d.join("shoal").join(name))
+}
+
+/// `$XDG_DATA_HOME/shoal/NAME`, else `~/.local/share/shoal/NAME`: what a person keeps (the
+/// server's library).
+pub(crate) fn default_data(name: &str) -> Option<PathBuf> {
+    xdg_dir("XDG_DATA_HOME", ".local/share").map(|d| d.join("shoal").join(name))
+}
+
+/// `~/Downloads`, where downloads go unless told otherwise.
+pub(crate) fn default_downloads() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from).filter(|p| p.is_absolute())?;
+    Some(home.join("Downloads"))
+}
+
+/// An XDG base folder: the variable when it holds an absolute path, else `$HOME/FALLBACK`.
+fn xdg_dir(variable: &str, fallback: &str) -> Option<PathBuf> {
     let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
-    let state = std::env::var_os("XDG_STATE_HOME")
+    std::env::var_os(variable)
         .and_then(absolute)
-        .or_else(|| std::env::var_os("HOME").and_then(absolute).map(|h| h.join(".local/state")))?;
-    Some(state.join("shoal").join(name))
+        .or_else(|| std::env::var_os("HOME").and_then(absolute).map(|h| h.join(fallback)))
 }
 
 /// A byte count: `1000`, `64KiB`, `64MiB`, `2GiB` (`K`, `KB`, `M`, `MB`... are binary too).

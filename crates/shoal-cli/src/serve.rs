@@ -30,9 +30,12 @@ use crate::{transfer, DiscoveryArgs, WebRtcArgs};
 
 mod tls_listener;
 
+mod access;
 mod api;
 mod assets;
 mod embed;
+mod library;
+mod transmission;
 
 /// The video shared when no files are given.
 const SAMPLE: &[u8] = include_bytes!("../../../assets/shoal-sample.mp4");
@@ -79,6 +82,24 @@ pub struct ServeArgs {
     /// second, e.g. 2MiB [default: no cap].
     #[arg(long, value_name = "RATE", value_parser = crate::parse_rate)]
     pub max_upload_rate: Option<u64>,
+    /// The library: torrents added through the API or Transmission RPC, their folders, file
+    /// selection, paused state and totals, kept across restarts
+    /// [default: $XDG_DATA_HOME/shoal/server, else ~/.local/share/shoal/server].
+    #[arg(long, value_name = "DIR", env = "SHOAL_STATE")]
+    pub state: Option<PathBuf>,
+    /// Where torrents added through the API go unless the request names a folder
+    /// [default: ~/Downloads, else the state folder's downloads/].
+    #[arg(long, value_name = "DIR")]
+    pub download_dir: Option<PathBuf>,
+    /// Torrents of the library that download at once; the others wait in a queue (seeding
+    /// ones do not count).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub max_active_downloads: usize,
+    /// USER:PASSWORD for the management API and Transmission RPC (HTTP Basic). Needed when
+    /// --http listens beyond loopback; without it the management API is then off. The app,
+    /// the shared files, the web seed and the tracker stay public.
+    #[arg(long, value_name = "USER:PASSWORD", env = "SHOAL_AUTH", hide_env_values = true)]
+    pub auth: Option<String>,
     /// Piece size of the torrents made for the FILES, as `create --piece-size` (16KiB to
     /// 256MiB) [default: as `create`].
     #[arg(long, value_name = "SIZE", value_parser = crate::parse_piece_size)]
@@ -103,22 +124,22 @@ struct Shared {
 }
 
 struct AppState {
+    /// The app's URL, without a trailing slash.
+    base: String,
     /// The ws:// (or wss://) URL the app's pages announce to.
     ws_tracker: String,
     /// Where `/announce` upgrades go: the tracker.
     ws_handoff: WsHandoff,
+    /// The files of the command line, by number (the web seed's and `/torrent/N`'s).
     shared: Vec<Shared>,
-    /// The torrent of each of `shared`, in the same order.
-    handles: Vec<shoal::TorrentHandle>,
+    /// Every torrent: the shared ones and those added through the API.
+    library: Arc<library::Library>,
     /// The process's upload cap, which web seed answers wait on like peer connections.
     upload_limit: Option<shoal::rate::UploadLimit>,
-}
-
-impl AppState {
-    /// Each shared torrent with its handle.
-    fn torrents(&self) -> impl Iterator<Item = (&Shared, &shoal::TorrentHandle)> {
-        self.shared.iter().zip(&self.handles)
-    }
+    /// Transmission RPC's `X-Transmission-Session-Id`.
+    transmission_session: String,
+    listen_port: Option<u16>,
+    started: std::time::Instant,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -142,6 +163,22 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         None => AppListener::Plain(listener),
     };
 
+    // The library's folder first: one already in use is the only message.
+    let store = match args.state.clone().or_else(|| crate::default_data("server")) {
+        Some(dir) => {
+            Some(library::store::Store::open(&dir).map_err(|e| CliError::msg(e.to_string()))?)
+        }
+        None => None,
+    };
+    let download_dir = match (&args.download_dir, &store) {
+        (Some(dir), _) => std::path::absolute(dir).context("cannot use --download-dir")?,
+        (None, store) => crate::default_downloads()
+            .or_else(|| store.as_ref().map(|s| s.dir().join("downloads")))
+            .unwrap_or_else(|| std::env::temp_dir().join("shoal-downloads")),
+    };
+    let access =
+        access::Access::new(http_addr.ip(), args.auth.as_deref(), args.public_host.as_deref());
+
     // With nothing given, the sample video, written where it can be seeded from.
     let sample_dir = std::env::temp_dir().join(format!("shoal-serve-{}", std::process::id()));
     let files = files_to_share(&args, &sample_dir)?;
@@ -149,14 +186,16 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         false => transfer::SessionPurpose::Origin,
         true => transfer::SessionPurpose::Transfer,
     };
-    let session = transfer::start_session(transfer::SessionOptions {
-        listen: args.listen,
-        webrtc: args.webrtc.config(),
-        discovery: args.discovery.discovery(),
-        purpose,
-        max_upload_rate: args.max_upload_rate,
-    })
-    .await?;
+    let session = Arc::new(
+        transfer::start_session(transfer::SessionOptions {
+            listen: args.listen,
+            webrtc: args.webrtc.config(),
+            discovery: args.discovery.discovery(),
+            purpose,
+            max_upload_rate: args.max_upload_rate,
+        })
+        .await?,
+    );
     let remember = args.discovery.discovery().resume_dir;
     let (shared, handles) =
         match seed_files(&session, &files, &urls, args.piece_size, args.json, remember).await {
@@ -167,19 +206,41 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
                 return Err(e);
             }
         };
-    print_serving(args.json, &urls, &session, &shared);
+    let library = Arc::new(library::Library::new(
+        session.clone(),
+        store,
+        download_dir,
+        args.max_active_downloads,
+    ));
+    for (index, (shared, handle)) in shared.iter().zip(handles).enumerate() {
+        library.add_shared(index, shared.meta.clone(), shared.root.clone(), handle);
+    }
+    if let Err(e) = library.load() {
+        library.shutdown().await;
+        session.shutdown().await;
+        return Err(CliError::msg(e.to_string()));
+    }
+    print_serving(args.json, &urls, &session, &shared, &library, &access);
     // The link is out already; whether the router forwards the port follows.
     transfer::report_port_mapping_later(&session, args.json);
 
+    let (stop_ticks, ticks_stopped) = tokio::sync::watch::channel(false);
+    let ticking = tokio::spawn(library.clone().run(ticks_stopped));
     let state = Arc::new(AppState {
+        base: urls.base.clone(),
         ws_tracker: urls.ws_tracker,
         ws_handoff: tracker.ws_handoff(),
         shared,
-        handles: handles.clone(),
+        library: library.clone(),
         upload_limit: session.upload_limit(),
+        transmission_session: transmission::new_session_id(),
+        listen_port: session.listen_addr().map(|a| a.port()),
+        started: std::time::Instant::now(),
     });
-    let result = serve_app(listener, state).await;
-    shut_down(args.json, &session, handles, tracker).await;
+    let result = serve_app(listener, state, access).await;
+    let _ = stop_ticks.send(true);
+    let _ = ticking.await;
+    shut_down(args.json, &session, &library, tracker).await;
     let _ = std::fs::remove_dir_all(&sample_dir);
     result
 }
@@ -317,8 +378,16 @@ async fn seed_files(
 }
 
 /// Says where everything is: a `serving` JSON line, or the links for people.
-fn print_serving(json: bool, urls: &Urls, session: &shoal::Session, shared: &[Shared]) {
+fn print_serving(
+    json: bool,
+    urls: &Urls,
+    session: &shoal::Session,
+    shared: &[Shared],
+    library: &library::Library,
+    access: &access::Access,
+) {
     let Urls { base, ws_tracker, http_tracker, udp_tracker } = urls;
+    let management = access.enabled();
     let engine_built = assets::find("pkg/shoal_web_bg.wasm").is_some();
     if json {
         let files: Vec<_> = shared
@@ -347,17 +416,31 @@ fn print_serving(json: bool, urls: &Urls, session: &shoal::Session, shared: &[Sh
             "webrtc_stun": session.webrtc_stun_address().map(|a| a.to_string()),
             "engine_built": engine_built,
             "files": files,
+            "api": management.then(|| format!("{base}/api/")),
+            "transmission_rpc": management.then(|| format!("{base}/transmission/rpc")),
+            "state_dir": library.state_dir(),
+            "download_dir": library.download_dir(),
+            "library": library.entries().len() - shared.len(),
         });
         println!("{line}");
     } else {
         println!("Shoal is serving the web app at {base}/");
         println!("tracker: {ws_tracker}  {http_tracker}  {udp_tracker}");
+        if management {
+            println!("API: {base}/api/  Transmission RPC: {base}/transmission/rpc");
+        }
         for s in shared {
             println!("\n{}\n  play: {}\n  magnet: {}", s.meta.info.name, s.app_url, s.magnet);
             for e in &s.embeds {
                 println!("  embed {}: {}", e.path, e.html);
             }
         }
+    }
+    if !management {
+        eprintln!(
+            "shoal serve: the management API and Transmission RPC are off: --http listens \
+             beyond loopback without --auth USER:PASSWORD"
+        );
     }
     if !engine_built {
         eprintln!(
@@ -374,14 +457,22 @@ enum AppListener {
 }
 
 /// Serves the app, the web seed and `/announce` on `listener` until a signal asks to stop.
-async fn serve_app(listener: AppListener, state: Arc<AppState>) -> Result<(), CliError> {
+async fn serve_app(
+    listener: AppListener,
+    state: Arc<AppState>,
+    access: access::Access,
+) -> Result<(), CliError> {
+    let management = api::routes()
+        .merge(transmission::routes())
+        .route_layer(axum::middleware::from_fn_with_state(Arc::new(access), access::guard));
     let app = Router::new()
         .route("/", get(index))
         .route("/announce", get(ws_announce))
         .route("/index.html", get(index))
         .route("/webseed/{index}/{*path}", get(web_seed).head(web_seed))
         .route("/torrent/{file}", get(torrent_file))
-        .merge(api::routes())
+        .merge(management)
+        .merge(api::public_routes())
         .fallback(get(asset))
         .with_state(state);
     let result = match listener {
@@ -404,16 +495,15 @@ async fn serve_app(listener: AppListener, state: Arc<AppState>) -> Result<(), Cl
 async fn shut_down(
     json: bool,
     session: &shoal::Session,
-    handles: Vec<shoal::TorrentHandle>,
+    library: &library::Library,
     tracker: shoal_tracker::RunningTracker,
 ) {
     eprintln!("shoal serve: shutting down");
     if json {
+        let handles: Vec<_> = library.entries().into_iter().filter_map(|e| e.handle).collect();
         println!("{}", stopped_event(&handles));
     }
-    for handle in handles {
-        handle.shutdown().await;
-    }
+    library.shutdown().await;
     session.shutdown().await;
     let _ = tracker.shutdown().await;
 }

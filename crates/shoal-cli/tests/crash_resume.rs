@@ -5,13 +5,13 @@
 mod support;
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 use shoal_testkit::{assert_trees_equal, event_name, lt_seed, ChildGuard, PeerOpts};
 use support::{
-    field_u64, skip, spawn_download, wait_complete, Fixture, START_TIMEOUT, TRANSFER_TIMEOUT,
+    field_u64, kill_9, set_mtime_ago, skip, spawn_download, wait_complete, Fixture, START_TIMEOUT,
+    TRANSFER_TIMEOUT,
 };
 
 /// 64 MiB in 256 KiB pieces.
@@ -20,15 +20,6 @@ const PIECE_KIB: u32 = 256;
 /// The seed's upload cap: the whole payload takes about six seconds, so there is a "middle"
 /// to kill Shoal in, seen through its once-a-second progress lines.
 const SEED_RATE: u64 = 10 << 20;
-
-/// SIGKILL to one process we started, by its PID.
-fn kill_9(pid: u32) {
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("running kill: {e}"));
-    assert!(status.success(), "kill -9 {pid} failed: {status}");
-}
 
 #[test]
 fn killed_download_resumes_without_fetching_verified_pieces_again() {
@@ -80,21 +71,6 @@ fn killed_download_resumes_without_fetching_verified_pieces_again() {
          downloaded, but only {} were missing",
         total - verified_at_kill
     );
-}
-
-/// Sets `path`'s modification time to `secs_ago` seconds before now (with `touch`).
-fn set_mtime_ago(path: &std::path::Path, secs_ago: u64) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    let status = Command::new("touch")
-        .arg("-d")
-        .arg(format!("@{}", now - secs_ago))
-        .arg(path)
-        .status()
-        .unwrap_or_else(|e| panic!("running touch: {e}"));
-    assert!(status.success(), "touch {} failed", path.display());
 }
 
 /// Every regular file under `dir`.
@@ -196,97 +172,4 @@ fn a_shared_path_restarts_without_reading_its_file() {
     set_mtime_ago(&file, 7200);
     assert_eq!(seed_path_once(&file, &state, "after a touch"), hashed);
     assert_eq!(seed_path_once(&file, &state, "then"), remembered);
-}
-
-/// `GET url` (plain HTTP, `Connection: close`) with extra headers: (status, body).
-fn http_get(url: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
-    use std::io::{Read, Write};
-    let rest = url.strip_prefix("http://").unwrap_or_else(|| panic!("not http: {url}"));
-    let (host, path) =
-        rest.split_once('/').map_or((rest, "/".to_owned()), |(h, p)| (h, format!("/{p}")));
-    let mut stream = std::net::TcpStream::connect(host).unwrap_or_else(|e| panic!("{url}: {e}"));
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("read timeout");
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("send the request");
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).expect("read the response");
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").expect("headers end");
-    let head = String::from_utf8_lossy(&response[..split]).to_string();
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status");
-    let body = response[split + 4..].to_vec();
-    // Bodies of this test are small; a chunked one is read as its one chunk.
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        let text = String::from_utf8_lossy(&body).to_string();
-        let (size, rest) = text.split_once("\r\n").expect("a chunk size");
-        let size = usize::from_str_radix(size.trim(), 16).expect("hex chunk size");
-        rest.as_bytes()[..size].to_vec()
-    } else {
-        body
-    };
-    (status, body)
-}
-
-fn http_json(url: &str) -> (u16, Value) {
-    let (status, body) = http_get(url, &[]);
-    let value = serde_json::from_slice(&body)
-        .unwrap_or_else(|e| panic!("{url} is not JSON ({e}): {}", String::from_utf8_lossy(&body)));
-    (status, value)
-}
-
-/// `shoal serve FILE` restarted: its JSON API says the second start took the pieces from the
-/// resume record (and the first hashed them), lists the file with a URL any player opens
-/// with a Range, refuses an unknown id with 404, and describes itself (OpenAPI).
-#[test]
-fn serve_reports_its_torrents_and_their_restart_through_its_api() {
-    let dir = shoal_testkit::tempfile::tempdir().expect("temp dir");
-    let file = dir.path().join("talk.bin");
-    let bytes: Vec<u8> = (0..2_000_000u32).map(|i| (i * 13 + i / 777) as u8).collect();
-    std::fs::write(&file, &bytes).expect("write the file");
-    set_mtime_ago(&file, 3600);
-    let state = dir.path().join("state");
-    for (run, resumed) in [("first", false), ("second", true)] {
-        let mut cmd = support::shoal_command(["serve".as_ref(), file.as_os_str()]);
-        cmd.args(["--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--no-webrtc", "--json"]);
-        cmd.arg("--resume-dir").arg(&state);
-        let mut serve = ChildGuard::spawn(run, cmd).unwrap_or_else(|e| panic!("{run}: {e}"));
-        let serving =
-            serve.wait_event("serving", START_TIMEOUT).unwrap_or_else(|e| panic!("{run}: {e}"));
-        let base = serving["url"].as_str().expect("a url").trim_end_matches('/').to_owned();
-        let id = serving["files"][0]["info_hash"].as_str().expect("an info hash").to_owned();
-        // Seeding once the start's check is over.
-        let deadline = std::time::Instant::now() + START_TIMEOUT;
-        let torrent = loop {
-            let (status, torrent) = http_json(&format!("{base}/api/torrents/{id}"));
-            assert_eq!(status, 200, "{run}: {torrent}");
-            if torrent["phase"] == "seeding" {
-                break torrent;
-            }
-            assert!(std::time::Instant::now() < deadline, "{run}: not seeding: {torrent}");
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        assert_eq!(torrent["resumed"], resumed, "{run}: {torrent}");
-        assert_eq!(torrent["progress"], 1.0, "{run}: {torrent}");
-        assert_eq!(torrent["length"], bytes.len() as u64, "{run}: {torrent}");
-        let (status, list) = http_json(&format!("{base}/api/torrents"));
-        assert_eq!(status, 200);
-        assert_eq!(list["torrents"][0]["id"], id.as_str(), "{list}");
-        // The file plays over HTTP with a Range.
-        let stream_url = torrent["files"][0]["streamUrl"].as_str().expect("a stream URL");
-        let (status, part) = http_get(stream_url, &[("Range", "bytes=1000-1999")]);
-        assert_eq!(status, 206, "{stream_url}");
-        assert_eq!(part, bytes[1000..2000], "{stream_url}");
-        // Unknown id; the description.
-        let (status, missing) = http_json(&format!("{base}/api/torrents/{}", "0".repeat(40)));
-        assert_eq!(status, 404, "{missing}");
-        assert!(missing["error"].is_string(), "{missing}");
-        let (status, doc) = http_json(&format!("{base}/api/openapi.json"));
-        assert_eq!(status, 200);
-        assert_eq!(doc["openapi"], "3.1.0", "{doc}");
-        let status = serve.stop().expect("serve exits");
-        assert!(status.success(), "{run}: a stopped serve exits 0: {status}");
-    }
 }

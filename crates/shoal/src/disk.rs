@@ -53,6 +53,10 @@ pub enum DiskJob {
 }
 
 pub enum DiskDone {
+    /// The resume record just saved stamps a file written too recently to be trusted (see
+    /// `resume::settled_before`): the next start would hash the data, unless it is saved
+    /// again later.
+    ResumeRacy,
     Read {
         peer: PeerKey,
         block: BlockRef,
@@ -170,9 +174,13 @@ impl Worker {
                 DiskJob::SaveResume { resume, have, done } => {
                     let stamped_ns = crate::resume::now_ns();
                     if let Some(stamps) = self.storage.stamps() {
+                        let settled = crate::resume::settled_before(&stamps.files, stamped_ns);
                         if let Err(e) = resume.save(&have, stamped_ns, stamps) {
                             // Only the next start's speed depends on it: it rechecks.
                             tracing::warn!(path = %resume.path().display(), "cannot save the resume record: {e}");
+                        }
+                        if !settled {
+                            let _ = self.done.send(DiskDone::ResumeRacy);
                         }
                     }
                     if let Some(done) = done {

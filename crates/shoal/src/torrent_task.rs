@@ -81,6 +81,9 @@ pub struct TorrentStatus {
     pub phase: Phase,
     pub stats: Stats,
     pub info: Option<Arc<Info>>,
+    /// The info dictionary as bencoded, once known: what a library keeps so that a magnet's
+    /// metadata is not fetched again after a restart.
+    pub info_bytes: Option<bytes::Bytes>,
     /// Where files are written, once storage is open.
     pub storage_root: Option<PathBuf>,
     /// A bounded in-memory store's usage.
@@ -236,6 +239,7 @@ pub(crate) fn spawn(
         },
         stats: setup.core.stats(setup.clock.now()),
         info: setup.core.info().cloned().map(Arc::new),
+        info_bytes: setup.core.info_bytes().cloned(),
         storage_root: None,
         memory: None,
         readers: 0,
@@ -508,6 +512,7 @@ impl TorrentTask {
                 .info
                 .clone()
                 .or_else(|| self.core.info().cloned().map(Arc::new)),
+            info_bytes: self.core.info_bytes().cloned(),
             storage_root: self.storage_root.clone(),
             memory: self.bounded.as_ref().map(|b| MemoryUsage {
                 resident: b.memory.resident_bytes(),
@@ -655,6 +660,8 @@ impl TorrentTask {
                 }
                 Err(e) => self.fail(format!("checking existing data failed: {e}")),
             },
+            // Saved again at the next save's turn (or at shutdown), once the files settled.
+            DiskDone::ResumeRacy => self.resume_dirty = true,
             DiskDone::Completed => {
                 self.resume_dirty = true;
                 self.save_resume(None);
@@ -919,7 +926,11 @@ impl TorrentTask {
                         self.lsd_announces = None;
                     }
                     let info = self.core.info().cloned().map(Arc::new);
-                    self.status_tx.send_modify(|s| s.info = info);
+                    let info_bytes = self.core.info_bytes().cloned();
+                    self.status_tx.send_modify(|s| {
+                        s.info = info;
+                        s.info_bytes = info_bytes;
+                    });
                     self.open_storage();
                 }
                 Action::FetchWebSeed(fetch) => {

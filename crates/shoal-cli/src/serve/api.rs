@@ -1,199 +1,402 @@
-//! `shoal serve`'s JSON API under `/api/`, described by `/api/openapi.json`: what the server
-//! shares and how each torrent fares, for the app, scripts and other programs. Read-only for
-//! now (the files given on the command line); a torrent's id is its info hash in hex.
+//! `shoal serve`'s JSON API under `/api/`, described by `/api/openapi.json`: the library's
+//! torrents and how each fares, adding and removing them, pausing, file selection, each
+//! file's `stream_url`, and progress as Server-Sent Events. A torrent's id is its info hash
+//! in hex (its `number`, the Transmission RPC id, works too). Guarded by `access.rs`.
 
+use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
+use serde::Deserialize;
 use serde_json::{json, Value};
-use shoal::{Phase, TorrentHandle};
+use shoal::{Phase, TorrentSource};
+use shoal_proto::magnet::Magnet;
+use shoal_proto::metainfo::{Metainfo, MAX_METAINFO_BYTES};
 
-use super::{AppState, Shared};
+use super::library::{Entry, LibraryError, NewTorrent, Origin, State as EntryState};
+use super::AppState;
+use crate::stream::http::{respond, ServedFile};
 
-/// The API's routes, merged into the app's router.
+pub mod openapi;
+
+/// The largest request body: a .torrent of a few thousand files is a few MB.
+const MAX_BODY: usize = 32 << 20;
+/// How often `/api/events` sends the list at most.
+const EVENTS_EVERY: Duration = Duration::from_millis(1000);
+
+/// The management routes (guarded by the caller).
 pub(super) fn routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route("/api/torrents", get(list))
-        .route("/api/torrents/{id}", get(one))
-        .route("/api/openapi.json", get(openapi))
+        .route("/api/torrents", get(list).post(add))
+        .route("/api/torrents/{id}", get(one).delete(remove))
+        .route("/api/torrents/{id}/pause", post(pause))
+        .route("/api/torrents/{id}/resume", post(resume))
+        .route("/api/torrents/{id}/files", put(select_files))
+        .route("/api/torrents/{id}/files/{index}/{*name}", get(stream_file).head(stream_file))
+        .route("/api/session", get(session))
+        .route("/api/events", get(events))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
-/// Every torrent the server shares, with its state.
-async fn list(State(state): State<Arc<AppState>>) -> Response {
-    let torrents: Vec<Value> =
-        state.torrents().map(|(shared, handle)| summary(shared, handle)).collect();
-    Json(json!({ "torrents": torrents })).into_response()
-}
-
-/// One torrent by id, with its files.
-async fn one(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    let id = id.to_ascii_lowercase();
-    let Some((shared, handle)) =
-        state.torrents().find(|(shared, _)| shared.meta.info_hash.to_hex() == id)
-    else {
-        return error(StatusCode::NOT_FOUND, &format!("no torrent with id {id:?}"));
-    };
-    let mut torrent = summary(shared, handle);
-    let files: Vec<Value> = shared
-        .meta
-        .info
-        .files
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !f.padding)
-        .map(|(index, file)| {
-            let path = file.path.join("/");
-            let embed = shared.embeds.iter().find(|e| e.path == path);
-            json!({
-                "index": index,
-                "path": path,
-                "length": file.length,
-                // HTTP with Range, for any player or downloader.
-                "streamUrl": embed.map(|e| e.http_url.clone()),
-                "playerUrl": embed.map(|e| e.player_url.clone()),
-            })
-        })
-        .collect();
-    torrent["files"] = Value::Array(files);
-    Json(torrent).into_response()
-}
-
-/// What a listing says of one torrent: what it is and how it fares now.
-fn summary(shared: &Shared, handle: &TorrentHandle) -> Value {
-    let status = handle.status();
-    let s = &status.stats;
-    let total = shared.meta.info.total_length;
-    let done = s.bytes_left.map_or(0, |left| total.saturating_sub(left));
-    json!({
-        "id": shared.meta.info_hash.to_hex(),
-        "infoHash": shared.meta.info_hash.to_hex(),
-        "name": shared.meta.info.name,
-        "length": total,
-        "magnet": shared.magnet,
-        "appUrl": shared.app_url,
-        "phase": crate::output::phase_name(&status.phase),
-        "error": match &status.phase { Phase::Failed(e) => Some(e.clone()), _ => None },
-        "bytesDone": done,
-        "progress": if total == 0 { 1.0 } else { done as f64 / total as f64 },
-        "piecesHave": s.pieces_have,
-        "piecesTotal": s.pieces_total,
-        "uploaded": s.uploaded,
-        "uploadRate": s.upload_rate,
-        "downloadRate": s.download_rate,
-        "peers": s.peers,
-        "peersBySource": s.peers_by_source,
-        "peersByTransport": status.peers_by_transport,
-        "resumed": status.resumed,
-    })
+/// The routes anyone may read.
+pub(super) fn public_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/api/openapi.json", get(|| async { Json(openapi::openapi_document()) }))
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-/// The API's OpenAPI 3.1 description.
-async fn openapi() -> Response {
-    Json(openapi_document()).into_response()
+impl IntoResponse for LibraryError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            LibraryError::NotFound(_) => StatusCode::NOT_FOUND,
+            LibraryError::Duplicate { .. } | LibraryError::SharedOnCommandLine => {
+                StatusCode::CONFLICT
+            }
+            LibraryError::BadInput(_) => StatusCode::BAD_REQUEST,
+            LibraryError::Full => StatusCode::INSUFFICIENT_STORAGE,
+            LibraryError::Engine(_) | LibraryError::Save(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        error(status, &self.to_string())
+    }
 }
 
-fn openapi_document() -> Value {
-    let torrent = json!({
-        "type": "object",
-        "required": ["id", "infoHash", "name", "length", "magnet", "appUrl", "phase", "progress"],
-        "properties": {
-            "id": {"type": "string", "description": "The info hash in hex: the torrent's id in every route."},
-            "infoHash": {"type": "string"},
-            "name": {"type": "string"},
-            "length": {"type": "integer", "description": "Bytes in all files."},
-            "magnet": {"type": "string", "description": "A link that opens the torrent anywhere (with this server as tracker and web seed)."},
-            "appUrl": {"type": "string", "description": "The app playing it in a browser tab."},
-            "phase": {"type": "string", "enum": ["metadata", "checking", "downloading", "seeding", "failed", "stopped"]},
-            "error": {"type": ["string", "null"], "description": "Why it failed, when it did."},
-            "bytesDone": {"type": "integer"},
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
-            "piecesHave": {"type": "integer"},
-            "piecesTotal": {"type": "integer"},
-            "uploaded": {"type": "integer", "description": "Payload bytes sent to peers since the start."},
-            "uploadRate": {"type": "integer", "description": "Bytes per second."},
-            "downloadRate": {"type": "integer", "description": "Bytes per second."},
-            "peers": {"type": "integer"},
-            "peersBySource": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "tracker, dht, pex, lsd, webrtc, incoming, manual."},
-            "peersByTransport": {"type": "object", "additionalProperties": {"type": "integer"}, "description": "tcp, utp, webrtc."},
-            "resumed": {"type": ["boolean", "null"], "description": "Whether the start took the verified pieces from the resume record (true) or hashed the data (false); null while checking."}
+/// Every torrent of the library, with its state.
+async fn list(State(state): State<Arc<AppState>>) -> Response {
+    Json(list_json(&state)).into_response()
+}
+
+fn list_json(state: &AppState) -> Value {
+    let torrents: Vec<Value> = state.library.entries().iter().map(|e| summary(state, e)).collect();
+    json!({ "torrents": torrents })
+}
+
+/// One torrent by id, with its files.
+async fn one(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.library.find(&id) {
+        Ok(entry) => Json(detail(&state, &entry)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// What `POST /api/torrents` takes as JSON.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    /// A magnet, an info hash (hex or base32), or an http(s) URL of a .torrent.
+    source: String,
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    paused: bool,
+    /// File indices to download [default: all].
+    files: Option<Vec<usize>>,
+}
+
+/// The query of `POST /api/torrents` with a .torrent body.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddQuery {
+    dir: Option<PathBuf>,
+    #[serde(default)]
+    paused: bool,
+}
+
+/// Adds a torrent: a JSON body naming its source, or the .torrent's bytes
+/// (`application/x-bittorrent`). `201` with the torrent; nothing is added for a bad input.
+async fn add(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<AddQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let kind = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let kind = kind.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let new =
+        match kind.as_str() {
+            "application/json" => {
+                let body: AddBody = match serde_json::from_slice(&body) {
+                    Ok(body) => body,
+                    Err(e) => return error(StatusCode::BAD_REQUEST, &format!("bad JSON: {e}")),
+                };
+                let source = match resolve_source(&body.source).await {
+                    Ok(source) => source,
+                    Err(e) => return e.into_response(),
+                };
+                NewTorrent { source, dir: body.dir, paused: body.paused, only_files: body.files }
+            }
+            "application/x-bittorrent" | "application/octet-stream" => {
+                let meta = match parse_torrent(&body) {
+                    Ok(meta) => meta,
+                    Err(e) => return e.into_response(),
+                };
+                let source = TorrentSource::Metainfo(Box::new(meta));
+                NewTorrent { source, dir: query.dir, paused: query.paused, only_files: None }
+            }
+            _ => return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send application/json ({\"source\": magnet, info hash or URL}) or the .torrent \
+                 as application/x-bittorrent",
+            ),
+        };
+    let library = state.library.clone();
+    match tokio::task::spawn_blocking(move || library.add(new)).await {
+        Ok(Ok(entry)) => {
+            let mut response = (StatusCode::CREATED, Json(detail(&state, &entry))).into_response();
+            let location = format!("/api/torrents/{}", entry.info_hash.to_hex());
+            if let Ok(v) = location.parse() {
+                response.headers_mut().insert(header::LOCATION, v);
+            }
+            response
         }
-    });
-    let file = json!({
-        "type": "object",
-        "required": ["index", "path", "length"],
-        "properties": {
-            "index": {"type": "integer"},
-            "path": {"type": "string", "description": "The file's path in the torrent, /-separated."},
-            "length": {"type": "integer"},
-            "streamUrl": {"type": ["string", "null"], "description": "The file over HTTP, with Range: any player or downloader opens it."},
-            "playerUrl": {"type": ["string", "null"], "description": "A player page for the file (what the embed snippet frames)."}
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// A .torrent's bytes, parsed; the parser's reason when they are not one.
+pub fn parse_torrent(bytes: &[u8]) -> Result<Metainfo, LibraryError> {
+    Metainfo::from_bytes(bytes)
+        .map_err(|e| LibraryError::BadInput(format!("not a usable .torrent: {e}")))
+}
+
+/// What a source string names: a magnet, a bare info hash (40 hex or 32 base32 digits), or
+/// an http(s) URL of a .torrent (fetched, bounded). Paths on the server's disk are not
+/// accepted: a client names what it has, not what the server can read.
+pub async fn resolve_source(input: &str) -> Result<TorrentSource, LibraryError> {
+    let input = input.trim();
+    let bad = |message: String| LibraryError::BadInput(message);
+    if input.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("magnet:")) {
+        let magnet = Magnet::parse(input).map_err(|e| bad(format!("invalid magnet: {e}")))?;
+        return Ok(TorrentSource::Magnet(magnet));
+    }
+    if input.starts_with("http://") || input.starts_with("https://") {
+        let bytes = shoal::fetch::fetch_url(input, MAX_METAINFO_BYTES as u64)
+            .await
+            .map_err(|e| bad(format!("cannot fetch {input}: {e}")))?;
+        return Ok(TorrentSource::Metainfo(Box::new(parse_torrent(&bytes)?)));
+    }
+    if input.len() == 40 || input.len() == 32 {
+        let magnet = format!("magnet:?xt=urn:btih:{input}");
+        if let Ok(magnet) = Magnet::parse(&magnet) {
+            return Ok(TorrentSource::Magnet(magnet));
         }
-    });
-    let error = json!({
-        "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}
-    });
+    }
+    Err(bad(format!("{input:?} is not a magnet, an info hash or an http(s) URL of a .torrent")))
+}
+
+/// `DELETE /api/torrents/{id}?delete_data=true`: forgets the torrent (and its files).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    #[serde(default)]
+    delete_data: bool,
+}
+
+async fn remove(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Response {
+    match state.library.remove(&id, query.delete_data).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn pause(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.library.pause(&id).await {
+        Ok(()) => one(State(state), Path(id)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn resume(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+    match state.library.resume(&id) {
+        Ok(()) => one(State(state), Path(id)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PUT /api/torrents/{id}/files`: `{"selected": [indices]}`, or `null` for every file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SelectBody {
+    selected: Option<Vec<usize>>,
+}
+
+async fn select_files(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    body: Result<Json<SelectBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    match state.library.select_files(&id, body.selected).await {
+        Ok(()) => one(State(state), Path(id)).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A file of a library torrent over HTTP with ranges and the streaming deadlines of `shoal
+/// stream`: what a player opens while the torrent downloads.
+async fn stream_file(
+    State(state): State<Arc<AppState>>,
+    Path((id, index, _name)): Path<(String, usize, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    let entry = match state.library.find(&id) {
+        Ok(entry) => entry,
+        Err(e) => return e.into_response(),
+    };
+    let Some(meta) = &entry.meta else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the torrent's metadata is on the way");
+    };
+    let Some(file) = ServedFile::list(&meta.info).into_iter().find(|f| f.index == index) else {
+        return error(StatusCode::NOT_FOUND, "no such file in the torrent");
+    };
+    let Some(handle) = &entry.handle else {
+        return error(StatusCode::CONFLICT, "the torrent is paused or queued; resume it first");
+    };
+    respond(handle, &file, Some(crate::stream::READ_TIMEOUT), &method, &headers).await
+}
+
+/// The server's settings.
+async fn session(State(state): State<Arc<AppState>>) -> Response {
+    let library = &state.library;
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "download_dir": library.download_dir(),
+        "state_dir": library.state_dir(),
+        "max_active_downloads": library.max_active_downloads(),
+        "max_upload_rate": state.upload_limit.as_ref().map(|l| l.rate()),
+    }))
+    .into_response()
+}
+
+/// Server-Sent Events: a `torrents` event with the whole list at once, then at every change
+/// (at most one a second).
+async fn events(State(state): State<Arc<AppState>>) -> Response {
+    let changes = state.library.subscribe();
+    let stream = futures_util::stream::unfold(
+        (state, changes, true),
+        |(state, mut changes, first)| async move {
+            if !first {
+                tokio::time::sleep(EVENTS_EVERY).await;
+                changes.changed().await.ok()?;
+            }
+            changes.borrow_and_update();
+            let event = Event::default().event("torrents").data(list_json(&state).to_string());
+            Some((Ok::<_, Infallible>(event), (state, changes, false)))
+        },
+    );
+    Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
+}
+
+/// How a listing shows one torrent.
+fn summary(state: &AppState, entry: &Entry) -> Value {
+    let status = entry.handle.as_ref().map(|h| h.status());
+    let stats = status.as_ref().map(|s| &s.stats);
+    let total = entry.meta.as_ref().map(|m| m.info.total_length);
+    let done = match (stats.and_then(|s| s.bytes_left), total) {
+        (Some(left), Some(total)) => total.saturating_sub(left),
+        (None, Some(total)) if entry.done_at.is_some() && entry.only_files.is_none() => total,
+        _ => 0,
+    };
+    let (state_name, error) = match entry.state() {
+        EntryState::Paused => ("paused", None),
+        EntryState::Queued => ("queued", None),
+        EntryState::Failed(e) => ("failed", Some(e)),
+        EntryState::Running(Phase::Failed(e)) => ("failed", Some(e)),
+        EntryState::Running(phase) => (crate::output::phase_name(&phase), None),
+    };
+    let shared = match entry.origin {
+        Origin::Shared(index) => state.shared.get(index),
+        Origin::Added => None,
+    };
+    let magnet = match (shared, &entry.meta, &entry.magnet) {
+        (Some(shared), _, _) => Some(shared.magnet.clone()),
+        (None, _, Some(magnet)) => Some(magnet.to_uri()),
+        (None, Some(meta), None) => Some(meta.to_magnet().to_uri()),
+        (None, None, None) => None,
+    };
     json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "Shoal server API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "What `shoal serve` shares and how each torrent fares."
-        },
-        "paths": {
-            "/api/torrents": {"get": {
-                "summary": "Every torrent the server shares",
-                "responses": {"200": {"description": "The torrents", "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["torrents"],
-                    "properties": {"torrents": {"type": "array", "items": {"$ref": "#/components/schemas/Torrent"}}}
-                }}}}}
-            }},
-            "/api/torrents/{id}": {"get": {
-                "summary": "One torrent and its files",
-                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The info hash in hex."}],
-                "responses": {
-                    "200": {"description": "The torrent", "content": {"application/json": {"schema": {
-                        "allOf": [{"$ref": "#/components/schemas/Torrent"}, {
-                            "type": "object", "required": ["files"],
-                            "properties": {"files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}}}
-                        }]
-                    }}}},
-                    "404": {"description": "No such torrent", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-                }
-            }},
-            "/api/openapi.json": {"get": {
-                "summary": "This document",
-                "responses": {"200": {"description": "OpenAPI 3.1", "content": {"application/json": {}}}}
-            }}
-        },
-        "components": {"schemas": {"Torrent": torrent, "File": file, "Error": error}}
+        "id": entry.info_hash.to_hex(),
+        "number": entry.id,
+        "info_hash": entry.info_hash.to_hex(),
+        "name": entry.name(),
+        "length": total,
+        "shared": shared.is_some(),
+        "magnet": magnet,
+        "app_url": shared.map(|s| s.app_url.clone()),
+        "dir": entry.dir,
+        "state": state_name,
+        "error": error,
+        "bytes_done": done,
+        "progress": match total { Some(0) => 1.0, Some(t) => done as f64 / t as f64, None => 0.0 },
+        "pieces_have": stats.map_or(0, |s| s.pieces_have),
+        "pieces_total": entry.meta.as_ref().map_or(0, |m| m.info.piece_hashes.len()),
+        "uploaded": entry.uploaded(),
+        "downloaded": entry.downloaded(),
+        "upload_rate": stats.map_or(0, |s| s.upload_rate),
+        "download_rate": stats.map_or(0, |s| s.download_rate),
+        "peers": stats.map_or(0, |s| s.peers),
+        "peers_by_source": stats.map(|s| s.peers_by_source.clone()).unwrap_or_default(),
+        "peers_by_transport": status.as_ref().map(|s| s.peers_by_transport.clone()).unwrap_or_default(),
+        "resumed": status.as_ref().and_then(|s| s.resumed),
+        "added_at": entry.added_at,
+        "done_at": entry.done_at,
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every `$ref` names a schema the document defines, and every route the router serves is
-    /// described.
-    #[test]
-    fn the_document_describes_every_route_and_resolves_its_references() {
-        let doc = openapi_document();
-        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
-        let text = doc.to_string();
-        for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
-            let name = reference.split('"').next().unwrap_or_default();
-            assert!(schemas.contains_key(name), "{name} is referenced but not defined");
-        }
-        for path in ["/api/torrents", "/api/torrents/{id}", "/api/openapi.json"] {
-            assert!(doc["paths"][path]["get"].is_object(), "{path} is not described");
-        }
-    }
+/// A torrent with its files.
+fn detail(state: &AppState, entry: &Entry) -> Value {
+    let mut torrent = summary(state, entry);
+    let shared = match entry.origin {
+        Origin::Shared(index) => state.shared.get(index),
+        Origin::Added => None,
+    };
+    let files: Vec<Value> = entry.meta.as_ref().map_or_else(Vec::new, |meta| {
+        ServedFile::list(&meta.info)
+            .into_iter()
+            .map(|file| {
+                let embed = shared.and_then(|s| s.embeds.iter().find(|e| e.path == file.path));
+                let selected =
+                    entry.only_files.as_ref().is_none_or(|only| only.contains(&file.index));
+                // A shared file is whole on disk: the web seed's route serves it. A library
+                // torrent's file streams from the engine, fetched first where the player reads.
+                let stream_url = match embed {
+                    Some(e) => e.http_url.clone(),
+                    None => format!(
+                        "{}/api/torrents/{}{}",
+                        state.base,
+                        entry.info_hash.to_hex(),
+                        file.url_path
+                    ),
+                };
+                json!({
+                    "index": file.index,
+                    "path": file.path,
+                    "length": file.length,
+                    "content_type": file.content_type,
+                    "selected": selected,
+                    "stream_url": stream_url,
+                    "player_url": embed.map(|e| e.player_url.clone()),
+                })
+            })
+            .collect()
+    });
+    torrent["files"] = Value::Array(files);
+    torrent
 }

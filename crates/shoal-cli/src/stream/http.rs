@@ -139,7 +139,20 @@ async fn serve(
     else {
         return not_found("no such file in this torrent");
     };
-    let etag = format!("\"{}-{}\"", app.handle.info_hash().to_hex(), file.index);
+    respond(&app.handle, file, app.read_timeout, &method, &headers).await
+}
+
+/// Answers a request for `file` of the torrent `handle` streams: its bytes (or the range
+/// asked for) as they arrive, each read waiting at most `read_timeout`. `shoal serve`'s
+/// library answers its files' `stream_url`s with it too.
+pub async fn respond(
+    handle: &TorrentHandle,
+    file: &ServedFile,
+    read_timeout: Option<Duration>,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
+    let etag = format!("\"{}-{}\"", handle.info_hash().to_hex(), file.index);
     let range_header = headers.get(header::RANGE).map(|v| v.to_str().unwrap_or("\u{0}"));
     // If-Range with another validator: the client's partial copy is stale, send it all.
     let if_range_stale = headers
@@ -195,14 +208,14 @@ async fn serve(
         );
     }
 
-    if method == Method::HEAD || count == 0 {
+    if *method == Method::HEAD || count == 0 {
         return (status, response_headers, Body::empty()).into_response();
     }
-    let mut stream = match app.handle.open_file(file.index).await {
+    let mut stream = match handle.open_file(file.index).await {
         Ok(s) => s,
         Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")).into_response(),
     };
-    stream.set_timeout(app.read_timeout);
+    stream.set_timeout(read_timeout);
     if let Err(e) = stream.seek(std::io::SeekFrom::Start(start)).await {
         return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
     }

@@ -4,7 +4,7 @@
 //! is downloaded first (see `shoal::stream`). Pieces live in memory within `--max-memory`
 //! (the default), or in files under `-o DIR`. Whatever is held is seeded to other peers.
 
-mod http;
+pub mod http;
 mod mime;
 mod page;
 pub mod range;
@@ -28,7 +28,7 @@ pub const DEFAULT_MAX_MEMORY: u64 = 512 * 1024 * 1024;
 const MIN_PIECES_IN_MEMORY: u64 = 8;
 /// How long a response waits for data before it is cut off (the player sees an error and
 /// usually retries, which is better than a connection hanging forever).
-const READ_TIMEOUT: Duration = Duration::from_secs(300);
+pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub async fn run(args: StreamArgs) -> Result<(), CliError> {
     let source = transfer::resolve_source(&args.source).await?;

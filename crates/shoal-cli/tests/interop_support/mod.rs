@@ -158,11 +158,24 @@ pub fn spawn_shoal_serve(
 ) -> (ChildGuard, serde_json::Value) {
     let mut args = vec![arg("serve"), arg(file)];
     args.extend([arg("--http"), arg("127.0.0.1:0"), arg("--listen"), arg("127.0.0.1:0")]);
+    args.extend([arg("--state"), arg(fresh_state_dir())]);
     args.extend(extra.iter().cloned());
     let mut serve = spawn_shoal_with_env(name, &args, env);
     let serving = serve.wait_event("serving", SEED_START_TIMEOUT).expect("shoal serve starts");
     println!("serving: {serving}");
     (serve, serving)
+}
+
+/// A library folder of its own for one `shoal serve` (servers lock theirs, and tests run many
+/// at once): under `$XDG_DATA_HOME` when set (`scripts/test.sh` gives each run one and
+/// removes it), else under the temporary folder.
+fn fresh_state_dir() -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("shoal-test-serve").join(format!("{}-{n}", std::process::id()))
 }
 
 /// Turns anything path- or string-like into one command-line argument.

@@ -7,6 +7,7 @@
 
 pub mod bencode;
 pub mod evil_peer;
+pub mod http;
 
 use std::ffi::OsStr;
 use std::net::SocketAddr;
@@ -217,4 +218,28 @@ pub fn snapshot(root: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// SIGKILL to one process we started, by its PID.
+pub fn kill_9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("running kill: {e}"));
+    assert!(status.success(), "kill -9 {pid} failed: {status}");
+}
+
+/// Sets `path`'s modification time to `secs_ago` seconds before now (with `touch`).
+pub fn set_mtime_ago(path: &std::path::Path, secs_ago: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs();
+    let status = Command::new("touch")
+        .arg("-d")
+        .arg(format!("@{}", now - secs_ago))
+        .arg(path)
+        .status()
+        .unwrap_or_else(|e| panic!("running touch: {e}"));
+    assert!(status.success(), "touch {} failed", path.display());
 }

@@ -1,0 +1,186 @@
+//! Who may drive the server: the management API (`/api/...` but its description, and
+//! Transmission RPC) changes what the machine downloads and where, so it is guarded; the app,
+//! the shared files, the web seed and the tracker stay public.
+//!
+//! - Bound to loopback, the management API works as is; bound elsewhere it needs `--auth
+//!   USER:PASSWORD` (HTTP Basic), and without it the management API is off.
+//! - A request whose `Host` is not this server's own name (an IP, `localhost`, or
+//!   `--public-host`) is refused: a web page that points its own domain at 127.0.0.1 (DNS
+//!   rebinding) cannot reach the API through the victim's browser.
+//! - A request from a page of another origin (`Origin` set, and not this server) is refused;
+//!   with no `Access-Control-Allow-*` headers a browser does not let such a page read answers
+//!   either, and JSON bodies need a preflight that is never granted.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine as _;
+use serde_json::json;
+
+/// The management API's guard.
+#[derive(Clone, Debug)]
+pub struct Access {
+    enabled: bool,
+    /// `Basic <base64(user:password)>`, as the `Authorization` header carries it.
+    expected_authorization: Option<String>,
+    /// `--public-host`, lowercased.
+    public_host: Option<String>,
+}
+
+impl Access {
+    /// The guard for a server listening on `ip`, with `auth` (`USER:PASSWORD`) if given.
+    pub fn new(ip: IpAddr, auth: Option<&str>, public_host: Option<&str>) -> Access {
+        let expected_authorization = auth.map(|credentials| {
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials))
+        });
+        Access {
+            enabled: ip.is_loopback() || expected_authorization.is_some(),
+            expected_authorization,
+            public_host: public_host.map(str::to_ascii_lowercase),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether a request with these headers may use the management API.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if !self.enabled {
+            return Err(Refusal::Off);
+        }
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+        if !self.own_host(host) {
+            return Err(Refusal::ForeignHost);
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let same = origin.to_str().ok().and_then(|o| o.split_once("://")).map(|(_, h)| h);
+            if same.is_none_or(|h| !h.eq_ignore_ascii_case(host)) {
+                return Err(Refusal::ForeignOrigin);
+            }
+        }
+        if let Some(expected) = &self.expected_authorization {
+            let given = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+            if !given.is_some_and(|g| constant_time_eq(g, expected.as_bytes())) {
+                return Err(Refusal::Unauthorized);
+            }
+        }
+        Ok(())
+    }
+
+    /// `Host` names this server: an IP literal, `localhost`, or the public host name.
+    fn own_host(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            Some(v6) => {
+                return v6.split_once(']').is_some_and(|(ip, _)| ip.parse::<IpAddr>().is_ok())
+            }
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        };
+        let name = name.to_ascii_lowercase();
+        name.parse::<IpAddr>().is_ok()
+            || name == "localhost"
+            || self.public_host.as_deref().is_some_and(|p| p.trim_matches(['[', ']']) == name)
+    }
+}
+
+/// Why a request may not use the management API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the management API is off: this server listens beyond loopback without --auth")]
+    Off,
+    #[error("this server does not answer to that Host")]
+    ForeignHost,
+    #[error("requests from other sites are refused")]
+    ForeignOrigin,
+    #[error("credentials required")]
+    Unauthorized,
+}
+
+impl Refusal {
+    fn status(self) -> StatusCode {
+        match self {
+            Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
+            Refusal::Off | Refusal::ForeignHost | Refusal::ForeignOrigin => StatusCode::FORBIDDEN,
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if self == Refusal::Unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"shoal\", charset=\"UTF-8\""),
+            );
+        }
+        response
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not tell how much of a
+/// guessed password was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The middleware guarding the management routes.
+pub async fn guard(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
+    match access.check(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).expect("header"));
+        }
+        map
+    }
+
+    #[test]
+    fn loopback_needs_nothing_but_its_own_host_and_origin() {
+        let access = Access::new(IpAddr::from([127, 0, 0, 1]), None, None);
+        assert!(access.check(&headers(&[("host", "127.0.0.1:8080")])).is_ok());
+        assert!(access.check(&headers(&[("host", "localhost:8080")])).is_ok());
+        assert!(access.check(&headers(&[("host", "[::1]:8080")])).is_ok());
+        let rebound = access.check(&headers(&[("host", "evil.example:8080")]));
+        assert_eq!(rebound, Err(Refusal::ForeignHost));
+        let foreign = access
+            .check(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://evil.example")]));
+        assert_eq!(foreign, Err(Refusal::ForeignOrigin));
+        let same = access
+            .check(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]));
+        assert!(same.is_ok());
+        assert!(access.check(&headers(&[])).is_err(), "no Host at all");
+    }
+
+    #[test]
+    fn beyond_loopback_it_is_off_without_auth_and_asks_for_it_with() {
+        let off = Access::new(IpAddr::from([0, 0, 0, 0]), None, None);
+        assert!(!off.enabled());
+        let refused = off.check(&headers(&[("host", "10.0.0.1:8080")]));
+        assert_eq!(refused, Err(Refusal::Off));
+
+        let on = Access::new(IpAddr::from([0, 0, 0, 0]), Some("ann:secret"), Some("media.lan"));
+        let host = ("host", "media.lan:8080");
+        let missing = on.check(&headers(&[host]));
+        assert_eq!(missing, Err(Refusal::Unauthorized));
+        let wrong = on.check(&headers(&[host, ("authorization", "Basic YW5uOndyb25n")]));
+        assert_eq!(wrong, Err(Refusal::Unauthorized));
+        // base64("ann:secret")
+        assert!(on.check(&headers(&[host, ("authorization", "Basic YW5uOnNlY3JldA==")])).is_ok());
+    }
+}

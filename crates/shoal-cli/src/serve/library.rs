@@ -1,0 +1,677 @@
+//! `shoal serve`'s library: every torrent the server holds, the files shared on its command
+//! line and the torrents added through its API or Transmission RPC, with what a person
+//! changes (paused or not, which files) and what the server keeps across restarts
+//! ([`store`]).
+//!
+//! Invariants:
+//! - An entry has a running torrent (`handle`) exactly when it is neither paused nor queued.
+//! - At most `max_active_downloads` entries that have not completed run at once; the others
+//!   wait in the queue, oldest first (seeding ones do not count).
+//! - What the store holds is what `entries` held at the last change (every change saves),
+//!   plus the totals of at most [`SAVE_EVERY`] ago.
+//!
+//! Pausing a torrent stops it (its resume record is saved on the way), and resuming adds it
+//! again: with the resume record its verified pieces are taken without hashing.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shoal::{
+    AddTorrent, Phase, Session, SessionError, StorageTarget, TorrentHandle, TorrentSource,
+};
+use shoal_proto::magnet::Magnet;
+use shoal_proto::metainfo::Metainfo;
+use shoal_proto::InfoHash;
+use tokio::sync::watch;
+
+pub mod store;
+
+use store::{SavedTorrent, Store, StoreError};
+
+/// How often the totals (bytes up and down) are saved while nothing else changes.
+const SAVE_EVERY: Duration = Duration::from_secs(30);
+/// How often the library looks at its torrents (metadata arrived, completed, queue).
+const TICK: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum LibraryError {
+    #[error("no torrent with id {0:?}")]
+    NotFound(String),
+    #[error("the torrent {name} ({info_hash}) is already in the library")]
+    Duplicate { name: String, info_hash: String },
+    #[error("{0}")]
+    BadInput(String),
+    #[error(
+        "the torrent is shared from this server's command line; stop the server to stop sharing it"
+    )]
+    SharedOnCommandLine,
+    #[error("the library is full ({} torrents)", store::MAX_TORRENTS)]
+    Full,
+    #[error("cannot start the torrent: {0}")]
+    Engine(#[from] SessionError),
+    #[error("cannot save the library: {0}")]
+    Save(#[from] std::io::Error),
+}
+
+/// Where an entry came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// File `n` of `shoal serve FILES...` (also its web seed's and `/torrent/n.torrent`'s n).
+    Shared(usize),
+    /// Added through the API or Transmission RPC: kept in the store.
+    Added,
+}
+
+/// One torrent of the library.
+#[derive(Clone)]
+pub struct Entry {
+    /// A small number, for Transmission RPC (which names torrents by number): given at
+    /// start and at each add, not kept across restarts (as in Transmission).
+    pub id: u32,
+    pub info_hash: InfoHash,
+    pub origin: Origin,
+    /// The metainfo, once known.
+    pub meta: Option<Arc<Metainfo>>,
+    /// The magnet it was added by, if it was.
+    pub magnet: Option<Magnet>,
+    pub dir: PathBuf,
+    pub only_files: Option<Vec<usize>>,
+    pub paused: bool,
+    pub added_at: u64,
+    pub done_at: Option<u64>,
+    /// The running torrent; `None` while paused or queued.
+    pub handle: Option<TorrentHandle>,
+    /// Totals of earlier runs (and of this run's earlier starts).
+    pub uploaded_before: u64,
+    pub downloaded_before: u64,
+    /// Why it could not be started again, if it could not.
+    pub error: Option<String>,
+}
+
+/// What an entry is doing, as the API and Transmission RPC show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum State {
+    Paused,
+    /// Waiting for a download slot (`--max-active-downloads`).
+    Queued,
+    Running(Phase),
+    /// It could not be started (the error says why).
+    Failed(String),
+}
+
+impl Entry {
+    pub fn name(&self) -> String {
+        if let Some(meta) = &self.meta {
+            return meta.info.name.clone();
+        }
+        if let Some(name) = self.handle.as_ref().and_then(TorrentHandle::name) {
+            return name;
+        }
+        let shown = self.magnet.as_ref().and_then(|m| m.display_name.clone());
+        shown.unwrap_or_else(|| self.info_hash.to_hex())
+    }
+
+    pub fn state(&self) -> State {
+        match (&self.handle, &self.error) {
+            (Some(handle), _) => State::Running(handle.status().phase),
+            (None, Some(error)) => State::Failed(error.clone()),
+            (None, None) if self.paused => State::Paused,
+            (None, None) => State::Queued,
+        }
+    }
+
+    pub fn uploaded(&self) -> u64 {
+        self.uploaded_before + self.handle.as_ref().map_or(0, |h| h.status().stats.uploaded)
+    }
+
+    pub fn downloaded(&self) -> u64 {
+        self.downloaded_before + self.handle.as_ref().map_or(0, |h| h.status().stats.downloaded)
+    }
+
+    /// Whether it still has pieces to fetch (for the download queue).
+    fn downloading(&self) -> bool {
+        self.done_at.is_none()
+    }
+
+    fn saved(&self) -> SavedTorrent {
+        SavedTorrent {
+            info_hash: self.info_hash.to_hex(),
+            name: self.name(),
+            magnet: self.magnet.as_ref().map(Magnet::to_uri),
+            dir: self.dir.clone(),
+            only_files: self.only_files.clone(),
+            paused: self.paused,
+            added_at: self.added_at,
+            done_at: self.done_at,
+            uploaded: self.uploaded(),
+            downloaded: self.downloaded(),
+        }
+    }
+
+    /// What the engine is given to (re)start it.
+    fn add_request(&self) -> AddTorrent {
+        let source = match (&self.meta, &self.magnet) {
+            (Some(meta), _) => TorrentSource::Metainfo(Box::new((**meta).clone())),
+            (None, Some(magnet)) => TorrentSource::Magnet(magnet.clone()),
+            (None, None) => TorrentSource::Magnet(Magnet::new(self.info_hash)),
+        };
+        let mut add = AddTorrent {
+            source,
+            target: StorageTarget::Dir(self.dir.clone()),
+            only_files: self.only_files.clone(),
+            peers: Vec::new(),
+            extra_trackers: Vec::new(),
+            web_seeds: Vec::new(),
+        };
+        // A magnet's trackers and peers stay useful once the metadata is known.
+        if let (Some(_), Some(magnet)) = (&self.meta, &self.magnet) {
+            add.extra_trackers = magnet.trackers.clone();
+            add.peers = magnet.peers.iter().filter_map(|p| p.parse().ok()).collect();
+            add.web_seeds = magnet.web_seeds.clone();
+        }
+        add
+    }
+}
+
+/// A torrent to add.
+pub struct NewTorrent {
+    pub source: TorrentSource,
+    /// Its folder [default: the server's `--download-dir`].
+    pub dir: Option<PathBuf>,
+    pub paused: bool,
+    pub only_files: Option<Vec<usize>>,
+}
+
+struct Inner {
+    entries: Vec<Entry>,
+    next_id: u32,
+    saved_at: Instant,
+}
+
+pub struct Library {
+    session: Arc<Session>,
+    store: Option<Store>,
+    download_dir: PathBuf,
+    max_active_downloads: usize,
+    inner: Mutex<Inner>,
+    /// Bumped at every change and tick: what `/api/events` waits on.
+    changes: watch::Sender<u64>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Library {
+    /// An empty library that keeps what is added in `store` (none: nothing is kept).
+    pub fn new(
+        session: Arc<Session>,
+        store: Option<Store>,
+        download_dir: PathBuf,
+        max_active_downloads: usize,
+    ) -> Library {
+        Library {
+            session,
+            store,
+            download_dir,
+            max_active_downloads: max_active_downloads.max(1),
+            inner: Mutex::new(Inner { entries: Vec::new(), next_id: 1, saved_at: Instant::now() }),
+            changes: watch::Sender::new(0),
+        }
+    }
+
+    /// Takes in the torrents the store keeps, started (or queued, or left paused) as they
+    /// were. One the command line shares too stays the shared one.
+    pub fn load(&self) -> Result<(), StoreError> {
+        let Some(store) = &self.store else { return Ok(()) };
+        let saved = store.load()?;
+        let mut inner = self.lock();
+        for saved in saved {
+            match self.entry_from_saved(saved, &mut inner) {
+                Ok(entry) if inner.entries.iter().any(|e| e.info_hash == entry.info_hash) => {
+                    tracing::info!("{} is shared from the command line now", entry.name());
+                }
+                Ok(entry) => inner.entries.push(entry),
+                Err(reason) => tracing::warn!("a torrent of the library is skipped: {reason}"),
+            }
+        }
+        self.start_queued(&mut inner);
+        Ok(())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn entry_from_saved(&self, saved: SavedTorrent, inner: &mut Inner) -> Result<Entry, String> {
+        let info_hash = InfoHash::from_hex(&saved.info_hash)
+            .ok_or_else(|| format!("{:?} is not an info hash", saved.info_hash))?;
+        let magnet = match &saved.magnet {
+            Some(uri) => Some(Magnet::parse(uri).map_err(|e| format!("its magnet: {e}"))?),
+            None => None,
+        };
+        let meta = self.store.as_ref().and_then(|s| s.load_torrent(info_hash)).map(Arc::new);
+        if meta.is_none() && magnet.is_none() {
+            return Err(format!("{} has neither its .torrent nor a magnet", saved.name));
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        Ok(Entry {
+            id,
+            info_hash,
+            origin: Origin::Added,
+            meta,
+            magnet,
+            dir: saved.dir,
+            only_files: saved.only_files,
+            paused: saved.paused,
+            added_at: saved.added_at,
+            done_at: saved.done_at,
+            handle: None,
+            uploaded_before: saved.uploaded,
+            downloaded_before: saved.downloaded,
+            error: None,
+        })
+    }
+
+    pub fn download_dir(&self) -> &Path {
+        &self.download_dir
+    }
+
+    pub fn max_active_downloads(&self) -> usize {
+        self.max_active_downloads
+    }
+
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.store.as_ref().map(Store::dir)
+    }
+
+    /// Takes in a torrent shared from the command line, already running.
+    pub fn add_shared(&self, index: usize, meta: Metainfo, dir: PathBuf, handle: TorrentHandle) {
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.entries.push(Entry {
+            id,
+            info_hash: meta.info_hash,
+            origin: Origin::Shared(index),
+            meta: Some(Arc::new(meta)),
+            magnet: None,
+            dir,
+            only_files: None,
+            paused: false,
+            added_at: now_secs(),
+            done_at: Some(now_secs()),
+            handle: Some(handle),
+            uploaded_before: 0,
+            downloaded_before: 0,
+            error: None,
+        });
+    }
+
+    /// Every entry, as it is now.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.lock().entries.clone()
+    }
+
+    /// The entry named by `id`: its info hash in hex (as the API names it) or its number (as
+    /// Transmission RPC does).
+    pub fn find(&self, id: &str) -> Result<Entry, LibraryError> {
+        let inner = self.lock();
+        find_index(&inner, id)
+            .map(|i| inner.entries[i].clone())
+            .ok_or_else(|| LibraryError::NotFound(id.to_owned()))
+    }
+
+    /// A receiver that sees every change (and every tick).
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Adds a torrent (started, queued or paused) and keeps it; returns its entry. Nothing is
+    /// added or written when it fails.
+    pub fn add(&self, new: NewTorrent) -> Result<Entry, LibraryError> {
+        let (info_hash, meta, magnet) = match new.source {
+            TorrentSource::Metainfo(meta) => (meta.info_hash, Some(Arc::new(*meta)), None),
+            TorrentSource::Magnet(magnet) => (magnet.info_hash, None, Some(magnet)),
+        };
+        let dir = new.dir.unwrap_or_else(|| self.download_dir.clone());
+        if !dir.is_absolute() {
+            return Err(LibraryError::BadInput(format!(
+                "the folder {} is not an absolute path",
+                dir.display()
+            )));
+        }
+        if let (Some(meta), Some(only)) = (&meta, &new.only_files) {
+            check_selection(meta, only)?;
+        }
+        let mut inner = self.lock();
+        if let Some(i) = inner.entries.iter().position(|e| e.info_hash == info_hash) {
+            let existing = &inner.entries[i];
+            return Err(LibraryError::Duplicate {
+                name: existing.name(),
+                info_hash: info_hash.to_hex(),
+            });
+        }
+        if inner.entries.len() >= store::MAX_TORRENTS {
+            return Err(LibraryError::Full);
+        }
+        if let (Some(store), Some(meta)) = (&self.store, &meta) {
+            store.save_torrent(meta)?;
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        inner.entries.push(Entry {
+            id,
+            info_hash,
+            origin: Origin::Added,
+            meta,
+            magnet,
+            dir,
+            only_files: new.only_files,
+            paused: new.paused,
+            added_at: now_secs(),
+            done_at: None,
+            handle: None,
+            uploaded_before: 0,
+            downloaded_before: 0,
+            error: None,
+        });
+        if let Err(e) = self.save(&mut inner) {
+            inner.entries.pop();
+            if let Some(store) = &self.store {
+                store.forget_torrent(info_hash);
+            }
+            return Err(e.into());
+        }
+        self.start_queued(&mut inner);
+        let entry = inner.entries.iter().find(|e| e.info_hash == info_hash).cloned();
+        drop(inner);
+        self.changed();
+        entry.ok_or_else(|| LibraryError::NotFound(info_hash.to_hex()))
+    }
+
+    /// Stops `id` and forgets it; with `delete_data`, its files go too.
+    pub async fn remove(&self, id: &str, delete_data: bool) -> Result<(), LibraryError> {
+        let entry = {
+            let mut inner = self.lock();
+            let i = find_index(&inner, id).ok_or_else(|| LibraryError::NotFound(id.into()))?;
+            if inner.entries[i].origin != Origin::Added {
+                return Err(LibraryError::SharedOnCommandLine);
+            }
+            let entry = inner.entries.remove(i);
+            if let Err(e) = self.save(&mut inner) {
+                inner.entries.insert(i, entry);
+                return Err(e.into());
+            }
+            entry
+        };
+        self.stopped(entry.handle.clone()).await;
+        if let Some(store) = &self.store {
+            store.forget_torrent(entry.info_hash);
+        }
+        if delete_data {
+            if let Some(meta) = &entry.meta {
+                delete_files(&entry.dir, meta);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops `id` until [`Library::resume`]; its verified pieces are kept.
+    pub async fn pause(&self, id: &str) -> Result<(), LibraryError> {
+        let handle = {
+            let mut inner = self.lock();
+            let i = find_index(&inner, id).ok_or_else(|| LibraryError::NotFound(id.into()))?;
+            let entry = &mut inner.entries[i];
+            if entry.paused {
+                return Ok(());
+            }
+            entry.paused = true;
+            entry.error = None;
+            let handle = take_handle(entry);
+            self.save(&mut inner)?;
+            handle
+        };
+        self.stopped(handle).await;
+        Ok(())
+    }
+
+    /// Starts `id` again (or queues it behind the active downloads).
+    pub fn resume(&self, id: &str) -> Result<(), LibraryError> {
+        let mut inner = self.lock();
+        let i = find_index(&inner, id).ok_or_else(|| LibraryError::NotFound(id.into()))?;
+        let entry = &mut inner.entries[i];
+        if !entry.paused && entry.error.is_none() {
+            return Ok(());
+        }
+        entry.paused = false;
+        entry.error = None;
+        self.save(&mut inner)?;
+        self.start_queued(&mut inner);
+        drop(inner);
+        self.changed();
+        Ok(())
+    }
+
+    /// Downloads only the files `only` (indices; `None` for all) of `id`, restarting it if it
+    /// runs.
+    pub async fn select_files(
+        &self,
+        id: &str,
+        only: Option<Vec<usize>>,
+    ) -> Result<(), LibraryError> {
+        let handle = {
+            let mut inner = self.lock();
+            let i = find_index(&inner, id).ok_or_else(|| LibraryError::NotFound(id.into()))?;
+            let entry = &mut inner.entries[i];
+            if entry.origin != Origin::Added {
+                return Err(LibraryError::SharedOnCommandLine);
+            }
+            let Some(meta) = entry.meta.clone() else {
+                return Err(LibraryError::BadInput(
+                    "the torrent's files are not known yet (its metadata is still on the way)"
+                        .into(),
+                ));
+            };
+            let only = match only {
+                Some(mut only) => {
+                    check_selection(&meta, &only)?;
+                    only.sort_unstable();
+                    only.dedup();
+                    // Every file named is no selection at all.
+                    (only.len() < meta.info.files.len()).then_some(only)
+                }
+                None => None,
+            };
+            if entry.only_files == only {
+                return Ok(());
+            }
+            entry.only_files = only;
+            // More files may mean more to fetch.
+            entry.done_at = None;
+            let handle = take_handle(entry);
+            self.save(&mut inner)?;
+            handle
+        };
+        self.stopped(handle).await;
+        Ok(())
+    }
+
+    /// After a change that took an entry's torrent away: stops it (waited, so a start again
+    /// finds it gone), lets the queue move and tells the watchers.
+    async fn stopped(&self, handle: Option<TorrentHandle>) {
+        if let Some(handle) = handle {
+            handle.shutdown().await;
+        }
+        let mut inner = self.lock();
+        self.start_queued(&mut inner);
+        drop(inner);
+        self.changed();
+    }
+
+    /// Starts what may run: every entry neither paused nor failed, downloads up to
+    /// `max_active_downloads` at once (oldest first).
+    fn start_queued(&self, inner: &mut Inner) {
+        let mut active =
+            inner.entries.iter().filter(|e| e.handle.is_some() && e.downloading()).count();
+        for entry in &mut inner.entries {
+            if entry.handle.is_some() || entry.paused || entry.error.is_some() {
+                continue;
+            }
+            if entry.downloading() {
+                if active >= self.max_active_downloads {
+                    continue;
+                }
+                active += 1;
+            }
+            match self.session.add_torrent(entry.add_request()) {
+                Ok(handle) => entry.handle = Some(handle),
+                // Its previous run (paused a moment ago) is still stopping: a later tick
+                // starts it.
+                Err(SessionError::Duplicate) => {}
+                Err(e) => entry.error = Some(e.to_string()),
+            }
+        }
+    }
+
+    /// Looks at every torrent: keeps a magnet's metadata once it arrived, notes completion,
+    /// starts queued downloads, saves the totals now and then.
+    pub fn tick(&self) {
+        let mut inner = self.lock();
+        let mut dirty = false;
+        for entry in &mut inner.entries {
+            let Some(handle) = &entry.handle else { continue };
+            let status = handle.status();
+            if entry.meta.is_none() {
+                let meta = status.info_bytes.as_ref().and_then(|b| {
+                    let mut meta = Metainfo::from_info_bytes(b).ok()?;
+                    if let Some(magnet) = &entry.magnet {
+                        meta.trackers = magnet.trackers.iter().map(|t| vec![t.clone()]).collect();
+                        meta.web_seeds = magnet.web_seeds.clone();
+                    }
+                    Some(meta)
+                });
+                if let Some(meta) = meta.filter(|m| m.info_hash == entry.info_hash) {
+                    if let Some(store) = &self.store {
+                        if let Err(e) = store.save_torrent(&meta) {
+                            tracing::warn!("cannot keep the metadata of {}: {e}", meta.info.name);
+                        }
+                    }
+                    entry.meta = Some(Arc::new(meta));
+                    dirty = true;
+                }
+            }
+            dirty |= note_completion(entry, &status);
+        }
+        self.start_queued(&mut inner);
+        if dirty || inner.saved_at.elapsed() >= SAVE_EVERY {
+            if let Err(e) = self.save(&mut inner) {
+                tracing::warn!("cannot save the library: {e}");
+            }
+        }
+        drop(inner);
+        self.changed();
+    }
+
+    /// Ticks until the receiver says stop.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let mut ticks = tokio::time::interval(TICK);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => self.tick(),
+                _ = stop.changed() => return,
+            }
+        }
+    }
+
+    /// Saves the library and stops every torrent (each saves its resume record).
+    pub async fn shutdown(&self) {
+        let handles: Vec<TorrentHandle> = {
+            let mut inner = self.lock();
+            for entry in &mut inner.entries {
+                if let Some(status) = entry.handle.as_ref().map(TorrentHandle::status) {
+                    note_completion(entry, &status);
+                }
+            }
+            if let Err(e) = self.save(&mut inner) {
+                tracing::warn!("cannot save the library: {e}");
+            }
+            inner.entries.iter().filter_map(|e| e.handle.clone()).collect()
+        };
+        for handle in handles {
+            handle.shutdown().await;
+        }
+    }
+
+    fn save(&self, inner: &mut Inner) -> std::io::Result<()> {
+        inner.saved_at = Instant::now();
+        let Some(store) = &self.store else { return Ok(()) };
+        let kept = inner.entries.iter().filter(|e| e.origin == Origin::Added);
+        store.save(kept.map(Entry::saved).collect())
+    }
+}
+
+fn find_index(inner: &Inner, id: &str) -> Option<usize> {
+    let id = id.trim();
+    if let Ok(number) = id.parse::<u32>() {
+        if id.len() < 40 {
+            return inner.entries.iter().position(|e| e.id == number);
+        }
+    }
+    let hash = InfoHash::from_hex(&id.to_ascii_lowercase())?;
+    inner.entries.iter().position(|e| e.info_hash == hash)
+}
+
+/// Notes when an entry's torrent first has every wanted piece; `true` if that is news.
+fn note_completion(entry: &mut Entry, status: &shoal::TorrentStatus) -> bool {
+    let news = status.phase == Phase::Seeding && entry.done_at.is_none();
+    if news {
+        entry.done_at = Some(now_secs());
+    }
+    news
+}
+
+/// Stops counting an entry's running torrent: its totals so far move into the entry's own.
+fn take_handle(entry: &mut Entry) -> Option<TorrentHandle> {
+    let handle = entry.handle.take()?;
+    let status = handle.status();
+    note_completion(entry, &status);
+    entry.uploaded_before += status.stats.uploaded;
+    entry.downloaded_before += status.stats.downloaded;
+    Some(handle)
+}
+
+fn check_selection(meta: &Metainfo, only: &[usize]) -> Result<(), LibraryError> {
+    match only.iter().find(|&&i| i >= meta.info.files.len()) {
+        Some(i) => Err(LibraryError::BadInput(format!(
+            "the torrent has {} files; there is no file {i}",
+            meta.info.files.len()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Removes the torrent's files under `dir`, then the folders of a multi-file torrent that are
+/// left empty. Nothing outside the torrent's own paths is touched (the paths are checked safe
+/// when the metainfo is parsed).
+fn delete_files(dir: &Path, meta: &Metainfo) {
+    for file in &meta.info.files {
+        let path = file.path.iter().fold(dir.to_owned(), |p, c| p.join(c));
+        let _ = std::fs::remove_file(&path);
+        let mut parent = path.parent();
+        // Up to and including the torrent's own folder, never `dir` itself.
+        while let Some(folder) = parent.filter(|p| p.starts_with(dir) && *p != dir) {
+            if std::fs::remove_dir(folder).is_err() {
+                break;
+            }
+            parent = folder.parent();
+        }
+    }
+}

@@ -5,6 +5,7 @@
 import { createClient, registerServiceWorker } from './shoal.js'
 import { h } from './ui/dom.js'
 import { formatPercent } from './ui/format.js'
+import { libraryAccess, ServerLibrary } from './ui/library.js'
 import { appLink, chooseTrackers, readParams } from './ui/params.js'
 import { TorrentView } from './ui/view.js'
 
@@ -24,6 +25,8 @@ const app = {
   current: null,
   mode: 'open',
   lastOpened: null,
+  /** The library of the server this page came from, when it lets the page manage it. */
+  server: null,
   open: source => openSource(source),
   share: files => shareFiles(files)
 }
@@ -77,12 +80,14 @@ function getClient () {
 
 // ---- opening and sharing ---------------------------------------------------------------------
 
-/** Opens a magnet link, an info hash, or a .torrent (File or bytes). */
-async function openSource (source, label = null) {
+/** Opens a magnet link, an info hash, or a .torrent (File or bytes): on the page's server
+ * when it has a library and the person left "on this server" checked, else in this tab. */
+async function openSource (source, label = null, { inTab = false } = {}) {
   if (typeof source === 'string') {
     source = source.trim()
     if (!source) return say('error', 'Paste a magnet link (magnet:?xt=urn:btih:\u2026) or a 40-character info hash first.')
   }
+  if (!inTab && app.server && $('#on-server').checked) return openOnServer(source, label)
   try {
     const client = await getClient()
     let input = source
@@ -102,6 +107,20 @@ async function openSource (source, label = null) {
 }
 
 const formatSize = n => `${(n / 1048576).toFixed(1)} MiB`
+
+async function openOnServer (source, label) {
+  try {
+    if (source instanceof Blob) {
+      if (source.size > MAX_TORRENT_FILE) throw new Error(`not a .torrent file: ${formatSize(source.size)} is far too big for one`)
+      source = new Uint8Array(await source.arrayBuffer())
+    }
+    return await app.server.add(source)
+  } catch (e) {
+    const what = label ?? (typeof source === 'string' ? 'That link' : 'That file')
+    say('error', `${what} could not be added on the server: ${e.message}`)
+    return null
+  }
+}
 
 async function openTorrentFiles (files) {
   for (const file of files) {
@@ -167,6 +186,7 @@ function refreshItem (entry) {
 }
 
 function select (entry) {
+  app.server?.hide()
   if (app.current && app.current !== entry) app.current.view.root.hidden = true
   app.current = entry
   if (!entry.view) {
@@ -201,7 +221,9 @@ function openFromAddress () {
   if (magnet && magnet !== app.lastOpened) {
     app.lastOpened = magnet
     $('#magnet-input').value = magnet
-    openSource(magnet, 'The link in this address')
+    // A link plays in the tab, from the other viewers: that is what makes the audience carry
+    // the load.
+    openSource(magnet, 'The link in this address', { inTab: true })
   }
 }
 
@@ -255,8 +277,43 @@ function wire () {
   app.linkFor = magnet => appLink(magnet)
 }
 
+// ---- the server's library -------------------------------------------------------------------
+
+/** Shows the server's library when the page's server offers one. */
+async function startServerLibrary () {
+  const access = libraryAccess()
+  if (!access) return
+  $('#server-card').hidden = false
+  const library = new ServerLibrary({
+    listEl: $('#server-list'),
+    emptyEl: $('#server-empty'),
+    viewEl: $('#view'),
+    say,
+    onSelect: () => {
+      if (app.current) app.current.view.root.hidden = true
+      app.current = null
+      for (const e of app.entries.values()) e.item.classList.remove('selected')
+      $('#welcome').hidden = true
+    }
+  })
+  const connect = async () => {
+    await library.start()
+    app.server = library
+    $('#on-server-label').hidden = false
+    $('#server-sign-in').hidden = true
+  }
+  if (access === 'open') {
+    return connect().catch(e => say('error', `The server's library is unavailable: ${e.message}`))
+  }
+  // A password: asked for by the browser when the person chooses to, not on every visit.
+  const button = $('#server-sign-in')
+  button.hidden = false
+  button.onclick = () => connect().catch(e => say('error', `Not signed in: ${e.message}`))
+}
+
 wire()
 setMode('open')
+startServerLibrary()
 checkEnvironment()
 getClient().catch(e => environmentNotice('client', `Shoal could not start here: ${e.message}`))
 openFromAddress()

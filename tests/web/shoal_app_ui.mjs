@@ -15,6 +15,13 @@
 //   node shoal_app_ui.mjs screenshot FILE PNG --tracker WS_URL
 //       Tab A shares FILE; tab B opens its link and plays it; a screenshot of B mid-playback
 //       goes to PNG.
+//   node shoal_app_ui.mjs server-library APP_URL MAGNET
+//       One tab opens `shoal serve`'s app (whose server offers its library), adds MAGNET on the
+//       server through the Open form, plays the file from the server while it downloads and
+//       seeks near the end; after a reload the server's list still has it.
+//   node shoal_app_ui.mjs server-list APP_URL INFO_HASH
+//       One tab opens the app and finds INFO_HASH in the server's list (after the server
+//       restarted, say), selects it and plays it.
 //   node shoal_app_ui.mjs open-link URL [--ignore-https-errors]
 //       One tab opens an app link served elsewhere (`shoal serve`'s, over https with a
 //       self-signed certificate given the flag), plays it, seeks near the end, waits for the
@@ -52,7 +59,8 @@ if (!(STEP > 0) || !(Number(opts['max-seconds']) > 0)) {
   process.exit(2)
 }
 installLifecycle({ maxSeconds: Number(opts['max-seconds']), stdin: !opts['no-stdin'] })
-if (!opts.tracker.length && positionals[0] !== 'open-link') await fail('give --tracker ws://...')
+const OWN_TRACKER = ['open-link', 'server-library', 'server-list']
+if (!opts.tracker.length && !OWN_TRACKER.includes(positionals[0])) await fail('give --tracker ws://...')
 
 const sha1 = bytes => crypto.createHash('sha1').update(bytes).digest('hex')
 const step = (name, fields = {}) => emit('step', { step: name, ...fields })
@@ -237,11 +245,38 @@ async function openLinkScenario ([link]) {
   step('saved', { ...saved, status: await status(t.page, infoHash) })
 }
 
+/** The server's list item of torrent `infoHash`, once listed. */
+const serverItem = (page, infoHash) => page.locator(`#server-list button[data-id="${infoHash}"]`)
+
+async function serverLibraryScenario ([url, magnet]) {
+  const t = await tab('T', url)
+  await t.page.locator('#on-server-label').waitFor({ state: 'visible', timeout: STEP })
+  const infoHash = magnet.match(/btih:([0-9a-f]{40})/i)[1].toLowerCase()
+  await t.page.fill('#magnet-input', magnet)
+  await t.page.click('#open-button')
+  await serverItem(t.page, infoHash).waitFor({ timeout: STEP })
+  step('added', { tabTorrents: await t.page.evaluate(() => window.shoalApp.entries.size) })
+  step('played', await playback(t.page, infoHash))
+  await t.page.reload()
+  await t.page.waitForFunction(() => window.shoalAppReady === true, null, { timeout: STEP })
+  await serverItem(t.page, infoHash).waitFor({ timeout: STEP })
+  step('listed-after-reload', { name: await serverItem(t.page, infoHash).locator('.item-name').textContent() })
+}
+
+async function serverListScenario ([url, infoHash]) {
+  const t = await tab('T', url)
+  await serverItem(t.page, infoHash).click({ timeout: STEP })
+  step('listed', { state: await serverItem(t.page, infoHash).locator('.item-state').textContent() })
+  step('played', await playback(t.page, infoHash, { seek: false }))
+}
+
 const SCENARIOS = {
   share: [shareScenario, 1],
   'bad-input': [badInputScenario, 3],
   screenshot: [screenshotScenario, 2],
-  'open-link': [openLinkScenario, 1, { link: true }]
+  'open-link': [openLinkScenario, 1, { link: true }],
+  'server-library': [serverLibraryScenario, 2, { link: true }],
+  'server-list': [serverListScenario, 2, { link: true }]
 }
 
 try {

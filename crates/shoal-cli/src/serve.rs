@@ -140,6 +140,9 @@ struct AppState {
     transmission_session: String,
     listen_port: Option<u16>,
     started: std::time::Instant,
+    /// What the app's page is told of the library (`<meta name="shoal-library">`): `open`,
+    /// `auth` (the browser asks for the password), or nothing when the API is off.
+    library_access: Option<&'static str>,
 }
 
 pub async fn run(args: ServeArgs) -> Result<(), CliError> {
@@ -236,6 +239,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         transmission_session: transmission::new_session_id(),
         listen_port: session.listen_addr().map(|a| a.port()),
         started: std::time::Instant::now(),
+        library_access: access.page_hint(),
     });
     let result = serve_app(listener, state, access).await;
     let _ = stop_ticks.send(true);
@@ -547,7 +551,10 @@ async fn index(State(state): State<Arc<AppState>>) -> Response {
         return (StatusCode::NOT_FOUND, "this shoal was built without its web app").into_response();
     };
     let page = String::from_utf8_lossy(page.bytes);
-    let tag = format!("<meta name=\"shoal-trackers\" content=\"{}\">\n", state.ws_tracker);
+    let mut tag = format!("<meta name=\"shoal-trackers\" content=\"{}\">\n", state.ws_tracker);
+    if let Some(access) = state.library_access {
+        tag.push_str(&format!("<meta name=\"shoal-library\" content=\"{access}\">\n"));
+    }
     // Ours goes first, so it is the one the app finds.
     let page = match page.find("<meta name=\"shoal-trackers\"") {
         Some(at) => format!("{}{tag}{}", &page[..at], &page[at..]),

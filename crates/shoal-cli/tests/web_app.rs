@@ -233,3 +233,54 @@ fn app_plays_from_shoal_serve_over_https() {
         serve.stop();
     });
 }
+
+/// The app on `shoal serve`'s page uses the server's library: a magnet whose only peer is a
+/// libtorrent TCP seeder (no WebRTC anywhere) is added on the server through the Open form,
+/// plays in the tab from the server while it downloads, and seeks; the server's list has it
+/// after a reload of the page and after a restart of the server.
+#[test]
+fn app_adds_a_magnet_on_the_server_that_plays_and_stays_listed() {
+    if let Err(e) = require_media_tools() {
+        return println!("SKIP: {e}");
+    }
+    in_netns_web("app_adds_a_magnet_on_the_server_that_plays_and_stays_listed", |_ws| {
+        let dir = tempfile::tempdir().unwrap();
+        let content = dir.path().join("content");
+        std::fs::create_dir_all(&content).unwrap();
+        let video = content.join("from the classic swarm.mp4");
+        make_mp4_moov_at_end(&video, 12, 600).expect("ffmpeg makes the MP4");
+        let torrent =
+            make_torrent(&video, &dir.path().join("video.torrent"), &TorrentOpts::default())
+                .expect("a torrent of the video");
+        let seed =
+            lt_seed(&torrent.path, &content, &PeerOpts::default()).expect("libtorrent seeds");
+        let magnet =
+            format!("magnet:?xt=urn:btih:{}&dn=video&x.pe={}", torrent.info_hash, seed.addr());
+        // The server shares something else; the video reaches it from the seeder only.
+        let notes = dir.path().join("notes.txt");
+        std::fs::write(&notes, b"what the server shares itself").unwrap();
+        let extra = [
+            arg("--state"),
+            arg(dir.path().join("state")),
+            arg("--download-dir"),
+            arg(dir.path().join("downloads")),
+            arg("--no-webrtc"),
+        ];
+        let (mut serve, serving) = spawn_shoal_serve("shoal-serve-library", &notes, &extra, &[]);
+        let url = serving["url"].as_str().expect("a url").to_owned();
+        let steps = run_scenario_args("server-library", &[url.into(), magnet.into()]);
+        assert_eq!(step(&steps, "added")["tabTorrents"], 0, "the tab downloads nothing itself");
+        let played = step(&steps, "played");
+        assert!(played["afterSeek"].as_f64() > played["seekTarget"].as_f64(), "{played}");
+        assert!(step(&steps, "listed-after-reload")["name"].is_string());
+        serve.stop();
+
+        let (mut serve, serving) = spawn_shoal_serve("shoal-serve-library-2", &notes, &extra, &[]);
+        let url = serving["url"].as_str().expect("a url").to_owned();
+        let steps =
+            run_scenario_args("server-list", &[url.into(), torrent.info_hash.clone().into()]);
+        assert!(step(&steps, "played")["currentTime"].as_f64() > Some(0.0));
+        serve.stop();
+        drop(seed);
+    });
+}

@@ -49,6 +49,16 @@ impl Access {
         self.enabled
     }
 
+    /// What the app's page is told: `open` (use the library), `auth` (offer to sign in), or
+    /// `None` (no library to offer).
+    pub fn page_hint(&self) -> Option<&'static str> {
+        match (self.enabled, &self.expected_authorization) {
+            (false, _) => None,
+            (true, None) => Some("open"),
+            (true, Some(_)) => Some("auth"),
+        }
+    }
+
     /// Whether a request with these headers may use the management API.
     pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         if !self.enabled {

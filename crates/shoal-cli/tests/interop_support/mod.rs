@@ -158,7 +158,9 @@ pub fn spawn_shoal_serve(
 ) -> (ChildGuard, serde_json::Value) {
     let mut args = vec![arg("serve"), arg(file)];
     args.extend([arg("--http"), arg("127.0.0.1:0"), arg("--listen"), arg("127.0.0.1:0")]);
-    args.extend([arg("--state"), arg(fresh_state_dir())]);
+    if !extra.iter().any(|a| a == "--state") {
+        args.extend([arg("--state"), arg(fresh_state_dir())]);
+    }
     args.extend(extra.iter().cloned());
     let mut serve = spawn_shoal_with_env(name, &args, env);
     let serving = serve.wait_event("serving", SEED_START_TIMEOUT).expect("shoal serve starts");

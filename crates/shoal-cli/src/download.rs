@@ -45,7 +45,7 @@ pub async fn run(args: DownloadArgs) -> Result<(), CliError> {
         require_complete: false,
         print_magnet: None,
         spread: false,
-        max_upload_rate: args.max_upload_rate,
+        rates: args.rates,
     };
     transfer::run(options, source).await
 }

@@ -126,10 +126,8 @@ pub struct DownloadArgs {
     /// torrent's name for multi-file torrents), besides the torrent's own. Repeat for several.
     #[arg(long = "web-seed", value_name = "URL")]
     pub web_seeds: Vec<String>,
-    /// Cap on everything sent to peers (TCP and WebRTC together), per second, e.g. 2MiB
-    /// [default: no cap].
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub max_upload_rate: Option<u64>,
+    #[command(flatten)]
+    pub rates: RateArgs,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
     #[command(flatten)]
@@ -161,10 +159,8 @@ pub struct SeedArgs {
     /// default each piece is sent about once and the swarm shares it).
     #[arg(long)]
     pub no_spread: bool,
-    /// Cap on everything sent to peers (TCP and WebRTC together), per second, e.g. 2MiB
-    /// [default: no cap].
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub max_upload_rate: Option<u64>,
+    #[command(flatten)]
+    pub rates: RateArgs,
     /// Piece size of the torrent made for a PATH, as `create --piece-size` (16KiB to 256MiB)
     /// [default: as `create`].
     #[arg(long, value_name = "SIZE", value_parser = parse_piece_size)]
@@ -213,10 +209,8 @@ pub struct StreamArgs {
     /// Print JSON lines (the URLs once ready, then progress) instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Cap on everything sent to peers (TCP and WebRTC together), per second, e.g. 2MiB
-    /// [default: no cap].
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub max_upload_rate: Option<u64>,
+    #[command(flatten)]
+    pub rates: RateArgs,
     #[command(flatten)]
     pub webrtc: WebRtcArgs,
     #[command(flatten)]
@@ -307,6 +301,19 @@ pub struct DiscoveryArgs {
     /// Keep no resume record: every start hashes the data already there.
     #[arg(long, env = "SHOAL_NO_RESUME", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_resume: bool,
+}
+
+/// The process's byte rate caps (`download`, `seed`, `stream`, `serve`).
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RateArgs {
+    /// Cap on everything sent, per second, e.g. 2MiB: to peers (TCP, uTP and WebRTC together)
+    /// and, for `serve`, to web seed clients [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_upload_rate: Option<u64>,
+    /// Cap on everything received from peers and web seeds together, per second, e.g. 5MiB
+    /// [default: no cap].
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub max_download_rate: Option<u64>,
 }
 
 /// `--encryption`'s values.
@@ -502,7 +509,7 @@ mod tests {
         assert!(err.is_err_and(|e| e.to_string().contains("is not a rate")));
         let cli = Cli::try_parse_from(["shoal", "seed", "f", "--max-upload-rate", "2MiB"]);
         match cli.map(|c| c.command) {
-            Ok(Command::Seed(args)) => assert_eq!(args.max_upload_rate, Some(2 << 20)),
+            Ok(Command::Seed(args)) => assert_eq!(args.rates.max_upload_rate, Some(2 << 20)),
             other => panic!("parsed as {other:?}"),
         }
     }

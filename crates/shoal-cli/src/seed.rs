@@ -57,7 +57,7 @@ pub async fn run(args: SeedArgs) -> Result<(), CliError> {
         require_complete: true,
         print_magnet: Some(magnet),
         spread: !args.no_spread,
-        max_upload_rate: args.max_upload_rate,
+        rates: args.rates,
     };
     transfer::run(options, TorrentSource::Metainfo(Box::new(meta))).await
 }

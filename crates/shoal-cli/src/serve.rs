@@ -78,10 +78,8 @@ pub struct ServeArgs {
     /// default each piece is sent about once and viewers share it).
     #[arg(long)]
     pub no_spread: bool,
-    /// Cap on everything sent to peers (TCP, WebRTC) and web seed clients together, per
-    /// second, e.g. 2MiB [default: no cap].
-    #[arg(long, value_name = "RATE", value_parser = crate::parse_rate)]
-    pub max_upload_rate: Option<u64>,
+    #[command(flatten)]
+    pub rates: crate::RateArgs,
     /// The library: torrents added through the API or Transmission RPC, their folders, file
     /// selection, paused state and totals, kept across restarts
     /// [default: $XDG_DATA_HOME/shoal/server, else ~/.local/share/shoal/server].
@@ -135,7 +133,9 @@ struct AppState {
     /// Every torrent: the shared ones and those added through the API.
     library: Arc<library::Library>,
     /// The process's upload cap, which web seed answers wait on like peer connections.
-    upload_limit: Option<shoal::rate::UploadLimit>,
+    upload_limit: shoal::rate::RateCap,
+    /// The process's download cap, which the API and Transmission RPC change.
+    download_limit: shoal::rate::RateCap,
     /// Transmission RPC's `X-Transmission-Session-Id`.
     transmission_session: String,
     listen_port: Option<u16>,
@@ -195,7 +195,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             webrtc: args.webrtc.config(),
             discovery: args.discovery.discovery(),
             purpose,
-            max_upload_rate: args.max_upload_rate,
+            rates: args.rates,
         })
         .await?,
     );
@@ -236,6 +236,7 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         shared,
         library: library.clone(),
         upload_limit: session.upload_limit(),
+        download_limit: session.download_limit(),
         transmission_session: transmission::new_session_id(),
         listen_port: session.listen_addr().map(|a| a.port()),
         started: std::time::Instant::now(),
@@ -692,13 +693,11 @@ async fn web_seed(
             return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
         }
         let reader = handle.take(end - start);
-        body = match &state.upload_limit {
-            Some(limit) => Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-                limit.reader(reader),
-                WEB_SEED_CHUNK,
-            )),
-            None => Body::from_stream(tokio_util::io::ReaderStream::new(reader)),
-        };
+        // Read through the cap even while there is none: one can be set while it runs.
+        body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
+            state.upload_limit.reader(reader),
+            WEB_SEED_CHUNK,
+        ));
     }
     let mut response = Response::new(body);
     *response.status_mut() = status;

@@ -54,8 +54,8 @@ pub struct TransferOptions {
     pub print_magnet: Option<Magnet>,
     /// Seed as an origin whose audience passes pieces on (`TorrentConfig::spread`).
     pub spread: bool,
-    /// Bytes per second all peer connections together may send.
-    pub max_upload_rate: Option<u64>,
+    /// The upload and download caps.
+    pub rates: crate::RateArgs,
 }
 
 /// Reads a .torrent from a path or an http(s) URL, or parses a magnet.
@@ -167,8 +167,8 @@ pub struct SessionOptions {
     pub webrtc: Option<shoal::webrtc::WebRtcConfig>,
     pub discovery: Discovery,
     pub purpose: SessionPurpose,
-    /// Bytes per second all peers together may be sent.
-    pub max_upload_rate: Option<u64>,
+    /// The upload and download caps.
+    pub rates: crate::RateArgs,
 }
 
 /// The session of one command.
@@ -178,7 +178,8 @@ pub async fn start_session(options: SessionOptions) -> Result<Session, CliError>
     let mut config = SessionConfig {
         listen: Some(listen),
         webrtc: options.webrtc,
-        max_upload_rate: options.max_upload_rate,
+        max_upload_rate: options.rates.max_upload_rate,
+        max_download_rate: options.rates.max_download_rate,
         dht: options.discovery.dht,
         lsd: options.discovery.lsd,
         port_mapping: options.discovery.port_mapping,
@@ -204,7 +205,7 @@ pub async fn run(options: TransferOptions, source: TorrentSource) -> Result<(), 
         webrtc: options.webrtc.clone(),
         discovery: options.discovery.clone(),
         purpose,
-        max_upload_rate: options.max_upload_rate,
+        rates: options.rates,
     })
     .await?;
     let added = session.add_torrent(AddTorrent {

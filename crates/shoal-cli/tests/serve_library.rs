@@ -135,6 +135,17 @@ fn transmission_remote_adds_lists_stops_starts_and_removes() {
     });
     let info = remote(&host, &["-t", &id, "-i"]);
     assert!(info.contains(&swarm.torrent.info_hash), "{info}");
+    // The speed limits (kB/s) and the queue, as the server's own settings show them.
+    remote(&host, &["-d", "500", "-u", "300"]);
+    let (_, settings) = get_json(&format!("{}/api/session", server.base));
+    assert_eq!(settings["max_download_rate"], 500_000, "{settings}");
+    assert_eq!(settings["max_upload_rate"], 300_000, "{settings}");
+    remote(&host, &["-D", "-U"]);
+    let (_, settings) = get_json(&format!("{}/api/session", server.base));
+    assert_eq!(settings["max_download_rate"], Value::Null, "{settings}");
+    assert_eq!(settings["max_upload_rate"], Value::Null, "{settings}");
+    let session_info = remote(&host, &["-si"]);
+    assert!(session_info.contains("Shoal"), "{session_info}");
 
     // A restart: the library brings it back, complete, without fetching it again, nor
     // hashing it: files written in the last 2 s before a resume record is saved are hashed on
@@ -265,6 +276,26 @@ fn the_api_adds_a_magnet_that_streams_and_survives_kill_9() {
     let sent = exit["uploaded"].as_u64().expect("uploaded");
     eprintln!("the seeder sent {sent} bytes for {total}");
     assert!(sent <= total + total / 10, "fetched again what was verified: {sent} of {total}");
+
+    // The limits, changed while it runs; a bad value changes nothing.
+    let patch = |body: &Value| {
+        let text = body.to_string();
+        http::request(
+            "PATCH",
+            &format!("{base}/api/session"),
+            &[("Content-Type", "application/json")],
+            text.as_bytes(),
+        )
+    };
+    let changed = patch(&json!({ "max_download_rate": 4_000_000, "max_active_downloads": 2 }));
+    assert_eq!(changed.status, 200, "{}", String::from_utf8_lossy(&changed.body));
+    assert_eq!(changed.json()["max_download_rate"], 4_000_000);
+    assert_eq!(changed.json()["max_active_downloads"], 2);
+    assert_eq!(patch(&json!({ "max_download_rate": 0 })).status, 400);
+    assert_eq!(patch(&json!({ "speed": 1 })).status, 400);
+    let lifted = patch(&json!({ "max_download_rate": null }));
+    assert_eq!(lifted.json()["max_download_rate"], Value::Null);
+    assert_eq!(lifted.json()["max_active_downloads"], 2);
 
     // Pause, resume, select, delete with the data.
     let paused = http::request("POST", &format!("{base}/api/torrents/{hash}/pause"), &[], b"");

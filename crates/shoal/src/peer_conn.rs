@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::mse::{self, PeerStream};
-use crate::rate::UploadLimit;
+use crate::rate::{LinkCaps, RateCap};
 use crate::transport::Socket;
 use crate::utp::{UtpSocket, UtpStream};
 
@@ -230,31 +230,33 @@ pub struct PeerLink {
 
 impl PeerLink {
     /// Starts the reader and writer tasks. `preamble` is written before any message (our
-    /// handshake, for connections we accepted). The writer waits on `limit` (the process's
-    /// upload cap) before each write.
+    /// handshake, for connections we accepted). The writer waits on the process's upload cap
+    /// before each write, the reader on its download cap after each read.
     pub fn spawn(
         stream: PeerStream,
         peer: PeerKey,
         preamble: Option<Vec<u8>>,
         max_frame: u32,
         input: mpsc::Sender<PeerInput>,
-        limit: Option<UploadLimit>,
+        caps: LinkCaps,
     ) -> PeerLink {
         let PeerStream { socket, ciphers, read_ahead } = stream;
         let (encrypt, decrypt) = match ciphers.map(|c| *c) {
             Some(Ciphers { encrypt, decrypt }) => (Some(encrypt), Some(decrypt)),
             None => (None, None),
         };
-        let reading = Reading { peer, max_frame, input: input.clone(), decrypt, read_ahead };
+        let download = caps.download.clone();
+        let reading =
+            Reading { peer, max_frame, input: input.clone(), decrypt, read_ahead, download };
         match socket {
             Socket::Tcp(tcp) => {
                 let _ = tcp.set_nodelay(true);
                 let (read, write) = tcp.into_split();
-                Self::spawn_halves(read, write, reading, preamble, encrypt, limit)
+                Self::spawn_halves(read, write, reading, preamble, encrypt, caps.upload)
             }
             Socket::Utp(utp) => {
                 let (read, write) = tokio::io::split(utp);
-                Self::spawn_halves(read, write, reading, preamble, encrypt, limit)
+                Self::spawn_halves(read, write, reading, preamble, encrypt, caps.upload)
             }
         }
     }
@@ -266,15 +268,21 @@ impl PeerLink {
         peer: PeerKey,
         max_frame: u32,
         input: mpsc::Sender<PeerInput>,
-        limit: Option<UploadLimit>,
+        caps: LinkCaps,
     ) -> PeerLink
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
         let (read, write) = tokio::io::split(stream);
-        let reading =
-            Reading { peer, max_frame, input, decrypt: None, read_ahead: BytesMut::new() };
-        Self::spawn_halves(read, write, reading, None, None, limit)
+        let reading = Reading {
+            peer,
+            max_frame,
+            input,
+            decrypt: None,
+            read_ahead: BytesMut::new(),
+            download: caps.download,
+        };
+        Self::spawn_halves(read, write, reading, None, None, caps.upload)
     }
 
     fn spawn_halves<R, W>(
@@ -283,7 +291,7 @@ impl PeerLink {
         reading: Reading,
         preamble: Option<Vec<u8>>,
         encrypt: Option<Rc4Stream>,
-        limit: Option<UploadLimit>,
+        limit: Option<RateCap>,
     ) -> PeerLink
     where
         R: AsyncRead + Unpin + Send + 'static,
@@ -331,6 +339,9 @@ struct Reading {
     decrypt: Option<Rc4Stream>,
     /// Stream bytes read with the handshake, decrypted; framed before the first read.
     read_ahead: BytesMut,
+    /// The process's download cap: after each read, the next waits for the bytes' turn (the
+    /// peer's sending then backs up in TCP's, uTP's or SCTP's window).
+    download: Option<RateCap>,
 }
 
 impl Reading {
@@ -361,7 +372,11 @@ impl Reading {
             let before = buf.len();
             match read.read_buf(&mut buf).await {
                 Ok(0) => break "connection closed by peer".to_string(),
-                Ok(_) => {}
+                Ok(n) => {
+                    if let Some(cap) = &self.download {
+                        cap.acquire(n).await;
+                    }
+                }
                 Err(e) => break format!("read error: {e}"),
             }
             if let Some(decrypt) = &mut self.decrypt {
@@ -376,7 +391,7 @@ struct Writer {
     peer: PeerKey,
     queued: Arc<AtomicUsize>,
     input: mpsc::Sender<PeerInput>,
-    limit: Option<UploadLimit>,
+    limit: Option<RateCap>,
     /// Our keystream, for an encrypted connection: applied to each batch in place.
     encrypt: Option<Rc4Stream>,
 }
@@ -427,7 +442,7 @@ impl Writer {
         if let Some(encrypt) = &mut self.encrypt {
             encrypt.apply(buf);
         }
-        let result = match &self.limit {
+        let result = match self.limit.as_ref().filter(|cap| cap.rate().is_some()) {
             None => tokio::time::timeout(WRITE_TIMEOUT, write.write_all(buf)).await,
             Some(limit) => {
                 let mut result = Ok(Ok(()));

@@ -1,5 +1,8 @@
-//! The process's upload cap (`--max-upload-rate`): one [`RateLimit`] that every byte we send
-//! to peers (TCP and WebRTC writers) and to web seed clients (`shoal serve`) waits on.
+//! The process's byte rate caps: one [`RateCap`] that every byte we send to peers (TCP, uTP
+//! and WebRTC writers) and to web seed clients (`shoal serve`) waits on (`--max-upload-rate`),
+//! and one that every byte we read from peers and web seeds waits on (`--max-download-rate`).
+//! A session always has both, uncapped unless told, so that a cap can be set, changed or
+//! lifted while it runs (the server's API, Transmission RPC's `session-set`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,24 +21,44 @@ fn burst_for(rate: u64) -> u64 {
     (rate / 10).max(16 * 1024 + 13)
 }
 
-/// A shared upload cap; cloning shares it.
+fn limit_of(rate: u64) -> RateLimit {
+    RateLimit::new(rate, burst_for(rate))
+}
+
+/// The caps a peer connection waits on: its writer on `upload`, its reader on `download`.
+#[derive(Clone, Debug, Default)]
+pub struct LinkCaps {
+    pub upload: Option<RateCap>,
+    pub download: Option<RateCap>,
+}
+
+/// A shared byte rate cap, changeable while it is used; cloning shares it.
 #[derive(Clone, Debug)]
-pub struct UploadLimit {
-    limit: Arc<Mutex<RateLimit>>,
+pub struct RateCap {
+    /// `None`: no cap (bytes never wait).
+    limit: Arc<Mutex<Option<RateLimit>>>,
     clock: Clock,
 }
 
-impl UploadLimit {
-    /// At most `rate` bytes per second, all senders together.
-    pub fn new(rate: u64) -> UploadLimit {
-        UploadLimit {
-            limit: Arc::new(Mutex::new(RateLimit::new(rate, burst_for(rate)))),
-            clock: Clock::new(),
-        }
+impl RateCap {
+    /// At most `rate` bytes per second, all users together; `None` for no cap.
+    pub fn new(rate: Option<u64>) -> RateCap {
+        RateCap { limit: Arc::new(Mutex::new(rate.map(limit_of))), clock: Clock::new() }
     }
 
-    pub fn rate(&self) -> u64 {
-        self.limit.lock().unwrap_or_else(|e| e.into_inner()).rate()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<RateLimit>> {
+        self.limit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cap in bytes per second; `None` when there is none.
+    pub fn rate(&self) -> Option<u64> {
+        self.lock().as_ref().map(RateLimit::rate)
+    }
+
+    /// Sets, changes or (with `None`) lifts the cap. Bytes already waiting keep their turn;
+    /// the next ones wait on the new rate.
+    pub fn set_rate(&self, rate: Option<u64>) {
+        *self.lock() = rate.map(limit_of);
     }
 
     /// Waits until `bytes` may be sent (they are counted from now on, so others wait for them).
@@ -48,7 +71,7 @@ impl UploadLimit {
     /// Counts `bytes` as sent; `Some(when)` if they should have waited until then.
     fn reserve(&self, bytes: usize) -> Option<tokio::time::Instant> {
         let now = self.clock.now();
-        let at = self.limit.lock().unwrap_or_else(|e| e.into_inner()).reserve(now, bytes as u64);
+        let at = self.lock().as_mut()?.reserve(now, bytes as u64);
         (at > now).then(|| self.clock.tokio_instant(at))
     }
 
@@ -58,12 +81,12 @@ impl UploadLimit {
     }
 }
 
-/// A reader under an [`UploadLimit`]: each read is counted, and the next one waits for the
+/// A reader under a [`RateCap`]: each read is counted, and the next one waits for the
 /// time the previous one should have taken, so a body runs at most one read (the caller's
 /// buffer) ahead of the cap.
 pub struct LimitedRead<R> {
     inner: R,
-    limit: UploadLimit,
+    limit: RateCap,
     wait: Option<Pin<Box<Sleep>>>,
 }
 
@@ -98,7 +121,7 @@ mod tests {
     /// A correctness bound, not a speed one: the cap may never be exceeded.
     #[tokio::test]
     async fn senders_together_stay_under_the_cap() {
-        let limit = UploadLimit::new(1 << 20);
+        let limit = RateCap::new(Some(1 << 20));
         let start = tokio::time::Instant::now();
         let tasks: Vec<_> = (0..4)
             .map(|_| {
@@ -116,5 +139,19 @@ mod tests {
         // 1 MiB at 1 MiB/s: all but the first burst (a tenth of a second) waits its turn.
         let took = start.elapsed().as_secs_f64();
         assert!(took >= 0.85, "1 MiB left in {took}s under a 1 MiB/s cap");
+    }
+
+    /// A cap set while it is used applies to the next bytes; lifted, nothing waits.
+    #[tokio::test]
+    async fn a_cap_can_be_set_and_lifted_while_in_use() {
+        let cap = RateCap::new(None);
+        assert_eq!(cap.rate(), None);
+        assert!(cap.reserve(10 << 20).is_none(), "no cap: nothing waits");
+        cap.set_rate(Some(1 << 20));
+        assert_eq!(cap.rate(), Some(1 << 20));
+        let _ = cap.reserve(1 << 20);
+        assert!(cap.reserve(1).is_some(), "a second's worth reserved: the next byte waits");
+        cap.set_rate(None);
+        assert!(cap.reserve(10 << 20).is_none(), "lifted: nothing waits");
     }
 }

@@ -23,7 +23,7 @@ use crate::lsd::Lsd;
 use crate::mse::{self, PeerStream};
 use crate::peer_conn::HANDSHAKE_TIMEOUT;
 use crate::port_mapping::{AnnouncedPort, MappingState, PortMapper, Ports};
-use crate::rate::UploadLimit;
+use crate::rate::{LinkCaps, RateCap};
 use crate::stream::shared::StreamShared;
 use crate::stream::FileStream;
 use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, TorrentStatus};
@@ -69,8 +69,12 @@ pub struct SessionConfig {
     /// WebRTC peers, found through `ws://` and `wss://` trackers; `None` turns WebRTC off
     /// (those trackers are then skipped).
     pub webrtc: Option<WebRtcConfig>,
-    /// Bytes per second all peer connections together may send; `None` for no cap.
+    /// Bytes per second all peer connections together may send; `None` for no cap (either
+    /// can be changed later: [`Session::upload_limit`]).
     pub max_upload_rate: Option<u64>,
+    /// Bytes per second all peer connections and web seeds together may deliver; `None` for
+    /// no cap ([`Session::download_limit`]).
+    pub max_download_rate: Option<u64>,
     /// The Mainline DHT (BEP 5) node, for peers no tracker names; `None` turns it off (the
     /// default here: a library user opts in, the command line turns it on).
     pub dht: Option<DhtConfig>,
@@ -97,6 +101,7 @@ impl Default for SessionConfig {
             torrent: TorrentConfig::default(),
             webrtc: Some(WebRtcConfig::default()),
             max_upload_rate: None,
+            max_download_rate: None,
             dht: None,
             lsd: false,
             port_mapping: false,
@@ -148,7 +153,8 @@ pub struct Session {
     tracker_client: Arc<TrackerClient>,
     webrtc: Option<Endpoint>,
     web_seed_client: Arc<WebSeedClient>,
-    upload_limit: Option<UploadLimit>,
+    upload_limit: RateCap,
+    download_limit: RateCap,
     dht: Option<Dht>,
     lsd: Option<Lsd>,
     port_mapper: Option<PortMapper>,
@@ -212,8 +218,10 @@ impl Session {
             }
             None => None,
         };
+        let download_limit = RateCap::new(config.max_download_rate);
         let web_seed_client = WebSeedClient::new(WebSeedClientConfig::default())
-            .map_err(|e| SessionError::WebSeed(e.to_string()))?;
+            .map_err(|e| SessionError::WebSeed(e.to_string()))?
+            .with_download_cap(download_limit.clone());
         let dht = match &config.dht {
             Some(dht) => Some(start_dht(dht, listen_addr).await?),
             None => None,
@@ -235,7 +243,8 @@ impl Session {
             announced_port,
             lsd,
             dht,
-            upload_limit: config.max_upload_rate.map(UploadLimit::new),
+            upload_limit: RateCap::new(config.max_upload_rate),
+            download_limit,
             web_seed_client: Arc::new(web_seed_client),
             config,
             peer_id,
@@ -248,9 +257,14 @@ impl Session {
     }
 
     /// The process's upload cap, for whatever else sends on its behalf (`shoal serve`'s web
-    /// seed answers): the same limit every peer connection waits on.
-    pub fn upload_limit(&self) -> Option<UploadLimit> {
+    /// seed answers) and to change it: the same cap every peer connection waits on.
+    pub fn upload_limit(&self) -> RateCap {
         self.upload_limit.clone()
+    }
+
+    /// The process's download cap (peers and web seeds), to read or change.
+    pub fn download_limit(&self) -> RateCap {
+        self.download_limit.clone()
     }
 
     /// The UDP address WebRTC peers connect to, when WebRTC is on.
@@ -361,7 +375,10 @@ impl Session {
             shared: shared.clone(),
             web_seeds,
             web_seed_client: self.web_seed_client.clone(),
-            upload_limit: self.upload_limit.clone(),
+            caps: LinkCaps {
+                upload: Some(self.upload_limit.clone()),
+                download: Some(self.download_limit.clone()),
+            },
             dht: self.dht.clone(),
             lsd: self.lsd.clone(),
             encryption: self.config.encryption,

@@ -32,7 +32,7 @@ use crate::lsd::{Announces as LsdAnnounces, Lsd};
 use crate::mse::PeerStream;
 use crate::peer_conn::{dial, ConnError, PeerInput, PeerLink};
 use crate::port_mapping::AnnouncedPort;
-use crate::rate::UploadLimit;
+use crate::rate::LinkCaps;
 use crate::resume::ResumeFile;
 use crate::storage::{
     FileSpec, FileStorage, FileStorageOptions, MemoryStorage, PieceStorage, StorageLayout,
@@ -171,7 +171,8 @@ pub(crate) struct TorrentSetup {
     /// Where the task publishes [`Torrent::connection_room`] for the session's signalling.
     pub room: Arc<AtomicUsize>,
     /// The process's upload cap, shared by every connection's writer.
-    pub upload_limit: Option<UploadLimit>,
+    /// The session's upload and download caps, for every peer connection.
+    pub caps: LinkCaps,
     /// The session's DHT node, when the DHT is on.
     pub dht: Option<Dht>,
     /// The session's LSD socket, when local service discovery is on.
@@ -279,7 +280,7 @@ pub(crate) fn spawn(
     let task = TorrentTask {
         dht_lookups,
         lsd_announces,
-        upload_limit: setup.upload_limit,
+        caps: setup.caps,
         web_seed_client: setup.web_seed_client,
         web_fetches: HashMap::new(),
         held_web_data: VecDeque::new(),
@@ -350,7 +351,7 @@ struct TorrentTask {
     storage_root: Option<PathBuf>,
     max_frame: u32,
     /// The process's upload cap (see `rate.rs`).
-    upload_limit: Option<UploadLimit>,
+    caps: LinkCaps,
     initial_peers: Vec<SocketAddr>,
     hashes: Option<Arc<Vec<[u8; 20]>>>,
     /// What readers see: verified pieces and the storage to read them from.
@@ -702,7 +703,7 @@ impl TorrentTask {
                         Some(ours),
                         self.max_frame,
                         self.peer_tx.clone(),
-                        self.upload_limit.clone(),
+                        self.caps.clone(),
                     );
                     self.links.insert(key, link);
                 }
@@ -720,7 +721,7 @@ impl TorrentTask {
                             key,
                             self.max_frame,
                             self.peer_tx.clone(),
-                            self.upload_limit.clone(),
+                            self.caps.clone(),
                         );
                         self.links.insert(key, link);
                         let kind = LinkKind { transport: Transport::WebRtc, encrypted: true };
@@ -782,7 +783,7 @@ impl TorrentTask {
                             None,
                             self.max_frame,
                             self.peer_tx.clone(),
-                            self.upload_limit.clone(),
+                            self.caps.clone(),
                         );
                         self.links.insert(peer, link);
                     }

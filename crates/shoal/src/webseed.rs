@@ -44,6 +44,8 @@ impl Default for WebSeedClientConfig {
 pub struct WebSeedClient {
     http: reqwest::Client,
     config: WebSeedClientConfig,
+    /// The process's download cap: every body chunk waits its turn.
+    download_cap: crate::rate::RateCap,
 }
 
 impl WebSeedClient {
@@ -57,7 +59,13 @@ impl WebSeedClient {
             .redirect(reqwest::redirect::Policy::limited(config.max_redirects))
             .build()
             .map_err(|e| WebSeedError::Transport(error_chain(&e)))?;
-        Ok(WebSeedClient { http, config })
+        Ok(WebSeedClient { http, config, download_cap: crate::rate::RateCap::new(None) })
+    }
+
+    /// Makes every body chunk wait on `cap` (the session's download cap).
+    pub fn with_download_cap(mut self, cap: crate::rate::RateCap) -> Self {
+        self.download_cap = cap;
+        self
     }
 
     /// Fetches every request of `plan` in turn and returns the plan's bytes (padding as
@@ -89,8 +97,10 @@ impl WebSeedClient {
         assembler: &mut Assembler,
     ) -> Result<(), WebSeedError> {
         for (index, request) in plan.requests.iter().enumerate() {
-            let timeout = self.config.base_timeout
-                + Duration::from_secs(request.len() / self.config.min_rate.max(1));
+            // A download cap below the slowest rate we accept stretches the allowance with it.
+            let min_rate = self.config.min_rate.min(self.download_cap.rate().unwrap_or(u64::MAX));
+            let timeout =
+                self.config.base_timeout + Duration::from_secs(request.len() / min_rate.max(1));
             let transport = |e: reqwest::Error| {
                 WebSeedError::Transport(format!("{}: {}", request.url, error_chain(&e)))
             };
@@ -111,6 +121,7 @@ impl WebSeedClient {
             )?;
             while let Some(chunk) = response.chunk().await.map_err(transport)? {
                 assembler.push(index, &chunk)?;
+                self.download_cap.acquire(chunk.len()).await;
             }
             assembler.end(index)?;
         }

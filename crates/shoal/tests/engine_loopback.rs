@@ -163,7 +163,7 @@ async fn a_capped_seeder_never_sends_faster_than_its_cap() {
     let meta = make_content(dir.path(), 64 * 1024); // 2 MB of content
     let config = shoal::SessionConfig { max_upload_rate: Some(CAP), ..local_config() };
     let session = Session::new(config).await.unwrap();
-    assert_eq!(session.upload_limit().map(|l| l.rate()), Some(CAP));
+    assert_eq!(session.upload_limit().rate(), Some(CAP));
     let seed = session
         .add_torrent(AddTorrent {
             source: TorrentSource::Metainfo(Box::new(meta.clone())),
@@ -189,4 +189,40 @@ async fn a_capped_seeder_never_sends_faster_than_its_cap() {
     let ahead = CAP as f64 / 10.0 + 64.0 * 1024.0;
     let least = (total as f64 - ahead) / CAP as f64;
     assert!(took >= least, "{total} bytes arrived in {took:.2}s under a 1 MiB/s cap");
+}
+
+/// The download cap, set on a running session (as the server's API and Transmission RPC do),
+/// holds what the leecher reads from its peers to the cap (a bound on correctness, not a speed
+/// figure), and the download completes intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_cap_set_while_running_holds_the_leecher_to_it() {
+    const CAP: u64 = 1 << 20;
+    let dir = tempfile::tempdir().unwrap();
+    let meta = make_content(dir.path(), 64 * 1024); // 2 MB of content
+    let (_seed_session, seed_addr, _seed) = seeder(dir.path(), &meta).await;
+
+    let session = Session::new(local_config()).await.unwrap();
+    assert_eq!(session.download_limit().rate(), None);
+    session.download_limit().set_rate(Some(CAP));
+    let out = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let handle = session
+        .add_torrent(AddTorrent {
+            source: TorrentSource::Metainfo(Box::new(meta.clone())),
+            target: StorageTarget::Dir(out.path().to_path_buf()),
+            only_files: None,
+            peers: vec![seed_addr],
+            extra_trackers: vec![],
+            web_seeds: vec![],
+        })
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, handle.wait_complete()).await.unwrap().unwrap();
+    let took = started.elapsed().as_secs_f64();
+    assert_same_tree(&dir.path().join("content"), &out.path().join("content"));
+    // What may run ahead of the schedule: one burst (a tenth of a second's worth) and the
+    // read that comes before its own wait (the reader's buffer, at most 256 KiB).
+    let total = meta.info.total_length;
+    let ahead = CAP as f64 / 10.0 + 256.0 * 1024.0;
+    let least = (total as f64 - ahead) / CAP as f64;
+    assert!(took >= least, "{total} bytes arrived in {took:.2}s under a 1 MiB/s download cap");
 }

@@ -41,7 +41,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/api/torrents/{id}/resume", post(resume))
         .route("/api/torrents/{id}/files", put(select_files))
         .route("/api/torrents/{id}/files/{index}/{*name}", get(stream_file).head(stream_file))
-        .route("/api/session", get(session))
+        .route("/api/session", get(session).patch(change_session))
         .route("/api/events", get(events))
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
@@ -274,15 +274,69 @@ async fn stream_file(
 
 /// The server's settings.
 async fn session(State(state): State<Arc<AppState>>) -> Response {
+    Json(session_json(&state)).into_response()
+}
+
+fn session_json(state: &AppState) -> Value {
     let library = &state.library;
-    Json(json!({
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "download_dir": library.download_dir(),
         "state_dir": library.state_dir(),
         "max_active_downloads": library.max_active_downloads(),
-        "max_upload_rate": state.upload_limit.as_ref().map(|l| l.rate()),
-    }))
-    .into_response()
+        "max_upload_rate": state.upload_limit.rate(),
+        "max_download_rate": state.download_limit.rate(),
+    })
+}
+
+/// `PATCH /api/session`: the limits to change (a rate of `null` lifts that cap); the others
+/// stay as they are. Until the next start: the command line sets them at start.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionChange {
+    #[serde(default, with = "serde_with_null")]
+    max_upload_rate: Option<Option<u64>>,
+    #[serde(default, with = "serde_with_null")]
+    max_download_rate: Option<Option<u64>>,
+    max_active_downloads: Option<usize>,
+}
+
+/// A field that may be absent (`None`: unchanged) or `null` (`Some(None)`: no cap).
+mod serde_with_null {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
+        Option::<u64>::deserialize(d).map(Some)
+    }
+}
+
+async fn change_session(
+    State(state): State<Arc<AppState>>,
+    body: Result<Json<SessionChange>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(change) = match body {
+        Ok(body) => body,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
+    };
+    if change.max_upload_rate == Some(Some(0)) || change.max_download_rate == Some(Some(0)) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a rate of 0 would stop everything: use null for no cap",
+        );
+    }
+    if change.max_active_downloads == Some(0) {
+        return error(StatusCode::BAD_REQUEST, "max_active_downloads must be at least 1");
+    }
+    if let Some(rate) = change.max_upload_rate {
+        state.upload_limit.set_rate(rate);
+    }
+    if let Some(rate) = change.max_download_rate {
+        state.download_limit.set_rate(rate);
+    }
+    if let Some(n) = change.max_active_downloads {
+        state.library.set_max_active_downloads(n);
+    }
+    Json(session_json(&state)).into_response()
 }
 
 /// Server-Sent Events: a `torrents` event with the whole list at once, then at every change

@@ -14,6 +14,7 @@
 //! again: with the resume record its verified pieces are taken without hashing.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -193,7 +194,7 @@ pub struct Library {
     session: Arc<Session>,
     store: Option<Store>,
     download_dir: PathBuf,
-    max_active_downloads: usize,
+    max_active_downloads: AtomicUsize,
     inner: Mutex<Inner>,
     /// Bumped at every change and tick: what `/api/events` waits on.
     changes: watch::Sender<u64>,
@@ -215,7 +216,7 @@ impl Library {
             session,
             store,
             download_dir,
-            max_active_downloads: max_active_downloads.max(1),
+            max_active_downloads: AtomicUsize::new(max_active_downloads.max(1)),
             inner: Mutex::new(Inner { entries: Vec::new(), next_id: 1, saved_at: Instant::now() }),
             changes: watch::Sender::new(0),
         }
@@ -280,7 +281,17 @@ impl Library {
     }
 
     pub fn max_active_downloads(&self) -> usize {
-        self.max_active_downloads
+        self.max_active_downloads.load(Ordering::Relaxed)
+    }
+
+    /// Lets `n` (at least 1) downloads run at once from now on: more start at once, or the
+    /// ones over it finish (a running download is not stopped to make room).
+    pub fn set_max_active_downloads(&self, n: usize) {
+        self.max_active_downloads.store(n.max(1), Ordering::Relaxed);
+        let mut inner = self.lock();
+        self.start_queued(&mut inner);
+        drop(inner);
+        self.changed();
     }
 
     pub fn state_dir(&self) -> Option<&Path> {
@@ -525,7 +536,7 @@ impl Library {
                 continue;
             }
             if entry.downloading() {
-                if active >= self.max_active_downloads {
+                if active >= self.max_active_downloads() {
                     continue;
                 }
                 active += 1;

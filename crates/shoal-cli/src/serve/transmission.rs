@@ -78,6 +78,7 @@ async fn rpc(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes
 async fn call(state: &AppState, method: &str, arguments: &Value) -> Result<Value, String> {
     match method {
         "session-get" => Ok(session_get(state)),
+        "session-set" => session_set(state, arguments),
         "session-stats" => Ok(session_stats(state)),
         "torrent-add" => torrent_add(state, arguments).await,
         "torrent-get" => torrent_get(state, arguments),
@@ -132,7 +133,8 @@ fn selected(state: &AppState, arguments: &Value) -> Result<Vec<Entry>, String> {
 
 fn session_get(state: &AppState) -> Value {
     let library = &state.library;
-    let upload = state.upload_limit.as_ref().map(|l| l.rate());
+    let upload = state.upload_limit.rate();
+    let download = state.download_limit.rate();
     json!({
         "version": format!("Shoal {}", env!("CARGO_PKG_VERSION")),
         "rpc-version": RPC_VERSION,
@@ -147,8 +149,8 @@ fn session_get(state: &AppState) -> Value {
         "speed-limit-up-enabled": upload.is_some(),
         // Transmission counts kB/s.
         "speed-limit-up": upload.map_or(0, |b| b / 1000),
-        "speed-limit-down-enabled": false,
-        "speed-limit-down": 0,
+        "speed-limit-down-enabled": download.is_some(),
+        "speed-limit-down": download.map_or(0, |b| b / 1000),
         "alt-speed-enabled": false,
         "peer-port": state.listen_port,
         "encryption": "preferred",
@@ -165,6 +167,37 @@ fn session_get(state: &AppState) -> Value {
             "memory-units": ["KiB", "MiB", "GiB", "TiB"], "memory-bytes": 1024,
         },
     })
+}
+
+/// `session-set`: the speed limits (kB/s, 1000 bytes, as Transmission counts them) and the
+/// download queue's size; other keys are taken and ignored.
+fn session_set(state: &AppState, arguments: &Value) -> Result<Value, String> {
+    let number = |key: &str| arguments.get(key).and_then(Value::as_u64);
+    let flag = |key: &str| arguments.get(key).and_then(Value::as_bool);
+    let caps = [
+        (&state.upload_limit, "speed-limit-up", "speed-limit-up-enabled"),
+        (&state.download_limit, "speed-limit-down", "speed-limit-down-enabled"),
+    ];
+    for (cap, limit_key, enabled_key) in caps {
+        let kilobytes = number(limit_key);
+        let current = cap.rate().map(|b| (b / 1000).max(1));
+        match (flag(enabled_key), kilobytes) {
+            (Some(false), _) => cap.set_rate(None),
+            (Some(true), k) => match k.or(current) {
+                Some(0) | None => return Err(format!("{limit_key} must be at least 1 kB/s")),
+                Some(k) => cap.set_rate(Some(k.saturating_mul(1000))),
+            },
+            // A new value for a cap that is on; an off cap stays off until enabled.
+            (None, Some(k)) if current.is_some() && k > 0 => {
+                cap.set_rate(Some(k.saturating_mul(1000)))
+            }
+            (None, _) => {}
+        }
+    }
+    if let Some(n) = number("download-queue-size") {
+        state.library.set_max_active_downloads(n as usize);
+    }
+    Ok(json!({}))
 }
 
 fn session_stats(state: &AppState) -> Value {

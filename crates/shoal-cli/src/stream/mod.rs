@@ -45,7 +45,7 @@ pub async fn run(args: StreamArgs) -> Result<(), CliError> {
         webrtc: args.webrtc.config(),
         discovery: args.discovery.discovery(),
         purpose: transfer::SessionPurpose::Streaming,
-        max_upload_rate: args.max_upload_rate,
+        rates: args.rates,
     })
     .await?;
     let outcome = stream(&args, &session, listener, http_addr, source, peers).await;

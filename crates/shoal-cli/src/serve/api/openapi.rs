@@ -80,6 +80,18 @@ pub fn openapi_document() -> Value {
     let error = json!({
         "type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}
     });
+    let session = json!({
+        "type": "object",
+        "required": ["version", "download_dir", "state_dir", "max_active_downloads", "max_upload_rate", "max_download_rate"],
+        "properties": {
+            "version": {"type": "string"},
+            "download_dir": {"type": "string"},
+            "state_dir": {"type": ["string", "null"]},
+            "max_active_downloads": {"type": "integer"},
+            "max_upload_rate": {"type": ["integer", "null"], "description": "Bytes per second; null: no cap."},
+            "max_download_rate": {"type": ["integer", "null"], "description": "Bytes per second; null: no cap."}
+        }
+    });
     let id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}, "description": "The info hash in hex, or the torrent's number."});
     let one = json!({"description": "The torrent", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/TorrentDetail"}}}});
     json!({
@@ -90,7 +102,7 @@ pub fn openapi_document() -> Value {
             "description": "The library of `shoal serve`: what it shares and downloads, and how each torrent fares. Bound to loopback it needs nothing; elsewhere HTTP Basic (--auth). Requests from pages of other origins are refused."
         },
         "components": {
-            "schemas": {"Torrent": torrent, "TorrentDetail": detail, "File": file, "Error": error},
+            "schemas": {"Torrent": torrent, "TorrentDetail": detail, "File": file, "Session": session, "Error": error},
             "securitySchemes": {"basic": {"type": "http", "scheme": "basic"}}
         },
         "security": [{}, {"basic": []}],
@@ -164,19 +176,24 @@ pub fn openapi_document() -> Value {
                     "responses": with(error_responses(&["404", "409"]), "206", json!({"description": "The range asked for"}))
                 }
             },
-            "/api/session": {"get": {
-                "summary": "The server's settings",
-                "responses": {"200": {"description": "Settings", "content": {"application/json": {"schema": {
-                    "type": "object",
-                    "properties": {
-                        "version": {"type": "string"},
-                        "download_dir": {"type": "string"},
-                        "state_dir": {"type": ["string", "null"]},
-                        "max_active_downloads": {"type": "integer"},
-                        "max_upload_rate": {"type": ["integer", "null"], "description": "Bytes per second (--max-upload-rate)."}
-                    }
-                }}}}}
-            }},
+            "/api/session": {
+                "get": {
+                    "summary": "The server's settings",
+                    "responses": {"200": {"description": "Settings", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}}}}
+                },
+                "patch": {
+                    "summary": "Change the limits until the next start (absent: unchanged; a rate of null: no cap)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "type": "object", "additionalProperties": false,
+                        "properties": {
+                            "max_upload_rate": {"type": ["integer", "null"], "minimum": 1},
+                            "max_download_rate": {"type": ["integer", "null"], "minimum": 1},
+                            "max_active_downloads": {"type": "integer", "minimum": 1}
+                        }
+                    }}}},
+                    "responses": with(error_responses(&["400"]), "200", json!({"description": "The settings now", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}}}))
+                }
+            },
             "/api/events": {"get": {
                 "summary": "Server-Sent Events: `torrents` with the whole list (as GET /api/torrents) at once and at every change, at most once a second",
                 "responses": {"200": {"description": "An event stream", "content": {"text/event-stream": {}}}}
@@ -215,6 +232,7 @@ mod tests {
             ("/api/torrents/{id}/files", "put"),
             ("/api/torrents/{id}/files/{index}/{name}", "get"),
             ("/api/session", "get"),
+            ("/api/session", "patch"),
             ("/api/events", "get"),
             ("/api/openapi.json", "get"),
         ];

@@ -105,7 +105,12 @@ impl ResumeFile {
     /// The verified pieces the record names, if it is ours and the files are exactly as it
     /// saw them; `None` otherwise (the caller rechecks).
     pub fn load(&self, piece_count: u32, now: &StorageStamps) -> Option<Vec<bool>> {
-        let record: Record = read_record(&self.path, MAX_RECORD_BYTES)?;
+        self.parse(&read_bounded(&self.path, MAX_RECORD_BYTES)?, piece_count, now)
+    }
+
+    /// [`ResumeFile::load`] of a record's bytes (untrusted: any damage means `None`).
+    pub fn parse(&self, bytes: &[u8], piece_count: u32, now: &StorageStamps) -> Option<Vec<bool>> {
+        let record: Record = serde_json::from_slice(bytes).ok()?;
         let ours = record.version == VERSION
             && record.info_hash == self.info_hash.to_hex()
             && record.piece_length == self.piece_length
@@ -133,6 +138,16 @@ impl ResumeFile {
     /// Saves `have` (one flag per piece: verified) with the files as they were stamped at
     /// `stamped_ns` (taken before the stamps).
     pub fn save(&self, have: &[bool], stamped_ns: u64, now: StorageStamps) -> std::io::Result<()> {
+        write_record(&self.path, &self.encode(have, stamped_ns, now)?)
+    }
+
+    /// The record [`ResumeFile::save`] writes.
+    pub fn encode(
+        &self,
+        have: &[bool],
+        stamped_ns: u64,
+        now: StorageStamps,
+    ) -> std::io::Result<Vec<u8>> {
         let mut bytes = vec![0u8; have.len().div_ceil(8)];
         for (i, _) in have.iter().enumerate().filter(|(_, &h)| h) {
             bytes[i / 8] |= 0x80 >> (i % 8);
@@ -147,8 +162,7 @@ impl ResumeFile {
             saved_ns: stamped_ns,
             files: now.files,
         };
-        let text = serde_json::to_vec(&record).map_err(std::io::Error::other)?;
-        write_record(&self.path, &text)
+        serde_json::to_vec(&record).map_err(std::io::Error::other)
     }
 }
 
@@ -172,13 +186,15 @@ pub fn now_ns() -> u64 {
 /// Reads a record (or any JSON state file) of at most `max_bytes`; `None` if it is missing,
 /// larger, or not what `T` parses.
 pub fn read_record<T: serde::de::DeserializeOwned>(path: &Path, max_bytes: u64) -> Option<T> {
+    serde_json::from_slice(&read_bounded(path, max_bytes)?).ok()
+}
+
+/// A file's bytes, if there are at most `max_bytes` of them (reading no more than that).
+pub fn read_bounded(path: &Path, max_bytes: u64) -> Option<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
     std::fs::File::open(path).ok()?.take(max_bytes + 1).read_to_end(&mut bytes).ok()?;
-    if bytes.len() as u64 > max_bytes {
-        return None;
-    }
-    serde_json::from_slice(&bytes).ok()
+    (bytes.len() as u64 <= max_bytes).then_some(bytes)
 }
 
 /// Writes a record (or any state file) atomically: the old one or the new one survives a
@@ -259,7 +275,7 @@ mod tests {
             .unwrap();
         let good = std::fs::read(resume.path()).unwrap();
         let mut rng = rand::rngs::StdRng::seed_from_u64(23);
-        for _ in 0..3000 {
+        for _ in 0..20_000 {
             let mut bytes = good.clone();
             for _ in 0..rng.random_range(1..6) {
                 let at = rng.random_range(0..bytes.len());
@@ -274,8 +290,7 @@ mod tests {
                     }
                 }
             }
-            std::fs::write(resume.path(), &bytes).unwrap();
-            if let Some(have) = resume.load(5, &now) {
+            if let Some(have) = resume.parse(&bytes, 5, &now) {
                 assert_eq!(have.len(), 5);
             }
         }

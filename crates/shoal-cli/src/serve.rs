@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// the shared files, the web seed and the tracker stay public.
     #[arg(long, value_name = "USER:PASSWORD", env = "SHOAL_AUTH", hide_env_values = true)]
     pub auth: Option<String>,
+    /// A file whose first line is USER:PASSWORD, as --auth (kept out of the process list and
+    /// the shell's history).
+    #[arg(long, value_name = "FILE", conflicts_with = "auth")]
+    pub auth_file: Option<PathBuf>,
     /// Piece size of the torrents made for the FILES, as `create --piece-size` (16KiB to
     /// 256MiB) [default: as `create`].
     #[arg(long, value_name = "SIZE", value_parser = crate::parse_piece_size)]
@@ -179,8 +183,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
             .or_else(|| store.as_ref().map(|s| s.dir().join("downloads")))
             .unwrap_or_else(|| std::env::temp_dir().join("shoal-downloads")),
     };
-    let access =
-        access::Access::new(http_addr.ip(), args.auth.as_deref(), args.public_host.as_deref());
+    let auth = match (&args.auth, &args.auth_file) {
+        (Some(auth), _) => Some(auth.clone()),
+        (None, Some(file)) => Some(access::read_auth_file(file).map_err(CliError::msg)?),
+        (None, None) => None,
+    };
+    let access = access::Access::new(http_addr.ip(), auth.as_deref(), args.public_host.as_deref());
 
     // With nothing given, the sample video, written where it can be seeded from.
     let sample_dir = std::env::temp_dir().join(format!("shoal-serve-{}", std::process::id()));

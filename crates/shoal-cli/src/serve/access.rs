@@ -98,6 +98,19 @@ impl Access {
     }
 }
 
+/// `USER:PASSWORD` from the first line of `path` (`--auth-file`): bounded, and refused unless
+/// it has both parts.
+pub fn read_auth_file(path: &std::path::Path) -> Result<String, String> {
+    let bytes = shoal::resume::read_bounded(path, 4096)
+        .ok_or_else(|| format!("cannot read {} (or it is over 4 KiB)", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim();
+    match line.split_once(':') {
+        Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(line.to_owned()),
+        _ => Err(format!("{}: the first line must be USER:PASSWORD", path.display())),
+    }
+}
+
 /// Why a request may not use the management API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
@@ -175,6 +188,19 @@ mod tests {
             .check(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]));
         assert!(same.is_ok());
         assert!(access.check(&headers(&[])).is_err(), "no Host at all");
+    }
+
+    #[test]
+    fn an_auth_file_holds_user_and_password_on_its_first_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("auth");
+        std::fs::write(&path, "ann:s3cret:with colon\nignored\n").expect("write");
+        assert_eq!(read_auth_file(&path), Ok("ann:s3cret:with colon".to_owned()));
+        std::fs::write(&path, "no separator\n").expect("write");
+        assert!(read_auth_file(&path).is_err());
+        std::fs::write(&path, ":nouser").expect("write");
+        assert!(read_auth_file(&path).is_err());
+        assert!(read_auth_file(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -371,6 +371,7 @@ async fn seed_files(
                 source: TorrentSource::Metainfo(Box::new(meta.clone())),
                 target: StorageTarget::Dir(root.clone()),
                 only_files: None,
+                file_priorities: None,
                 peers: Vec::new(),
                 extra_trackers: Vec::new(),
                 web_seeds: Vec::new(),

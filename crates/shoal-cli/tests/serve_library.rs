@@ -135,6 +135,23 @@ fn transmission_remote_adds_lists_stops_starts_and_removes() {
     });
     let info = remote(&host, &["-t", &id, "-i"]);
     assert!(info.contains(&swarm.torrent.info_hash), "{info}");
+    // File priorities (the torrent restarts with them, from its resume record).
+    remote(&host, &["-t", &id, "-ph", "0", "-pl", "1"]);
+    let files = remote(&host, &["-t", &id, "-f"]);
+    let row = |index: &str| {
+        files
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{index}:")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert!(row("0").contains("High") && row("1").contains("Low"), "{files}");
+    let (_, torrent) =
+        get_json(&format!("{}/api/torrents/{}", server.base, swarm.torrent.info_hash));
+    assert_eq!(torrent["files"][0]["priority"], "high", "{torrent}");
+    assert_eq!(torrent["files"][2]["priority"], "normal", "{torrent}");
+    wait_listed(&host, "show", "seeded after the change", |row| row.contains("100%"));
+
     // The speed limits (kB/s) and the queue, as the server's own settings show them.
     remote(&host, &["-d", "500", "-u", "300"]);
     let (_, settings) = get_json(&format!("{}/api/session", server.base));

@@ -453,9 +453,17 @@ impl Torrent {
     /// Restricts the download to some pieces (from the files the user selected). Pieces not
     /// wanted are neither requested nor required for completion. Call before `start`.
     pub fn set_wanted_pieces(&mut self, wanted: &[bool]) {
+        let priorities: Vec<u8> = wanted.iter().map(|&w| u8::from(w)).collect();
+        self.set_piece_priorities(&priorities);
+    }
+
+    /// How much each piece is wanted: 0 not at all (as [`Torrent::set_wanted_pieces`]), higher
+    /// sooner (rarest first within a level; a reader's deadlines come before any of it). Call
+    /// before `start`.
+    pub fn set_piece_priorities(&mut self, priorities: &[u8]) {
         if let Some(picker) = &mut self.picker {
-            for (piece, &w) in wanted.iter().enumerate() {
-                picker.set_priority(piece as u32, u8::from(w));
+            for (piece, &p) in priorities.iter().enumerate() {
+                picker.set_priority(piece as u32, p);
             }
         }
     }
@@ -630,6 +638,16 @@ mod tests {
 
     /// The pieces of the first requests a fresh torrent sends a seed that unchokes it.
     fn first_requested_pieces(file_ends_first: bool, rng_seed: u64) -> Vec<u32> {
+        requested_pieces(file_ends_first, rng_seed, None)
+    }
+
+    /// The pieces a fresh torrent of one file asks a seed for, in order, with `priorities`
+    /// per piece if given.
+    fn requested_pieces(
+        file_ends_first: bool,
+        rng_seed: u64,
+        priorities: Option<&[u8]>,
+    ) -> Vec<u32> {
         let len = u64::from(PIECE * PIECES) - 100;
         let mut hasher =
             TorrentBuilder::single_file("v.mp4", len).unwrap().piece_length(PIECE).start().unwrap();
@@ -638,6 +656,9 @@ mod tests {
         let config = TorrentConfig { file_ends_first, ..TorrentConfig::default() };
         let info = Some(Bytes::from(meta.info_bytes.clone()));
         let mut t = Torrent::new(config, meta.info_hash, PeerId([1; 20]), info, rng_seed).unwrap();
+        if let Some(priorities) = priorities {
+            t.set_piece_priorities(priorities);
+        }
         let now = Instant::from_duration(Duration::from_secs(1));
         t.start(now, &Bitfield::new(PIECES));
         let remote = Handshake::new(meta.info_hash, PeerId([2; 20]));
@@ -664,5 +685,26 @@ mod tests {
         // Without it, rarest-first among equals is random: not always the ends.
         let random = (1..20).filter(|&s| first_requested_pieces(false, s)[..2] != [0, PIECES - 1]);
         assert!(random.count() > 10);
+    }
+
+    /// Pieces of a higher priority are all asked for before any of a lower one, and pieces of
+    /// priority 0 never.
+    #[test]
+    fn higher_priorities_are_asked_for_first_and_zero_never() {
+        // Pieces 48..64 high, 16..48 normal, 8..16 low, 0..8 not wanted.
+        let level = |p: u32| match p {
+            48.. => 7,
+            16..48 => 4,
+            8..16 => 1,
+            _ => 0,
+        };
+        let priorities: Vec<u8> = (0..PIECES).map(level).collect();
+        for rng_seed in 1..10 {
+            let pieces = requested_pieces(false, rng_seed, Some(&priorities));
+            let levels: Vec<u8> = pieces.iter().map(|&p| level(p)).collect();
+            assert!(levels.windows(2).all(|w| w[0] >= w[1]), "seed {rng_seed}: {pieces:?}");
+            assert!(!levels.contains(&0), "seed {rng_seed}: an unwanted piece was asked for");
+            assert_eq!(levels.first(), Some(&7), "seed {rng_seed}: {pieces:?}");
+        }
     }
 }

@@ -31,4 +31,4 @@ pub use session::{
 pub use shoal_proto::mse::EncryptionPolicy;
 pub use shoal_proto::torrent::{WebSeedState, WebSeedStatus};
 pub use stream::FileStream;
-pub use torrent_task::{MemoryUsage, Phase, StorageTarget, TorrentStatus, Transport};
+pub use torrent_task::{FilePriority, MemoryUsage, Phase, StorageTarget, TorrentStatus, Transport};

@@ -26,7 +26,9 @@ use crate::port_mapping::{AnnouncedPort, MappingState, PortMapper, Ports};
 use crate::rate::{LinkCaps, RateCap};
 use crate::stream::shared::StreamShared;
 use crate::stream::FileStream;
-use crate::torrent_task::{self, Command, Phase, StorageTarget, TorrentSetup, TorrentStatus};
+use crate::torrent_task::{
+    self, Command, FilePriority, Phase, StorageTarget, TorrentSetup, TorrentStatus,
+};
 use crate::tracker::ws::{WebRtcPeer, WsTrackers};
 use crate::tracker::{TrackerClient, TrackerClientConfig};
 use crate::transport::Socket;
@@ -123,6 +125,8 @@ pub struct AddTorrent {
     pub target: StorageTarget,
     /// File indices to download; `None` for all.
     pub only_files: Option<Vec<usize>>,
+    /// How soon each file (by index) is fetched, among the selected ones; `None`: all alike.
+    pub file_priorities: Option<Vec<FilePriority>>,
     /// Peers to dial besides what trackers return.
     pub peers: Vec<SocketAddr>,
     /// Trackers besides the torrent's own (each its own tier).
@@ -365,6 +369,7 @@ impl Session {
             core,
             target: add.target,
             only_files: add.only_files,
+            file_priorities: add.file_priorities,
             trackers,
             peers,
             announced_port: self.announced_port.clone(),

@@ -57,6 +57,30 @@ pub enum StorageTarget {
     BoundedMemory { max_bytes: u64 },
 }
 
+/// How soon a selected file is fetched beside the torrent's other files.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum FilePriority {
+    Low,
+    #[default]
+    Normal,
+    High,
+}
+
+impl FilePriority {
+    /// The picker's level for the file's pieces: three apart, so that the steps a player's
+    /// file ends get (`TorrentConfig::file_ends_first`, two at most) stay within the level.
+    fn level(self) -> u8 {
+        match self {
+            FilePriority::Low => 1,
+            FilePriority::Normal => 4,
+            FilePriority::High => 7,
+        }
+    }
+}
+
 /// What a torrent is doing, for progress displays and for waiting on completion.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -155,6 +179,7 @@ pub(crate) struct TorrentSetup {
     pub target: StorageTarget,
     /// Indices of the files to download; `None` for all.
     pub only_files: Option<Vec<usize>>,
+    pub file_priorities: Option<Vec<FilePriority>>,
     pub trackers: Vec<Vec<String>>,
     pub peers: Vec<SocketAddr>,
     /// The port trackers and the DHT are told (the listen port, or the router's for it).
@@ -288,6 +313,7 @@ pub(crate) fn spawn(
         clock: setup.clock,
         target: setup.target,
         only_files: setup.only_files,
+        file_priorities: setup.file_priorities,
         announced_port: setup.announced_port,
         local_ip: setup.local_ip,
         tracker_client: setup.tracker_client,
@@ -328,6 +354,7 @@ struct TorrentTask {
     clock: Clock,
     target: StorageTarget,
     only_files: Option<Vec<usize>>,
+    file_priorities: Option<Vec<FilePriority>>,
     announced_port: AnnouncedPort,
     local_ip: Option<IpAddr>,
     tracker_client: Arc<TrackerClient>,
@@ -584,19 +611,25 @@ impl TorrentTask {
             Ok(s) => s,
             Err(e) => return self.fail(format!("cannot open storage: {e}")),
         };
-        // Wanted pieces: those overlapping a selected file.
-        if self.only_files.is_some() {
-            let mut wanted = vec![false; info.piece_count() as usize];
+        // Wanted pieces: those overlapping a selected file, each as soon as its most wanted
+        // file says.
+        if self.only_files.is_some() || self.file_priorities.is_some() {
+            let mut priorities = vec![0u8; info.piece_count() as usize];
             let layout = storage.layout();
             let selected = selection.iter().enumerate().filter(|(_, s)| **s);
-            for pieces in selected.filter_map(|(i, _)| layout.file_pieces(i)) {
-                for piece in pieces {
-                    if let Some(w) = wanted.get_mut(piece as usize) {
-                        *w = true;
+            for (file, _) in selected {
+                let level = self
+                    .file_priorities
+                    .as_ref()
+                    .and_then(|p| p.get(file))
+                    .map_or(FilePriority::Normal.level(), |p| p.level());
+                for piece in layout.file_pieces(file).into_iter().flatten() {
+                    if let Some(p) = priorities.get_mut(piece as usize) {
+                        *p = (*p).max(level);
                     }
                 }
             }
-            self.core.set_wanted_pieces(&wanted);
+            self.core.set_piece_priorities(&priorities);
         }
         if self.bounded.is_some() {
             self.core.set_deadline_only(true);

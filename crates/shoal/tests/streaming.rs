@@ -47,6 +47,7 @@ async fn add(
             source: TorrentSource::Metainfo(Box::new(meta.clone())),
             target,
             only_files: None,
+            file_priorities: None,
             peers,
             extra_trackers: vec![],
             web_seeds: vec![],

@@ -107,6 +107,7 @@ async fn seeding_session(url: String) -> Seeding {
             source: TorrentSource::Metainfo(Box::new(meta)),
             target: StorageTarget::Dir(dir.path().to_path_buf()),
             only_files: None,
+            file_priorities: None,
             peers: vec![],
             extra_trackers: vec![url],
             web_seeds: vec![],

@@ -21,7 +21,7 @@ use shoal::{Phase, TorrentSource};
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::{Metainfo, MAX_METAINFO_BYTES};
 
-use super::library::{Entry, LibraryError, NewTorrent, Origin, State as EntryState};
+use super::library::{Entry, FilesChange, LibraryError, NewTorrent, Origin, State as EntryState};
 use super::AppState;
 use crate::stream::http::{respond, ServedFile};
 
@@ -226,23 +226,37 @@ async fn resume(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> R
     }
 }
 
-/// `PUT /api/torrents/{id}/files`: `{"selected": [indices]}`, or `null` for every file.
+/// `PUT /api/torrents/{id}/files`: `selected` (indices, or `null` for every file) and/or
+/// `priorities` (one of low, normal, high per file, or `null` for all alike).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SelectBody {
-    selected: Option<Vec<usize>>,
+struct FilesBody {
+    #[serde(default, deserialize_with = "present")]
+    selected: Option<Option<Vec<usize>>>,
+    #[serde(default, deserialize_with = "present")]
+    priorities: Option<Option<Vec<shoal::FilePriority>>>,
+}
+
+/// A field that is there (`Some`, perhaps `null`) or not (`None`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 async fn select_files(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    body: Result<Json<SelectBody>, axum::extract::rejection::JsonRejection>,
+    body: Result<Json<FilesBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
         Ok(body) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
     };
-    match state.library.select_files(&id, body.selected).await {
+    let change = FilesChange { selected: body.selected, priorities: body.priorities };
+    match state.library.set_files(&id, change).await {
         Ok(()) => one(State(state), Path(id)).await,
         Err(e) => e.into_response(),
     }
@@ -294,20 +308,11 @@ fn session_json(state: &AppState) -> Value {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SessionChange {
-    #[serde(default, with = "serde_with_null")]
+    #[serde(default, deserialize_with = "present")]
     max_upload_rate: Option<Option<u64>>,
-    #[serde(default, with = "serde_with_null")]
+    #[serde(default, deserialize_with = "present")]
     max_download_rate: Option<Option<u64>>,
     max_active_downloads: Option<usize>,
-}
-
-/// A field that may be absent (`None`: unchanged) or `null` (`Some(None)`: no cap).
-mod serde_with_null {
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u64>>, D::Error> {
-        Option::<u64>::deserialize(d).map(Some)
-    }
 }
 
 async fn change_session(
@@ -428,6 +433,11 @@ fn detail(state: &AppState, entry: &Entry) -> Value {
                 let embed = shared.and_then(|s| s.embeds.iter().find(|e| e.path == file.path));
                 let selected =
                     entry.only_files.as_ref().is_none_or(|only| only.contains(&file.index));
+                let priority = entry
+                    .file_priorities
+                    .as_ref()
+                    .and_then(|p| p.get(file.index).copied())
+                    .unwrap_or_default();
                 // A shared file is whole on disk: the web seed's route serves it. A library
                 // torrent's file streams from the engine, fetched first where the player reads.
                 let stream_url = match embed {
@@ -445,6 +455,7 @@ fn detail(state: &AppState, entry: &Entry) -> Value {
                     "length": file.length,
                     "content_type": file.content_type,
                     "selected": selected,
+                    "priority": priority,
                     "stream_url": stream_url,
                     "player_url": embed.map(|e| e.player_url.clone()),
                 })

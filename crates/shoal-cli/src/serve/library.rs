@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shoal::{
-    AddTorrent, Phase, Session, SessionError, StorageTarget, TorrentHandle, TorrentSource,
+    AddTorrent, FilePriority, Phase, Session, SessionError, StorageTarget, TorrentHandle,
+    TorrentSource,
 };
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::Metainfo;
@@ -78,6 +79,8 @@ pub struct Entry {
     pub magnet: Option<Magnet>,
     pub dir: PathBuf,
     pub only_files: Option<Vec<usize>>,
+    /// How soon each file is fetched; `None`: all alike.
+    pub file_priorities: Option<Vec<FilePriority>>,
     pub paused: bool,
     pub added_at: u64,
     pub done_at: Option<u64>,
@@ -142,6 +145,7 @@ impl Entry {
             magnet: self.magnet.as_ref().map(Magnet::to_uri),
             dir: self.dir.clone(),
             only_files: self.only_files.clone(),
+            file_priorities: self.file_priorities.clone(),
             paused: self.paused,
             added_at: self.added_at,
             done_at: self.done_at,
@@ -161,6 +165,7 @@ impl Entry {
             source,
             target: StorageTarget::Dir(self.dir.clone()),
             only_files: self.only_files.clone(),
+            file_priorities: self.file_priorities.clone(),
             peers: Vec::new(),
             extra_trackers: Vec::new(),
             web_seeds: Vec::new(),
@@ -173,6 +178,15 @@ impl Entry {
         }
         add
     }
+}
+
+/// A change of a torrent's files; a field left `None` stays as it is.
+#[derive(Default)]
+pub struct FilesChange {
+    /// `Some(None)`: every file.
+    pub selected: Option<Option<Vec<usize>>>,
+    /// `Some(None)`: all alike.
+    pub priorities: Option<Option<Vec<FilePriority>>>,
 }
 
 /// A torrent to add.
@@ -266,6 +280,7 @@ impl Library {
             magnet,
             dir: saved.dir,
             only_files: saved.only_files,
+            file_priorities: saved.file_priorities,
             paused: saved.paused,
             added_at: saved.added_at,
             done_at: saved.done_at,
@@ -311,6 +326,7 @@ impl Library {
             magnet: None,
             dir,
             only_files: None,
+            file_priorities: None,
             paused: false,
             added_at: now_secs(),
             done_at: Some(now_secs()),
@@ -385,6 +401,7 @@ impl Library {
             magnet,
             dir,
             only_files: new.only_files,
+            file_priorities: None,
             paused: new.paused,
             added_at: now_secs(),
             done_at: None,
@@ -470,13 +487,10 @@ impl Library {
         Ok(())
     }
 
-    /// Downloads only the files `only` (indices; `None` for all) of `id`, restarting it if it
-    /// runs.
-    pub async fn select_files(
-        &self,
-        id: &str,
-        only: Option<Vec<usize>>,
-    ) -> Result<(), LibraryError> {
+    /// Changes which files of `id` are downloaded (`selected`: indices, `None` for all) and how
+    /// soon (`priorities`: one per file, `None` for all alike); either left out stays as it
+    /// is. A running torrent restarts with them (its verified pieces kept).
+    pub async fn set_files(&self, id: &str, change: FilesChange) -> Result<(), LibraryError> {
         let handle = {
             let mut inner = self.lock();
             let i = find_index(&inner, id).ok_or_else(|| LibraryError::NotFound(id.into()))?;
@@ -490,22 +504,39 @@ impl Library {
                         .into(),
                 ));
             };
-            let only = match only {
-                Some(mut only) => {
+            let count = meta.info.files.len();
+            let only = match change.selected {
+                Some(Some(mut only)) => {
                     check_selection(&meta, &only)?;
                     only.sort_unstable();
                     only.dedup();
                     // Every file named is no selection at all.
-                    (only.len() < meta.info.files.len()).then_some(only)
+                    (only.len() < count).then_some(only)
                 }
-                None => None,
+                Some(None) => None,
+                None => entry.only_files.clone(),
             };
-            if entry.only_files == only {
+            let priorities = match change.priorities {
+                Some(Some(p)) if p.len() != count => {
+                    return Err(LibraryError::BadInput(format!(
+                        "{} priorities for {count} files: give one per file",
+                        p.len()
+                    )))
+                }
+                // All alike is no priority at all.
+                Some(Some(p)) => p.iter().any(|&x| x != p[0]).then_some(p),
+                Some(None) => None,
+                None => entry.file_priorities.clone(),
+            };
+            if entry.only_files == only && entry.file_priorities == priorities {
                 return Ok(());
             }
+            if entry.only_files != only {
+                // More files may mean more to fetch.
+                entry.done_at = None;
+            }
             entry.only_files = only;
-            // More files may mean more to fetch.
-            entry.done_at = None;
+            entry.file_priorities = priorities;
             let handle = take_handle(entry);
             self.save(&mut inner)?;
             handle

@@ -23,10 +23,10 @@ use axum::routing::post;
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
-use shoal::{Phase, TorrentSource};
+use shoal::{FilePriority, Phase, TorrentSource};
 
 use super::api::{parse_torrent, resolve_source};
-use super::library::{Entry, LibraryError, NewTorrent, State as EntryState};
+use super::library::{Entry, FilesChange, LibraryError, NewTorrent, State as EntryState};
 use super::AppState;
 
 const SESSION_HEADER: &str = "x-transmission-session-id";
@@ -263,15 +263,22 @@ fn added(entry: &Entry) -> Value {
     json!({ "id": entry.id, "name": entry.name(), "hashString": entry.info_hash.to_hex() })
 }
 
-/// `torrent-set`: `files-wanted` / `files-unwanted` (an empty list means every file, as the
-/// specification says); other keys are taken and ignored.
+/// `torrent-set`: `files-wanted` / `files-unwanted` and `priority-high` / `-normal` / `-low`
+/// (file indices; an empty list means every file, as the specification says); other keys are
+/// taken and ignored.
 async fn torrent_set(state: &AppState, arguments: &Value) -> Result<Value, String> {
     let indices = |key: &str| -> Option<Vec<usize>> {
         let list = arguments.get(key)?.as_array()?;
         Some(list.iter().filter_map(Value::as_u64).map(|i| i as usize).collect())
     };
     let (wanted, unwanted) = (indices("files-wanted"), indices("files-unwanted"));
-    if wanted.is_none() && unwanted.is_none() {
+    let by_priority = [
+        (FilePriority::High, indices("priority-high")),
+        (FilePriority::Normal, indices("priority-normal")),
+        (FilePriority::Low, indices("priority-low")),
+    ];
+    let priorities_given = by_priority.iter().any(|(_, list)| list.is_some());
+    if wanted.is_none() && unwanted.is_none() && !priorities_given {
         return Ok(json!({}));
     }
     for entry in selected(state, arguments)? {
@@ -279,24 +286,31 @@ async fn torrent_set(state: &AppState, arguments: &Value) -> Result<Value, Strin
             return Err(format!("{}: its files are not known yet", entry.name()));
         };
         let count = meta.info.files.len();
+        let every =
+            |list: &Vec<usize>| if list.is_empty() { (0..count).collect() } else { list.clone() };
         let mut chosen: Vec<bool> = (0..count)
             .map(|i| entry.only_files.as_ref().is_none_or(|only| only.contains(&i)))
             .collect();
-        let every =
-            |list: &Vec<usize>| if list.is_empty() { (0..count).collect() } else { list.clone() };
-        for i in wanted.as_ref().map(every).unwrap_or_default() {
-            if let Some(c) = chosen.get_mut(i) {
-                *c = true;
+        for (list, value) in [(&wanted, true), (&unwanted, false)] {
+            for i in list.as_ref().map(every).unwrap_or_default() {
+                if let Some(c) = chosen.get_mut(i) {
+                    *c = value;
+                }
             }
         }
-        for i in unwanted.as_ref().map(every).unwrap_or_default() {
-            if let Some(c) = chosen.get_mut(i) {
-                *c = false;
+        let mut priorities =
+            entry.file_priorities.clone().unwrap_or_else(|| vec![FilePriority::Normal; count]);
+        for (priority, list) in &by_priority {
+            for i in list.as_ref().map(every).unwrap_or_default() {
+                if let Some(p) = priorities.get_mut(i) {
+                    *p = *priority;
+                }
             }
         }
         let only = (!chosen.iter().all(|&c| c))
             .then(|| chosen.iter().enumerate().filter(|(_, &c)| c).map(|(i, _)| i).collect());
-        state.library.select_files(&entry.id.to_string(), only).await.map_err(message)?;
+        let change = FilesChange { selected: Some(only), priorities: Some(Some(priorities)) };
+        state.library.set_files(&entry.id.to_string(), change).await.map_err(message)?;
     }
     Ok(json!({}))
 }
@@ -321,6 +335,15 @@ fn torrent_get(state: &AppState, arguments: &Value) -> Result<Value, String> {
         answer["removed"] = json!([]);
     }
     Ok(answer)
+}
+
+/// Transmission's file priority numbers: -1 low, 0 normal, 1 high.
+fn transmission_priority(priority: FilePriority) -> i8 {
+    match priority {
+        FilePriority::Low => -1,
+        FilePriority::Normal => 0,
+        FilePriority::High => 1,
+    }
 }
 
 /// Transmission's torrent status numbers.
@@ -466,14 +489,17 @@ impl<'a> TorrentView<'a> {
                 let mut index = 0;
                 Value::Array(self.files(|_, done| {
                     let wanted = only.is_none_or(|o| o.contains(&index));
+                    let priority = transmission_priority(self.priority_of(index));
                     index += 1;
-                    json!({ "bytesCompleted": done, "wanted": wanted, "priority": 0 })
+                    json!({ "bytesCompleted": done, "wanted": wanted, "priority": priority })
                 }))
             }
             "wanted" => json!(meta.map_or_else(Vec::new, |m| (0..m.info.files.len())
                 .map(|i| u8::from(entry.only_files.as_ref().is_none_or(|o| o.contains(&i))))
                 .collect())),
-            "priorities" => json!(meta.map_or_else(Vec::new, |m| vec![0; m.info.files.len()])),
+            "priorities" => json!(meta.map_or_else(Vec::new, |m| (0..m.info.files.len())
+                .map(|i| transmission_priority(self.priority_of(i)))
+                .collect())),
             "labels" | "trackers" | "trackerStats" | "peers" | "webseeds" => json!([]),
             "bandwidthPriority" | "seedRatioMode" | "seedIdleMode" => json!(0),
             "downloadLimited" | "uploadLimited" => json!(false),
@@ -483,6 +509,11 @@ impl<'a> TorrentView<'a> {
             _ => return None,
         };
         Some(value)
+    }
+
+    fn priority_of(&self, file: usize) -> FilePriority {
+        let priorities = self.entry.file_priorities.as_ref();
+        priorities.and_then(|p| p.get(file).copied()).unwrap_or_default()
     }
 
     /// Each file's entry, from its bytes done: all of a complete file; of the others, the

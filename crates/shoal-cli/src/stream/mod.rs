@@ -75,6 +75,7 @@ async fn stream(
             source,
             target: target.clone(),
             only_files: None,
+            file_priorities: None,
             peers,
             extra_trackers: args.trackers.clone(),
             web_seeds: args.web_seeds.clone(),

@@ -62,13 +62,14 @@ pub fn openapi_document() -> Value {
     });
     let file = json!({
         "type": "object",
-        "required": ["index", "path", "length", "content_type", "selected", "stream_url", "player_url"],
+        "required": ["index", "path", "length", "content_type", "selected", "priority", "stream_url", "player_url"],
         "properties": {
             "index": {"type": "integer", "description": "The file's index in the torrent (padding files are left out)."},
             "path": {"type": "string", "description": "The file's path in the torrent, /-separated."},
             "length": {"type": "integer"},
             "content_type": {"type": "string"},
             "selected": {"type": "boolean", "description": "Whether it is downloaded."},
+            "priority": {"type": "string", "enum": ["low", "normal", "high"], "description": "How soon it is fetched beside the torrent's other files (a player's reads come first anyway)."},
             "stream_url": {"type": "string", "description": "The file over HTTP with Range: any player opens it while it downloads (what it reads is fetched first)."},
             "player_url": {"type": ["string", "null"], "description": "A player page for a shared file (what the embed snippet frames)."}
         }
@@ -159,10 +160,13 @@ pub fn openapi_document() -> Value {
             "/api/torrents/{id}/files": {
                 "parameters": [id],
                 "put": {
-                    "summary": "Choose the files to download",
+                    "summary": "Choose the files to download and how soon (what is left out stays as it is)",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["selected"], "additionalProperties": false,
-                        "properties": {"selected": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "File indices; null for every file."}}
+                        "type": "object", "additionalProperties": false,
+                        "properties": {
+                            "selected": {"type": ["array", "null"], "items": {"type": "integer"}, "description": "File indices; null for every file."},
+                            "priorities": {"type": ["array", "null"], "items": {"type": "string", "enum": ["low", "normal", "high"]}, "description": "One per file; null for all alike."}
+                        }
                     }}}},
                     "responses": with(error_responses(&["400", "404", "409"]), "200", one)
                 }

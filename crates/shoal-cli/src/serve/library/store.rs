@@ -50,6 +50,9 @@ pub struct SavedTorrent {
     pub dir: PathBuf,
     /// File indices to download; `None` for all.
     pub only_files: Option<Vec<usize>>,
+    /// How soon each file is fetched; `None` (or absent) for all alike.
+    #[serde(default)]
+    pub file_priorities: Option<Vec<shoal::FilePriority>>,
     pub paused: bool,
     /// Seconds since the Unix epoch.
     pub added_at: u64,
@@ -160,6 +163,7 @@ mod tests {
             magnet: Some(format!("magnet:?xt=urn:btih:{}", "ab".repeat(20))),
             dir: PathBuf::from("/data"),
             only_files: Some(vec![0, 2]),
+            file_priorities: Some(vec![shoal::FilePriority::High, shoal::FilePriority::Low]),
             paused: true,
             added_at: 1,
             done_at: None,

@@ -489,19 +489,30 @@ async fn serve_app(
         .merge(api::public_routes())
         .fallback(get(asset))
         .with_state(state);
-    let result = match listener {
-        AppListener::Tls(listener) => {
-            axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
-                .with_graceful_shutdown(crate::signals::wait_for_signal())
-                .await
-        }
-        AppListener::Plain(listener) => {
-            axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
-                .with_graceful_shutdown(crate::signals::wait_for_signal())
-                .await
+    let serving = async {
+        match listener {
+            AppListener::Tls(listener) => {
+                axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
+                    .with_graceful_shutdown(crate::signals::wait_for_signal())
+                    .await
+            }
+            AppListener::Plain(listener) => {
+                axum::serve(listener, app.into_make_service_with_connect_info::<PeerAddr>())
+                    .with_graceful_shutdown(crate::signals::wait_for_signal())
+                    .await
+            }
         }
     };
-    result.context("the HTTP server failed")
+    // Answers in flight get a moment to finish; a player streaming a film (or a download of
+    // the web seed) would otherwise hold the stop for as long as it reads.
+    let grace = async {
+        crate::signals::wait_for_signal().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        result = serving => result.context("the HTTP server failed"),
+        () = grace => Ok(()),
+    }
 }
 
 /// Stops seeding (after a `stopped` line with each torrent's counts, for `--json`) and the
@@ -654,6 +665,9 @@ async fn asset(uri: axum::http::Uri, headers: HeaderMap) -> Response {
     };
     assets::respond(asset, kind, &headers)
 }
+
+/// How long answers still being sent may go on after a stop was asked for.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Bytes a capped web seed answer sends per read (each waits its turn under the cap).
 const WEB_SEED_CHUNK: usize = 64 * 1024;

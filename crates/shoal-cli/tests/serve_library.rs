@@ -364,12 +364,16 @@ fn auth_host_and_origin_guard_the_management_api() {
     assert_eq!(answer.json()["result"], "success");
     assert_eq!(answer.json()["tag"], 7);
     // Progress as Server-Sent Events: the list at once.
-    let first = first_event(&format!("{base}/api/events"), &[good]);
+    let (first, events) = first_event(&format!("{base}/api/events"), &[good]);
     assert!(first.starts_with("event: torrents\ndata: {\"torrents\":["), "{first}");
     // Public: the app and the API's description.
     assert_eq!(http::get(&format!("{base}/"), &[]).status, 200);
     assert_eq!(http::get(&format!("{base}/api/openapi.json"), &[]).status, 200);
-    drop(server);
+    // An event stream still open (a tab left on the app) does not hold the stop.
+    let mut process = server.process;
+    let status = process.stop().expect("serve exits");
+    assert!(status.success(), "serve was killed after its grace: {status}");
+    drop(events);
 }
 
 /// `shoal serve FILE` restarted: its JSON API says the second start took the pieces from the
@@ -443,8 +447,11 @@ fn assert_described(doc: &Value, name: &str, value: &Value, extra: &[&str]) {
     }
 }
 
-/// The first event of the Server-Sent Events stream at `url` (the stream does not end).
-fn first_event(url: &str, headers: &[(&str, &str)]) -> String {
+/// The first event of the Server-Sent Events stream at `url`, and the stream, still open.
+fn first_event(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> (String, std::io::Lines<std::io::BufReader<std::net::TcpStream>>) {
     use std::io::{BufRead, BufReader, Write};
     let rest = url.strip_prefix("http://").expect("http");
     let (host, path) = rest.split_once('/').expect("a path");
@@ -467,13 +474,13 @@ fn first_event(url: &str, headers: &[(&str, &str)]) -> String {
     assert!(head.iter().any(|h| h == "content-type: text/event-stream"), "{head:?}");
     // Chunked: size lines between the event's lines; an empty line ends the event.
     let mut event = String::new();
-    for line in lines {
+    for line in lines.by_ref() {
         let line = line.expect("an event line");
         if line.starts_with("event:") || line.starts_with("data:") {
             event.push_str(&line);
             event.push('\n');
         } else if line.is_empty() && !event.is_empty() {
-            return event;
+            return (event, lines);
         }
     }
     panic!("the stream ended before an event: {event}");

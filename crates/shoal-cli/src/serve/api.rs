@@ -352,8 +352,15 @@ async fn events(State(state): State<Arc<AppState>>) -> Response {
         (state, changes, true),
         |(state, mut changes, first)| async move {
             if !first {
-                tokio::time::sleep(EVENTS_EVERY).await;
-                changes.changed().await.ok()?;
+                let next = async {
+                    tokio::time::sleep(EVENTS_EVERY).await;
+                    changes.changed().await
+                };
+                // The stream ends with the server, which would otherwise wait for it.
+                tokio::select! {
+                    changed = next => changed.ok()?,
+                    () = crate::signals::wait_for_signal() => return None,
+                }
             }
             changes.borrow_and_update();
             let event = Event::default().event("torrents").data(list_json(&state).to_string());
@@ -365,15 +372,16 @@ async fn events(State(state): State<Arc<AppState>>) -> Response {
 
 /// How a listing shows one torrent.
 fn summary(state: &AppState, entry: &Entry) -> Value {
-    let status = entry.handle.as_ref().map(|h| h.status());
-    let stats = status.as_ref().map(|s| &s.stats);
+    let snapshot = entry.snapshot();
+    let status = snapshot.status.as_ref();
+    let stats = status.map(|s| &s.stats);
     let total = entry.meta.as_ref().map(|m| m.info.total_length);
     let done = match (stats.and_then(|s| s.bytes_left), total) {
         (Some(left), Some(total)) => total.saturating_sub(left),
         (None, Some(total)) if entry.done_at.is_some() && entry.only_files.is_none() => total,
         _ => 0,
     };
-    let (state_name, error) = match entry.state() {
+    let (state_name, error) = match snapshot.state.clone() {
         EntryState::Paused => ("paused", None),
         EntryState::Queued => ("queued", None),
         EntryState::Failed(e) => ("failed", Some(e)),
@@ -406,14 +414,14 @@ fn summary(state: &AppState, entry: &Entry) -> Value {
         "progress": match total { Some(0) => 1.0, Some(t) => done as f64 / t as f64, None => 0.0 },
         "pieces_have": stats.map_or(0, |s| s.pieces_have),
         "pieces_total": entry.meta.as_ref().map_or(0, |m| m.info.piece_hashes.len()),
-        "uploaded": entry.uploaded(),
-        "downloaded": entry.downloaded(),
+        "uploaded": snapshot.uploaded,
+        "downloaded": snapshot.downloaded,
         "upload_rate": stats.map_or(0, |s| s.upload_rate),
         "download_rate": stats.map_or(0, |s| s.download_rate),
         "peers": stats.map_or(0, |s| s.peers),
         "peers_by_source": stats.map(|s| s.peers_by_source.clone()).unwrap_or_default(),
-        "peers_by_transport": status.as_ref().map(|s| s.peers_by_transport.clone()).unwrap_or_default(),
-        "resumed": status.as_ref().and_then(|s| s.resumed),
+        "peers_by_transport": status.map(|s| s.peers_by_transport.clone()).unwrap_or_default(),
+        "resumed": status.and_then(|s| s.resumed),
         "added_at": entry.added_at,
         "done_at": entry.done_at,
     })

@@ -4,7 +4,8 @@
 //! ([`store`]).
 //!
 //! Invariants:
-//! - An entry has a running torrent (`handle`) exactly when it is neither paused nor queued.
+//! - An entry has a running torrent (`handle`) exactly when it is neither paused nor queued
+//!   (nor failed to start).
 //! - At most `max_active_downloads` entries that have not completed run at once; the others
 //!   wait in the queue, oldest first (seeding ones do not count).
 //! - What the store holds is what `entries` held at the last change (every change saves),
@@ -93,6 +94,16 @@ pub struct Entry {
     pub error: Option<String>,
 }
 
+/// An entry at one moment.
+pub struct Snapshot {
+    /// Its running torrent's status; `None` while paused or queued.
+    pub status: Option<shoal::TorrentStatus>,
+    pub state: State,
+    /// Payload bytes over every run.
+    pub uploaded: u64,
+    pub downloaded: u64,
+}
+
 /// What an entry is doing, as the API and Transmission RPC show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum State {
@@ -116,21 +127,31 @@ impl Entry {
         shown.unwrap_or_else(|| self.info_hash.to_hex())
     }
 
-    pub fn state(&self) -> State {
-        match (&self.handle, &self.error) {
-            (Some(handle), _) => State::Running(handle.status().phase),
+    /// The entry now, its torrent's status read once (a listing of many torrents reads each
+    /// once, not once per field).
+    pub fn snapshot(&self) -> Snapshot {
+        let status = self.handle.as_ref().map(TorrentHandle::status);
+        let state = match (&status, &self.error) {
+            (Some(status), _) => State::Running(status.phase.clone()),
             (None, Some(error)) => State::Failed(error.clone()),
             (None, None) if self.paused => State::Paused,
             (None, None) => State::Queued,
+        };
+        let stats = status.as_ref().map(|s| &s.stats);
+        Snapshot {
+            state,
+            uploaded: self.uploaded_before + stats.map_or(0, |s| s.uploaded),
+            downloaded: self.downloaded_before + stats.map_or(0, |s| s.downloaded),
+            status,
         }
     }
 
     pub fn uploaded(&self) -> u64 {
-        self.uploaded_before + self.handle.as_ref().map_or(0, |h| h.status().stats.uploaded)
+        self.snapshot().uploaded
     }
 
     pub fn downloaded(&self) -> u64 {
-        self.downloaded_before + self.handle.as_ref().map_or(0, |h| h.status().stats.downloaded)
+        self.snapshot().downloaded
     }
 
     /// Whether it still has pieces to fetch (for the download queue).

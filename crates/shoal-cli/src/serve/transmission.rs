@@ -26,7 +26,7 @@ use serde_json::{json, Map, Value};
 use shoal::{FilePriority, Phase, TorrentSource};
 
 use super::api::{parse_torrent, resolve_source};
-use super::library::{Entry, FilesChange, LibraryError, NewTorrent, State as EntryState};
+use super::library::{Entry, FilesChange, LibraryError, NewTorrent, Snapshot, State as EntryState};
 use super::AppState;
 
 const SESSION_HEADER: &str = "x-transmission-session-id";
@@ -360,15 +360,14 @@ struct TorrentView<'a> {
     entry: &'a Entry,
     status: Option<shoal::TorrentStatus>,
     state: EntryState,
+    uploaded: u64,
+    downloaded: u64,
 }
 
 impl<'a> TorrentView<'a> {
     fn of(entry: &'a Entry) -> Self {
-        TorrentView {
-            entry,
-            status: entry.handle.as_ref().map(|h| h.status()),
-            state: entry.state(),
-        }
+        let Snapshot { status, state, uploaded, downloaded } = entry.snapshot();
+        TorrentView { entry, status, state, uploaded, downloaded }
     }
 
     fn total(&self) -> u64 {
@@ -457,11 +456,11 @@ impl<'a> TorrentView<'a> {
             }
             "rateDownload" => json!(stats.map_or(0, |s| s.download_rate)),
             "rateUpload" => json!(stats.map_or(0, |s| s.upload_rate)),
-            "uploadedEver" => json!(entry.uploaded()),
-            "downloadedEver" => json!(entry.downloaded()),
+            "uploadedEver" => json!(self.uploaded),
+            "downloadedEver" => json!(self.downloaded),
             "uploadRatio" => {
-                let down = entry.downloaded().max(wanted - left);
-                json!(if down == 0 { -1.0 } else { entry.uploaded() as f64 / down as f64 })
+                let down = self.downloaded.max(wanted - left);
+                json!(if down == 0 { -1.0 } else { self.uploaded as f64 / down as f64 })
             }
             "peersConnected" => json!(stats.map_or(0, |s| s.peers)),
             "peersSendingToUs" => json!(stats.map_or(0, |s| s.seeds)),

@@ -212,8 +212,7 @@ fn the_api_adds_a_magnet_that_streams_and_survives_kill_9() {
     let dir = shoal_testkit::tempfile::tempdir().expect("temp dir");
     let (state, downloads) = (dir.path().join("state"), dir.path().join("downloads"));
     let server = serve("serve", &state, &downloads, &[]);
-    let total = 24u64 << 20;
-    let swarm = Swarm::new(total, &server.tracker, 4 << 20, 11);
+    let swarm = Swarm::new(24 << 20, &server.tracker, 4 << 20, 11);
     let hash = swarm.torrent.info_hash.clone();
     let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=show&x.pe={}", swarm.seed.addr());
     let base = server.base.clone();
@@ -264,6 +263,8 @@ fn the_api_adds_a_magnet_that_streams_and_survives_kill_9() {
     let torrent = wait_torrent(&base, &hash, "got its metadata", |t| {
         t["files"].as_array().is_some_and(|f| !f.is_empty())
     });
+    // The payload's exact size (the fixture rounds what it is asked for).
+    let total = torrent["length"].as_u64().expect("a length");
     let first = &torrent["files"][0];
     let url = first["stream_url"].as_str().expect("a stream_url");
     let part = http::get(url, &[("Range", "bytes=100-199")]);
@@ -278,14 +279,26 @@ fn the_api_adds_a_magnet_that_streams_and_survives_kill_9() {
         t["bytes_done"].as_u64().is_some_and(|d| d >= total / 4)
     });
     assert_ne!(midway["state"], "seeding", "done before it could be killed: {midway}");
+    let files_done: u64 = midway["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter_map(|f| f["bytes_done"].as_u64())
+        .sum();
+    assert_eq!(files_done, midway["bytes_done"].as_u64().expect("bytes_done"), "{midway}");
     let mut process = server.process;
     kill_9(process.pid());
     process.wait_exit(Duration::from_secs(30)).expect("the killed serve exits");
 
     let server = serve("serve after kill -9", &state, &downloads, &[]);
     let base = server.base.clone();
-    wait_torrent(&base, &hash, "complete after the restart", |t| t["state"] == "seeding");
+    let done =
+        wait_torrent(&base, &hash, "complete after the restart", |t| t["state"] == "seeding");
     assert_trees_equal(&swarm.content(), &downloads.join("show"));
+    for file in done["files"].as_array().expect("files") {
+        assert_eq!(file["bytes_done"], file["length"], "{file}");
+    }
+    assert_eq!(done["bytes_done"], total, "{done}");
     // What the seeder sent, as libtorrent counts it when it stops.
     let mut seed = swarm.seed;
     seed.process().close_stdin();

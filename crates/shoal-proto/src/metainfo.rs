@@ -292,6 +292,26 @@ impl Info {
         self.piece_sizes().piece_range(index).unwrap_or(end..end)
     }
 
+    /// Verified bytes of each file (one entry per file, padding files included), from the
+    /// verified pieces: each piece counts for the part of each file it covers.
+    pub fn file_bytes_done(&self, have: &crate::bitfield::Bitfield) -> Vec<u64> {
+        let sizes = self.piece_sizes();
+        self.files
+            .iter()
+            .map(|file| {
+                let range = file.range();
+                sizes
+                    .pieces_overlapping(range.clone())
+                    .filter(|&piece| piece < have.len() && have.get(piece))
+                    .filter_map(|piece| sizes.piece_range(piece))
+                    .map(|bytes| {
+                        bytes.end.min(range.end).saturating_sub(bytes.start.max(range.start))
+                    })
+                    .sum()
+            })
+            .collect()
+    }
+
     pub fn piece_hash(&self, index: u32) -> Option<&[u8; 20]> {
         self.piece_hashes.get(index as usize)
     }
@@ -737,5 +757,30 @@ mod tests {
         m.comment = Some("hi".into());
         let again = Metainfo::from_bytes(&m.to_torrent_bytes()).unwrap();
         assert_eq!(again, m);
+    }
+
+    /// A piece counts for each file it covers, for the part it covers; files of no verified
+    /// piece have nothing.
+    #[test]
+    fn file_bytes_done_splits_pieces_between_their_files() {
+        use crate::create::TorrentBuilder;
+        // Files of 10, 30 and 24 KiB in 16 KiB pieces: 0..16 | 16..32 | 32..48 | 48..64 KiB.
+        const K: u64 = 1024;
+        let mut builder = TorrentBuilder::multi_file("d").expect("builder");
+        for (name, kib) in [("a", 10), ("b", 30), ("c", 24)] {
+            builder.add_file(vec![name.into()], kib * K).expect("a file");
+        }
+        let mut hasher = builder.piece_length(16 * K as u32).start().expect("start");
+        hasher.update(&vec![1u8; 64 * K as usize]).expect("data");
+        let meta = Metainfo::from_bytes(&hasher.finish().expect("finish")).expect("parses");
+        let mut have = crate::bitfield::Bitfield::new(4);
+        assert_eq!(meta.info.file_bytes_done(&have), vec![0, 0, 0]);
+        have.set(1); // 16..32: all of it in b
+        assert_eq!(meta.info.file_bytes_done(&have), vec![0, 16 * K, 0]);
+        have.set(2); // 32..48: b's last 8, c's first 8
+        assert_eq!(meta.info.file_bytes_done(&have), vec![0, 24 * K, 8 * K]);
+        have.set(0);
+        have.set(3);
+        assert_eq!(meta.info.file_bytes_done(&have), vec![10 * K, 30 * K, 24 * K]);
     }
 }

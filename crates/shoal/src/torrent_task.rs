@@ -108,6 +108,9 @@ pub struct TorrentStatus {
     /// The info dictionary as bencoded, once known: what a library keeps so that a magnet's
     /// metadata is not fetched again after a restart.
     pub info_bytes: Option<bytes::Bytes>,
+    /// The verified pieces, once the metadata is known: what per-file progress is made of
+    /// (`Info::file_bytes_done`).
+    pub have: Option<Arc<Bitfield>>,
     /// Where files are written, once storage is open.
     pub storage_root: Option<PathBuf>,
     /// A bounded in-memory store's usage.
@@ -266,6 +269,7 @@ pub(crate) fn spawn(
         stats: setup.core.stats(setup.clock.now()),
         info: setup.core.info().cloned().map(Arc::new),
         info_bytes: setup.core.info_bytes().cloned(),
+        have: None,
         storage_root: None,
         memory: None,
         readers: 0,
@@ -541,6 +545,7 @@ impl TorrentTask {
                 .clone()
                 .or_else(|| self.core.info().cloned().map(Arc::new)),
             info_bytes: self.core.info_bytes().cloned(),
+            have: self.core.info().map(|_| Arc::new(self.core.have().clone())),
             storage_root: self.storage_root.clone(),
             memory: self.bounded.as_ref().map(|b| MemoryUsage {
                 resident: b.memory.resident_bytes(),

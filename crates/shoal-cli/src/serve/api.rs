@@ -376,11 +376,7 @@ fn summary(state: &AppState, entry: &Entry) -> Value {
     let status = snapshot.status.as_ref();
     let stats = status.map(|s| &s.stats);
     let total = entry.meta.as_ref().map(|m| m.info.total_length);
-    let done = match (stats.and_then(|s| s.bytes_left), total) {
-        (Some(left), Some(total)) => total.saturating_sub(left),
-        (None, Some(total)) if entry.done_at.is_some() && entry.only_files.is_none() => total,
-        _ => 0,
-    };
+    let (wanted, done) = entry.wanted_and_done(&snapshot);
     let (state_name, error) = match snapshot.state.clone() {
         EntryState::Paused => ("paused", None),
         EntryState::Queued => ("queued", None),
@@ -411,7 +407,12 @@ fn summary(state: &AppState, entry: &Entry) -> Value {
         "state": state_name,
         "error": error,
         "bytes_done": done,
-        "progress": match total { Some(0) => 1.0, Some(t) => done as f64 / t as f64, None => 0.0 },
+        "bytes_wanted": wanted,
+        "progress": match (total, wanted) {
+            (None, _) => 0.0,
+            (Some(_), 0) => 1.0,
+            (Some(_), wanted) => done as f64 / wanted as f64,
+        },
         "pieces_have": stats.map_or(0, |s| s.pieces_have),
         "pieces_total": entry.meta.as_ref().map_or(0, |m| m.info.piece_hashes.len()),
         "uploaded": snapshot.uploaded,
@@ -434,6 +435,7 @@ fn detail(state: &AppState, entry: &Entry) -> Value {
         Origin::Shared(index) => state.shared.get(index),
         Origin::Added => None,
     };
+    let bytes_done = entry.file_bytes_done(&entry.snapshot());
     let files: Vec<Value> = entry.meta.as_ref().map_or_else(Vec::new, |meta| {
         ServedFile::list(&meta.info)
             .into_iter()
@@ -461,6 +463,7 @@ fn detail(state: &AppState, entry: &Entry) -> Value {
                     "index": file.index,
                     "path": file.path,
                     "length": file.length,
+                    "bytes_done": bytes_done.as_ref().and_then(|d| d.get(file.index)),
                     "content_type": file.content_type,
                     "selected": selected,
                     "priority": priority,

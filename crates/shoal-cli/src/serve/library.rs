@@ -92,6 +92,8 @@ pub struct Entry {
     pub downloaded_before: u64,
     /// Why it could not be started again, if it could not.
     pub error: Option<String>,
+    /// The verified pieces when its torrent last stopped (a paused entry's progress).
+    pub last_have: Option<Arc<shoal_proto::bitfield::Bitfield>>,
 }
 
 /// An entry at one moment.
@@ -152,6 +154,36 @@ impl Entry {
 
     pub fn downloaded(&self) -> u64 {
         self.snapshot().downloaded
+    }
+
+    fn selected(&self, file: usize) -> bool {
+        self.only_files.as_ref().is_none_or(|only| only.contains(&file))
+    }
+
+    /// Verified bytes of each file: from the running torrent's pieces, or from those it had
+    /// when it last stopped; all of each selected file once complete; `None` when not known
+    /// (the metadata, or a paused torrent's pieces since the server started).
+    pub fn file_bytes_done(&self, snapshot: &Snapshot) -> Option<Vec<u64>> {
+        let meta = self.meta.as_ref()?;
+        let have = snapshot.status.as_ref().and_then(|s| s.have.clone());
+        if let Some(have) = have.or_else(|| self.last_have.clone()) {
+            return Some(meta.info.file_bytes_done(&have));
+        }
+        self.done_at?;
+        let files = meta.info.files.iter().enumerate();
+        Some(files.map(|(i, f)| if self.selected(i) { f.length } else { 0 }).collect())
+    }
+
+    /// Bytes of the selected files, and how many of them are verified.
+    pub fn wanted_and_done(&self, snapshot: &Snapshot) -> (u64, u64) {
+        let Some(meta) = &self.meta else { return (0, 0) };
+        let done = self.file_bytes_done(snapshot);
+        let (mut wanted, mut verified) = (0, 0);
+        for (i, file) in meta.info.files.iter().enumerate().filter(|(i, _)| self.selected(*i)) {
+            wanted += file.length;
+            verified += done.as_ref().and_then(|d| d.get(i)).copied().unwrap_or(0);
+        }
+        (wanted, verified.min(wanted))
     }
 
     /// Whether it still has pieces to fetch (for the download queue).
@@ -309,6 +341,7 @@ impl Library {
             uploaded_before: saved.uploaded,
             downloaded_before: saved.downloaded,
             error: None,
+            last_have: None,
         })
     }
 
@@ -355,6 +388,7 @@ impl Library {
             uploaded_before: 0,
             downloaded_before: 0,
             error: None,
+            last_have: None,
         });
     }
 
@@ -430,6 +464,7 @@ impl Library {
             uploaded_before: 0,
             downloaded_before: 0,
             error: None,
+            last_have: None,
         });
         if let Err(e) = self.save(&mut inner) {
             inner.entries.pop();
@@ -708,6 +743,7 @@ fn take_handle(entry: &mut Entry) -> Option<TorrentHandle> {
     note_completion(entry, &status);
     entry.uploaded_before += status.stats.uploaded;
     entry.downloaded_before += status.stats.downloaded;
+    entry.last_have = status.have.clone().or(entry.last_have.take());
     Some(handle)
 }
 

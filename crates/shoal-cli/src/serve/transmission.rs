@@ -358,16 +358,12 @@ mod status {
 /// One entry with what Transmission's fields are made of.
 struct TorrentView<'a> {
     entry: &'a Entry,
-    status: Option<shoal::TorrentStatus>,
-    state: EntryState,
-    uploaded: u64,
-    downloaded: u64,
+    snapshot: Snapshot,
 }
 
 impl<'a> TorrentView<'a> {
     fn of(entry: &'a Entry) -> Self {
-        let Snapshot { status, state, uploaded, downloaded } = entry.snapshot();
-        TorrentView { entry, status, state, uploaded, downloaded }
+        TorrentView { entry, snapshot: entry.snapshot() }
     }
 
     fn total(&self) -> u64 {
@@ -376,25 +372,12 @@ impl<'a> TorrentView<'a> {
 
     /// Bytes of the wanted files, and of those still missing.
     fn wanted_and_left(&self) -> (u64, u64) {
-        let Some(meta) = &self.entry.meta else { return (0, 0) };
-        let wanted: u64 = meta
-            .info
-            .files
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.entry.only_files.as_ref().is_none_or(|o| o.contains(i)))
-            .map(|(_, f)| f.length)
-            .sum();
-        let left = match (&self.status, self.entry.done_at) {
-            (Some(s), _) if s.stats.bytes_left.is_some() => s.stats.bytes_left.unwrap_or(0),
-            (_, Some(_)) => 0,
-            _ => wanted,
-        };
-        (wanted, left.min(wanted))
+        let (wanted, done) = self.entry.wanted_and_done(&self.snapshot);
+        (wanted, wanted - done)
     }
 
     fn status_number(&self) -> u8 {
-        match &self.state {
+        match &self.snapshot.state {
             EntryState::Paused | EntryState::Failed(_) => status::STOPPED,
             EntryState::Queued => status::DOWNLOAD_WAIT,
             EntryState::Running(phase) => match phase {
@@ -407,7 +390,7 @@ impl<'a> TorrentView<'a> {
     }
 
     fn error_string(&self) -> Option<String> {
-        match &self.state {
+        match &self.snapshot.state {
             EntryState::Failed(e) | EntryState::Running(Phase::Failed(e)) => Some(e.clone()),
             _ => None,
         }
@@ -415,7 +398,7 @@ impl<'a> TorrentView<'a> {
 
     fn field(&self, name: &str) -> Option<Value> {
         let entry = self.entry;
-        let stats = self.status.as_ref().map(|s| &s.stats);
+        let stats = self.snapshot.status.as_ref().map(|s| &s.stats);
         let meta = entry.meta.as_ref();
         let (wanted, left) = self.wanted_and_left();
         let value = match name {
@@ -436,7 +419,7 @@ impl<'a> TorrentView<'a> {
                 json!(if self.total() == 0 { 0.0 } else { (wanted - left) as f64 / self.total() as f64 })
             }
             "metadataPercentComplete" => json!(if meta.is_some() { 1.0 } else { 0.0 }),
-            "recheckProgress" => match self.status.as_ref().map(|s| &s.phase) {
+            "recheckProgress" => match self.snapshot.status.as_ref().map(|s| &s.phase) {
                 Some(Phase::Checking { done, total }) if *total > 0 => {
                     json!(f64::from(*done) / f64::from(*total))
                 }
@@ -456,11 +439,11 @@ impl<'a> TorrentView<'a> {
             }
             "rateDownload" => json!(stats.map_or(0, |s| s.download_rate)),
             "rateUpload" => json!(stats.map_or(0, |s| s.upload_rate)),
-            "uploadedEver" => json!(self.uploaded),
-            "downloadedEver" => json!(self.downloaded),
+            "uploadedEver" => json!(self.snapshot.uploaded),
+            "downloadedEver" => json!(self.snapshot.downloaded),
             "uploadRatio" => {
-                let down = self.downloaded.max(wanted - left);
-                json!(if down == 0 { -1.0 } else { self.uploaded as f64 / down as f64 })
+                let down = self.snapshot.downloaded.max(wanted - left);
+                json!(if down == 0 { -1.0 } else { self.snapshot.uploaded as f64 / down as f64 })
             }
             "peersConnected" => json!(stats.map_or(0, |s| s.peers)),
             "peersSendingToUs" => json!(stats.map_or(0, |s| s.seeds)),
@@ -515,30 +498,14 @@ impl<'a> TorrentView<'a> {
         priorities.and_then(|p| p.get(file).copied()).unwrap_or_default()
     }
 
-    /// Each file's entry, from its bytes done: all of a complete file; of the others, the
-    /// torrent's verified share spread by length (the engine counts pieces, not files).
+    /// Each file's entry, from its verified bytes (none when not known).
     fn files(
         &self,
         mut each: impl FnMut(&shoal_proto::metainfo::FileEntry, u64) -> Value,
     ) -> Vec<Value> {
         let Some(meta) = &self.entry.meta else { return Vec::new() };
-        let (wanted, left) = self.wanted_and_left();
-        let share = if wanted == 0 { 0.0 } else { (wanted - left) as f64 / wanted as f64 };
-        meta.info
-            .files
-            .iter()
-            .enumerate()
-            .map(|(i, file)| {
-                let chosen = self.entry.only_files.as_ref().is_none_or(|o| o.contains(&i));
-                let done = if !chosen {
-                    0
-                } else if left == 0 {
-                    file.length
-                } else {
-                    (file.length as f64 * share) as u64
-                };
-                each(file, done)
-            })
-            .collect()
+        let done = self.entry.file_bytes_done(&self.snapshot).unwrap_or_default();
+        let files = meta.info.files.iter().enumerate();
+        files.map(|(i, file)| each(file, done.get(i).copied().unwrap_or(0))).collect()
     }
 }

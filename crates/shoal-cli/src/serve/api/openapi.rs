@@ -31,7 +31,7 @@ fn with(mut responses: Value, code: &str, response: Value) -> Value {
 pub fn openapi_document() -> Value {
     let torrent = json!({
         "type": "object",
-        "required": ["id", "number", "info_hash", "name", "length", "shared", "magnet", "app_url", "dir", "state", "error", "bytes_done", "progress", "pieces_have", "pieces_total", "uploaded", "downloaded", "upload_rate", "download_rate", "peers", "peers_by_source", "peers_by_transport", "resumed", "added_at", "done_at"],
+        "required": ["id", "number", "info_hash", "name", "length", "shared", "magnet", "app_url", "dir", "state", "error", "bytes_done", "bytes_wanted", "progress", "pieces_have", "pieces_total", "uploaded", "downloaded", "upload_rate", "download_rate", "peers", "peers_by_source", "peers_by_transport", "resumed", "added_at", "done_at"],
         "properties": {
             "id": {"type": "string", "description": "The info hash in hex: the torrent's id in every route."},
             "number": {"type": "integer", "description": "Its Transmission RPC id (given at each start; routes take it too)."},
@@ -44,8 +44,9 @@ pub fn openapi_document() -> Value {
             "dir": {"type": "string", "description": "The folder its files are in."},
             "state": {"type": "string", "enum": ["paused", "queued", "metadata", "checking", "downloading", "seeding", "failed", "stopped"]},
             "error": {"type": ["string", "null"], "description": "Why it failed, when it did."},
-            "bytes_done": {"type": "integer", "description": "Verified bytes."},
-            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "bytes_done": {"type": "integer", "description": "Verified bytes of the selected files."},
+            "bytes_wanted": {"type": "integer", "description": "Bytes of the selected files."},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1, "description": "bytes_done / bytes_wanted."},
             "pieces_have": {"type": "integer"},
             "pieces_total": {"type": "integer"},
             "uploaded": {"type": "integer", "description": "Payload bytes sent, over every run."},
@@ -62,11 +63,12 @@ pub fn openapi_document() -> Value {
     });
     let file = json!({
         "type": "object",
-        "required": ["index", "path", "length", "content_type", "selected", "priority", "stream_url", "player_url"],
+        "required": ["index", "path", "length", "bytes_done", "content_type", "selected", "priority", "stream_url", "player_url"],
         "properties": {
             "index": {"type": "integer", "description": "The file's index in the torrent (padding files are left out)."},
             "path": {"type": "string", "description": "The file's path in the torrent, /-separated."},
             "length": {"type": "integer"},
+            "bytes_done": {"type": ["integer", "null"], "description": "Its verified bytes; null when not known (a torrent paused since the server started)."},
             "content_type": {"type": "string"},
             "selected": {"type": "boolean", "description": "Whether it is downloaded."},
             "priority": {"type": "string", "enum": ["low", "normal", "high"], "description": "How soon it is fetched beside the torrent's other files (a player's reads come first anyway)."},

@@ -59,27 +59,15 @@ export class ServerLibrary {
     const torrent = source instanceof Uint8Array
       ? await call('POST', 'api/torrents', source)
       : await call('POST', 'api/torrents', { source })
-    this.show([...this.torrents.values(), torrent])
+    this.put(torrent)
     await this.select(torrent.id)
     return torrent
   }
 
+  /** The whole list, as the server sent it: torrents gone from it leave the page too. */
   show (torrents) {
-    const seen = new Set()
-    for (const t of torrents) {
-      seen.add(t.id)
-      this.torrents.set(t.id, { ...this.torrents.get(t.id), ...t })
-      let item = this.items.get(t.id)
-      if (!item) {
-        item = h('li', {},
-          h('button', { type: 'button', class: 'item', dataset: { id: t.id }, onclick: () => this.select(t.id) },
-            h('span', { class: 'item-name' }), h('span', { class: 'item-state' })))
-        this.items.set(t.id, item)
-        this.listEl.append(item)
-      }
-      item.querySelector('.item-name').textContent = t.name
-      item.querySelector('.item-state').textContent = t.state === 'downloading' ? formatPercent(t.progress) : t.state
-    }
+    const seen = new Set(torrents.map(t => t.id))
+    for (const t of torrents) this.put(t)
     for (const [id, item] of this.items) {
       if (seen.has(id)) continue
       item.remove()
@@ -89,6 +77,23 @@ export class ServerLibrary {
     }
     this.emptyEl.hidden = this.items.size > 0
     if (this.current && this.torrents.has(this.current)) this.update()
+  }
+
+  /** One torrent, new or changed; the others stay as they are. */
+  put (t) {
+    this.torrents.set(t.id, { ...this.torrents.get(t.id), ...t })
+    let item = this.items.get(t.id)
+    if (!item) {
+      item = h('li', {},
+        h('button', { type: 'button', class: 'item', dataset: { id: t.id }, onclick: () => this.select(t.id) },
+          h('span', { class: 'item-name' }), h('span', { class: 'item-state' })))
+      this.items.set(t.id, item)
+      this.listEl.append(item)
+    }
+    item.querySelector('.item-name').textContent = t.name
+    item.querySelector('.item-state').textContent = t.state === 'downloading' ? formatPercent(t.progress) : t.state
+    this.emptyEl.hidden = this.items.size > 0
+    if (this.current === t.id) this.update()
   }
 
   /** Shows torrent `id`, with its files (fetched once its metadata is known). */
@@ -145,8 +150,9 @@ export class ServerLibrary {
       `${t.state} \u00b7 ${peers || 'no peers'} \u00b7 \u2193 ${formatRate(t.download_rate)} \u00b7 \u2191 ${formatRate(t.upload_rate)}`
     a.dataset.state = t.state
     a.dataset.done = String(t.state === 'seeding')
-    a.querySelector('[data-action="pause"]').hidden = t.state === 'paused'
-    a.querySelector('[data-action="resume"]').hidden = t.state !== 'paused'
+    const stopped = t.state === 'paused' || t.state === 'failed'
+    a.querySelector('[data-action="pause"]').hidden = stopped
+    a.querySelector('[data-action="resume"]').hidden = !stopped
     a.querySelector('[data-action="remove"]').hidden = t.shared
     if (!this.filesLoaded && t.length !== null) this.loadFiles()
   }
@@ -184,7 +190,7 @@ export class ServerLibrary {
         await call('DELETE', `api/torrents/${id}`)
         this.show([...this.torrents.values()].filter(t => t.id !== id))
       } else {
-        this.show([await call('POST', `api/torrents/${id}/${action}`)])
+        this.put(await call('POST', `api/torrents/${id}/${action}`))
       }
     } catch (e) {
       this.say('error', `The server could not ${action} it: ${e.message}`)

@@ -188,7 +188,12 @@ pub async fn run(args: ServeArgs) -> Result<(), CliError> {
         (None, Some(file)) => Some(access::read_auth_file(file).map_err(CliError::msg)?),
         (None, None) => None,
     };
-    let access = access::Access::new(http_addr.ip(), auth.as_deref(), args.public_host.as_deref());
+    let access = access::Access::new(
+        http_addr.ip(),
+        args.tls_cert.is_some(),
+        auth.as_deref(),
+        args.public_host.as_deref(),
+    );
 
     // With nothing given, the sample video, written where it can be seeded from.
     let sample_dir = std::env::temp_dir().join(format!("shoal-serve-{}", std::process::id()));
@@ -452,8 +457,9 @@ fn print_serving(
     }
     if !management {
         eprintln!(
-            "shoal serve: the management API and Transmission RPC are off: --http listens \
-             beyond loopback without --auth USER:PASSWORD"
+            "shoal serve: the management API and Transmission RPC are off: others can reach \
+             this server (--http beyond loopback, --public-host or TLS) and it has no --auth \
+             USER:PASSWORD"
         );
     }
     if !engine_built {

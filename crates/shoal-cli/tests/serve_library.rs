@@ -234,6 +234,11 @@ fn the_api_adds_a_magnet_that_streams_and_survives_kill_9() {
         assert_eq!(answer.status, 400, "{bad}: {}", String::from_utf8_lossy(&answer.body));
         assert!(answer.json()["error"].is_string(), "{bad}");
     }
+    let too_many: Vec<usize> = (0..100_001).collect();
+    let other = format!("magnet:?xt=urn:btih:{}", "ab".repeat(20));
+    let answer =
+        post_json(&format!("{base}/api/torrents"), &json!({ "source": other, "files": too_many }));
+    assert_eq!(answer.status, 400, "{}", String::from_utf8_lossy(&answer.body));
     let not_torrent = http::request(
         "POST",
         &format!("{base}/api/torrents"),
@@ -341,6 +346,25 @@ fn the_api_adds_a_magnet_that_streams_and_survives_kill_9() {
     let (status, _) = get_json(&format!("{base}/api/torrents/{hash}"));
     assert_eq!(status, 404);
     drop(server);
+}
+
+/// A library file that does not parse stops the start with a clear error and stays as it
+/// was: a damaged library is never replaced by an empty one.
+#[test]
+fn a_damaged_library_stops_the_start_and_is_kept() {
+    let dir = shoal_testkit::tempfile::tempdir().expect("temp dir");
+    let state = dir.path().join("state");
+    std::fs::create_dir_all(&state).expect("state folder");
+    let damaged = b"{\"version\":1,\"torrents\":[{\"info_hash\":";
+    std::fs::write(state.join("library.json"), damaged).expect("write");
+    let mut cmd = shoal_command(["serve"]);
+    cmd.args(["--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--no-webrtc", "--json"]);
+    cmd.arg("--state").arg(&state).arg("--resume-dir").arg(state.join("resume"));
+    let ran = support::run_bounded(cmd, START_TIMEOUT);
+    assert_eq!(ran.code, Some(1), "serve started with a damaged library: {}", ran.stderr);
+    assert!(ran.stderr.contains("damaged"), "{}", ran.stderr);
+    let kept = std::fs::read(state.join("library.json")).expect("still there");
+    assert_eq!(kept, damaged, "the library file was changed");
 }
 
 /// With `--auth`, the management API and Transmission RPC want the credentials (401 without

@@ -22,6 +22,7 @@ fn burst_for(rate: u64) -> u64 {
 }
 
 fn limit_of(rate: u64) -> RateLimit {
+    let rate = rate.max(MIN_RATE);
     RateLimit::new(rate, burst_for(rate))
 }
 
@@ -32,18 +33,29 @@ pub struct LinkCaps {
     pub download: Option<RateCap>,
 }
 
+/// The lowest cap: below it a single block would wait for seconds, and reads and writes
+/// already scheduled at such a rate would outlive any change of mind.
+pub const MIN_RATE: u64 = 16 * 1024;
+
 /// A shared byte rate cap, changeable while it is used; cloning shares it.
 #[derive(Clone, Debug)]
 pub struct RateCap {
     /// `None`: no cap (bytes never wait).
     limit: Arc<Mutex<Option<RateLimit>>>,
+    /// Wakes the waiting when the cap changes: they take their turn again under the new one.
+    changed: Arc<tokio::sync::Notify>,
     clock: Clock,
 }
 
 impl RateCap {
-    /// At most `rate` bytes per second, all users together; `None` for no cap.
+    /// At most `rate` bytes per second (at least [`MIN_RATE`]), all users together; `None`
+    /// for no cap.
     pub fn new(rate: Option<u64>) -> RateCap {
-        RateCap { limit: Arc::new(Mutex::new(rate.map(limit_of))), clock: Clock::new() }
+        RateCap {
+            limit: Arc::new(Mutex::new(rate.map(limit_of))),
+            changed: Arc::new(tokio::sync::Notify::new()),
+            clock: Clock::new(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<RateLimit>> {
@@ -55,16 +67,25 @@ impl RateCap {
         self.lock().as_ref().map(RateLimit::rate)
     }
 
-    /// Sets, changes or (with `None`) lifts the cap. Bytes already waiting keep their turn;
-    /// the next ones wait on the new rate.
+    /// Sets, changes or (with `None`) lifts the cap (at least [`MIN_RATE`]). Bytes waiting
+    /// take their turn again under the new one.
     pub fn set_rate(&self, rate: Option<u64>) {
         *self.lock() = rate.map(limit_of);
+        self.changed.notify_waiters();
     }
 
     /// Waits until `bytes` may be sent (they are counted from now on, so others wait for them).
     pub async fn acquire(&self, bytes: usize) {
-        if let Some(at) = self.reserve(bytes) {
-            tokio::time::sleep_until(at).await;
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let Some(at) = self.reserve(bytes) else { return };
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => return,
+                // A new cap (or none): the old schedule is gone, take a turn in the new one.
+                () = changed => {}
+            }
         }
     }
 
@@ -153,5 +174,24 @@ mod tests {
         assert!(cap.reserve(1).is_some(), "a second's worth reserved: the next byte waits");
         cap.set_rate(None);
         assert!(cap.reserve(10 << 20).is_none(), "lifted: nothing waits");
+    }
+
+    /// Bytes waiting on a low cap go as soon as the cap is lifted, not at their old turn.
+    #[tokio::test]
+    async fn lifting_the_cap_wakes_what_waits_on_it() {
+        let cap = RateCap::new(Some(MIN_RATE));
+        // Ten seconds' worth goes now (a turn is its start); whatever comes next waits for it.
+        cap.acquire(10 * MIN_RATE as usize).await;
+        let waiting = tokio::spawn({
+            let cap = cap.clone();
+            async move { cap.acquire(1024).await }
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the next bytes wait their turn");
+        cap.set_rate(None);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting)
+            .await
+            .expect("woken by the lift")
+            .expect("the waiting task");
     }
 }

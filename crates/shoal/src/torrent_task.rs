@@ -589,7 +589,15 @@ impl TorrentTask {
             .collect();
         let selection: Vec<bool> = match &self.only_files {
             None => vec![true; files.len()],
-            Some(only) => (0..files.len()).map(|i| only.contains(&i)).collect(),
+            Some(only) => {
+                let mut selection = vec![false; files.len()];
+                for &i in only {
+                    if let Some(s) = selection.get_mut(i) {
+                        *s = true;
+                    }
+                }
+                selection
+            }
         };
         let result = StorageLayout::new(info.piece_length, files).and_then(|layout| {
             let storage: Arc<dyn PieceStorage> = match &self.target {

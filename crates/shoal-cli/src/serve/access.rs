@@ -2,8 +2,12 @@
 //! Transmission RPC) changes what the machine downloads and where, so it is guarded; the app,
 //! the shared files, the web seed and the tracker stay public.
 //!
-//! - Bound to loopback, the management API works as is; bound elsewhere it needs `--auth
-//!   USER:PASSWORD` (HTTP Basic), and without it the management API is off.
+//! - Bound to loopback and reached as this machine, the management API works as is; bound
+//!   elsewhere, or named by a `--public-host` other than this machine, or behind TLS (both
+//!   mean a reverse proxy or an address others reach), it needs `--auth USER:PASSWORD` (HTTP
+//!   Basic), and without it the management API is off. Without `--auth`, a request a proxy
+//!   forwarded (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) is refused too: a proxy in front
+//!   of a loopback server would otherwise hand the API to everyone it serves.
 //! - A request whose `Host` is not this server's own name (an IP, `localhost`, or
 //!   `--public-host`) is refused: a web page that points its own domain at 127.0.0.1 (DNS
 //!   rebinding) cannot reach the API through the victim's browser.
@@ -33,15 +37,23 @@ pub struct Access {
 }
 
 impl Access {
-    /// The guard for a server listening on `ip`, with `auth` (`USER:PASSWORD`) if given.
-    pub fn new(ip: IpAddr, auth: Option<&str>, public_host: Option<&str>) -> Access {
+    /// The guard for a server listening on `ip` (with TLS or not), named `public_host` if
+    /// given, with `auth` (`USER:PASSWORD`) if given.
+    pub fn new(ip: IpAddr, tls: bool, auth: Option<&str>, public_host: Option<&str>) -> Access {
         let expected_authorization = auth.map(|credentials| {
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(credentials))
         });
+        let public_host = public_host.map(str::to_ascii_lowercase);
+        let this_machine_only = ip.is_loopback()
+            && !tls
+            && public_host.as_deref().is_none_or(|h| {
+                let h = h.trim_matches(['[', ']']);
+                h == "localhost" || h.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            });
         Access {
-            enabled: ip.is_loopback() || expected_authorization.is_some(),
+            enabled: this_machine_only || expected_authorization.is_some(),
             expected_authorization,
-            public_host: public_host.map(str::to_ascii_lowercase),
+            public_host,
         }
     }
 
@@ -74,10 +86,18 @@ impl Access {
                 return Err(Refusal::ForeignOrigin);
             }
         }
-        if let Some(expected) = &self.expected_authorization {
-            let given = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
-            if !given.is_some_and(|g| constant_time_eq(g, expected.as_bytes())) {
-                return Err(Refusal::Unauthorized);
+        match &self.expected_authorization {
+            Some(expected) => {
+                let given = headers.get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
+                if !given.is_some_and(|g| constant_time_eq(g, expected.as_bytes())) {
+                    return Err(Refusal::Unauthorized);
+                }
+            }
+            None => {
+                let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"];
+                if forwarded.iter().any(|name| headers.contains_key(*name)) {
+                    return Err(Refusal::Proxied);
+                }
             }
         }
         Ok(())
@@ -114,7 +134,7 @@ pub fn read_auth_file(path: &std::path::Path) -> Result<String, String> {
 /// Why a request may not use the management API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("the management API is off: this server listens beyond loopback without --auth")]
+    #[error("the management API is off: others can reach this server and it has no --auth")]
     Off,
     #[error("this server does not answer to that Host")]
     ForeignHost,
@@ -122,13 +142,17 @@ pub enum Refusal {
     ForeignOrigin,
     #[error("credentials required")]
     Unauthorized,
+    #[error("a request through a proxy needs the server to have --auth")]
+    Proxied,
 }
 
 impl Refusal {
     fn status(self) -> StatusCode {
         match self {
             Refusal::Unauthorized => StatusCode::UNAUTHORIZED,
-            Refusal::Off | Refusal::ForeignHost | Refusal::ForeignOrigin => StatusCode::FORBIDDEN,
+            Refusal::Off | Refusal::ForeignHost | Refusal::ForeignOrigin | Refusal::Proxied => {
+                StatusCode::FORBIDDEN
+            }
         }
     }
 }
@@ -175,7 +199,7 @@ mod tests {
 
     #[test]
     fn loopback_needs_nothing_but_its_own_host_and_origin() {
-        let access = Access::new(IpAddr::from([127, 0, 0, 1]), None, None);
+        let access = Access::new(IpAddr::from([127, 0, 0, 1]), false, None, None);
         assert!(access.check(&headers(&[("host", "127.0.0.1:8080")])).is_ok());
         assert!(access.check(&headers(&[("host", "localhost:8080")])).is_ok());
         assert!(access.check(&headers(&[("host", "[::1]:8080")])).is_ok());
@@ -188,6 +212,15 @@ mod tests {
             .check(&headers(&[("host", "127.0.0.1:8080"), ("origin", "http://127.0.0.1:8080")]));
         assert!(same.is_ok());
         assert!(access.check(&headers(&[])).is_err(), "no Host at all");
+        // A proxy in front of it: not without a password.
+        let proxied = access
+            .check(&headers(&[("host", "127.0.0.1:8080"), ("x-forwarded-for", "203.0.113.9")]));
+        assert_eq!(proxied, Err(Refusal::Proxied));
+        // Named for others, or behind TLS: a password is needed.
+        assert!(!Access::new(IpAddr::from([127, 0, 0, 1]), false, None, Some("media.example"))
+            .enabled());
+        assert!(!Access::new(IpAddr::from([127, 0, 0, 1]), true, None, None).enabled());
+        assert!(Access::new(IpAddr::from([127, 0, 0, 1]), false, None, Some("localhost")).enabled());
     }
 
     #[test]
@@ -205,18 +238,21 @@ mod tests {
 
     #[test]
     fn beyond_loopback_it_is_off_without_auth_and_asks_for_it_with() {
-        let off = Access::new(IpAddr::from([0, 0, 0, 0]), None, None);
+        let off = Access::new(IpAddr::from([0, 0, 0, 0]), false, None, None);
         assert!(!off.enabled());
         let refused = off.check(&headers(&[("host", "10.0.0.1:8080")]));
         assert_eq!(refused, Err(Refusal::Off));
 
-        let on = Access::new(IpAddr::from([0, 0, 0, 0]), Some("ann:secret"), Some("media.lan"));
+        let on =
+            Access::new(IpAddr::from([0, 0, 0, 0]), false, Some("ann:secret"), Some("media.lan"));
         let host = ("host", "media.lan:8080");
         let missing = on.check(&headers(&[host]));
         assert_eq!(missing, Err(Refusal::Unauthorized));
         let wrong = on.check(&headers(&[host, ("authorization", "Basic YW5uOndyb25n")]));
         assert_eq!(wrong, Err(Refusal::Unauthorized));
-        // base64("ann:secret")
-        assert!(on.check(&headers(&[host, ("authorization", "Basic YW5uOnNlY3JldA==")])).is_ok());
+        // base64("ann:secret"); a proxy may carry it.
+        let good = ("authorization", "Basic YW5uOnNlY3JldA==");
+        assert!(on.check(&headers(&[host, good])).is_ok());
+        assert!(on.check(&headers(&[host, good, ("x-forwarded-for", "203.0.113.9")])).is_ok());
     }
 }

@@ -17,6 +17,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shoal::rate::MIN_RATE;
 use shoal::{Phase, TorrentSource};
 use shoal_proto::magnet::Magnet;
 use shoal_proto::metainfo::{Metainfo, MAX_METAINFO_BYTES};
@@ -81,10 +82,29 @@ fn list_json(state: &AppState) -> Value {
 }
 
 /// One torrent by id, with its files.
-async fn one(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
-    match state.library.find(&id) {
-        Ok(entry) => Json(detail(&state, &entry)).into_response(),
+async fn one(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    answer_one(&state, &id, &headers)
+}
+
+fn answer_one(state: &AppState, id: &str, headers: &HeaderMap) -> Response {
+    match state.library.find(id) {
+        Ok(entry) => Json(detail(state, &entry, &base_of(state, headers))).into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+/// The server's URL as this request named it (its Host passed the guard: one of ours), so a
+/// `stream_url` opens on the origin the client uses, with the credentials it has there.
+fn base_of(state: &AppState, headers: &HeaderMap) -> String {
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let scheme = state.base.split_once("://").map_or("http", |(scheme, _)| scheme);
+    match host.filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic())) {
+        Some(host) => format!("{scheme}://{host}"),
+        None => state.base.clone(),
     }
 }
 
@@ -150,7 +170,9 @@ async fn add(
     let library = state.library.clone();
     match tokio::task::spawn_blocking(move || library.add(new)).await {
         Ok(Ok(entry)) => {
-            let mut response = (StatusCode::CREATED, Json(detail(&state, &entry))).into_response();
+            let base = base_of(&state, &headers);
+            let mut response =
+                (StatusCode::CREATED, Json(detail(&state, &entry, &base))).into_response();
             let location = format!("/api/torrents/{}", entry.info_hash.to_hex());
             if let Ok(v) = location.parse() {
                 response.headers_mut().insert(header::LOCATION, v);
@@ -212,16 +234,24 @@ async fn remove(
     }
 }
 
-async fn pause(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+async fn pause(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match state.library.pause(&id).await {
-        Ok(()) => one(State(state), Path(id)).await,
+        Ok(()) => answer_one(&state, &id, &headers),
         Err(e) => e.into_response(),
     }
 }
 
-async fn resume(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
+async fn resume(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     match state.library.resume(&id) {
-        Ok(()) => one(State(state), Path(id)).await,
+        Ok(()) => answer_one(&state, &id, &headers),
         Err(e) => e.into_response(),
     }
 }
@@ -249,6 +279,7 @@ where
 async fn select_files(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<FilesBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Json(body) = match body {
@@ -257,7 +288,7 @@ async fn select_files(
     };
     let change = FilesChange { selected: body.selected, priorities: body.priorities };
     match state.library.set_files(&id, change).await {
-        Ok(()) => one(State(state), Path(id)).await,
+        Ok(()) => answer_one(&state, &id, &headers),
         Err(e) => e.into_response(),
     }
 }
@@ -323,11 +354,10 @@ async fn change_session(
         Ok(body) => body,
         Err(e) => return error(StatusCode::BAD_REQUEST, &e.body_text()),
     };
-    if change.max_upload_rate == Some(Some(0)) || change.max_download_rate == Some(Some(0)) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "a rate of 0 would stop everything: use null for no cap",
-        );
+    let too_low = |rate: Option<Option<u64>>| rate.flatten().is_some_and(|r| r < MIN_RATE);
+    if too_low(change.max_upload_rate) || too_low(change.max_download_rate) {
+        let message = format!("a rate is at least {MIN_RATE} bytes per second; null for no cap");
+        return error(StatusCode::BAD_REQUEST, &message);
     }
     if change.max_active_downloads == Some(0) {
         return error(StatusCode::BAD_REQUEST, "max_active_downloads must be at least 1");
@@ -429,20 +459,20 @@ fn summary(state: &AppState, entry: &Entry) -> Value {
 }
 
 /// A torrent with its files.
-fn detail(state: &AppState, entry: &Entry) -> Value {
+fn detail(state: &AppState, entry: &Entry, base: &str) -> Value {
     let mut torrent = summary(state, entry);
     let shared = match entry.origin {
         Origin::Shared(index) => state.shared.get(index),
         Origin::Added => None,
     };
     let bytes_done = entry.file_bytes_done(&entry.snapshot());
+    let selection = entry.selection_mask();
     let files: Vec<Value> = entry.meta.as_ref().map_or_else(Vec::new, |meta| {
         ServedFile::list(&meta.info)
             .into_iter()
             .map(|file| {
                 let embed = shared.and_then(|s| s.embeds.iter().find(|e| e.path == file.path));
-                let selected =
-                    entry.only_files.as_ref().is_none_or(|only| only.contains(&file.index));
+                let selected = selection.get(file.index).copied().unwrap_or(false);
                 let priority = entry
                     .file_priorities
                     .as_ref()
@@ -452,12 +482,9 @@ fn detail(state: &AppState, entry: &Entry) -> Value {
                 // torrent's file streams from the engine, fetched first where the player reads.
                 let stream_url = match embed {
                     Some(e) => e.http_url.clone(),
-                    None => format!(
-                        "{}/api/torrents/{}{}",
-                        state.base,
-                        entry.info_hash.to_hex(),
-                        file.url_path
-                    ),
+                    None => {
+                        format!("{base}/api/torrents/{}{}", entry.info_hash.to_hex(), file.url_path)
+                    }
                 };
                 json!({
                     "index": file.index,

@@ -14,6 +14,7 @@
 //! Pausing a torrent stops it (its resume record is saved on the way), and resuming adds it
 //! again: with the resume record its verified pieces are taken without hashing.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -156,10 +157,6 @@ impl Entry {
         self.snapshot().downloaded
     }
 
-    fn selected(&self, file: usize) -> bool {
-        self.only_files.as_ref().is_none_or(|only| only.contains(&file))
-    }
-
     /// Verified bytes of each file: from the running torrent's pieces, or from those it had
     /// when it last stopped; all of each selected file once complete; `None` when not known
     /// (the metadata, or a paused torrent's pieces since the server started).
@@ -170,16 +167,23 @@ impl Entry {
             return Some(meta.info.file_bytes_done(&have));
         }
         self.done_at?;
-        let files = meta.info.files.iter().enumerate();
-        Some(files.map(|(i, f)| if self.selected(i) { f.length } else { 0 }).collect())
+        let files = meta.info.files.iter().zip(self.selection_mask());
+        Some(files.map(|(f, selected)| if selected { f.length } else { 0 }).collect())
+    }
+
+    /// One flag per file of its metadata (none before it is known): selected or not.
+    pub fn selection_mask(&self) -> Vec<bool> {
+        let count = self.meta.as_ref().map_or(0, |m| m.info.files.len());
+        selection_mask(self.only_files.as_deref(), count)
     }
 
     /// Bytes of the selected files, and how many of them are verified.
     pub fn wanted_and_done(&self, snapshot: &Snapshot) -> (u64, u64) {
         let Some(meta) = &self.meta else { return (0, 0) };
         let done = self.file_bytes_done(snapshot);
+        let selected = self.selection_mask();
         let (mut wanted, mut verified) = (0, 0);
-        for (i, file) in meta.info.files.iter().enumerate().filter(|(i, _)| self.selected(*i)) {
+        for (i, file) in meta.info.files.iter().enumerate().filter(|(i, _)| selected[*i]) {
             wanted += file.length;
             verified += done.as_ref().and_then(|d| d.get(i)).copied().unwrap_or(0);
         }
@@ -255,6 +259,14 @@ struct Inner {
     entries: Vec<Entry>,
     next_id: u32,
     saved_at: Instant,
+    /// Whether the store's library was read: until then nothing is written over it (a start
+    /// that failed to read it must not replace it with an empty one).
+    loaded: bool,
+    /// Kept torrents not taken in at load (shared on the command line now, or unusable): saved
+    /// again as they were, never dropped by a save.
+    set_aside: Vec<SavedTorrent>,
+    /// Torrents being removed (their files, maybe): not added again until that is over.
+    removing: HashSet<InfoHash>,
 }
 
 pub struct Library {
@@ -284,7 +296,14 @@ impl Library {
             store,
             download_dir,
             max_active_downloads: AtomicUsize::new(max_active_downloads.max(1)),
-            inner: Mutex::new(Inner { entries: Vec::new(), next_id: 1, saved_at: Instant::now() }),
+            inner: Mutex::new(Inner {
+                entries: Vec::new(),
+                next_id: 1,
+                saved_at: Instant::now(),
+                loaded: false,
+                set_aside: Vec::new(),
+                removing: HashSet::new(),
+            }),
             changes: watch::Sender::new(0),
         }
     }
@@ -296,14 +315,19 @@ impl Library {
         let saved = store.load()?;
         let mut inner = self.lock();
         for saved in saved {
-            match self.entry_from_saved(saved, &mut inner) {
+            match self.entry_from_saved(saved.clone(), &mut inner) {
                 Ok(entry) if inner.entries.iter().any(|e| e.info_hash == entry.info_hash) => {
                     tracing::info!("{} is shared from the command line now", entry.name());
+                    inner.set_aside.push(saved);
                 }
                 Ok(entry) => inner.entries.push(entry),
-                Err(reason) => tracing::warn!("a torrent of the library is skipped: {reason}"),
+                Err(reason) => {
+                    tracing::warn!("a torrent of the library is left aside: {reason}");
+                    inner.set_aside.push(saved);
+                }
             }
         }
+        inner.loaded = true;
         self.start_queued(&mut inner);
         Ok(())
     }
@@ -429,10 +453,16 @@ impl Library {
                 dir.display()
             )));
         }
-        if let (Some(meta), Some(only)) = (&meta, &new.only_files) {
-            check_selection(meta, only)?;
-        }
+        let only_files = match new.only_files {
+            Some(only) => Some(normalise_selection(meta.as_deref(), only)?),
+            None => None,
+        };
         let mut inner = self.lock();
+        if inner.removing.contains(&info_hash) {
+            return Err(LibraryError::BadInput(
+                "that torrent is being removed; add it again in a moment".into(),
+            ));
+        }
         if let Some(i) = inner.entries.iter().position(|e| e.info_hash == info_hash) {
             let existing = &inner.entries[i];
             return Err(LibraryError::Duplicate {
@@ -455,7 +485,7 @@ impl Library {
             meta,
             magnet,
             dir,
-            only_files: new.only_files,
+            only_files,
             file_priorities: None,
             paused: new.paused,
             added_at: now_secs(),
@@ -493,17 +523,19 @@ impl Library {
                 inner.entries.insert(i, entry);
                 return Err(e.into());
             }
+            if let Some(store) = &self.store {
+                store.forget_torrent(entry.info_hash);
+            }
+            inner.removing.insert(entry.info_hash);
             entry
         };
         self.stopped(entry.handle.clone()).await;
-        if let Some(store) = &self.store {
-            store.forget_torrent(entry.info_hash);
-        }
         if delete_data {
             if let Some(meta) = &entry.meta {
-                delete_files(&entry.dir, meta);
+                delete_files(&entry, meta);
             }
         }
+        self.lock().removing.remove(&entry.info_hash);
         Ok(())
     }
 
@@ -562,10 +594,8 @@ impl Library {
             };
             let count = meta.info.files.len();
             let only = match change.selected {
-                Some(Some(mut only)) => {
-                    check_selection(&meta, &only)?;
-                    only.sort_unstable();
-                    only.dedup();
+                Some(Some(only)) => {
+                    let only = normalise_selection(Some(&meta), only)?;
                     // Every file named is no selection at all.
                     (only.len() < count).then_some(only)
                 }
@@ -661,9 +691,23 @@ impl Library {
                             tracing::warn!("cannot keep the metadata of {}: {e}", meta.info.name);
                         }
                     }
+                    // A selection made before the files were known keeps the files there are.
+                    let count = meta.info.files.len();
+                    if let Some(only) = &mut entry.only_files {
+                        only.retain(|&i| i < count);
+                    }
                     entry.meta = Some(Arc::new(meta));
                     dirty = true;
                 }
+            }
+            if let Phase::Failed(reason) = &status.phase {
+                // It holds no download slot from now on; resuming tries again.
+                entry.error = Some(reason.clone());
+                if let Some(handle) = take_handle(entry) {
+                    tokio::spawn(async move { handle.shutdown().await });
+                }
+                dirty = true;
+                continue;
             }
             dirty |= note_completion(entry, &status);
         }
@@ -683,7 +727,11 @@ impl Library {
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = ticks.tick() => self.tick(),
+                _ = ticks.tick() => {
+                    // It may write the library (a synced file): not on an async worker.
+                    let library = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || library.tick()).await;
+                }
                 _ = stop.changed() => return,
             }
         }
@@ -711,8 +759,11 @@ impl Library {
     fn save(&self, inner: &mut Inner) -> std::io::Result<()> {
         inner.saved_at = Instant::now();
         let Some(store) = &self.store else { return Ok(()) };
-        let kept = inner.entries.iter().filter(|e| e.origin == Origin::Added);
-        store.save(kept.map(Entry::saved).collect())
+        if !inner.loaded {
+            return Ok(());
+        }
+        let kept = inner.entries.iter().filter(|e| e.origin == Origin::Added).map(Entry::saved);
+        store.save(kept.chain(inner.set_aside.iter().cloned()).collect())
     }
 }
 
@@ -757,11 +808,13 @@ fn check_selection(meta: &Metainfo, only: &[usize]) -> Result<(), LibraryError> 
     }
 }
 
-/// Removes the torrent's files under `dir`, then the folders of a multi-file torrent that are
-/// left empty. Nothing outside the torrent's own paths is touched (the paths are checked safe
-/// when the metainfo is parsed).
-fn delete_files(dir: &Path, meta: &Metainfo) {
-    for file in &meta.info.files {
+/// Removes the torrent's selected files under its folder, its part files, then the folders of
+/// a multi-file torrent that are left empty. Nothing outside the torrent's own paths is
+/// touched (the paths are checked safe when the metainfo is parsed).
+fn delete_files(entry: &Entry, meta: &Metainfo) {
+    let dir = &entry.dir;
+    let selected = selection_mask(entry.only_files.as_deref(), meta.info.files.len());
+    for (file, _) in meta.info.files.iter().zip(&selected).filter(|(_, s)| **s) {
         let path = file.path.iter().fold(dir.to_owned(), |p, c| p.join(c));
         let _ = std::fs::remove_file(&path);
         let mut parent = path.parent();
@@ -773,4 +826,41 @@ fn delete_files(dir: &Path, meta: &Metainfo) {
             parent = folder.parent();
         }
     }
+    // Where the engine keeps the pieces that straddle unselected files (`torrent_task`).
+    let parts = dir.join(format!(".shoal-parts-{}", meta.info_hash.to_hex()));
+    let _ = std::fs::remove_dir_all(parts);
+}
+
+/// One flag per file: whether `only` (indices; `None` for all) selects it. Linear in both.
+pub fn selection_mask(only: Option<&[usize]>, count: usize) -> Vec<bool> {
+    let Some(only) = only else { return vec![true; count] };
+    let mut mask = vec![false; count];
+    for &i in only {
+        if let Some(m) = mask.get_mut(i) {
+            *m = true;
+        }
+    }
+    mask
+}
+
+/// A selection as kept: sorted, each index once, within the torrent's files when they are
+/// known (else at most as many as a torrent may have).
+fn normalise_selection(
+    meta: Option<&Metainfo>,
+    mut only: Vec<usize>,
+) -> Result<Vec<usize>, LibraryError> {
+    only.sort_unstable();
+    only.dedup();
+    match meta {
+        Some(meta) => check_selection(meta, &only)?,
+        None if only.len() > shoal_proto::metainfo::MAX_FILES => {
+            return Err(LibraryError::BadInput(format!(
+                "{} files selected: a torrent has at most {}",
+                only.len(),
+                shoal_proto::metainfo::MAX_FILES
+            )))
+        }
+        None => {}
+    }
+    Ok(only)
 }

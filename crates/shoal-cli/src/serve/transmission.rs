@@ -13,10 +13,11 @@
 //! `torrent-start`, `torrent-start-now`, `torrent-stop`, `torrent-set` (file selection; other
 //! keys are accepted and ignored). Others answer `"method name not recognized"`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -26,7 +27,9 @@ use serde_json::{json, Map, Value};
 use shoal::{FilePriority, Phase, TorrentSource};
 
 use super::api::{parse_torrent, resolve_source};
-use super::library::{Entry, FilesChange, LibraryError, NewTorrent, Snapshot, State as EntryState};
+use super::library::{
+    Entry, FilesChange, LibraryError, NewTorrent, Origin, Snapshot, State as EntryState,
+};
 use super::AppState;
 
 const SESSION_HEADER: &str = "x-transmission-session-id";
@@ -37,8 +40,15 @@ const RPC_VERSION_MINIMUM: u32 = 14;
 
 /// The RPC's routes (guarded by the caller).
 pub(super) fn routes() -> Router<Arc<AppState>> {
-    Router::new().route("/transmission/rpc", post(rpc)).route("/transmission/rpc/", post(rpc))
+    Router::new()
+        .route("/transmission/rpc", post(rpc))
+        .route("/transmission/rpc/", post(rpc))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
 }
+
+/// The largest request: `torrent-add` carries a .torrent in base64 (4/3 of its size), and the
+/// API takes .torrents of up to 32 MiB.
+const MAX_BODY: usize = 44 << 20;
 
 /// A new session id: random, so that another site's page cannot guess it.
 pub fn new_session_id() -> String {
@@ -84,20 +94,20 @@ async fn call(state: &AppState, method: &str, arguments: &Value) -> Result<Value
         "torrent-get" => torrent_get(state, arguments),
         "torrent-remove" => {
             let delete = arguments.get("delete-local-data").and_then(Value::as_bool);
-            for entry in selected(state, arguments)? {
+            for entry in changeable(state, arguments)? {
                 let id = entry.id.to_string();
                 state.library.remove(&id, delete.unwrap_or(false)).await.map_err(message)?;
             }
             Ok(json!({}))
         }
         "torrent-start" | "torrent-start-now" => {
-            for entry in selected(state, arguments)? {
+            for entry in changeable(state, arguments)? {
                 state.library.resume(&entry.id.to_string()).map_err(message)?;
             }
             Ok(json!({}))
         }
         "torrent-stop" => {
-            for entry in selected(state, arguments)? {
+            for entry in changeable(state, arguments)? {
                 state.library.pause(&entry.id.to_string()).await.map_err(message)?;
             }
             Ok(json!({}))
@@ -131,12 +141,21 @@ fn selected(state: &AppState, arguments: &Value) -> Result<Vec<Entry>, String> {
     Ok(entries.into_iter().filter(|e| wanted(e)).collect())
 }
 
+/// [`selected`] without the files shared on the server's command line, which stay as the
+/// command line says (a "stop all" stops what the library holds).
+fn changeable(state: &AppState, arguments: &Value) -> Result<Vec<Entry>, String> {
+    let entries = selected(state, arguments)?;
+    Ok(entries.into_iter().filter(|e| e.origin == Origin::Added).collect())
+}
+
 fn session_get(state: &AppState) -> Value {
     let library = &state.library;
     let upload = state.upload_limit.rate();
     let download = state.download_limit.rate();
     json!({
-        "version": format!("Shoal {}", env!("CARGO_PKG_VERSION")),
+        // Tools built for Transmission (Sonarr, Radarr) read the first version number and
+        // want a Transmission they know; ours follows in parentheses, which they skip.
+        "version": format!("4.0.6 (Shoal {})", env!("CARGO_PKG_VERSION")),
         "rpc-version": RPC_VERSION,
         "rpc-version-minimum": RPC_VERSION_MINIMUM,
         "rpc-version-semver": "5.3.0",
@@ -242,14 +261,17 @@ async fn torrent_add(state: &AppState, arguments: &Value) -> Result<Value, Strin
     let paused = arguments.get("paused").and_then(Value::as_bool).unwrap_or(false);
     let only_files = match (&source, arguments.get("files-unwanted")) {
         (TorrentSource::Metainfo(meta), Some(Value::Array(unwanted))) if !unwanted.is_empty() => {
-            let unwanted: Vec<u64> = unwanted.iter().filter_map(Value::as_u64).collect();
+            let unwanted: HashSet<u64> = unwanted.iter().filter_map(Value::as_u64).collect();
             let count = meta.info.files.len();
             Some((0..count).filter(|i| !unwanted.contains(&(*i as u64))).collect())
         }
         _ => None,
     };
     let new = NewTorrent { source, dir, paused, only_files };
-    match state.library.add(new) {
+    // Saving the library writes and syncs a file: not on the async workers.
+    let library = state.library.clone();
+    let adding = tokio::task::spawn_blocking(move || library.add(new));
+    match adding.await.map_err(|e| e.to_string())? {
         Ok(entry) => Ok(json!({ "torrent-added": added(&entry) })),
         Err(LibraryError::Duplicate { info_hash, .. }) => {
             let entry = state.library.find(&info_hash).map_err(message)?;
@@ -281,16 +303,14 @@ async fn torrent_set(state: &AppState, arguments: &Value) -> Result<Value, Strin
     if wanted.is_none() && unwanted.is_none() && !priorities_given {
         return Ok(json!({}));
     }
-    for entry in selected(state, arguments)? {
+    for entry in changeable(state, arguments)? {
         let Some(meta) = &entry.meta else {
             return Err(format!("{}: its files are not known yet", entry.name()));
         };
         let count = meta.info.files.len();
         let every =
             |list: &Vec<usize>| if list.is_empty() { (0..count).collect() } else { list.clone() };
-        let mut chosen: Vec<bool> = (0..count)
-            .map(|i| entry.only_files.as_ref().is_none_or(|only| only.contains(&i)))
-            .collect();
+        let mut chosen = entry.selection_mask();
         for (list, value) in [(&wanted, true), (&unwanted, false)] {
             for i in list.as_ref().map(every).unwrap_or_default() {
                 if let Some(c) = chosen.get_mut(i) {
@@ -467,18 +487,16 @@ impl<'a> TorrentView<'a> {
                 json!({ "name": file.path.join("/"), "length": file.length, "bytesCompleted": done })
             })),
             "fileStats" => {
-                let only = entry.only_files.as_ref();
+                let selected = entry.selection_mask();
                 let mut index = 0;
                 Value::Array(self.files(|_, done| {
-                    let wanted = only.is_none_or(|o| o.contains(&index));
+                    let wanted = selected.get(index).copied().unwrap_or(false);
                     let priority = transmission_priority(self.priority_of(index));
                     index += 1;
                     json!({ "bytesCompleted": done, "wanted": wanted, "priority": priority })
                 }))
             }
-            "wanted" => json!(meta.map_or_else(Vec::new, |m| (0..m.info.files.len())
-                .map(|i| u8::from(entry.only_files.as_ref().is_none_or(|o| o.contains(&i))))
-                .collect())),
+            "wanted" => json!(entry.selection_mask().into_iter().map(u8::from).collect::<Vec<_>>()),
             "priorities" => json!(meta.map_or_else(Vec::new, |m| (0..m.info.files.len())
                 .map(|i| transmission_priority(self.priority_of(i)))
                 .collect())),

@@ -119,10 +119,17 @@ impl Store {
         }
     }
 
-    /// Replaces the kept list with `torrents`.
+    /// Replaces the kept list with `torrents`; refused (the old file stays) when the list
+    /// would be larger than a start reads.
     pub fn save(&self, torrents: Vec<SavedTorrent>) -> std::io::Result<()> {
         let saved = Saved { version: VERSION, torrents };
-        let text = serde_json::to_vec_pretty(&saved).map_err(std::io::Error::other)?;
+        let text = serde_json::to_vec(&saved).map_err(std::io::Error::other)?;
+        if text.len() as u64 > MAX_LIBRARY_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the library would take {} bytes, more than the {MAX_LIBRARY_BYTES} a start reads",
+                text.len()
+            )));
+        }
         write_record(&self.library_file(), &text)
     }
 

@@ -5,7 +5,10 @@ it.
 
   /usr/bin/python3 benches/server.py [--torrents 100] [--size-mib 100] [--clients 50]
                                      [--seconds 10] [--skip-qbittorrent] [--shoal-bin PATH]
-                                     [--json FILE]
+                                     [--rqbit-bin PATH] [--rqbit-fastresume] [--json FILE]
+
+Beside rqbit's server too when rqbit is on PATH (or --rqbit-bin; `cargo install rqbit`):
+`rqbit server start` with its defaults (fast resume off unless --rqbit-fastresume).
 
 For each server, in a folder of its own:
   1. N single-file torrents of SIZE MiB each (sparse files, `shoal create`, made once per run)
@@ -226,6 +229,51 @@ class QBittorrent:
     headers = None
 
 
+class Rqbit:
+    """rqbit's server (`rqbit server start`), with its defaults: its state in
+    --persistence-location, no fast resume unless asked (`--rqbit-fastresume`)."""
+    name = "rqbit"
+
+    def __init__(self, binary, root, port, fastresume):
+        self.binary, self.root, self.port, self.proc = binary, root, port, None
+        self.fastresume = fastresume
+        self.checking_seen = set()
+
+    def start(self):
+        argv = [self.binary, "--http-api-listen-addr", f"127.0.0.1:{self.port}", "--disable-dht",
+                "--disable-lsd", "--disable-upnp-port-forward", "--listen-port", str(free_port()),
+                "server", "start", "--persistence-location", os.path.join(self.root, "state")]
+        if self.fastresume:
+            argv.append("--fastresume")
+        argv.append(os.path.join(self.root, "downloads"))
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                     stderr=open(os.path.join(self.root, "rqbit.log"), "a"))
+
+    def api_up(self):
+        return request(self.port, "GET", "/torrents")[0] == 200
+
+    def add(self, torrent, data):
+        with open(torrent, "rb") as f:
+            body = f.read()
+        status, answer = request(self.port, "POST", f"/torrents?overwrite=true&output_folder={data}",
+                                 body, {"Content-Type": "application/x-bittorrent"}, timeout=600)
+        if status != 200:
+            raise RuntimeError(f"add {torrent}: {status} {answer[:200]}")
+
+    def complete(self, count):
+        torrents = json.loads(request(self.port, "GET", "/torrents?with_stats=true")[1])["torrents"]
+        self.checking_seen |= {t["info_hash"] for t in torrents
+                               if (t.get("stats") or {}).get("state") == "initializing"}
+        if len(torrents) == count and all((t.get("stats") or {}).get("finished") for t in torrents):
+            return torrents
+
+    def hashed_again(self, _listed):
+        return len(self.checking_seen)
+
+    list_path = "/torrents?with_stats=true"
+    headers = None
+
+
 def stop(proc, limit_s=60):
     proc.send_signal(signal.SIGTERM)
     try:
@@ -280,6 +328,9 @@ def main():
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--skip-qbittorrent", action="store_true")
+    parser.add_argument("--rqbit-bin", help="rqbit to compare with [default: rqbit on PATH, if any]")
+    parser.add_argument("--rqbit-fastresume", action="store_true",
+                        help="give rqbit --fastresume (off by default in rqbit 9)")
     parser.add_argument("--shoal-bin")
     parser.add_argument("--json")
     args = parser.parse_args()
@@ -291,13 +342,18 @@ def main():
         servers = [Shoal(shoal, os.path.join(root, "shoal"), free_port())]
         if not args.skip_qbittorrent and shutil.which("qbittorrent-nox"):
             servers.append(QBittorrent(os.path.join(root, "qbt"), free_port()))
+        rqbit = args.rqbit_bin or shutil.which("rqbit")
+        if rqbit:
+            servers.append(Rqbit(rqbit, os.path.join(root, "rqbit"), free_port(), args.rqbit_fastresume))
         for server in servers:
             os.makedirs(server.root, exist_ok=True)
             report[server.name] = measure(server, data, torrents, args)
             print(json.dumps({server.name: report[server.name]}), flush=True)
-        if "qbittorrent" in report:
-            s, q = report["shoal"], report["qbittorrent"]
-            report["ratios"] = {
+        for other in ("qbittorrent", "rqbit"):
+            if other not in report:
+                continue
+            s, q = report["shoal"], report[other]
+            report[f"ratios_{other}"] = {
                 "restart_ready": round(s["restart_ready_s"] / q["restart_ready_s"], 2),
                 "idle_rss": round(s["idle_rss_mib"] / q["idle_rss_mib"], 2),
                 "requests_per_s": round(s["api_load"]["requests_per_s"] / max(q["api_load"]["requests_per_s"], 0.1), 2),

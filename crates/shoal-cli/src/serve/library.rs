@@ -763,7 +763,14 @@ impl Library {
             return Ok(());
         }
         let kept = inner.entries.iter().filter(|e| e.origin == Origin::Added).map(Entry::saved);
-        store.save(kept.chain(inner.set_aside.iter().cloned()).collect())
+        let torrents: Vec<SavedTorrent> = kept.chain(inner.set_aside.iter().cloned()).collect();
+        // The write is synced: an async worker hands its other tasks on meanwhile.
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        match on_worker {
+            true => tokio::task::block_in_place(|| store.save(torrents)),
+            false => store.save(torrents),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! file's `stream_url`, and progress as Server-Sent Events. A torrent's id is its info hash
 //! in hex (its `number`, the Transmission RPC id, works too). Guarded by `access.rs`.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shoal::rate::MIN_RATE;
 use shoal::{Phase, TorrentSource};
@@ -73,12 +74,21 @@ impl IntoResponse for LibraryError {
 
 /// Every torrent of the library, with its state.
 async fn list(State(state): State<Arc<AppState>>) -> Response {
-    Json(list_json(&state)).into_response()
+    let body = list_json(&state);
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn list_json(state: &AppState) -> Value {
-    let torrents: Vec<Value> = state.library.entries().iter().map(|e| summary(state, e)).collect();
-    json!({ "torrents": torrents })
+/// `{"torrents": [...]}`, written straight from the entries (no copy of the library, no
+/// intermediate JSON tree: a listing is what clients poll).
+fn list_json(state: &AppState) -> String {
+    #[derive(Serialize)]
+    struct List<'a> {
+        torrents: Vec<Summary<'a>>,
+    }
+    state.library.with_entries(|entries| {
+        let torrents = entries.iter().map(|e| summary(state, e)).collect();
+        serde_json::to_string(&List { torrents }).unwrap_or_else(|_| "{\"torrents\":[]}".into())
+    })
 }
 
 /// One torrent by id, with its files.
@@ -393,26 +403,54 @@ async fn events(State(state): State<Arc<AppState>>) -> Response {
                 }
             }
             changes.borrow_and_update();
-            let event = Event::default().event("torrents").data(list_json(&state).to_string());
+            let event = Event::default().event("torrents").data(list_json(&state));
             Some((Ok::<_, Infallible>(event), (state, changes, false)))
         },
     );
     Sse::new(stream).keep_alive(KeepAlive::default()).into_response()
 }
 
-/// How a listing shows one torrent.
-fn summary(state: &AppState, entry: &Entry) -> Value {
+/// How a listing shows one torrent (the OpenAPI document's `Torrent`).
+#[derive(Serialize)]
+struct Summary<'a> {
+    id: String,
+    number: u32,
+    info_hash: String,
+    name: String,
+    length: Option<u64>,
+    shared: bool,
+    magnet: Option<String>,
+    app_url: Option<&'a str>,
+    dir: &'a std::path::Path,
+    state: &'static str,
+    error: Option<String>,
+    bytes_done: u64,
+    bytes_wanted: u64,
+    progress: f64,
+    pieces_have: u32,
+    pieces_total: usize,
+    uploaded: u64,
+    downloaded: u64,
+    upload_rate: u64,
+    download_rate: u64,
+    peers: usize,
+    peers_by_source: BTreeMap<&'static str, usize>,
+    peers_by_transport: BTreeMap<&'static str, usize>,
+    resumed: Option<bool>,
+    added_at: u64,
+    done_at: Option<u64>,
+}
+
+fn summary<'a>(state: &'a AppState, entry: &'a Entry) -> Summary<'a> {
     let snapshot = entry.snapshot();
-    let status = snapshot.status.as_ref();
-    let stats = status.map(|s| &s.stats);
     let total = entry.meta.as_ref().map(|m| m.info.total_length);
     let (wanted, done) = entry.wanted_and_done(&snapshot);
-    let (state_name, error) = match snapshot.state.clone() {
+    let (state_name, error) = match &snapshot.state {
         EntryState::Paused => ("paused", None),
         EntryState::Queued => ("queued", None),
-        EntryState::Failed(e) => ("failed", Some(e)),
-        EntryState::Running(Phase::Failed(e)) => ("failed", Some(e)),
-        EntryState::Running(phase) => (crate::output::phase_name(&phase), None),
+        EntryState::Failed(e) => ("failed", Some(e.clone())),
+        EntryState::Running(Phase::Failed(e)) => ("failed", Some(e.clone())),
+        EntryState::Running(phase) => (crate::output::phase_name(phase), None),
     };
     let shared = match entry.origin {
         Origin::Shared(index) => state.shared.get(index),
@@ -424,43 +462,49 @@ fn summary(state: &AppState, entry: &Entry) -> Value {
         (None, Some(meta), None) => Some(meta.to_magnet().to_uri()),
         (None, None, None) => None,
     };
-    json!({
-        "id": entry.info_hash.to_hex(),
-        "number": entry.id,
-        "info_hash": entry.info_hash.to_hex(),
-        "name": entry.name(),
-        "length": total,
-        "shared": shared.is_some(),
-        "magnet": magnet,
-        "app_url": shared.map(|s| s.app_url.clone()),
-        "dir": entry.dir,
-        "state": state_name,
-        "error": error,
-        "bytes_done": done,
-        "bytes_wanted": wanted,
-        "progress": match (total, wanted) {
+    let (uploaded, downloaded) = (snapshot.uploaded, snapshot.downloaded);
+    let status = snapshot.status;
+    let stats = status.as_ref().map(|s| &s.stats);
+    Summary {
+        id: entry.info_hash.to_hex(),
+        number: entry.id,
+        info_hash: entry.info_hash.to_hex(),
+        name: entry.name(),
+        length: total,
+        shared: shared.is_some(),
+        magnet,
+        app_url: shared.map(|s| s.app_url.as_str()),
+        dir: &entry.dir,
+        state: state_name,
+        error,
+        bytes_done: done,
+        bytes_wanted: wanted,
+        progress: match (total, wanted) {
             (None, _) => 0.0,
             (Some(_), 0) => 1.0,
             (Some(_), wanted) => done as f64 / wanted as f64,
         },
-        "pieces_have": stats.map_or(0, |s| s.pieces_have),
-        "pieces_total": entry.meta.as_ref().map_or(0, |m| m.info.piece_hashes.len()),
-        "uploaded": snapshot.uploaded,
-        "downloaded": snapshot.downloaded,
-        "upload_rate": stats.map_or(0, |s| s.upload_rate),
-        "download_rate": stats.map_or(0, |s| s.download_rate),
-        "peers": stats.map_or(0, |s| s.peers),
-        "peers_by_source": stats.map(|s| s.peers_by_source.clone()).unwrap_or_default(),
-        "peers_by_transport": status.map(|s| s.peers_by_transport.clone()).unwrap_or_default(),
-        "resumed": status.and_then(|s| s.resumed),
-        "added_at": entry.added_at,
-        "done_at": entry.done_at,
-    })
+        pieces_have: stats.map_or(0, |s| s.pieces_have),
+        pieces_total: entry.meta.as_ref().map_or(0, |m| m.info.piece_hashes.len()),
+        uploaded,
+        downloaded,
+        upload_rate: stats.map_or(0, |s| s.upload_rate),
+        download_rate: stats.map_or(0, |s| s.download_rate),
+        peers: stats.map_or(0, |s| s.peers),
+        resumed: status.as_ref().and_then(|s| s.resumed),
+        peers_by_source: status
+            .as_ref()
+            .map(|s| s.stats.peers_by_source.clone())
+            .unwrap_or_default(),
+        peers_by_transport: status.map(|s| s.peers_by_transport).unwrap_or_default(),
+        added_at: entry.added_at,
+        done_at: entry.done_at,
+    }
 }
 
 /// A torrent with its files.
 fn detail(state: &AppState, entry: &Entry, base: &str) -> Value {
-    let mut torrent = summary(state, entry);
+    let mut torrent = serde_json::to_value(summary(state, entry)).unwrap_or_default();
     let shared = match entry.origin {
         Origin::Shared(index) => state.shared.get(index),
         Origin::Added => None,

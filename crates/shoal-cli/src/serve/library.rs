@@ -421,6 +421,11 @@ impl Library {
         self.lock().entries.clone()
     }
 
+    /// `f` of every entry, without copying them (the library waits for `f`: keep it short).
+    pub fn with_entries<R>(&self, f: impl FnOnce(&[Entry]) -> R) -> R {
+        f(&self.lock().entries)
+    }
+
     /// The entry named by `id`: its info hash in hex (as the API names it) or its number (as
     /// Transmission RPC does).
     pub fn find(&self, id: &str) -> Result<Entry, LibraryError> {

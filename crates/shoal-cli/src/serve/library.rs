@@ -735,7 +735,9 @@ impl Library {
                 _ = ticks.tick() => {
                     // It may write the library (a synced file): not on an async worker.
                     let library = self.clone();
-                    let _ = tokio::task::spawn_blocking(move || library.tick()).await;
+                    if let Err(e) = tokio::task::spawn_blocking(move || library.tick()).await {
+                        tracing::error!("the library's tick failed: {e}");
+                    }
                 }
                 _ = stop.changed() => return,
             }
@@ -875,4 +877,36 @@ fn normalise_selection(
         None => {}
     }
     Ok(only)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tick saves on a blocking thread and an API change on an async worker, both through
+    /// `block_in_place`: neither may panic (a panicking tick would be lost silently).
+    #[test]
+    fn saves_may_block_on_workers_and_on_blocking_threads() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let on_blocking = tokio::task::spawn_blocking(|| {
+                tokio::task::block_in_place(|| 1) + tokio::task::block_in_place(|| 1)
+            });
+            assert_eq!(on_blocking.await.expect("no panic on a blocking thread"), 2);
+            let on_worker = tokio::spawn(async { tokio::task::block_in_place(|| 3) });
+            assert_eq!(on_worker.await.expect("no panic on a worker"), 3);
+        });
+    }
+
+    #[test]
+    fn selections_are_sorted_unique_and_bounded() {
+        assert_eq!(normalise_selection(None, vec![3, 1, 3, 0]).ok(), Some(vec![0, 1, 3]));
+        let too_many: Vec<usize> = (0..=shoal_proto::metainfo::MAX_FILES).collect();
+        assert!(normalise_selection(None, too_many).is_err());
+        assert_eq!(selection_mask(Some(&[2, 0, 9]), 3), vec![true, false, true]);
+        assert_eq!(selection_mask(None, 2), vec![true, true]);
+    }
 }

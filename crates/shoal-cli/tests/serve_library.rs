@@ -199,9 +199,10 @@ fn wait_torrent(base: &str, id: &str, what: &str, ready: impl Fn(&Value) -> bool
     }
 }
 
-/// `POST /api/torrents` with a magnet whose only peer is a rate-limited libtorrent seeder;
-/// its `stream_url` answers a Range mid-download; `kill -9` in the middle; the restarted
-/// server lists it, resumes and completes, and the seeder sent little more than the payload.
+/// `POST /api/torrents` with a magnet whose only peer is a rate-limited libtorrent seeder of
+/// 200 MiB; its `stream_url` answers a Range mid-download; `kill -9` in the middle; the
+/// restarted server lists it, resumes and completes, and the seeder sent at most 10 % more
+/// than the payload.
 /// Bad inputs get 400, 404, 409, 415 and add nothing; DELETE with `delete_data` removes the
 /// files.
 #[test]
@@ -212,7 +213,8 @@ fn the_api_adds_a_magnet_that_streams_and_survives_kill_9() {
     let dir = shoal_testkit::tempfile::tempdir().expect("temp dir");
     let (state, downloads) = (dir.path().join("state"), dir.path().join("downloads"));
     let server = serve("serve", &state, &downloads, &[]);
-    let swarm = Swarm::new(24 << 20, &server.tracker, 4 << 20, 11);
+    // 200 MiB at 32 MiB/s: a "middle" of a few seconds to kill the server in.
+    let swarm = Swarm::new(200 << 20, &server.tracker, 32 << 20, 11);
     let hash = swarm.torrent.info_hash.clone();
     let magnet = format!("magnet:?xt=urn:btih:{hash}&dn=show&x.pe={}", swarm.seed.addr());
     let base = server.base.clone();

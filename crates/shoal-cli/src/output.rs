@@ -60,7 +60,12 @@ impl<T, E: Error + Send + Sync + 'static> Context<T> for Result<T, E> {
 
 /// `shoal: message: cause: cause...` on one line.
 pub fn format_error(error: &CliError) -> String {
-    let mut line = format!("shoal: {error}");
+    format!("shoal: {}", error_chain(error))
+}
+
+/// An error and its causes on one line, `outer: inner: ...` (for answers to API clients too).
+pub fn error_chain(error: &dyn Error) -> String {
+    let mut line = error.to_string();
     let mut cause = error.source();
     while let Some(e) = cause {
         line.push_str(": ");

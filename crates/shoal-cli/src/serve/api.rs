@@ -20,8 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use shoal::rate::MIN_RATE;
 use shoal::{Phase, TorrentSource};
-use shoal_proto::magnet::Magnet;
-use shoal_proto::metainfo::{Metainfo, MAX_METAINFO_BYTES};
+use shoal_proto::metainfo::Metainfo;
 
 use super::library::{Entry, FilesChange, LibraryError, NewTorrent, Origin, State as EntryState};
 use super::AppState;
@@ -201,28 +200,26 @@ pub fn parse_torrent(bytes: &[u8]) -> Result<Metainfo, LibraryError> {
 }
 
 /// What a source string names: a magnet, a bare info hash (40 hex or 32 base32 digits), or
-/// an http(s) URL of a .torrent (fetched, bounded). Paths on the server's disk are not
-/// accepted: a client names what it has, not what the server can read.
+/// an http(s) URL of a .torrent (fetched, bounded), read as the command line reads them
+/// (`transfer::resolve_source`). Paths on the server's disk are not accepted: a client names
+/// what it has, not what the server can read.
 pub async fn resolve_source(input: &str) -> Result<TorrentSource, LibraryError> {
     let input = input.trim();
-    let bad = |message: String| LibraryError::BadInput(message);
-    if input.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("magnet:")) {
-        let magnet = Magnet::parse(input).map_err(|e| bad(format!("invalid magnet: {e}")))?;
-        return Ok(TorrentSource::Magnet(magnet));
-    }
-    if input.starts_with("http://") || input.starts_with("https://") {
-        let bytes = shoal::fetch::fetch_url(input, MAX_METAINFO_BYTES as u64)
-            .await
-            .map_err(|e| bad(format!("cannot fetch {input}: {e}")))?;
-        return Ok(TorrentSource::Metainfo(Box::new(parse_torrent(&bytes)?)));
-    }
-    if input.len() == 40 || input.len() == 32 {
-        let magnet = format!("magnet:?xt=urn:btih:{input}");
-        if let Ok(magnet) = Magnet::parse(&magnet) {
-            return Ok(TorrentSource::Magnet(magnet));
-        }
-    }
-    Err(bad(format!("{input:?} is not a magnet, an info hash or an http(s) URL of a .torrent")))
+    let scheme = |s: &str| input.get(..s.len()).is_some_and(|p| p.eq_ignore_ascii_case(s));
+    let bare_hash =
+        matches!(input.len(), 32 | 40) && input.bytes().all(|b| b.is_ascii_alphanumeric());
+    let named = if scheme("magnet:") || scheme("http://") || scheme("https://") {
+        input.to_owned()
+    } else if bare_hash {
+        format!("magnet:?xt=urn:btih:{input}")
+    } else {
+        return Err(LibraryError::BadInput(format!(
+            "{input:?} is not a magnet, an info hash or an http(s) URL of a .torrent"
+        )));
+    };
+    crate::transfer::resolve_source(&named)
+        .await
+        .map_err(|e| LibraryError::BadInput(crate::output::error_chain(&e)))
 }
 
 /// `DELETE /api/torrents/{id}?delete_data=true`: forgets the torrent (and its files).
